@@ -1,0 +1,88 @@
+"""The normalised option-contract record: one contract's state as a venue last reported it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+OPTION_CONTRACT_SCHEMA = "md.option/1"
+
+
+class OptionRight(StrEnum):
+    CALL = "C"
+    PUT = "P"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionContract:
+    """One option contract, normalised.
+
+    Units: prices are per 1 unit of underlying in ``premium_currency``; greeks are per
+    1 unit of underlying (gamma per 1 unit of underlying price), so that the dollar GEX
+    of a position is ``contracts × multiplier × gamma × S² × 0.01``.
+    """
+
+    venue: str  # "deribit", "cboe", "cme"
+    underlying: str  # Redis {underlying}: "BTC", "SPX" (SPX and SPXW together), "ES"
+    instrument: str  # venue instrument id: "BTC-27DEC24-60000-C", "SPXW240119C04700000"
+    root: str  # product root: "BTC", "SPX" (AM-settled), "SPXW" (PM-settled)
+    expiry_ns: int  # settlement instant, ns since the epoch, UTC
+    strike: Decimal  # exact strike in the underlying's price currency
+    right: OptionRight
+    multiplier: float  # units of underlying per contract: SPX 100, ES 50, Deribit 1
+    open_interest: float  # contracts (Deribit: coins, contract size 1 coin)
+    iv: float | None  # implied vol as a fraction (0.65 = 65 %), None if the venue has none
+    underlying_price: float  # price the venue quotes this expiry against (Deribit: forward)
+    index_price: float | None  # spot/index at that moment; forward basis = underlying_price / index
+    ts_event_ns: int  # venue event time, ns since the epoch
+    ts_recv_ns: int  # local receive time, ns since the epoch
+    bid: float | None = None  # premium per unit of underlying, in premium_currency
+    ask: float | None = None
+    mark: float | None = None
+    premium_currency: str = "USD"  # Deribit inverse options: "BTC" / "ETH"
+    gamma: float | None = None  # venue-published gamma per 1 unit of underlying price
+    delta: float | None = None
+    vega: float | None = None
+    theta: float | None = None
+
+    @property
+    def is_call(self) -> bool:
+        return self.right is OptionRight.CALL
+
+    @property
+    def spot(self) -> float:
+        """The spot/index price, falling back to the quoted underlying price."""
+        return self.index_price if self.index_price is not None else self.underlying_price
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema": OPTION_CONTRACT_SCHEMA}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, OptionRight):
+                value = value.value
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptionContract:
+        fields = {k: v for k, v in data.items() if k != "schema"}
+        unknown = set(fields) - set(cls.__slots__)
+        if unknown:
+            raise ValueError(f"unknown OptionContract fields: {sorted(unknown)}")
+        fields["strike"] = Decimal(fields["strike"])
+        fields["right"] = OptionRight(fields["right"])
+        return cls(**fields)
+
+
+def encode_contract(contract: OptionContract) -> bytes:
+    return orjson.dumps(contract.to_dict())
+
+
+def decode_contract(raw: bytes | str) -> OptionContract:
+    return OptionContract.from_dict(orjson.loads(raw))

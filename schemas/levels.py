@@ -1,0 +1,122 @@
+"""The levels object of DESIGN §2.2: what `levels --json` prints and Redis `regime:levels:*` holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+UNITS = "usd_per_1pct"
+BUCKETS = ("all", "0dte", "front")
+REGIMES = ("positive", "negative", "transition")
+LEVEL_KEYS = (
+    "net_gex",
+    "zero_gamma",
+    "zero_gamma_crossings",
+    "call_wall",
+    "put_wall",
+    "abs_gamma_strike",
+    "regime",
+    "contracts_used",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLevels:
+    """Levels of one expiry bucket. Prices in the underlying's currency, GEX in USD per 1 % move."""
+
+    net_gex: float
+    zero_gamma: float | None  # root of the gamma profile nearest spot, None if none in range
+    zero_gamma_crossings: tuple[float, ...]  # every root in the profile's range, ascending
+    call_wall: float | None
+    put_wall: float | None
+    abs_gamma_strike: float | None
+    regime: str | None  # "positive" | "negative" | "transition"; None for an empty bucket
+    contracts_used: int
+    expiries: tuple[str, ...] = ()  # ISO settlement instants of the expiries in the bucket
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "net_gex": self.net_gex,
+            "zero_gamma": self.zero_gamma,
+            "zero_gamma_crossings": list(self.zero_gamma_crossings),
+            "call_wall": self.call_wall,
+            "put_wall": self.put_wall,
+            "abs_gamma_strike": self.abs_gamma_strike,
+            "regime": self.regime,
+            "contracts_used": self.contracts_used,
+            "expiries": list(self.expiries),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BucketLevels:
+        return cls(
+            net_gex=float(data["net_gex"]),
+            zero_gamma=data["zero_gamma"],
+            zero_gamma_crossings=tuple(data["zero_gamma_crossings"]),
+            call_wall=data["call_wall"],
+            put_wall=data["put_wall"],
+            abs_gamma_strike=data["abs_gamma_strike"],
+            regime=data["regime"],
+            contracts_used=int(data["contracts_used"]),
+            expiries=tuple(data.get("expiries", ())),
+        )
+
+
+def format_asof(asof_ns: int) -> str:
+    """ISO-8601 UTC with a Z suffix, to the second when whole, else to the microsecond."""
+    moment = datetime.fromtimestamp(asof_ns / 1e9, tz=UTC)
+    if asof_ns % 1_000_000_000 == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """Levels of one underlying at one instant, for every bucket; top-level keys mirror `all`."""
+
+    underlying: str
+    spot: float
+    asof_ns: int
+    model: str
+    preset: str | None
+    gamma_source: str  # "iv" (re-priced from implied vol) or "venue" (published gamma)
+    buckets: dict[str, BucketLevels] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "underlying": self.underlying,
+            "spot": self.spot,
+            "asof": format_asof(self.asof_ns),
+            "asof_ns": self.asof_ns,
+            "model": self.model,
+            "preset": self.preset,
+            "units": UNITS,
+            "gamma_source": self.gamma_source,
+        }
+        top = self.buckets["all"].to_dict()
+        out.update({key: top[key] for key in LEVEL_KEYS})
+        out["buckets"] = {name: bucket.to_dict() for name, bucket in self.buckets.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Levels:
+        return cls(
+            underlying=data["underlying"],
+            spot=float(data["spot"]),
+            asof_ns=int(data["asof_ns"]),
+            model=data["model"],
+            preset=data["preset"],
+            gamma_source=data["gamma_source"],
+            buckets={k: BucketLevels.from_dict(v) for k, v in data["buckets"].items()},
+        )
+
+
+def encode_levels(levels: Levels) -> bytes:
+    return orjson.dumps(levels.to_dict())
+
+
+def decode_levels(raw: bytes | str) -> Levels:
+    return Levels.from_dict(orjson.loads(raw))
