@@ -1,4 +1,4 @@
-"""A complete option-chain snapshot of one underlying: what a chain file or a polled venue yields."""
+"""A complete option-chain snapshot of one underlying, from a chain file or a polled venue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The levels object of DESIGN §2.2: what `levels --json` prints and Redis `regime:levels:*` holds."""
+"""The levels object of DESIGN §2.2: what `levels --json` prints, `regime:levels:*` holds."""
 
 from __future__ import annotations
 
@@ -84,6 +84,20 @@ class Levels:
     preset: str | None
     gamma_source: str  # "iv" (re-priced from implied vol) or "venue" (published gamma)
     buckets: dict[str, BucketLevels] = field(default_factory=dict)
+
+    @property
+    def all(self) -> BucketLevels:
+        """The `all`-expiries bucket, which the top-level level keys describe."""
+        return self.buckets["all"]
+
+    net_gex = property(lambda self: self.all.net_gex)
+    zero_gamma = property(lambda self: self.all.zero_gamma)
+    zero_gamma_crossings = property(lambda self: self.all.zero_gamma_crossings)
+    call_wall = property(lambda self: self.all.call_wall)
+    put_wall = property(lambda self: self.all.put_wall)
+    abs_gamma_strike = property(lambda self: self.all.abs_gamma_strike)
+    regime = property(lambda self: self.all.regime)
+    contracts_used = property(lambda self: self.all.contracts_used)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -1,0 +1,1 @@
+"""The gamma engine: per-underlying dealer-gamma state, numba kernels, levels, CLI."""

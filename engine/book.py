@@ -1,0 +1,347 @@
+"""Dealer-gamma state of one underlying: contract slots in preallocated arrays, bucket profiles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from decimal import Decimal
+
+import numpy as np
+
+from engine import kernels as k
+from engine.calendar import TIME_MODELS, session_end_ns
+from engine.config import LevelsConfig
+from engine.models import dealer_position
+from schemas.chain import ChainSnapshot
+from schemas.contracts import OptionContract
+
+BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
+BUCKET_ROWS = {"all": 0, "0dte": 1, "front": 2}
+
+
+class GammaBook:
+    """Contracts of one underlying as slots; the gamma profile of each bucket kept current.
+
+    Slots are rows of ``slot_f`` / ``slot_i`` (see :mod:`engine.kernels`), reused after a
+    contract is removed; the arrays grow by doubling, so steady-state updates never allocate.
+    Times to expiry are fixed at the reference time ``t_ref_ns`` until :meth:`advance_time`.
+    """
+
+    def __init__(
+        self,
+        underlying: str,
+        venue: str,
+        config: LevelsConfig,
+        spot: float,
+        t_ref_ns: int,
+        capacity: int = 1024,
+    ) -> None:
+        if not (spot > 0 and math.isfinite(spot)):
+            raise ValueError(f"spot must be a positive number, got {spot!r}")
+        self.underlying = underlying
+        self.venue = venue
+        self.config = config
+        self.spot = float(spot)
+        self.t_ref_ns = int(t_ref_ns)
+        self.ts_event_ns = int(t_ref_ns)
+        self._tau_of = TIME_MODELS[config.time_model]
+        self._call_sign_model = config.model
+        capacity = max(int(capacity), 8)
+        self.slot_f = np.zeros((k.N_SLOT_F, capacity))
+        self.slot_i = np.zeros((k.N_SLOT_I, capacity), dtype=np.int64)
+        self.slot_expiry_ns = np.zeros(capacity, dtype=np.int64)
+        self.slot_instrument: list[str | None] = [None] * capacity
+        self.instrument_slot: dict[str, int] = {}
+        self._free: list[int] = []
+        self.n_slots = 0  # high-water mark: slots [0, n_slots) have been used
+        self.strike_index: dict[Decimal, int] = {}
+        self.strike_values = np.zeros(256)
+        self.call_by_strike = np.zeros(256)
+        self.put_by_strike = np.zeros(256)
+        self.expiry_index: dict[int, int] = {}
+        self.front_expiry_ns: int | None = None
+        self._buckets_dirty = False
+        self.session_end_ns = session_end_ns(venue, self.t_ref_ns)
+        self.profile = np.zeros((k.N_BUCKETS, config.grid_points))
+        self._set_grid(self.spot)
+        self._batch = _QuoteBatch(64)
+
+    # ------------------------------------------------------------ grid
+
+    def _set_grid(self, center: float) -> None:
+        cfg = self.config
+        self.grid_center = center
+        if cfg.grid_spacing == "log":
+            self.log_step = (math.log(cfg.grid_high) - math.log(cfg.grid_low)) / (
+                cfg.grid_points - 1
+            )
+            self.log_s = math.log(center * cfg.grid_low) + self.log_step * np.arange(
+                cfg.grid_points
+            )
+            self.grid_spots = np.exp(self.log_s)
+        else:
+            self.log_step = 0.0
+            self.grid_spots = np.linspace(
+                cfg.grid_low * center, cfg.grid_high * center, cfg.grid_points
+            )
+            self.log_s = np.log(self.grid_spots)
+
+    def grid_needs_recentre(self, spot: float) -> bool:
+        half_span = 0.5 * (self.grid_spots[-1] - self.grid_spots[0])
+        return abs(spot - self.grid_center) > self.config.recenter_fraction * half_span
+
+    # ------------------------------------------------------------ contracts
+
+    def _position(self, contract: OptionContract) -> float:
+        return dealer_position(self._call_sign_model, contract.is_call, contract.open_interest)
+
+    def _basis(self, contract: OptionContract) -> float:
+        if not self.config.use_forwards or not contract.index_price:
+            return 1.0
+        return contract.underlying_price / contract.index_price
+
+    def _allocate(self, contract: OptionContract) -> int:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self.n_slots == self.slot_f.shape[1]:
+                self._grow_slots()
+            slot = self.n_slots
+            self.n_slots += 1
+        strike_idx = self.strike_index.get(contract.strike)
+        if strike_idx is None:
+            strike_idx = len(self.strike_index)
+            if strike_idx == self.strike_values.shape[0]:
+                self._grow_strikes()
+            self.strike_index[contract.strike] = strike_idx
+            self.strike_values[strike_idx] = float(contract.strike)
+        expiry = int(contract.expiry_ns)
+        new_front = expiry > self.t_ref_ns and (
+            self.front_expiry_ns is None or expiry < self.front_expiry_ns
+        )
+        expiry_idx = self.expiry_index.setdefault(expiry, len(self.expiry_index))
+        f, i = self.slot_f, self.slot_i
+        f[:, slot] = math.nan
+        f[k.F_STRIKE, slot] = float(contract.strike)
+        f[k.F_MULTIPLIER, slot] = contract.multiplier
+        f[k.F_TAU, slot] = math.nan  # set for all new slots of a batch at once, see upsert
+        i[:, slot] = 0
+        i[k.I_STATE, slot] = k.SLOT_PRESENT
+        i[k.I_IS_CALL, slot] = 1 if contract.is_call else 0
+        i[k.I_STRIKE_IDX, slot] = strike_idx
+        i[k.I_EXPIRY_IDX, slot] = expiry_idx
+        self.slot_expiry_ns[slot] = expiry
+        i[k.I_BUCKETS, slot] = self._buckets_of(expiry)
+        self.slot_instrument[slot] = contract.instrument
+        self.instrument_slot[contract.instrument] = slot
+        if new_front:
+            # A nearer expiry changes the front bucket of every slot: redone after the batch.
+            self.front_expiry_ns = expiry
+            self._buckets_dirty = True
+        return slot
+
+    def _buckets_of(self, expiry_ns: int) -> int:
+        if expiry_ns <= self.t_ref_ns:
+            return 0
+        bits = k.BUCKET_ALL
+        if expiry_ns <= self.session_end_ns:
+            bits |= k.BUCKET_0DTE
+        if expiry_ns == self.front_expiry_ns:
+            bits |= k.BUCKET_FRONT
+        return bits
+
+    def _grow_slots(self) -> None:
+        cap = self.slot_f.shape[1] * 2
+        self.slot_f = _grown(self.slot_f, cap)
+        self.slot_i = _grown(self.slot_i, cap)
+        self.slot_expiry_ns = np.concatenate(
+            [self.slot_expiry_ns, np.zeros(cap - self.slot_expiry_ns.shape[0], dtype=np.int64)]
+        )
+        self.slot_instrument.extend([None] * (cap - len(self.slot_instrument)))
+
+    def _grow_strikes(self) -> None:
+        n = self.strike_values.shape[0] * 2
+        self.strike_values = np.concatenate([self.strike_values, np.zeros(n // 2)])
+        self.call_by_strike = np.zeros(n)
+        self.put_by_strike = np.zeros(n)
+
+    def upsert(self, contracts: Iterable[OptionContract]) -> int:
+        """Add new contracts and apply quote updates to known ones, in kernel batches.
+
+        Returns the number of contracts applied.
+        """
+        contracts = list(contracts)
+        new_slots = []
+        slots = []
+        for contract in contracts:
+            if contract.underlying != self.underlying:
+                raise ValueError(
+                    f"{contract.instrument} belongs to {contract.underlying}, not {self.underlying}"
+                )
+            slot = self.instrument_slot.get(contract.instrument)
+            if slot is None:
+                slot = self._allocate(contract)
+                new_slots.append(slot)
+            slots.append(slot)
+        if new_slots:
+            new = np.array(new_slots, dtype=np.int64)
+            self.slot_f[k.F_TAU, new] = self._tau_of(self.slot_expiry_ns[new], self.t_ref_ns)
+        batch = self._batch
+        batch.clear()
+        for slot, contract in zip(slots, contracts, strict=True):
+            if batch.full():
+                self._flush(batch)
+            batch.add(
+                slot,
+                contract.iv if contract.iv is not None else math.nan,
+                self._position(contract),
+                self._basis(contract),
+                contract.gamma if contract.gamma is not None else math.nan,
+            )
+            self.ts_event_ns = max(self.ts_event_ns, contract.ts_event_ns)
+        self._flush(batch)
+        if self._buckets_dirty:
+            self._refresh_buckets_and_rebuild()
+        return len(contracts)
+
+    def _flush(self, batch: _QuoteBatch) -> None:
+        n = batch.size
+        if n == 0:
+            return
+        k.apply_quotes(
+            self.profile,
+            self.log_s,
+            self.log_step,
+            self.slot_f,
+            self.slot_i,
+            batch.slots[:n],
+            batch.iv[:n],
+            batch.position[:n],
+            batch.basis[:n],
+            batch.venue_gamma[:n],
+        )
+        batch.size = 0
+
+    def remove(self, instrument: str) -> bool:
+        """Drop a contract (delisted or gone from a snapshot); True if it was known."""
+        slot = self.instrument_slot.pop(instrument, None)
+        if slot is None:
+            return False
+        k.retract_slots(
+            self.profile,
+            self.log_s,
+            self.log_step,
+            self.slot_f,
+            self.slot_i,
+            np.array([slot], dtype=np.int64),
+        )
+        self.slot_i[:, slot] = 0
+        self.slot_f[:, slot] = 0.0
+        self.slot_expiry_ns[slot] = 0
+        self.slot_instrument[slot] = None
+        self._free.append(slot)
+        return True
+
+    def load(self, snapshot: ChainSnapshot) -> None:
+        """Fill an empty book from a complete chain snapshot."""
+        self.upsert(snapshot.contracts)
+
+    # ------------------------------------------------------------ time and spot
+
+    def set_spot(self, spot: float, ts_event_ns: int | None = None) -> None:
+        """Move spot; re-centres the grid (and rebuilds) when spot leaves the grid's centre."""
+        if not (spot > 0 and math.isfinite(spot)):
+            raise ValueError(f"spot must be a positive number, got {spot!r}")
+        self.spot = float(spot)
+        if ts_event_ns is not None:
+            self.ts_event_ns = max(self.ts_event_ns, int(ts_event_ns))
+        if self.grid_needs_recentre(self.spot):
+            self._set_grid(self.spot)
+            self.rebuild()
+
+    def advance_time(self, t_ref_ns: int, drop_expired: bool = True) -> list[str]:
+        """Move the reference time: re-derive every T, the buckets and the profile.
+
+        Returns the instruments that have settled (removed when ``drop_expired``).
+        """
+        self.t_ref_ns = int(t_ref_ns)
+        self.session_end_ns = session_end_ns(self.venue, self.t_ref_ns)
+        n = self.n_slots
+        present = self.slot_i[k.I_STATE, :n] == k.SLOT_PRESENT
+        settled_slots = np.flatnonzero(present & (self.slot_expiry_ns[:n] <= self.t_ref_ns))
+        settled = [self.slot_instrument[s] for s in settled_slots]
+        if drop_expired:
+            for instrument in settled:
+                self.remove(instrument)
+        self._refresh_buckets_and_rebuild()
+        return settled
+
+    def _refresh_buckets_and_rebuild(self) -> None:
+        self._buckets_dirty = False
+        n = self.n_slots
+        present = self.slot_i[k.I_STATE, :n] == k.SLOT_PRESENT
+        expiries = self.slot_expiry_ns[:n]
+        if n:
+            self.slot_f[k.F_TAU, :n] = np.where(present, self._tau_of(expiries, self.t_ref_ns), 0.0)
+        alive = present & (expiries > self.t_ref_ns)
+        self.front_expiry_ns = int(expiries[alive].min()) if alive.any() else None
+        bits = np.where(alive, k.BUCKET_ALL, 0)
+        bits |= np.where(alive & (expiries <= self.session_end_ns), k.BUCKET_0DTE, 0)
+        if self.front_expiry_ns is not None:
+            bits |= np.where(alive & (expiries == self.front_expiry_ns), k.BUCKET_FRONT, 0)
+        self.slot_i[k.I_BUCKETS, :n] = bits
+        self.rebuild()
+
+    def rebuild(self) -> int:
+        """Full rebuild of every bucket's profile (also bounds floating-point drift)."""
+        return k.rebuild_profile(
+            self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i, self.n_slots
+        )
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def n_contracts(self) -> int:
+        return len(self.instrument_slot)
+
+    @property
+    def n_strikes(self) -> int:
+        return len(self.strike_index)
+
+    def bucket_expiries(self, bucket: str) -> list[int]:
+        n = self.n_slots
+        mask = (self.slot_i[k.I_BUCKETS, :n] & BUCKET_BITS[bucket]) != 0
+        return sorted({int(e) for e in self.slot_expiry_ns[:n][mask]})
+
+
+class _QuoteBatch:
+    """Preallocated arrays that carry one batch of quote updates into the kernel."""
+
+    def __init__(self, capacity: int) -> None:
+        self.slots = np.zeros(capacity, dtype=np.int64)
+        self.iv = np.zeros(capacity)
+        self.position = np.zeros(capacity)
+        self.basis = np.zeros(capacity)
+        self.venue_gamma = np.zeros(capacity)
+        self.size = 0
+
+    def clear(self) -> None:
+        self.size = 0
+
+    def full(self) -> bool:
+        return self.size == self.slots.shape[0]
+
+    def add(self, slot: int, iv: float, position: float, basis: float, gamma: float) -> None:
+        j = self.size
+        self.slots[j] = slot
+        self.iv[j] = iv
+        self.position[j] = position
+        self.basis[j] = basis
+        self.venue_gamma[j] = gamma
+        self.size = j + 1
+
+
+def _grown(array: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.zeros((array.shape[0], capacity), dtype=array.dtype)
+    out[:, : array.shape[1]] = array
+    return out

@@ -1,0 +1,445 @@
+"""numba kernels: greeks, the dealer gamma profile over a spot grid, GEX at spot, walls, roots.
+
+Kernels take only numpy arrays and scalars and never allocate per call on the hot paths.
+Per-contract state is a structure of arrays: ``slot_f[FIELD, slot]`` (float64) and
+``slot_i[FIELD, slot]`` (int64), field indices below. The slow, obvious reference that the
+tests compare every kernel against is ``tests/reference.py``.
+
+Gamma convention (DESIGN §2.1): Black-76 on the contract's forward ``F = s × basis``
+(basis = forward / spot, 1 where the venue quotes spot), sticky-strike IV, r = 0. The GEX
+of one slot at hypothetical spot ``s`` is
+
+    position × multiplier × Γ_F(F) × F² × 0.01  =  weight × s × exp(-d1² / 2)
+
+with ``d1 = (ln s + a) × inv_sd``, ``a = ln(basis / K) + σ²T/2``, ``inv_sd = 1 / (σ√T)`` and
+``weight = position × multiplier × 0.01 × basis / (σ√T √(2π))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# Beyond |d1| = 9 the Gaussian factor is below 2.6e-18 of its peak: treated as exactly zero.
+D1_CUTOFF = 9.0
+
+# slot_f rows
+F_STRIKE = 0  # strike, underlying price currency
+F_TAU = 1  # time to settlement, years, as of the book's reference time
+F_IV = 2  # implied vol, fraction (NaN when unknown)
+F_BASIS = 3  # per-expiry forward / spot (1.0 when the venue quotes spot)
+F_POSITION = 4  # dealer position, contracts (signed: + dealer long)
+F_MULTIPLIER = 5  # units of underlying per contract
+F_VENUE_GAMMA = 6  # venue-published gamma per 1 unit of the quoted underlying (NaN if none)
+F_A = 7  # derived: ln(basis / K) + σ²T/2
+F_INV_SD = 8  # derived: 1 / (σ√T)
+F_WEIGHT = 9  # derived: position × multiplier × 0.01 × basis / (σ√T √(2π))
+N_SLOT_F = 10
+
+# slot_i rows
+I_STATE = 0  # SLOT_EMPTY, SLOT_PRESENT (listed, maybe expired or without IV)
+I_LIVE = 1  # 1 while the slot's contribution is inside the profile
+I_IS_CALL = 2
+I_STRIKE_IDX = 3  # index into the book's strike table
+I_EXPIRY_IDX = 4  # index into the book's expiry table
+I_BUCKETS = 5  # bucket membership bits wanted now (BUCKET_ALL | BUCKET_0DTE | BUCKET_FRONT)
+I_APPLIED = 6  # bucket bits the live contribution was added with
+N_SLOT_I = 7
+
+SLOT_EMPTY = 0
+SLOT_PRESENT = 1
+
+BUCKET_ALL = 1
+BUCKET_0DTE = 2
+BUCKET_FRONT = 4
+N_BUCKETS = 3
+
+
+# ---------------------------------------------------------------- scalar greeks
+
+
+@njit(cache=True)
+def norm_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@njit(cache=True)
+def _d1(x: float, strike: float, tau: float, sigma: float, carry: float) -> float:
+    return (math.log(x / strike) + (carry + 0.5 * sigma * sigma) * tau) / (sigma * math.sqrt(tau))
+
+
+@njit(cache=True)
+def _valid(x: float, strike: float, tau: float, sigma: float) -> bool:
+    return x > 0.0 and strike > 0.0 and tau > 0.0 and sigma > 0.0
+
+
+@njit(cache=True)
+def bsm_gamma(
+    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float
+) -> float:
+    """Gamma per 1 unit of ``x`` (generalised Black-Scholes-Merton; NaN when undefined).
+
+    Black-76 on a forward: ``carry = 0``; Black-Scholes on spot with dividend yield q:
+    ``carry = rate - q``.
+    """
+    if not _valid(x, strike, tau, sigma):
+        return math.nan
+    d1 = _d1(x, strike, tau, sigma, carry)
+    return (
+        math.exp((carry - rate) * tau)
+        * INV_SQRT_2PI
+        * math.exp(-0.5 * d1 * d1)
+        / (x * sigma * math.sqrt(tau))
+    )
+
+
+@njit(cache=True)
+def bsm_vanna(
+    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float
+) -> float:
+    """Vanna ∂Δ/∂σ (per 1.00 of vol, not per vol point); the same for calls and puts."""
+    if not _valid(x, strike, tau, sigma):
+        return math.nan
+    d1 = _d1(x, strike, tau, sigma, carry)
+    d2 = d1 - sigma * math.sqrt(tau)
+    return -math.exp((carry - rate) * tau) * INV_SQRT_2PI * math.exp(-0.5 * d1 * d1) * d2 / sigma
+
+
+@njit(cache=True)
+def bsm_charm(
+    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float, is_call: bool
+) -> float:
+    """Charm: the change of delta per year of calendar time passing (−∂Δ/∂τ)."""
+    if not _valid(x, strike, tau, sigma):
+        return math.nan
+    sd = sigma * math.sqrt(tau)
+    d1 = _d1(x, strike, tau, sigma, carry)
+    d2 = d1 - sd
+    pdf = INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+    common = pdf * (carry / sd - d2 / (2.0 * tau))
+    growth = math.exp((carry - rate) * tau)
+    if is_call:
+        return -growth * (common + (carry - rate) * norm_cdf(d1))
+    return -growth * (common - (carry - rate) * norm_cdf(-d1))
+
+
+@njit(cache=True)
+def bsm_gamma_into(x, strike, tau, sigma, rate, carry, out):
+    """Vectorised :func:`bsm_gamma` over equal-length arrays (``rate``/``carry`` scalars)."""
+    for i in range(out.shape[0]):
+        out[i] = bsm_gamma(x[i], strike[i], tau[i], sigma[i], rate, carry)
+
+
+# ---------------------------------------------------------------- slot parameters
+
+
+@njit(cache=True)
+def _refresh_params(slot_f, slot_i, i) -> bool:
+    """Derive a, inv_sd, weight of slot ``i`` from its raw fields; True when it can be priced."""
+    strike = slot_f[F_STRIKE, i]
+    tau = slot_f[F_TAU, i]
+    sigma = slot_f[F_IV, i]
+    basis = slot_f[F_BASIS, i]
+    ok = (
+        slot_i[I_STATE, i] == SLOT_PRESENT
+        and strike > 0.0
+        and tau > 0.0
+        and sigma > 0.0
+        and basis > 0.0
+        and math.isfinite(sigma)
+        and math.isfinite(slot_f[F_POSITION, i])
+    )
+    if not ok:
+        return False
+    sd = sigma * math.sqrt(tau)
+    slot_f[F_A, i] = math.log(basis / strike) + 0.5 * sd * sd
+    slot_f[F_INV_SD, i] = 1.0 / sd
+    slot_f[F_WEIGHT, i] = (
+        slot_f[F_POSITION, i] * slot_f[F_MULTIPLIER, i] * 0.01 * basis * INV_SQRT_2PI / sd
+    )
+    return True
+
+
+# ---------------------------------------------------------------- the gamma profile
+
+
+@njit(cache=True)
+def _accumulate(row, log_s, log_step, a, inv_sd, weight, sign):
+    """Add ``sign × weight × s_g × exp(-d_g²/2)`` to ``row[g]`` for every grid point.
+
+    On a log-uniform grid (``log_step > 0``) the Gaussian is walked outward from its peak by a
+    two-multiply recurrence instead of one ``exp`` per point; points with |d1| beyond the
+    cutoff are skipped. Otherwise (``log_step == 0``) every point is evaluated directly.
+    """
+    scaled = sign * weight
+    if scaled == 0.0:
+        return
+    n = row.shape[0]
+    if log_step <= 0.0:
+        for g in range(n):
+            d = (log_s[g] + a) * inv_sd
+            row[g] += scaled * math.exp(log_s[g] - 0.5 * d * d)
+        return
+    delta = log_step * inv_sd
+    d_first = (log_s[0] + a) * inv_sd
+    lo_f = math.ceil((-D1_CUTOFF - d_first) / delta)
+    hi_f = math.floor((D1_CUTOFF - d_first) / delta)
+    if hi_f < 0.0 or lo_f > n - 1.0:
+        return
+    g_lo = max(0, int(lo_f))
+    g_hi = min(n - 1, int(hi_f))
+    g_peak = min(max(int(-d_first / delta + 0.5), g_lo), g_hi)  # clamped: rounding is moot
+    d = d_first + g_peak * delta
+    value = scaled * math.exp(log_s[g_peak] - 0.5 * d * d)
+    row[g_peak] += value
+    shrink = math.exp(-delta * delta)
+    ratio = math.exp(log_step - d * delta - 0.5 * delta * delta)
+    up = value
+    for g in range(g_peak + 1, g_hi + 1):
+        up *= ratio
+        ratio *= shrink
+        row[g] += up
+    ratio = math.exp(-log_step + d * delta - 0.5 * delta * delta)
+    down = value
+    for g in range(g_peak - 1, g_lo - 1, -1):
+        down *= ratio
+        ratio *= shrink
+        row[g] += down
+
+
+@njit(cache=True)
+def _apply_contribution(profile, log_s, log_step, slot_f, slot_i, i, buckets, sign):
+    a = slot_f[F_A, i]
+    inv_sd = slot_f[F_INV_SD, i]
+    weight = slot_f[F_WEIGHT, i]
+    for b in range(profile.shape[0]):
+        if buckets & (1 << b):
+            _accumulate(profile[b], log_s, log_step, a, inv_sd, weight, sign)
+
+
+@njit(cache=True)
+def rebuild_profile(profile, log_s, log_step, slot_f, slot_i, n_slots) -> int:
+    """Recompute every slot's parameters and the profile of every bucket from scratch.
+
+    Returns the number of live slots.
+    """
+    profile[:, :] = 0.0
+    live = 0
+    for i in range(n_slots):
+        if _refresh_params(slot_f, slot_i, i):
+            slot_i[I_LIVE, i] = 1
+            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
+            _apply_contribution(
+                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
+            )
+            live += 1
+        else:
+            slot_i[I_LIVE, i] = 0
+            slot_i[I_APPLIED, i] = 0
+    return live
+
+
+@njit(cache=True)
+def retract_slots(profile, log_s, log_step, slot_f, slot_i, slots) -> None:
+    """Take the live contribution of each listed slot out of the profile (before it changes)."""
+    for j in range(slots.shape[0]):
+        i = slots[j]
+        if slot_i[I_LIVE, i] == 1:
+            _apply_contribution(
+                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_APPLIED, i], -1.0
+            )
+            slot_i[I_LIVE, i] = 0
+            slot_i[I_APPLIED, i] = 0
+
+
+@njit(cache=True)
+def admit_slots(profile, log_s, log_step, slot_f, slot_i, slots) -> None:
+    """Re-derive the listed (retracted) slots' parameters and add their contributions."""
+    for j in range(slots.shape[0]):
+        i = slots[j]
+        if slot_i[I_LIVE, i] == 0 and _refresh_params(slot_f, slot_i, i):
+            slot_i[I_LIVE, i] = 1
+            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
+            _apply_contribution(
+                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
+            )
+
+
+@njit(cache=True)
+def apply_quotes(
+    profile, log_s, log_step, slot_f, slot_i, slots, iv, position, basis, venue_gamma
+) -> None:
+    """Apply a batch of quote updates: for each slot, remove old contribution, store, add new.
+
+    ``iv``, ``position``, ``basis``, ``venue_gamma`` are per-update arrays aligned with
+    ``slots``; a slot may appear several times (the last update wins, each one applied).
+    """
+    for j in range(slots.shape[0]):
+        i = slots[j]
+        if slot_i[I_LIVE, i] == 1:
+            _apply_contribution(
+                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_APPLIED, i], -1.0
+            )
+            slot_i[I_LIVE, i] = 0
+            slot_i[I_APPLIED, i] = 0
+        slot_f[F_IV, i] = iv[j]
+        slot_f[F_POSITION, i] = position[j]
+        slot_f[F_BASIS, i] = basis[j]
+        slot_f[F_VENUE_GAMMA, i] = venue_gamma[j]
+        if _refresh_params(slot_f, slot_i, i):
+            slot_i[I_LIVE, i] = 1
+            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
+            _apply_contribution(
+                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
+            )
+
+
+# ---------------------------------------------------------------- at spot
+
+
+@njit(cache=True)
+def slot_gex_at(spot, slot_f, slot_i, i, use_venue_gamma) -> float:
+    """GEX of slot ``i`` at ``spot`` (USD per 1 % move); NaN when it has no usable gamma."""
+    if slot_i[I_STATE, i] != SLOT_PRESENT or slot_f[F_TAU, i] <= 0.0:
+        return math.nan
+    if use_venue_gamma:
+        gamma = slot_f[F_VENUE_GAMMA, i]
+        if not math.isfinite(gamma):
+            return math.nan
+        forward = spot * slot_f[F_BASIS, i]
+        return slot_f[F_POSITION, i] * slot_f[F_MULTIPLIER, i] * gamma * forward * forward * 0.01
+    if slot_i[I_LIVE, i] != 1:
+        return math.nan
+    d = (math.log(spot) + slot_f[F_A, i]) * slot_f[F_INV_SD, i]
+    return slot_f[F_WEIGHT, i] * spot * math.exp(-0.5 * d * d)
+
+
+@njit(cache=True)
+def strike_gex_at_spot(
+    spot, slot_f, slot_i, n_slots, bucket_bit, use_venue_gamma, call_gex, put_gex
+) -> tuple[float, int]:
+    """Per-strike dealer call and put GEX at ``spot`` for one bucket, into the given arrays.
+
+    Returns (net GEX of the bucket, number of contracts used).
+    """
+    call_gex[:] = 0.0
+    put_gex[:] = 0.0
+    net = 0.0
+    used = 0
+    for i in range(n_slots):
+        if not (slot_i[I_BUCKETS, i] & bucket_bit):
+            continue
+        gex = slot_gex_at(spot, slot_f, slot_i, i, use_venue_gamma)
+        if math.isnan(gex):
+            continue
+        k = slot_i[I_STRIKE_IDX, i]
+        if slot_i[I_IS_CALL, i] == 1:
+            call_gex[k] += gex
+        else:
+            put_gex[k] += gex
+        net += gex
+        used += 1
+    return net, used
+
+
+@njit(cache=True)
+def total_gex_at(spot, slot_f, slot_i, n_slots, bucket_bit) -> float:
+    """Σ re-priced GEX of one bucket's live slots at a hypothetical ``spot`` (root refinement)."""
+    total = 0.0
+    log_spot = math.log(spot)
+    for i in range(n_slots):
+        if slot_i[I_LIVE, i] != 1 or not (slot_i[I_APPLIED, i] & bucket_bit):
+            continue
+        d = (log_spot + slot_f[F_A, i]) * slot_f[F_INV_SD, i]
+        total += slot_f[F_WEIGHT, i] * spot * math.exp(-0.5 * d * d)
+    return total
+
+
+@njit(cache=True)
+def walls(call_gex, put_gex) -> tuple[int, int, int]:
+    """Indices of the call wall, put wall and abs-gamma strike (−1 when there is none).
+
+    Call wall: largest |net dealer call GEX| (the largest positive under the default model,
+    where every dealer call GEX is positive); put wall: largest |net dealer put GEX|;
+    abs gamma strike: largest |call| + |put|.
+    """
+    call_idx = -1
+    put_idx = -1
+    abs_idx = -1
+    best_call = 0.0
+    best_put = 0.0
+    best_abs = 0.0
+    for k in range(call_gex.shape[0]):
+        c = abs(call_gex[k])
+        p = abs(put_gex[k])
+        if c > best_call:
+            best_call = c
+            call_idx = k
+        if p > best_put:
+            best_put = p
+            put_idx = k
+        if c + p > best_abs:
+            best_abs = c + p
+            abs_idx = k
+    return call_idx, put_idx, abs_idx
+
+
+@njit(cache=True)
+def profile_crossings(row, spots, roots, brackets) -> int:
+    """Linear-interpolated sign changes of ``row`` over ``spots``; returns their count.
+
+    ``roots[c]`` is crossing c; ``brackets[0, c]``, ``brackets[1, c]`` the grid indices that
+    enclose it. Exact zeros are skipped over: a crossing joins the last nonzero point with the
+    next nonzero point of the opposite sign.
+    """
+    count = 0
+    last = -1
+    for g in range(row.shape[0]):
+        v = row[g]
+        if v == 0.0:
+            continue
+        if last >= 0 and (v > 0.0) != (row[last] > 0.0) and count < roots.shape[0]:
+            lo_v = row[last]
+            roots[count] = spots[last] + (spots[g] - spots[last]) * lo_v / (lo_v - v)
+            brackets[0, count] = last
+            brackets[1, count] = g
+            count += 1
+        last = g
+    return count
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel once, outside any hot path."""
+    n = 4
+    slot_f = np.zeros((N_SLOT_F, n))
+    slot_i = np.zeros((N_SLOT_I, n), dtype=np.int64)
+    slot_i[I_STATE, :] = SLOT_PRESENT
+    slot_i[I_BUCKETS, :] = BUCKET_ALL
+    slot_f[F_STRIKE] = [90.0, 100.0, 100.0, 110.0]
+    slot_f[F_TAU] = 0.1
+    slot_f[F_IV] = 0.5
+    slot_f[F_BASIS] = 1.0
+    slot_f[F_POSITION] = 1.0
+    slot_f[F_MULTIPLIER] = 1.0
+    slot_f[F_VENUE_GAMMA] = 0.01
+    log_s = np.log(np.linspace(80.0, 120.0, 8))
+    profile = np.zeros((N_BUCKETS, 8))
+    rebuild_profile(profile, log_s, 0.0, slot_f, slot_i, n)
+    slots = np.arange(n, dtype=np.int64)
+    retract_slots(profile, log_s, 0.0, slot_f, slot_i, slots)
+    admit_slots(profile, log_s, 0.0, slot_f, slot_i, slots)
+    ones = np.ones(n)
+    apply_quotes(profile, log_s, 0.0, slot_f, slot_i, slots, ones * 0.4, ones, ones, ones * 0.01)
+    call = np.zeros(n)
+    put = np.zeros(n)
+    strike_gex_at_spot(100.0, slot_f, slot_i, n, BUCKET_ALL, False, call, put)
+    total_gex_at(100.0, slot_f, slot_i, n, BUCKET_ALL)
+    walls(call, put)
+    out = np.zeros(4)
+    profile_crossings(profile[0], np.exp(log_s), out, np.zeros((2, 4), dtype=np.int64))
+    bsm_gamma_into(ones, ones, ones, ones, 0.0, 0.0, out)
+    bsm_vanna(100.0, 100.0, 0.1, 0.5, 0.0, 0.0)
+    bsm_charm(100.0, 100.0, 0.1, 0.5, 0.0, 0.0, True)

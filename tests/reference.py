@@ -1,0 +1,74 @@
+"""Slow, obvious reference implementations that the numba kernels are tested against.
+
+Plain Python and ``math`` only, one contract and one grid point at a time, straight from the
+definitions of DESIGN §2.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class RefContract:
+    strike: float
+    tau: float  # years
+    iv: float  # fraction
+    basis: float  # forward / spot
+    position: float  # dealer contracts, signed
+    multiplier: float
+    is_call: bool
+    buckets: int = 1
+
+
+def black76_gamma(forward: float, strike: float, tau: float, sigma: float) -> float:
+    """Γ per 1 unit of forward, r = 0: φ(d1) / (F σ √T)."""
+    d1 = (math.log(forward / strike) + 0.5 * sigma * sigma * tau) / (sigma * math.sqrt(tau))
+    pdf = math.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi)
+    return pdf / (forward * sigma * math.sqrt(tau))
+
+
+def contract_gex(c: RefContract, spot: float) -> float:
+    """position × multiplier × Γ(F) × F² × 0.01 with F = spot × basis."""
+    if c.tau <= 0 or not (c.iv > 0):
+        return 0.0
+    forward = spot * c.basis
+    return (
+        c.position
+        * c.multiplier
+        * black76_gamma(forward, c.strike, c.tau, c.iv)
+        * forward**2
+        * 0.01
+    )
+
+
+def profile(contracts: list[RefContract], spots: list[float], bucket_bit: int = 1) -> list[float]:
+    return [sum(contract_gex(c, s) for c in contracts if c.buckets & bucket_bit) for s in spots]
+
+
+def strike_gex(contracts: list[RefContract], spot: float) -> dict[float, tuple[float, float]]:
+    """strike → (net dealer call GEX, net dealer put GEX) at spot."""
+    out: dict[float, list[float]] = {}
+    for c in contracts:
+        sides = out.setdefault(c.strike, [0.0, 0.0])
+        sides[0 if c.is_call else 1] += contract_gex(c, spot)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def walls(by_strike: dict[float, tuple[float, float]]) -> tuple[float, float, float]:
+    """(call wall, put wall, abs gamma strike): largest |call|, |put|, |call|+|put|."""
+    call_wall = max(by_strike, key=lambda k: abs(by_strike[k][0]))
+    put_wall = max(by_strike, key=lambda k: abs(by_strike[k][1]))
+    abs_strike = max(by_strike, key=lambda k: abs(by_strike[k][0]) + abs(by_strike[k][1]))
+    return call_wall, put_wall, abs_strike
+
+
+def sign_changes(values: list[float], spots: list[float]) -> list[float]:
+    """Linear interpolation at every sign change between consecutive grid points."""
+    roots = []
+    for g in range(len(values) - 1):
+        a, b = values[g], values[g + 1]
+        if (a < 0 < b) or (a > 0 > b):
+            roots.append(spots[g] + (spots[g + 1] - spots[g]) * a / (a - b))
+    return roots
