@@ -127,8 +127,8 @@ def spx_like_chain(
 
 def to_cboe_delayed_quotes(snapshot: ChainSnapshot) -> dict:
     """Render a snapshot as a CBOE delayed-quotes JSON document (``data.options[]`` rows)."""
-    asof = datetime.fromtimestamp(snapshot.asof_ns / NS, tz=UTC).astimezone(NEW_YORK)
-    stamp = asof.strftime("%Y-%m-%d %H:%M:%S")
+    asof = datetime.fromtimestamp(snapshot.asof_ns / NS, tz=UTC)
+    stamp = asof.strftime("%Y-%m-%d %H:%M:%S")  # the CDN's top-level timestamp is naive UTC
     rows = [
         {
             "option": c.instrument,
@@ -162,7 +162,7 @@ def to_cboe_delayed_quotes(snapshot: ChainSnapshot) -> dict:
         "data": {
             "symbol": f"_{snapshot.underlying}",
             "current_price": snapshot.spot,
-            "last_trade_time": asof.strftime("%Y-%m-%dT%H:%M:%S"),
+            "last_trade_time": asof.astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M:%S"),
             "options": rows,
         },
     }

@@ -1,0 +1,174 @@
+"""`regime-engine` command line (DESIGN §2.2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+import orjson
+
+from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.errors import ParseError
+from engine.book import GammaBook
+from engine.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
+from engine.levels import compute_levels
+from engine.logs import configure_logging, get_logger
+from engine.models import DEALER_MODELS
+from schemas.chain import ChainSnapshot
+from schemas.levels import BUCKETS, Levels
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="regime-engine",
+        description="Dealer-gamma levels and regime events from options positioning.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    levels = commands.add_parser("levels", help="one-shot levels from a chain file")
+    levels.add_argument("file", help="chain file")
+    levels.add_argument("--format", required=True, choices=CHAIN_FORMATS, dest="fmt")
+    levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    levels.add_argument("--model", choices=tuple(DEALER_MODELS), default=None)
+    levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
+    levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    demo = commands.add_parser("demo", help="levels of the bundled synthetic SPX chain")
+    demo.add_argument("--contracts", type=int, default=2_000, help="chain size (default 2000)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--json", action="store_true")
+    return parser
+
+
+def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
+    """Levels of a complete chain snapshot, as of its own time."""
+    book = GammaBook(
+        snapshot.underlying,
+        snapshot.venue,
+        config,
+        snapshot.spot,
+        snapshot.asof_ns,
+        capacity=len(snapshot.contracts),
+    )
+    book.load(snapshot)
+    book.ts_event_ns = snapshot.asof_ns
+    return compute_levels(book)
+
+
+def _fmt_money(value: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:+.2f} {suffix}"
+    return f"{value:+.2f}"
+
+
+def _fmt_level(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_table(levels: Levels) -> str:
+    """Readable multi-line view of a levels object."""
+    lines = [
+        f"{levels.underlying}  spot {levels.spot:.2f}  asof {levels.to_dict()['asof']}",
+        f"model {levels.model}  preset {levels.preset or '-'}  gamma {levels.gamma_source}"
+        "  GEX in USD per 1% move",
+        "",
+        f"{'bucket':<7}{'net GEX':>12}{'zero gamma':>12}{'call wall':>11}{'put wall':>10}"
+        f"{'abs gamma':>11}  {'regime':<11}{'contracts':>9}{'expiries':>9}",
+    ]
+    notes = []
+    for name in BUCKETS:
+        b = levels.buckets[name]
+        lines.append(
+            f"{name:<7}{_fmt_money(b.net_gex):>12}{_fmt_level(b.zero_gamma):>12}"
+            f"{_fmt_level(b.call_wall):>11}{_fmt_level(b.put_wall):>10}"
+            f"{_fmt_level(b.abs_gamma_strike):>11}  {b.regime or '-':<11}"
+            f"{b.contracts_used:>9}{len(b.expiries):>9}"
+        )
+        if len(b.zero_gamma_crossings) > 1:
+            roots = ", ".join(f"{r:.2f}" for r in b.zero_gamma_crossings)
+            rule = "first sign change" if levels.preset == "perfiliev" else "nearest to spot"
+            notes.append(
+                f"note: {len(b.zero_gamma_crossings)} zero-gamma crossings in range for "
+                f"'{name}': {roots} (zero gamma = {rule})"
+            )
+        elif b.contracts_used and not b.zero_gamma_crossings:
+            notes.append(f"note: no zero-gamma crossing within the grid range for '{name}'")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _cmd_levels(args: argparse.Namespace) -> int:
+    config = resolve_config(args.preset, args.model, args.gamma_source)
+    snapshot = load_chain_file(args.file, args.fmt)
+    levels = levels_of(snapshot, config)
+    if levels.contracts_used == 0:
+        raise UsageError(f"{args.file}: no unexpired contracts with a usable gamma in the chain")
+    _print_levels(levels, args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from connectors.cboe.parse import parse_cboe_json
+    from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
+
+    if args.contracts < 4:
+        raise UsageError("--contracts must be at least 4")
+    log = get_logger("demo")
+    started = time.perf_counter()
+    chain = spx_like_chain(args.contracts, seed=args.seed)
+    document = orjson.dumps(to_cboe_delayed_quotes(chain))
+    snapshot = parse_cboe_json(document, recv_ns=time.time_ns())
+    levels = levels_of(snapshot, resolve_config())
+    log.info(
+        "demo levels computed",
+        contracts=len(snapshot.contracts),
+        document_bytes=len(document),
+        elapsed_ms=round((time.perf_counter() - started) * 1e3, 1),
+    )
+    if not args.json:
+        print(
+            f"Bundled synthetic SPX chain (seed {args.seed}): {len(snapshot.contracts)} "
+            "contracts, rendered as a CBOE delayed-quotes document and parsed back.\n"
+        )
+    _print_levels(levels, args.json)
+    return 0
+
+
+def _print_levels(levels: Levels, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(levels.to_dict()).decode() + "\n")
+    else:
+        print(render_table(levels))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `regime-engine` console script."""
+    configure_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"levels": _cmd_levels, "demo": _cmd_demo}[args.command]
+        return handler(args)
+    except (UsageError, ChainFileError, ConfigError, ParseError) as exc:
+        message = " ".join(str(exc).split("\n"))
+        print(f"regime-engine: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
