@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from connectors.settlement import DERIBIT_SETTLEMENT, NEW_YORK, instant_ns
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
 NS_PER_YEAR = 365 * NS_PER_DAY
-NEW_YORK = ZoneInfo("America/New_York")
 PERFILIEV_DAYS_PER_YEAR = 262.0
-DERIBIT_SETTLEMENT = time(8, 0)  # UTC
 
 # How each venue's trading day is cut: 0DTE means "settles before this session ends".
 _UTC_0800_VENUES = frozenset({"deribit"})
@@ -58,4 +57,4 @@ def session_end_ns(venue: str, t_ref_ns: int) -> int:
     else:
         local = now.astimezone(NEW_YORK)
         end = datetime.combine(local.date() + timedelta(days=1), time(0, 0), tzinfo=NEW_YORK)
-    return int(end.timestamp()) * NS_PER_SECOND
+    return instant_ns(end)

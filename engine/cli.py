@@ -10,8 +10,10 @@ from typing import NoReturn
 
 import orjson
 
+from connectors.cboe.parse import parse_cboe_json
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
 from connectors.errors import ParseError
+from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from engine.book import GammaBook
 from engine.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
 from engine.levels import compute_levels
@@ -108,7 +110,7 @@ def render_table(levels: Levels) -> str:
             )
         elif b.contracts_used and not b.zero_gamma_crossings:
             notes.append(f"note: no zero-gamma crossing within the grid range for '{name}'")
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join([*lines, "", *notes] if notes else lines)
 
 
 def _cmd_levels(args: argparse.Namespace) -> int:
@@ -122,9 +124,6 @@ def _cmd_levels(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from connectors.cboe.parse import parse_cboe_json
-    from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
-
     if args.contracts < 4:
         raise UsageError("--contracts must be at least 4")
     log = get_logger("demo")

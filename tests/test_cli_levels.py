@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +97,19 @@ def perfiliev_reference(path: Path) -> tuple[float, float]:
     rows = []  # (expiry, strike, call_iv, call_gamma, call_oi, put_iv, put_gamma, put_oi)
     for line in path.read_text().splitlines()[4:]:
         f = line.split(",")
-        month_day_year = f[0].split()[1:]
-        expiry = np.datetime64(
-            f"{month_day_year[2]}-{'JanFebMarAprMayJunJulAugSepOctNovDec'.index(month_day_year[0]) // 3 + 1:02d}-{int(month_day_year[1]):02d}"
+        expiry = np.datetime64(datetime.strptime(f[0], "%a %b %d %Y").date())
+        rows.append(
+            (
+                expiry,
+                float(f[11]),
+                float(f[7]),
+                float(f[9]),
+                float(f[10]),
+                float(f[18]),
+                float(f[20]),
+                float(f[21]),
+            )
         )
-        rows.append((expiry, float(f[11]), float(f[7]), float(f[9]), float(f[10]),
-                     float(f[18]), float(f[20]), float(f[21])))
     rows = [r for r in rows if r[0] >= today]  # expired rows dropped
     net = sum((r[3] * r[4] - r[6] * r[7]) * 100 * spot * spot * 0.01 for r in rows)
 
@@ -107,7 +117,16 @@ def perfiliev_reference(path: Path) -> tuple[float, float]:
         if t == 0 or vol == 0:
             return 0.0
         dp = (np.log(s / k) + 0.5 * vol**2 * t) / (vol * np.sqrt(t))
-        return oi * 100 * s * s * 0.01 * np.exp(-0.5 * dp * dp) / np.sqrt(2 * np.pi) / (s * vol * np.sqrt(t))
+        return (
+            oi
+            * 100
+            * s
+            * s
+            * 0.01
+            * np.exp(-0.5 * dp * dp)
+            / np.sqrt(2 * np.pi)
+            / (s * vol * np.sqrt(t))
+        )
 
     levels = np.linspace(0.8 * spot, 1.2 * spot, 60)
     total = []
@@ -150,7 +169,9 @@ def test_readable_output(capsys):
 def test_readable_output_says_when_there_are_several_roots():
     bucket = BucketLevels(1.0, 99.0, (95.0, 99.0, 104.0), 105.0, 95.0, 100.0, "positive", 10)
     empty = BucketLevels(0.0, None, (), None, None, None, None, 0)
-    levels = Levels("X", 100.0, 0, "short_all", None, "iv", {"all": bucket, "0dte": empty, "front": empty})
+    levels = Levels(
+        "X", 100.0, 0, "short_all", None, "iv", {"all": bucket, "0dte": empty, "front": empty}
+    )
     text = render_table(levels)
     assert "note: 3 zero-gamma crossings in range for 'all': 95.00, 99.00, 104.00" in text
     assert "nearest to spot" in text
@@ -162,8 +183,19 @@ def test_readable_output_says_when_there_are_several_roots():
         (["levels", "does-not-exist.csv", "--format", "cboe-csv"], "does-not-exist.csv"),
         (["levels", str(HANDMADE), "--format", "nope"], "invalid choice: 'nope'"),
         (["levels", str(HANDMADE), "--format", "cboe-json"], "cboe_handmade.csv"),
-        (["levels", str(HANDMADE), "--format", "cboe-csv", "--preset", "perfiliev", "--model", "short_all"],
-         "--preset perfiliev fixes --model long_calls_short_puts"),
+        (
+            [
+                "levels",
+                str(HANDMADE),
+                "--format",
+                "cboe-csv",
+                "--preset",
+                "perfiliev",
+                "--model",
+                "short_all",
+            ],
+            "--preset perfiliev fixes --model long_calls_short_puts",
+        ),
         (["levels", str(HANDMADE)], "--format"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "required: command"),
@@ -201,18 +233,30 @@ def test_preamble_only_file_is_an_empty_chain_error(tmp_path, capsys):
 
 
 def test_console_script_runs_as_a_process():
-    import subprocess
-    import sys
-
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "levels", str(HANDMADE), "--format", "cboe-csv", "--json"],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "levels",
+            str(HANDMADE),
+            "--format",
+            "cboe-csv",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["call_wall"] == 4200.0
     bad = subprocess.run(
         [sys.executable, "-m", "engine.cli", "levels", "missing.csv", "--format", "cboe-csv"],
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr

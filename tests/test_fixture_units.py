@@ -26,7 +26,9 @@ def test_repriced_gamma_matches_deribit_published_gamma(name):
         for row in csv.DictReader(handle):
             greeks = ast.literal_eval(row["greeks"])  # a Python-repr dict in these files
             forward = float(row["underlying_price"])  # per-expiry forward, USD
-            tau = (int(row["expiration_timestamp"]) - int(row["timestamp"])) * 1_000_000 / NS_PER_YEAR
+            tau = (
+                (int(row["expiration_timestamp"]) - int(row["timestamp"])) * 1_000_000 / NS_PER_YEAR
+            )
             sigma = float(row["mark_iv"]) / 100.0  # Deribit IV is in percent
             gamma = bsm_gamma(forward, float(row["strike"]), tau, sigma, 0.0, 0.0)
             # Published to 5 decimals, so the re-priced value must round to it, up to what the

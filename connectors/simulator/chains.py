@@ -11,23 +11,17 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from connectors.cboe.products import product_for_root
+from connectors.settlement import NEW_YORK, instant_ns
 from engine.kernels import bsm_gamma_into
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 
-NEW_YORK = ZoneInfo("America/New_York")
 DEFAULT_ASOF = datetime(2025, 3, 14, 14, 30, tzinfo=UTC)  # a Friday, 10:30 New York
 NS = 1_000_000_000
-
-
-def _ny_instant_ns(day: date, hour: int, minute: int) -> int:
-    return (
-        int(datetime(day.year, day.month, day.day, hour, minute, tzinfo=NEW_YORK).timestamp()) * NS
-    )
 
 
 def _third_friday(year: int, month: int) -> date:
@@ -63,13 +57,13 @@ def spx_like_chain(
 ) -> ChainSnapshot:
     """A seeded SPX/SPXW chain of about ``n_contracts`` contracts (calls and puts per strike)."""
     rng = np.random.default_rng(seed)
-    asof_ns = int(asof.timestamp()) * NS
+    asof_ns = instant_ns(asof)
     if n_expiries is None:
         n_expiries = max(4, min(48, n_contracts // 200))
     strikes_per_expiry = max(2, n_contracts // (2 * n_expiries))
     contracts: list[OptionContract] = []
     for root, day in _expiries(asof.astimezone(NEW_YORK).date(), n_expiries):
-        expiry_ns = _ny_instant_ns(day, 9, 30) if root == "SPX" else _ny_instant_ns(day, 16, 0)
+        expiry_ns = product_for_root(root).expiry_ns(day)
         tau = max((expiry_ns - asof_ns) / (365 * 86_400 * NS), 1e-6)
         atm_vol = 0.13 + 0.05 * math.exp(-tau * 6.0)
         half_width = min(0.6, max(0.04, 4.0 * atm_vol * math.sqrt(tau)))
