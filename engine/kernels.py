@@ -221,24 +221,38 @@ def _apply_contribution(profile, log_s, log_step, slot_f, slot_i, i, buckets, si
 
 
 @njit(cache=True)
+def _retract(profile, log_s, log_step, slot_f, slot_i, i) -> None:
+    """Take slot ``i``'s live contribution out of the profile, with the buckets it went in with."""
+    if slot_i[I_LIVE, i] == 1:
+        _apply_contribution(profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_APPLIED, i], -1.0)
+        slot_i[I_LIVE, i] = 0
+        slot_i[I_APPLIED, i] = 0
+
+
+@njit(cache=True)
+def _admit(profile, log_s, log_step, slot_f, slot_i, i) -> bool:
+    """Re-derive slot ``i``'s parameters and add its contribution if it can be priced."""
+    if not _refresh_params(slot_f, slot_i, i):
+        return False
+    slot_i[I_LIVE, i] = 1
+    slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
+    _apply_contribution(profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0)
+    return True
+
+
+@njit(cache=True)
 def rebuild_profile(profile, log_s, log_step, slot_f, slot_i, n_slots) -> int:
     """Recompute every slot's parameters and the profile of every bucket from scratch.
 
     Returns the number of live slots.
     """
     profile[:, :] = 0.0
+    slot_i[I_LIVE, :n_slots] = 0
+    slot_i[I_APPLIED, :n_slots] = 0
     live = 0
     for i in range(n_slots):
-        if _refresh_params(slot_f, slot_i, i):
-            slot_i[I_LIVE, i] = 1
-            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
-            _apply_contribution(
-                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
-            )
+        if _admit(profile, log_s, log_step, slot_f, slot_i, i):
             live += 1
-        else:
-            slot_i[I_LIVE, i] = 0
-            slot_i[I_APPLIED, i] = 0
     return live
 
 
@@ -246,26 +260,7 @@ def rebuild_profile(profile, log_s, log_step, slot_f, slot_i, n_slots) -> int:
 def retract_slots(profile, log_s, log_step, slot_f, slot_i, slots) -> None:
     """Take the live contribution of each listed slot out of the profile (before it changes)."""
     for j in range(slots.shape[0]):
-        i = slots[j]
-        if slot_i[I_LIVE, i] == 1:
-            _apply_contribution(
-                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_APPLIED, i], -1.0
-            )
-            slot_i[I_LIVE, i] = 0
-            slot_i[I_APPLIED, i] = 0
-
-
-@njit(cache=True)
-def admit_slots(profile, log_s, log_step, slot_f, slot_i, slots) -> None:
-    """Re-derive the listed (retracted) slots' parameters and add their contributions."""
-    for j in range(slots.shape[0]):
-        i = slots[j]
-        if slot_i[I_LIVE, i] == 0 and _refresh_params(slot_f, slot_i, i):
-            slot_i[I_LIVE, i] = 1
-            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
-            _apply_contribution(
-                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
-            )
+        _retract(profile, log_s, log_step, slot_f, slot_i, slots[j])
 
 
 @njit(cache=True)
@@ -275,26 +270,16 @@ def apply_quotes(
     """Apply a batch of quote updates: for each slot, remove old contribution, store, add new.
 
     ``iv``, ``position``, ``basis``, ``venue_gamma`` are per-update arrays aligned with
-    ``slots``; a slot may appear several times (the last update wins, each one applied).
+    ``slots``; a slot may appear several times (each update applied in order).
     """
     for j in range(slots.shape[0]):
         i = slots[j]
-        if slot_i[I_LIVE, i] == 1:
-            _apply_contribution(
-                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_APPLIED, i], -1.0
-            )
-            slot_i[I_LIVE, i] = 0
-            slot_i[I_APPLIED, i] = 0
+        _retract(profile, log_s, log_step, slot_f, slot_i, i)
         slot_f[F_IV, i] = iv[j]
         slot_f[F_POSITION, i] = position[j]
         slot_f[F_BASIS, i] = basis[j]
         slot_f[F_VENUE_GAMMA, i] = venue_gamma[j]
-        if _refresh_params(slot_f, slot_i, i):
-            slot_i[I_LIVE, i] = 1
-            slot_i[I_APPLIED, i] = slot_i[I_BUCKETS, i]
-            _apply_contribution(
-                profile, log_s, log_step, slot_f, slot_i, i, slot_i[I_BUCKETS, i], 1.0
-            )
+        _admit(profile, log_s, log_step, slot_f, slot_i, i)
 
 
 # ---------------------------------------------------------------- at spot
@@ -430,7 +415,6 @@ def warm_up() -> None:
     rebuild_profile(profile, log_s, 0.0, slot_f, slot_i, n)
     slots = np.arange(n, dtype=np.int64)
     retract_slots(profile, log_s, 0.0, slot_f, slot_i, slots)
-    admit_slots(profile, log_s, 0.0, slot_f, slot_i, slots)
     ones = np.ones(n)
     apply_quotes(profile, log_s, 0.0, slot_f, slot_i, slots, ones * 0.4, ones, ones, ones * 0.01)
     call = np.zeros(n)
