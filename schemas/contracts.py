@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+
+from schemas.codec import record_to_dict
 
 OPTION_CONTRACT_SCHEMA = "md.option/1"
 
@@ -26,6 +28,7 @@ class OptionContract:
     of a position is ``contracts × multiplier × gamma × S² × 0.01``.
     """
 
+    SCHEMA: ClassVar[str] = OPTION_CONTRACT_SCHEMA
     venue: str  # "deribit", "cboe", "cme"
     underlying: str  # Redis {underlying}: "BTC", "SPX" (SPX and SPXW together), "ES"
     instrument: str  # venue instrument id: "BTC-27DEC24-60000-C", "SPXW240119C04700000"
@@ -59,15 +62,7 @@ class OptionContract:
         return self.index_price if self.index_price is not None else self.underlying_price
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schema": OPTION_CONTRACT_SCHEMA}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if isinstance(value, Decimal):
-                value = str(value)
-            elif isinstance(value, OptionRight):
-                value = value.value
-            out[name] = value
-        return out
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptionContract:

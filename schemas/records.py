@@ -1,0 +1,126 @@
+"""Normalised market-data records other than option contracts (DESIGN §2.3 topics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import orjson
+
+from schemas.codec import record_to_dict
+from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingTick:
+    """A spot, index or forward price of an underlying (``md.underlying.v1``)."""
+
+    SCHEMA: ClassVar[str] = "md.underlying/1"
+    venue: str
+    underlying: str  # "BTC"
+    source: str  # venue name of the series: "btc_usd" (Deribit index), "BTC-PERPETUAL"
+    kind: str  # "index" | "forward" | "mark"
+    price: float  # USD (the underlying's price currency)
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OptionTrade:
+    """One option trade with the taker's side (``md.trades.v1``)."""
+
+    SCHEMA: ClassVar[str] = "md.trade/1"
+    venue: str
+    underlying: str
+    instrument: str
+    trade_id: str
+    direction: str  # taker side: "buy" | "sell" (taker = customer under the flow model)
+    amount: float  # contracts (Deribit: coins)
+    price: float  # premium per unit of underlying, in premium_currency
+    premium_currency: str
+    iv: float | None  # fraction
+    index_price: float | None  # USD
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """A perpetual's funding rate (``md.funding.v1``)."""
+
+    SCHEMA: ClassVar[str] = "md.funding/1"
+    venue: str
+    underlying: str
+    instrument: str  # "BTC-PERPETUAL", "BTCUSDT"
+    rate: float  # fraction per funding interval as the venue states it
+    interval_hours: float  # the venue's funding interval (Deribit: continuous, stated per 8 h)
+    rate_8h: float  # 8-hour equivalent, fraction
+    annualized: float  # rate_8h × 3 × 365, fraction
+    mark_price: float | None
+    index_price: float | None
+    next_funding_ns: int | None
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class VolIndexTick:
+    """A volatility index value, e.g. Deribit DVOL (``md.volindex.v1``)."""
+
+    SCHEMA: ClassVar[str] = "md.volindex/1"
+    venue: str
+    underlying: str
+    index: str  # "btc_usd"
+    value: float  # annualised vol in percent points (DVOL 55.3 = 55.3 %)
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentState:
+    """A listing lifecycle change (``md.options.v1``): the engine adds or drops the contract."""
+
+    SCHEMA: ClassVar[str] = "md.instrument_state/1"
+    venue: str
+    underlying: str
+    instrument: str
+    state: str  # "created" | "started" | "settled" | "deactivated" | "closed" | "terminated"
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+RECORD_TYPES: dict[str, type] = {
+    OPTION_CONTRACT_SCHEMA: OptionContract,
+    UnderlyingTick.SCHEMA: UnderlyingTick,
+    OptionTrade.SCHEMA: OptionTrade,
+    FundingRate.SCHEMA: FundingRate,
+    VolIndexTick.SCHEMA: VolIndexTick,
+    InstrumentState.SCHEMA: InstrumentState,
+}
+
+Record = (
+    OptionContract | UnderlyingTick | OptionTrade | FundingRate | VolIndexTick | InstrumentState
+)
+
+
+def encode_record(record: Record) -> bytes:
+    return orjson.dumps(
+        record.to_dict() if isinstance(record, OptionContract) else record_to_dict(record)
+    )
+
+
+def decode_record(raw: bytes | str) -> Record:
+    """Decode any market-data record by its ``schema`` tag; ValueError when unknown or bad."""
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("record is not a JSON object")
+    cls = RECORD_TYPES.get(data.get("schema"))
+    if cls is None:
+        raise ValueError(f"unknown record schema {data.get('schema')!r}")
+    if cls is OptionContract:
+        return OptionContract.from_dict(data)
+    fields = {k: v for k, v in data.items() if k != "schema"}
+    unknown = set(fields) - set(cls.__slots__)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**fields)
