@@ -20,6 +20,7 @@ from connectors.fields import optional_number, required_number
 from connectors.settlement import deribit_expiry_ns, ms_to_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
+from schemas.records import FundingRate, InstrumentState, OptionTrade, UnderlyingTick, VolIndexTick
 
 VENUE = "deribit"
 
@@ -113,11 +114,15 @@ def _canonical(value: Decimal) -> Decimal:
 
 
 @dataclass(frozen=True, slots=True)
-class _Terms:
-    strike: Decimal
+class OptionTerms:
+    """Static terms of one option contract, from its name and (if known) its instrument entry."""
+
+    strike: Decimal  # exact, USD
     right: OptionRight
-    expiry_ns: int
-    multiplier: float
+    expiry_ns: int  # settlement instant, ns since the epoch
+    multiplier: float  # contract size, coins
+    underlying: str = ""  # the coin: "BTC"
+    premium_currency: str = ""  # "BTC"; "USDC" for linear options
 
 
 def _index_instruments(instruments: Any) -> dict[str, dict[str, Any]]:
@@ -130,10 +135,18 @@ def _index_instruments(instruments: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _terms(name: str, parsed: DeribitOptionName, instrument: dict[str, Any] | None) -> _Terms:
+def option_terms(name: str, instrument: dict[str, Any] | None = None) -> OptionTerms:
+    """Terms of option ``name``; from its ``get_instruments`` entry when given (checked)."""
+    return _terms(name, parse_instrument_name(name), instrument)
+
+
+def _terms(name: str, parsed: DeribitOptionName, instrument: dict[str, Any] | None) -> OptionTerms:
     """Contract terms: from the instrument entry when given (checked against the name)."""
+    premium = parsed.currency.split("_", 1)[1] if "_" in parsed.currency else parsed.currency
     if instrument is None:
-        return _Terms(parsed.strike, parsed.right, deribit_expiry_ns(parsed.expiry), 1.0)
+        return OptionTerms(
+            parsed.strike, parsed.right, deribit_expiry_ns(parsed.expiry), 1.0, parsed.base, premium
+        )
     where = f"Deribit {name} (get_instruments)"
     strike = _canonical(Decimal(repr(required_number(instrument, "strike", where))))
     expiration_ms = required_number(instrument, "expiration_timestamp", where)
@@ -147,7 +160,15 @@ def _terms(name: str, parsed: DeribitOptionName, instrument: dict[str, Any] | No
         )
     if contract_size is not None and contract_size <= 0:
         raise ParseError(f"{where}: contract_size must be positive, got {contract_size}")
-    return _Terms(strike, right, ms_to_ns(expiration_ms), contract_size or 1.0)
+    quote = instrument.get("quote_currency")
+    return OptionTerms(
+        strike,
+        right,
+        ms_to_ns(expiration_ms),
+        contract_size or 1.0,
+        parsed.base,
+        quote if isinstance(quote, str) and quote else premium,
+    )
 
 
 def _index_price(row: dict[str, Any], where: str) -> float | None:
@@ -158,7 +179,7 @@ def _index_price(row: dict[str, Any], where: str) -> float | None:
 
 
 def _option_contract(
-    row: dict[str, Any], name: str, terms: _Terms, parsed: DeribitOptionName, recv_ns: int
+    row: dict[str, Any], name: str, terms: OptionTerms, parsed: DeribitOptionName, recv_ns: int
 ) -> OptionContract:
     where = f"Deribit {name}"
     mark_iv = optional_number(row, "mark_iv", where)  # percent; absent in older captures
@@ -244,3 +265,164 @@ def _row_currency(row: dict[str, Any]) -> str:
     if isinstance(base, str) and base:
         return base
     return str(row["instrument_name"]).split("-", 1)[0].split("_", 1)[0]
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+def _positive_or_none(obj: dict[str, Any], key: str, where: str) -> float | None:
+    value = optional_number(obj, key, where)
+    return value if value is not None and value > 0 else None
+
+
+def _required_str(obj: Any, key: str, where: str) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ParseError(f"{where}: missing {key}")
+    return value
+
+
+def _ms(obj: dict[str, Any], where: str) -> int:
+    return ms_to_ns(required_number(obj, "timestamp", where))
+
+
+def _coin(index_name: str) -> str:
+    """ "btc_usd" → "BTC"."""
+    return index_name.split("_", 1)[0].upper()
+
+
+def parse_option_ticker(data: Any, terms: OptionTerms, recv_ns: int) -> OptionContract:
+    """An option ``ticker.{instrument}.{interval}`` payload → OptionContract.
+
+    ``terms`` are the contract's static terms (:func:`option_terms`, cached by the caller).
+    """
+    if not isinstance(data, dict):
+        raise ParseError(f"Deribit option ticker: data is not an object: {data!r:.80}")
+    name = _required_str(data, "instrument_name", "Deribit option ticker")
+    where = f"Deribit ticker {name}"
+    mark_iv = optional_number(data, "mark_iv", where)  # percent
+    greeks = data.get("greeks")
+    if greeks is not None and not isinstance(greeks, dict):
+        raise ParseError(f"{where}: greeks is not an object")
+    greeks = greeks or {}
+    index_price = optional_number(data, "index_price", where)
+    if index_price is None:
+        index_price = _index_price(data, where)
+    return OptionContract(
+        venue=VENUE,
+        underlying=terms.underlying,
+        instrument=name,
+        root=terms.underlying,
+        expiry_ns=terms.expiry_ns,
+        strike=terms.strike,
+        right=terms.right,
+        multiplier=terms.multiplier,
+        open_interest=required_number(data, "open_interest", where),
+        iv=mark_iv / 100 if mark_iv is not None and mark_iv > 0 else None,
+        underlying_price=required_number(data, "underlying_price", where),
+        index_price=index_price,
+        ts_event_ns=_ms(data, where),
+        ts_recv_ns=recv_ns,
+        bid=_positive_or_none(data, "best_bid_price", where),
+        ask=_positive_or_none(data, "best_ask_price", where),
+        mark=optional_number(data, "mark_price", where),
+        premium_currency=terms.premium_currency,
+        gamma=optional_number(greeks, "gamma", where),
+        delta=optional_number(greeks, "delta", where),
+        vega=optional_number(greeks, "vega", where),
+        theta=optional_number(greeks, "theta", where),
+    )
+
+
+def parse_price_index(data: Any, recv_ns: int) -> UnderlyingTick:
+    """``deribit_price_index.{index}`` payload → UnderlyingTick (kind "index")."""
+    index_name = _required_str(data, "index_name", "Deribit price index")
+    where = f"Deribit price index {index_name}"
+    price = required_number(data, "price", where)
+    if price <= 0:
+        raise ParseError(f"{where}: price must be positive, got {price}")
+    return UnderlyingTick(
+        VENUE, _coin(index_name), index_name, "index", price, _ms(data, where), recv_ns
+    )
+
+
+def parse_volatility_index(data: Any, recv_ns: int) -> VolIndexTick:
+    """``deribit_volatility_index.{index}`` payload (DVOL) → VolIndexTick."""
+    index_name = _required_str(data, "index_name", "Deribit volatility index")
+    where = f"Deribit volatility index {index_name}"
+    value = required_number(data, "volatility", where)
+    return VolIndexTick(VENUE, _coin(index_name), index_name, value, _ms(data, where), recv_ns)
+
+
+def parse_perpetual_ticker(data: Any, recv_ns: int) -> FundingRate:
+    """``ticker.{CCY}-PERPETUAL.{interval}`` payload → FundingRate.
+
+    Deribit funding accrues continuously; ``funding_8h`` is the rate stated per 8 hours.
+    """
+    name = _required_str(data, "instrument_name", "Deribit perpetual ticker")
+    where = f"Deribit ticker {name}"
+    rate_8h = required_number(data, "funding_8h", where)
+    return FundingRate(
+        venue=VENUE,
+        underlying=name.split("-", 1)[0].split("_", 1)[0],
+        instrument=name,
+        rate=rate_8h,
+        interval_hours=8.0,
+        rate_8h=rate_8h,
+        annualized=rate_8h * 3 * 365,
+        mark_price=optional_number(data, "mark_price", where),
+        index_price=optional_number(data, "index_price", where),
+        next_funding_ns=None,
+        ts_event_ns=_ms(data, where),
+        ts_recv_ns=recv_ns,
+    )
+
+
+def parse_trades(data: Any, recv_ns: int, premium_currency: dict[str, str]) -> list[OptionTrade]:
+    """``trades.option.{CCY}.{interval}`` payload (a list) → OptionTrades (taker side).
+
+    ``premium_currency`` maps an instrument to its premium currency (default: its coin).
+    """
+    if not isinstance(data, list):
+        raise ParseError(f"Deribit trades: data is not a list: {data!r:.80}")
+    out = []
+    for trade in data:
+        name = _required_str(trade, "instrument_name", "Deribit trade")
+        where = f"Deribit trade on {name}"
+        direction = trade.get("direction")
+        if direction not in ("buy", "sell"):
+            raise ParseError(f"{where}: direction must be buy or sell, got {direction!r}")
+        trade_id = trade.get("trade_id")
+        if not isinstance(trade_id, str | int) or isinstance(trade_id, bool):
+            raise ParseError(f"{where}: missing trade_id")
+        amount = required_number(trade, "amount", where)
+        if amount <= 0:
+            raise ParseError(f"{where}: amount must be positive, got {amount}")
+        iv = optional_number(trade, "iv", where)  # percent
+        coin = parse_instrument_name(name).base
+        out.append(
+            OptionTrade(
+                venue=VENUE,
+                underlying=coin,
+                instrument=name,
+                trade_id=str(trade_id),
+                direction=direction,
+                amount=amount,
+                price=required_number(trade, "price", where),
+                premium_currency=premium_currency.get(name, coin),
+                iv=iv / 100 if iv is not None else None,
+                index_price=optional_number(trade, "index_price", where),
+                ts_event_ns=_ms(trade, where),
+                ts_recv_ns=recv_ns,
+            )
+        )
+    return out
+
+
+def parse_instrument_state(data: Any, recv_ns: int) -> InstrumentState:
+    """``instrument.state.{kind}.{currency}`` payload → InstrumentState."""
+    name = _required_str(data, "instrument_name", "Deribit instrument state")
+    where = f"Deribit instrument state of {name}"
+    state = _required_str(data, "state", where)
+    coin = name.split("-", 1)[0].split("_", 1)[0]
+    return InstrumentState(VENUE, coin, name, state, _ms(data, where), recv_ns)

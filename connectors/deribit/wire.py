@@ -99,3 +99,138 @@ class DeribitInstrument(TypedDict):
 
 DeribitBookSummaryResponse = DeribitRpcResponse[list[DeribitBookSummary]]
 DeribitInstrumentsResponse = DeribitRpcResponse[list[DeribitInstrument]]
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+class DeribitGreeks(TypedDict):
+    """Greeks of an option ticker, per 1 coin of underlying, rounded to 5 decimals."""
+
+    delta: float  # per 1 USD of the forward (Black-76 on underlying_price)
+    gamma: float  # per 1 USD of the forward, per 1 coin (USD-space Black-Scholes gamma)
+    vega: float  # USD per 1 vol point
+    theta: float  # USD per day
+    rho: float
+
+
+class DeribitTickerStats(TypedDict):
+    volume: float  # 24 h, coins
+    price_change: float | None  # 24 h, PERCENT
+    low: float | None
+    high: float | None
+    volume_usd: NotRequired[float]
+
+
+class DeribitOptionTicker(TypedDict):
+    """``ticker.{instrument}.{interval}`` data for an option."""
+
+    instrument_name: str  # "BTC-23FEB24-45000-C"
+    timestamp: int  # ms since the epoch
+    state: str  # "open" | "closed"
+    mark_price: float  # coin per 1 coin of underlying
+    mark_iv: float  # PERCENT
+    bid_iv: float  # PERCENT (0 when no bid)
+    ask_iv: float  # PERCENT
+    best_bid_price: float  # coin; 0 when no bid
+    best_bid_amount: float  # coins
+    best_ask_price: float  # coin; 0 when no offer
+    best_ask_amount: float  # coins
+    underlying_price: float  # per-expiry forward, USD
+    underlying_index: str  # "BTC-23FEB24" or "SYN.BTC-23FEB24"
+    index_price: float  # spot index, USD
+    estimated_delivery_price: float | str  # USD; the string "expired" after settlement
+    open_interest: float  # coins (contract size 1 coin)
+    interest_rate: float  # fraction, 0 on Deribit
+    greeks: DeribitGreeks
+    stats: DeribitTickerStats
+    settlement_price: NotRequired[float]  # coin, previous settlement
+    last_price: float | None  # coin
+    min_price: float  # coin
+    max_price: float  # coin
+
+
+class DeribitPerpetualTicker(TypedDict):
+    """``ticker.{CCY}-PERPETUAL.{interval}`` data."""
+
+    instrument_name: str  # "BTC-PERPETUAL"
+    timestamp: int  # ms since the epoch
+    state: str
+    mark_price: float  # USD
+    index_price: float  # USD
+    estimated_delivery_price: float  # USD
+    funding_8h: float  # funding over the last 8 h, fraction (the rate stated per 8 h)
+    current_funding: float  # instantaneous funding rate, fraction
+    open_interest: float  # USD (inverse perpetual: contracts of 10 USD, reported in USD)
+    best_bid_price: float  # USD
+    best_ask_price: float  # USD
+    last_price: float | None  # USD
+    settlement_price: NotRequired[float]
+    interest_value: NotRequired[float]
+    stats: DeribitTickerStats
+
+
+class DeribitPriceIndex(TypedDict):
+    """``deribit_price_index.{index_name}`` data."""
+
+    index_name: str  # "btc_usd"
+    price: float  # USD
+    timestamp: int  # ms since the epoch
+
+
+class DeribitVolatilityIndex(TypedDict):
+    """``deribit_volatility_index.{index_name}`` data (DVOL)."""
+
+    index_name: str  # "btc_usd"
+    volatility: float  # annualised, PERCENT points
+    timestamp: int  # ms since the epoch
+
+
+class DeribitTrade(TypedDict):
+    """One entry of ``trades.{kind}.{currency}.{interval}`` data (a list)."""
+
+    trade_id: str
+    trade_seq: int
+    timestamp: int  # ms since the epoch
+    instrument_name: str
+    direction: Literal["buy", "sell"]  # the TAKER's side
+    amount: float  # coins for options
+    price: float  # coin per 1 coin of underlying
+    mark_price: float  # coin
+    index_price: float  # USD
+    iv: NotRequired[float]  # options: trade implied vol, PERCENT
+    tick_direction: int  # 0 plus tick, 1 zero-plus, 2 minus, 3 zero-minus
+    contracts: NotRequired[float]
+    block_trade_id: NotRequired[str]
+    liquidation: NotRequired[str]
+
+
+class DeribitInstrumentState(TypedDict):
+    """``instrument.state.{kind}.{currency}`` data."""
+
+    instrument_name: str
+    state: str  # "created" | "started" | "settled" | "closed" | "deactivated" | "terminated"
+    timestamp: int  # ms since the epoch
+
+
+class DeribitSubscriptionParams(TypedDict, Generic[ResultT]):
+    channel: str
+    data: ResultT
+
+
+class DeribitSubscription(TypedDict, Generic[ResultT]):
+    """``{"jsonrpc": "2.0", "method": "subscription", "params": {channel, data}}``."""
+
+    jsonrpc: Literal["2.0"]
+    method: Literal["subscription"]
+    params: DeribitSubscriptionParams[ResultT]
+
+
+class DeribitHeartbeatParams(TypedDict):
+    type: Literal["heartbeat", "test_request"]  # test_request must be answered (public/test)
+
+
+class DeribitHeartbeat(TypedDict):
+    jsonrpc: Literal["2.0"]
+    method: Literal["heartbeat"]
+    params: DeribitHeartbeatParams

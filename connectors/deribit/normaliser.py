@@ -1,0 +1,175 @@
+"""Decoded Deribit messages → normalised records, with the instrument table; no I/O.
+
+The same object serves a live session and a replayed capture, so both take one path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.deribit.parse import (
+    OptionTerms,
+    is_option_name,
+    option_terms,
+    parse_book_summary,
+    parse_instrument_state,
+    parse_option_ticker,
+    parse_perpetual_ticker,
+    parse_price_index,
+    parse_trades,
+    parse_volatility_index,
+)
+from connectors.errors import ParseError
+from schemas.records import InstrumentState, Record, UnderlyingTick
+
+# Logical topics (schemas.topics.Topics attribute names).
+OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
+    "options",
+    "underlying",
+    "trades",
+    "funding",
+    "volindex",
+)
+# States after which an instrument no longer trades.
+ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A normalised record and the logical topic it belongs on."""
+
+    topic: str
+    record: Record
+
+
+class RpcErrorResponse(ParseError):
+    """A JSON-RPC error response (``{"error": {code, message}}``)."""
+
+    def __init__(self, code: int | None, message: str, method: str | None) -> None:
+        self.code = code
+        self.method = method
+        super().__init__(f"Deribit error {code} {message} (answering {method or 'unknown'})")
+
+
+def rpc_error(doc: dict[str, Any], method: str | None) -> RpcErrorResponse:
+    error = doc.get("error")
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    code = error.get("code")
+    return RpcErrorResponse(
+        code if isinstance(code, int) else None, str(error.get("message")), method
+    )
+
+
+class DeribitNormaliser:
+    """Turns decoded Deribit JSON-RPC messages into normalised records.
+
+    Keeps the ``public/get_instruments`` table (contract sizes, exact strikes, expiries) and
+    each option's terms, so a ticker costs one dict lookup for its static fields.
+    """
+
+    def __init__(self) -> None:
+        self.instruments: dict[str, dict[str, Any]] = {}
+        self._terms: dict[str, OptionTerms] = {}
+        self._premium: dict[str, str] = {}
+
+    def terms(self, name: str) -> OptionTerms:
+        terms = self._terms.get(name)
+        if terms is None:
+            terms = option_terms(name, self.instruments.get(name))
+            self._terms[name] = terms
+            self._premium[name] = terms.premium_currency
+        return terms
+
+    def set_instruments(self, entries: list[Any]) -> None:
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("instrument_name"), str):
+                raise ParseError(
+                    f"Deribit instruments: entry without instrument_name: {entry!r:.80}"
+                )
+            name = entry["instrument_name"]
+            self.instruments[name] = entry
+            self._terms.pop(name, None)
+
+    def normalise(
+        self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
+    ) -> list[Routed]:
+        """Records carried by one decoded message; ParseError (with the reason) when bad."""
+        if not isinstance(doc, dict):
+            raise ParseError(f"Deribit message is not a JSON object: {doc!r:.80}")
+        method = doc.get("method")
+        if method == "subscription":
+            return self._notification(doc.get("params"), recv_ns)
+        if method == "heartbeat":
+            return []
+        if "result" in doc or "error" in doc:
+            return self._response(doc, recv_ns, request)
+        raise ParseError(f"unrecognised Deribit message: {str(doc)[:80]}")
+
+    def _response(
+        self, doc: dict[str, Any], recv_ns: int, request: dict[str, Any] | None
+    ) -> list[Routed]:
+        method = request.get("method") if isinstance(request, dict) else None
+        if "error" in doc:
+            raise rpc_error(doc, method)
+        result = doc["result"]
+        if method == "public/get_instruments":
+            if not isinstance(result, list):
+                raise ParseError("Deribit get_instruments: result is not a list")
+            self.set_instruments(result)
+            return []
+        if method == "public/get_book_summary_by_currency":
+            snapshot = parse_book_summary(doc, list(self.instruments.values()) or None, recv_ns)
+            out = [Routed(OPTIONS, c) for c in snapshot.contracts]
+            if snapshot.contracts:
+                out.append(
+                    Routed(
+                        UNDERLYING,
+                        UnderlyingTick(
+                            "deribit",
+                            snapshot.underlying,
+                            "book_summary",
+                            "index",
+                            snapshot.spot,
+                            snapshot.asof_ns,
+                            recv_ns,
+                        ),
+                    )
+                )
+            return out
+        return []  # subscribe, set_heartbeat, test: acknowledgements carry no market data
+
+    def _notification(self, params: Any, recv_ns: int) -> list[Routed]:
+        if not isinstance(params, dict) or not isinstance(params.get("channel"), str):
+            raise ParseError("Deribit subscription without params.channel")
+        channel: str = params["channel"]
+        data = params.get("data")
+        kind, _, rest = channel.partition(".")
+        if kind == "ticker":
+            name = rest.rsplit(".", 1)[0] if "." in rest else rest
+            if name.endswith("-PERPETUAL"):
+                return [Routed(FUNDING, parse_perpetual_ticker(data, recv_ns))]
+            if is_option_name(name):
+                if isinstance(data, dict) and data.get("instrument_name") not in (None, name):
+                    raise ParseError(
+                        f"Deribit {channel}: data is for {data.get('instrument_name')}"
+                    )
+                return [Routed(OPTIONS, parse_option_ticker(data, self.terms(name), recv_ns))]
+        elif kind == "deribit_price_index":
+            return [Routed(UNDERLYING, parse_price_index(data, recv_ns))]
+        elif kind == "deribit_volatility_index":
+            return [Routed(VOLINDEX, parse_volatility_index(data, recv_ns))]
+        elif kind == "trades" and rest.startswith("option."):
+            for trade in data if isinstance(data, list) else ():
+                if isinstance(trade, dict) and isinstance(trade.get("instrument_name"), str):
+                    self.terms(trade["instrument_name"])
+            return [Routed(TRADES, t) for t in parse_trades(data, recv_ns, self._premium)]
+        elif kind == "instrument" and rest.startswith("state."):
+            state = parse_instrument_state(data, recv_ns)
+            return [Routed(OPTIONS, state)] if is_option_name(state.instrument) else []
+        raise ParseError(f"unsupported Deribit channel {channel}")
+
+
+def ended(record: Record) -> bool:
+    """True for an instrument-state record after which the instrument no longer trades."""
+    return isinstance(record, InstrumentState) and record.state in ENDED_STATES
