@@ -11,7 +11,8 @@ import numpy as np
 from engine import kernels as k
 from engine.calendar import TIME_MODELS, session_end_ns
 from engine.config import LevelsConfig
-from engine.models import dealer_position
+from engine.flow import FlowInventory
+from engine.models import FLOW_MODEL, dealer_position
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract
 
@@ -45,7 +46,7 @@ class GammaBook:
         self.t_ref_ns = int(t_ref_ns)
         self.ts_event_ns = int(t_ref_ns)
         self._tau_of = TIME_MODELS[config.time_model]
-        self._call_sign_model = config.model
+        self.flow = FlowInventory(config.flow_prior_weight) if config.model == FLOW_MODEL else None
         capacity = max(int(capacity), 8)
         self.slot_f = np.zeros((k.N_SLOT_F, capacity))
         self.slot_i = np.zeros((k.N_SLOT_I, capacity), dtype=np.int64)
@@ -93,7 +94,9 @@ class GammaBook:
     # ------------------------------------------------------------ contracts
 
     def _position(self, contract: OptionContract) -> float:
-        return dealer_position(self._call_sign_model, contract.is_call, contract.open_interest)
+        if self.flow is not None:
+            return self.flow.position(contract.instrument, contract.is_call, contract.open_interest)
+        return dealer_position(self.config.model, contract.is_call, contract.open_interest)
 
     def _basis(self, contract: OptionContract) -> float:
         if not self.config.use_forwards or not contract.index_price:
@@ -240,6 +243,8 @@ class GammaBook:
         self.slot_expiry_ns[slot] = 0
         self.slot_instrument[slot] = None
         self._free.append(slot)
+        if self.flow is not None:
+            self.flow.forget(instrument)
         return True
 
     def load(self, snapshot: ChainSnapshot) -> None:

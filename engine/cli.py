@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -12,17 +13,22 @@ import orjson
 
 from connectors.cboe.parse import parse_cboe_json
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.deribit.client import DeribitConfig
 from connectors.errors import ParseError
+from connectors.record import record_deribit
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
+from connectors.sources import SourceError, parse_source
 from engine.book import GammaBook
 from engine.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
+from engine.feed import levels_from_capture
 from engine.levels import compute_levels
 from engine.logs import configure_logging, get_logger
-from engine.models import DEALER_MODELS
+from engine.models import MODELS
 from schemas.chain import ChainSnapshot
 from schemas.levels import BUCKETS, Levels
 
 EXIT_USAGE = 2
+CAPTURE_FORMAT = "capture"
 
 
 class UsageError(Exception):
@@ -43,11 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     levels = commands.add_parser("levels", help="one-shot levels from a chain file")
     levels.add_argument("file", help="chain file")
-    levels.add_argument("--format", required=True, choices=CHAIN_FORMATS, dest="fmt")
+    levels.add_argument(
+        "--format", required=True, choices=(*CHAIN_FORMATS, CAPTURE_FORMAT), dest="fmt"
+    )
     levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
-    levels.add_argument("--model", choices=tuple(DEALER_MODELS), default=None)
+    levels.add_argument("--model", choices=MODELS, default=None)
     levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
     levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    record = commands.add_parser("record", help="capture raw venue messages to a capture file")
+    record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
+    record.add_argument("--out", required=True, help="capture file to append to")
+    record.add_argument("--url", default=None, help="venue WebSocket URL (testnet, a local fake)")
+    record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
     demo = commands.add_parser("demo", help="levels of the bundled synthetic SPX chain")
     demo.add_argument("--contracts", type=int, default=2_000, help="chain size (default 2000)")
@@ -115,6 +129,14 @@ def render_table(levels: Levels) -> str:
 
 def _cmd_levels(args: argparse.Namespace) -> int:
     config = resolve_config(args.preset, args.model, args.gamma_source)
+    if args.fmt == CAPTURE_FORMAT:
+        try:
+            all_levels = levels_from_capture(args.file, config)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        for levels in all_levels:
+            _print_levels(levels, args.json)
+        return 0
     snapshot = load_chain_file(args.file, args.fmt)
     levels = levels_of(snapshot, config)
     if levels.contracts_used == 0:
@@ -147,6 +169,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    sources = [parse_source(spec) for spec in args.source]
+    if any(s.kind != "deribit" for s in sources):
+        raise UsageError("record supports deribit:BTC / deribit:ETH sources")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    currencies = tuple(dict.fromkeys(s.target for s in sources))
+    config = DeribitConfig(currencies=currencies, **({"url": args.url} if args.url else {}))
+    count = asyncio.run(record_deribit(config, args.out, args.duration))
+    print(f"recorded {count} messages to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _print_levels(levels: Levels, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(orjson.dumps(levels.to_dict()).decode() + "\n")
@@ -159,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         args = build_parser().parse_args(argv)
-        handler = {"levels": _cmd_levels, "demo": _cmd_demo}[args.command]
+        handler = {"levels": _cmd_levels, "demo": _cmd_demo, "record": _cmd_record}[args.command]
         return handler(args)
-    except (UsageError, ChainFileError, ConfigError, ParseError) as exc:
+    except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
         message = " ".join(str(exc).split("\n"))
         print(f"regime-engine: error: {message}", file=sys.stderr)
         return EXIT_USAGE

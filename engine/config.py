@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from engine.calendar import TIME_MODELS
-from engine.models import DEALER_MODELS
+from engine.models import MODELS
 
 GAMMA_SOURCES = ("iv", "venue")
 GRID_SPACINGS = ("log", "linear")
@@ -34,9 +34,10 @@ class LevelsConfig:
     transition_band_bps: float = 25.0  # regime "transition" when zero gamma is this near spot
     recenter_fraction: float = 0.25  # re-centre the grid when spot leaves this part of it
     preset: str | None = None
+    flow_prior_weight: float = 1.0  # --model flow: share of OI seeded in the prior direction
 
     def __post_init__(self) -> None:
-        _check_choice("model", self.model, tuple(DEALER_MODELS))
+        _check_choice("model", self.model, MODELS)
         _check_choice("gamma_source", self.gamma_source, GAMMA_SOURCES)
         _check_choice("time_model", self.time_model, tuple(TIME_MODELS))
         _check_choice("grid_spacing", self.grid_spacing, GRID_SPACINGS)

@@ -10,6 +10,10 @@ DEALER_MODELS: dict[str, tuple[float, float]] = {
 }
 
 
+FLOW_MODEL = "flow"  # dealer inventory from signed taker flow, see engine.flow
+MODELS = (*DEALER_MODELS, FLOW_MODEL)
+
+
 def dealer_position(model: str, is_call: bool, open_interest: float) -> float:
     """Signed dealer position in contracts under a sign-convention model."""
     call_sign, put_sign = DEALER_MODELS[model]
