@@ -238,6 +238,7 @@ class GammaBook:
             self.slot_i,
             np.array([slot], dtype=np.int64),
         )
+        expiry = int(self.slot_expiry_ns[slot])
         self.slot_i[:, slot] = 0
         self.slot_f[:, slot] = 0.0
         self.slot_expiry_ns[slot] = 0
@@ -245,7 +246,14 @@ class GammaBook:
         self._free.append(slot)
         if self.flow is not None:
             self.flow.forget(instrument)
+        if expiry == self.front_expiry_ns and not self._expiry_listed(expiry):
+            self._refresh_buckets_and_rebuild()  # the front expiry emptied: the next one leads
         return True
+
+    def _expiry_listed(self, expiry_ns: int) -> bool:
+        n = self.n_slots
+        present = self.slot_i[k.I_STATE, :n] == k.SLOT_PRESENT
+        return bool(np.any(present & (self.slot_expiry_ns[:n] == expiry_ns)))
 
     def load(self, snapshot: ChainSnapshot) -> None:
         """Fill an empty book from a complete chain snapshot."""

@@ -22,8 +22,10 @@ def configure_logging(level: int = logging.WARNING) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # sys.stderr is looked up when a logger is made, not when logging is configured,
+        # so a replaced stderr (a test harness, a daemon) is always the one written to.
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
+        cache_logger_on_first_use=False,
     )
 
 

@@ -6,7 +6,7 @@ import math
 from decimal import Decimal
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import kernels as k
@@ -95,6 +95,16 @@ operation = st.one_of(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(  # the front expiry's last contract is removed: the next expiry becomes the front
+    ops=[
+        ("upsert", (80, 0, False, None, 0.0, 1.0)),
+        ("remove", 0),
+        ("upsert", (80, 1, False, None, 0.0, 1.0)),
+        ("upsert", (80, 1, False, 1.0, 1.0, 1.0)),
+    ],
+    model="long_calls_short_puts",
+    spacing="log",
+)
 @given(
     ops=st.lists(operation, min_size=1, max_size=120),
     model=st.sampled_from(["long_calls_short_puts", "short_all", "short_calls_long_puts"]),

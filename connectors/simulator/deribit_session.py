@@ -1,0 +1,1371 @@
+"""A deterministic (seeded) Deribit session: capture files in Deribit's exact wire format.
+
+``generate_session(config)`` yields :class:`connectors.capture.CapturedMessage` in receive
+order; ``write_session(config, path)`` writes them as a capture file (DESIGN §2.5) and
+returns a :class:`SessionSummary`. The same config always gives byte-identical output.
+
+What a session holds, as a live client subscribed to one currency's options would record:
+
+1. the RPC responses, each line carrying its request: ``public/get_instruments`` (options),
+   ``public/get_book_summary_by_currency`` (options), ``public/set_heartbeat`` and
+   ``public/subscribe``;
+2. then, in time order, the notifications: ``ticker.{option}.100ms`` (greeks, marks, IVs,
+   OI), ``deribit_price_index.{index}``, ``deribit_volatility_index.{index}`` (DVOL),
+   ``ticker.{CUR}-PERPETUAL.100ms``, ``trades.option.{CUR}.100ms``, heartbeats
+   (``test_request``, answered by ``public/test``) and ``instrument.state.option.{CUR}`` when
+   an expiry settles during the session.
+
+Message shapes (key names, order, nesting, number formats) follow the verbatim samples in
+``shared/fixtures/protocol_samples`` (see SOURCES.md there). Units are Deribit's: option
+prices in the coin per 1 coin of underlying, IVs in PERCENT, OI and amounts in coins,
+greeks in USD (gamma per 1 USD of the expiry's forward per coin), times in ms.
+
+Pricing: Black-76 on each expiry's forward ``F = index × exp(basis_rate × T)`` with r = 0,
+``T = (expiration_timestamp − timestamp) / (365 days)``; greeks are computed from the
+published (rounded) forward and mark_iv and rounded to 5 decimals, as Deribit does, so a
+consumer that re-prices ``bsm_gamma(F, K, T, mark_iv / 100, 0, 0)`` gets the published gamma.
+
+The index follows a random walk whose volatility the dealers' hedging damps in positive
+gamma and amplifies in negative gamma: every ``feedback_interval_s`` the simulator loads the
+live book into an :class:`engine.book.GammaBook` and reads the net GEX and levels with
+:func:`engine.levels.compute_levels` (model ``long_calls_short_puts``). The default scenario
+(``"flip_and_wall"``) adds a scripted drift: calm at first, then a sell-off through the
+zero-gamma level (which the chain puts a little below spot), then on through the put wall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from connectors.capture import CapturedMessage, CaptureWriter
+from connectors.settlement import deribit_expiry_ns, instant_ns
+from engine.book import GammaBook
+from engine.config import LevelsConfig
+from engine.kernels import bsm_gamma
+from engine.levels import compute_levels, strike_gex
+from schemas.contracts import OptionContract, OptionRight
+
+VENUE = "deribit"
+NS_PER_MS = 1_000_000
+MS_PER_YEAR = 365 * 86_400 * 1_000
+STEP_MS = 100  # simulation step: the index path is piecewise constant over 100 ms
+WINDOW_STEPS = 100  # ticker arrival times are drawn 10 s of simulated time at a time
+HEARTBEAT_INTERVAL_S = 30  # public/set_heartbeat interval
+ZERO_GAMMA_BELOW_SPOT = 0.008  # the initial chain's zero gamma sits this far below spot
+CROSSING_BAND = 0.0003  # the index must be 3 bp beyond a level to count as having crossed it
+SCENARIOS = ("flip_and_wall", "none")
+# Saturday 2024-03-09 07:30 UTC: the 9MAR24 daily settles 30 minutes in.
+DEFAULT_START_NS = instant_ns(datetime(2024, 3, 9, 7, 30, tzinfo=UTC))
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# Message kinds counted in SessionSummary.counts.
+KINDS = (
+    "get_instruments",
+    "get_book_summary_by_currency",
+    "set_heartbeat",
+    "subscribe",
+    "test",
+    "heartbeat",
+    "ticker_option",
+    "ticker_perpetual",
+    "price_index",
+    "volatility_index",
+    "trades",
+    "instrument_state",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Currency:
+    spot0: float  # default index level, USD
+    total_oi: float  # options open interest of the whole chain, coins
+    oi_step: float  # OI and trade-amount granularity, coins
+    min_trade_amount: float  # coins
+    atm_vol: float  # long-dated ATM implied vol, fraction
+    basis_rate: float  # forward contango, per year (F = index × exp(rate × T))
+    round_unit: float  # the "very round" strike spacing, USD (BTC 10,000)
+    perp_oi_usd: float  # perpetual open interest, USD (inverse contracts of 10 USD)
+
+
+_CURRENCIES = {
+    "BTC": _Currency(67_640.0, 320_000.0, 0.1, 0.1, 0.62, 0.10, 10_000.0, 1.1e9),
+    "ETH": _Currency(3_938.0, 2_600_000.0, 1.0, 1.0, 0.66, 0.09, 500.0, 6.5e8),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What to simulate. Every field is checked; a bad value raises ValueError."""
+
+    currency: str = "BTC"  # "BTC" | "ETH"
+    n_instruments: int = 1_000  # option instruments, calls + puts (even, 300..10,000)
+    duration_s: float = 300.0  # simulated seconds of notifications
+    seed: int = 7
+    start_ns: int = DEFAULT_START_NS  # session start, ns since the epoch (UTC)
+    spot0: float | None = None  # initial index, USD (None: the currency's default)
+    ticker_interval_s: float = 5.0  # mean seconds between tickers of one option
+    index_interval_s: float = 1.0  # seconds between price-index ticks
+    dvol_interval_s: float = 1.0  # seconds between DVOL ticks
+    perpetual_interval_s: float = 1.0  # seconds between perpetual tickers
+    trades_rate_per_s: float = 1.0  # option trades per second (whole chain)
+    feedback: bool = True  # dealer-hedging feedback on the index volatility
+    scenario: str = "flip_and_wall"  # scripted drift, or "none"
+    feedback_interval_s: float = 2.0  # seconds between refreshes of the simulator's GEX
+
+    def __post_init__(self) -> None:
+        if self.currency not in _CURRENCIES:
+            raise ValueError(f"currency must be one of {', '.join(_CURRENCIES)}")
+        n = self.n_instruments
+        if isinstance(n, bool) or not isinstance(n, int) or not 300 <= n <= 10_000:
+            raise ValueError(f"n_instruments must be an integer in [300, 10000], got {n!r}")
+        if n % 2:
+            raise ValueError(f"n_instruments must be even (calls and puts), got {n}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.start_ns, bool) or not isinstance(self.start_ns, int):
+            raise ValueError(
+                f"start_ns must be an integer (ns since the epoch), got {self.start_ns!r}"
+            )
+        if not 946_684_800 * 10**9 <= self.start_ns <= 4_102_444_800 * 10**9:
+            raise ValueError("start_ns must lie between 2000 and 2100")
+        _positive("duration_s", self.duration_s, 0.1, 7 * 86_400.0)
+        if self.spot0 is not None:
+            _positive("spot0", self.spot0, 1e-6, 1e9)
+        _positive("ticker_interval_s", self.ticker_interval_s, 0.01, 86_400.0)
+        _positive("index_interval_s", self.index_interval_s, 0.01, 86_400.0)
+        _positive("dvol_interval_s", self.dvol_interval_s, 0.01, 86_400.0)
+        _positive("perpetual_interval_s", self.perpetual_interval_s, 0.01, 86_400.0)
+        _positive("feedback_interval_s", self.feedback_interval_s, 0.1, 3_600.0)
+        rate = self.trades_rate_per_s
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise ValueError(f"trades_rate_per_s must be a number, got {rate!r}")
+        if not (math.isfinite(rate) and 0.0 <= rate <= 10_000.0):
+            raise ValueError(f"trades_rate_per_s must be in [0, 10000], got {rate!r}")
+        if not isinstance(self.feedback, bool):
+            raise ValueError(f"feedback must be a bool, got {self.feedback!r}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+
+    @property
+    def initial_spot(self) -> float:
+        return self.spot0 if self.spot0 is not None else _CURRENCIES[self.currency].spot0
+
+
+def _positive(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCrossing:
+    """The index crossing a level, as the simulator's own book saw it."""
+
+    ts_ns: int  # venue time of the first 100 ms step beyond the level, ns since the epoch
+    level: str  # "zero_gamma" | "call_wall" | "put_wall"
+    direction: str  # "up" | "down"
+    price: float  # the level, USD
+    spot: float  # the index just after the crossing, USD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ts_ns": self.ts_ns,
+            "level": self.level,
+            "direction": self.direction,
+            "price": self.price,
+            "spot": self.spot,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """What a generated session contains and what its index did (prices in USD)."""
+
+    currency: str
+    n_instruments: int
+    expiries: tuple[str, ...]  # expiry codes, e.g. "29MAR24"
+    messages: int
+    counts: dict[str, int]  # messages per kind (see KINDS)
+    option_trades: int  # individual trades inside the trades notifications
+    first_recv_ns: int
+    last_recv_ns: int
+    spot_start: float
+    spot_min: float
+    spot_max: float
+    spot_final: float
+    initial_levels: dict[str, float | None]  # zero_gamma, call_wall, put_wall, net_gex
+    final_levels: dict[str, float | None]
+    crossings: tuple[LevelCrossing, ...]
+    settled: tuple[str, ...] = ()  # instruments that settled during the session
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "n_instruments": self.n_instruments,
+            "expiries": list(self.expiries),
+            "messages": self.messages,
+            "counts": dict(self.counts),
+            "option_trades": self.option_trades,
+            "first_recv_ns": self.first_recv_ns,
+            "last_recv_ns": self.last_recv_ns,
+            "spot_start": self.spot_start,
+            "spot_min": self.spot_min,
+            "spot_max": self.spot_max,
+            "spot_final": self.spot_final,
+            "initial_levels": dict(self.initial_levels),
+            "final_levels": dict(self.final_levels),
+            "crossings": [c.to_dict() for c in self.crossings],
+            "settled": list(self.settled),
+        }
+
+
+def generate_session(config: SessionConfig) -> Iterator[CapturedMessage]:
+    """The session's messages in receive order (deterministic for a given config)."""
+    return _Session(config).messages()
+
+
+def write_session(config: SessionConfig, path: str | Path) -> SessionSummary:
+    """Write the session as a capture file (replacing ``path``) and summarise it."""
+    session = _Session(config)
+    target = Path(path)
+    target.write_bytes(b"")  # CaptureWriter appends: start from an empty file
+    with CaptureWriter(target) as writer:
+        for message in session.messages():
+            writer.write(message)
+    return session.summary()
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+@dataclass(frozen=True, slots=True)
+class _Expiry:
+    day: date
+    expiry_ms: int  # 08:00 UTC settlement, ms since the epoch
+    period: str  # get_instruments settlement_period: "day" | "week" | "month"
+    quarterly: bool
+    code: str  # "29MAR24"
+    underlying_index: str  # "BTC-29MAR24" (a listed future) or "SYN.BTC-9MAR24"
+    listed_ms: int  # creation_timestamp of its instruments
+
+
+def _code(day: date) -> str:
+    return f"{day.day}{_MONTHS[day.month - 1]}{day.year % 100:02d}"
+
+
+def _last_friday(year: int, month: int) -> date:
+    nxt = date(year + month // 12, month % 12 + 1, 1)
+    last = nxt - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - 4) % 7)
+
+
+def _expiries(currency: str, start_ns: int) -> list[_Expiry]:
+    """Deribit's option expiries as of ``start``: 4 dailies, 3 Fridays, 3 month-ends and
+    the next 5 quarterlies (all settling 08:00 UTC)."""
+    start = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
+    first = start.date()
+    if deribit_expiry_ns(first) <= start_ns:
+        first += timedelta(days=1)
+    days: set[date] = {first + timedelta(days=k) for k in range(4)}
+    friday = first + timedelta(days=(4 - first.weekday()) % 7)
+    days.update(friday + timedelta(weeks=k) for k in range(3))
+    year, month = first.year, first.month
+    months: list[tuple[int, int]] = []
+    for k in range(24):
+        y, m = year + (month - 1 + k) // 12, (month - 1 + k) % 12 + 1
+        if _last_friday(y, m) >= first:
+            months.append((y, m))
+    days.update(_last_friday(y, m) for y, m in months[:3])
+    days.update(_last_friday(y, m) for y, m in [ym for ym in months if ym[1] % 3 == 0][:5])
+    out = []
+    start_ms = start_ns // NS_PER_MS
+    for day in sorted(days):
+        last_friday = _last_friday(day.year, day.month)
+        if day.weekday() != 4:
+            period, span_days = "day", 4
+        elif day == last_friday:
+            period, span_days = "month", 365 if day.month % 3 == 0 else 92
+        else:
+            period, span_days = "week", 28
+        quarterly = day == last_friday and day.month % 3 == 0
+        expiry_ms = deribit_expiry_ns(day) // NS_PER_MS
+        listed_ms = min(expiry_ms - span_days * 86_400_000, start_ms - 86_400_000)
+        listed_ms -= listed_ms % 86_400_000 - 8 * 3_600_000  # listed at 08:00 UTC
+        code = _code(day)
+        index = f"{currency}-{code}" if day.weekday() == 4 else f"SYN.{currency}-{code}"
+        out.append(_Expiry(day, expiry_ms, period, quarterly, code, index, listed_ms))
+    return out
+
+
+def _allocate(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
+    """Split ``total`` into integer parts ∝ weights (largest remainders), each ≥ minimum."""
+    raw = total * weights / weights.sum()
+    parts = np.maximum(np.floor(raw).astype(np.int64), minimum)
+    order = np.argsort(-(raw - np.floor(raw)), kind="stable")
+    k = 0
+    while parts.sum() < total:
+        parts[order[k % len(order)]] += 1
+        k += 1
+    while parts.sum() > total:
+        j = int(np.argmax(parts))
+        parts[j] -= 1
+    return parts
+
+
+_NICE_STEPS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000)
+
+
+def _strikes(forward: float, width: float, count: int, unit: float) -> np.ndarray:
+    """``count`` listed strikes: dense near the forward, only round ones in the wings."""
+    while True:
+        low, high = forward * math.exp(-width), forward * math.exp(width)
+        raw = (high - low) / (3 * count)
+        step = max([s for s in _NICE_STEPS if s <= raw], default=1)
+        candidates = np.arange(math.ceil(low / step), math.floor(high / step) + 1) * step
+        candidates = candidates[candidates > 0].astype(np.float64)
+        if candidates.shape[0] >= count:
+            break
+        width *= 1.25
+    level = (
+        (candidates % (unit / 10) == 0).astype(np.float64)
+        + (candidates % (unit / 2) == 0)
+        + (candidates % unit == 0)
+    )
+    priority = np.abs(np.log(candidates / forward)) / width - 0.15 * level
+    chosen = np.sort(candidates[np.argsort(priority, kind="stable")[:count]])
+    return chosen
+
+
+def _smile(atm: float, log_moneyness: np.ndarray, tau: float) -> np.ndarray:
+    """Implied vol (fraction) with put skew: rich downside wing, flatter upside."""
+    x = np.clip(log_moneyness / (atm * math.sqrt(max(tau, 0.5 / 365))), -6.0, 6.0)
+    return np.clip(atm * (1.0 - 0.06 * x + 0.02 * x * x), 0.15, 3.0)
+
+
+def _atm_vol(spec: _Currency, tau: float) -> float:
+    return spec.atm_vol + 0.06 * math.exp(-8.0 * tau)  # short-dated a little richer
+
+
+class _Chain:
+    """The option instruments (arrays indexed by instrument) at the session start."""
+
+    def __init__(self, config: SessionConfig, rng: np.random.Generator) -> None:
+        spec = _CURRENCIES[config.currency]
+        spot = config.initial_spot
+        start_ms = config.start_ns // NS_PER_MS
+        self.expiries = _expiries(config.currency, config.start_ns)
+        taus = np.array([(e.expiry_ms - start_ms) / MS_PER_YEAR for e in self.expiries])
+        period_weight = {"day": 1.0, "week": 1.2, "month": 1.5}
+        weights = np.array(
+            [period_weight[e.period] + 0.4 * e.quarterly for e in self.expiries], dtype=float
+        )
+        pairs = _allocate(config.n_instruments // 2, weights, 4)
+        unit = spec.round_unit
+        if config.spot0 is not None:  # keep the round strikes as far from spot in relative terms
+            scaled = unit * spot / spec.spot0
+            unit = float(min(_NICE_STEPS, key=lambda step: abs(math.log(step / scaled))))
+            unit = max(unit, 10.0)
+        strikes, expiry_idx, ivs, call_oi, put_oi = [], [], [], [], []
+        oi_weight = []
+        for e, (expiry, tau, count) in enumerate(zip(self.expiries, taus, pairs, strict=True)):
+            forward = spot * math.exp(spec.basis_rate * tau)
+            atm = _atm_vol(spec, tau)
+            width = float(np.clip(4.0 * atm * math.sqrt(max(tau, 2 / 365)), 0.08, 0.85))
+            k = _strikes(forward, width, int(count), unit)
+            m = np.log(k / forward)
+            iv = _smile(atm, m, tau)
+            sd = atm * math.sqrt(max(tau, 1 / 365))
+            x = m / sd
+            # Round strikes attract OI: ×2 for 1,000s, ×3.5 for 5,000s, ×4 for 10,000s (BTC).
+            level = (k % (unit / 10) == 0) + (k % (unit / 2) == 0) * 1.5 + (k % unit == 0) * 0.5
+            noise = rng.lognormal(0.0, 0.35, (2, k.shape[0]))
+            # Customers: calls above spot, puts below (dealers long calls, short puts).
+            # In-the-money options hold less OI (closed or exercised over time).
+            calls = (np.exp(-0.5 * ((x - 0.5) / 0.8) ** 2) + 0.06) * (1 + level) * noise[0]
+            calls *= np.exp(1.5 * np.minimum(x, 0.0))
+            puts = (np.exp(-0.5 * ((x + 0.5) / 0.8) ** 2) + 0.06) * (1 + level) * noise[1]
+            puts *= np.exp(-1.5 * np.maximum(x, 0.0))
+            strikes.append(k)
+            expiry_idx.append(np.full(k.shape[0], e))
+            ivs.append(iv)
+            call_oi.append(calls / (calls.sum() + puts.sum()))
+            put_oi.append(puts / (calls.sum() + puts.sum()))
+            oi_weight.append(
+                {"day": 0.006, "week": 0.04, "month": 0.09}[expiry.period]
+                + 0.14 * expiry.quarterly * math.exp(-tau)
+            )
+        share = np.array(oi_weight) / sum(oi_weight)
+        call_oi = [c * s * spec.total_oi for c, s in zip(call_oi, share, strict=True)]
+        put_oi = [p * s * spec.total_oi for p, s in zip(put_oi, share, strict=True)]
+        # Calls then puts per strike, expiries in order: the get_instruments order.
+        k_all = np.concatenate(strikes)
+        n_pairs = k_all.shape[0]
+        self.strike = np.repeat(k_all, 2)
+        self.is_call = np.tile(np.array([True, False]), n_pairs)
+        self.expiry_idx = np.repeat(np.concatenate(expiry_idx), 2)
+        self.base_iv = np.repeat(np.concatenate(ivs), 2)  # sticky-strike IV at start, fraction
+        oi = np.empty(2 * n_pairs)
+        oi[0::2] = np.concatenate(call_oi)
+        oi[1::2] = np.concatenate(put_oi)
+        self.expiry_ms = np.array([self.expiries[e].expiry_ms for e in self.expiry_idx])
+        self.tau0 = (self.expiry_ms - start_ms) / MS_PER_YEAR
+        # Put the zero-gamma level a little below spot: scale puts so that the dealers'
+        # GEX (long calls, short puts) balances there.
+        target = spot * (1.0 - ZERO_GAMMA_BELOW_SPOT)
+        gex = self._gex_terms(target, spec.basis_rate) * oi
+        calls_gex, puts_gex = gex[self.is_call].sum(), gex[~self.is_call].sum()
+        scale = float(np.clip(calls_gex / puts_gex, 0.2, 5.0)) if puts_gex > 0 else 1.0
+        oi[~self.is_call] *= scale
+        step = spec.oi_step
+        self.oi = np.maximum(np.round(oi / step) * step, 0.0)
+        self.oi = np.round(self.oi, 1)
+        self.n = self.strike.shape[0]
+        self.names = [
+            f"{config.currency}-{self.expiries[e].code}-{int(k)}-{'C' if c else 'P'}"
+            for e, k, c in zip(
+                self.expiry_idx.tolist(), self.strike.tolist(), self.is_call.tolist(), strict=True
+            )
+        ]
+        self.decimal_strike = [Decimal(int(k)) for k in self.strike.tolist()]
+
+    def _gex_terms(self, spot: float, basis_rate: float) -> np.ndarray:
+        """Γ(F) F² × 0.01 per coin of each instrument at a hypothetical spot (start time)."""
+        tau = self.tau0
+        forward = spot * np.exp(basis_rate * tau)
+        sd = self.base_iv * np.sqrt(tau)
+        d1 = (np.log(forward / self.strike) + 0.5 * sd * sd) / sd
+        return np.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI / (forward * sd) * forward**2 * 0.01
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / _SQRT2)
+
+
+@dataclass(slots=True)
+class _Quote:
+    """Black-76 mark and greeks of one option from its published inputs (USD, r = 0)."""
+
+    price_usd: float
+    delta: float
+    gamma: float
+    vega: float  # USD per 1 vol point
+    theta: float  # USD per day
+    rho: float  # USD per 1 % of rate
+
+
+def _price(forward: float, strike: float, tau: float, sigma: float, is_call: bool) -> _Quote:
+    sd = sigma * math.sqrt(tau)
+    d1 = (math.log(forward / strike) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    pdf = _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+    if is_call:
+        price = forward * _norm_cdf(d1) - strike * _norm_cdf(d2)
+        delta = _norm_cdf(d1)
+        rho = strike * tau * _norm_cdf(d2) * 0.01
+    else:
+        price = strike * _norm_cdf(-d2) - forward * _norm_cdf(-d1)
+        delta = _norm_cdf(d1) - 1.0
+        rho = -strike * tau * _norm_cdf(-d2) * 0.01
+    gamma = bsm_gamma(forward, strike, tau, sigma, 0.0, 0.0)  # the engine's own kernel
+    vega = forward * pdf * math.sqrt(tau) * 0.01
+    theta = -forward * pdf * sigma / (2.0 * math.sqrt(tau)) / 365.0
+    return _Quote(max(price, 0.0), delta, gamma, vega, theta, rho)
+
+
+def _dec(value: float, scale: float) -> float:
+    """``value`` to the nearest 1/scale (scale 100 → 2 decimals), fast; prints short."""
+    return round(value * scale) / scale
+
+
+def _on_tick(price: float, up: bool) -> float:
+    """A coin price on Deribit's option tick: 0.0001 below 0.005, 0.0005 above."""
+    tick = 1 if price < 0.005 else 5  # in units of 0.0001
+    x = price * 10_000.0 / tick
+    units = math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
+    return units * tick / 10_000.0
+
+
+class _Draws:
+    """Blocks of random numbers from one generator, handed out one at a time (fast)."""
+
+    def __init__(self, rng: np.random.Generator, draw: str, *args: float) -> None:
+        self._rng, self._draw, self._args = rng, draw, args
+        self._block: list[float] = []
+        self._next = 0
+
+    def __call__(self) -> float:
+        if self._next == len(self._block):
+            self._block = getattr(self._rng, self._draw)(*self._args, 4096).tolist()
+            self._next = 0
+        self._next += 1
+        return self._block[self._next - 1]
+
+
+# --------------------------------------------------------------------------- the session
+
+
+@dataclass(slots=True)
+class _Event:
+    send_ms: int  # venue send time, ms (ordering key)
+    order: int  # tie-break between kinds at the same ms
+    seq: int  # tie-break within a kind
+    kind: str
+    raw: bytes
+    request: dict[str, Any] | None = None
+
+
+_ORDER = {
+    "instrument_state": 0,
+    "price_index": 1,
+    "ticker_perpetual": 2,
+    "ticker_option": 3,
+    "trades": 4,
+    "volatility_index": 5,
+    "heartbeat": 6,
+    "test": 7,
+}
+
+
+@dataclass(slots=True)
+class _Levels:
+    zero_gamma: float | None = None
+    call_wall: float | None = None
+    put_wall: float | None = None
+    net_gex: float = 0.0
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "zero_gamma": self.zero_gamma,
+            "call_wall": self.call_wall,
+            "put_wall": self.put_wall,
+            "net_gex": self.net_gex,
+        }
+
+
+@dataclass(slots=True)
+class _Totals:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    messages: int = 0
+    option_trades: int = 0
+    first_recv_ns: int = 0
+    last_recv_ns: int = 0
+
+
+class _Session:
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.spec = _CURRENCIES[config.currency]
+        self.cur = config.currency
+        self.index_name = f"{config.currency.lower()}_usd"
+        streams = np.random.SeedSequence(config.seed).spawn(8)
+        self.rng_chain, self.rng_path, self.rng_tick, self.rng_trade = (
+            np.random.default_rng(s) for s in streams[:4]
+        )
+        self.rng_lat, self.rng_perp, self.rng_misc, self.rng_vol = (
+            np.random.default_rng(s) for s in streams[4:]
+        )
+        self.chain = ch = _Chain(config, self.rng_chain)
+        # Per-instrument constants as Python lists: scalar access on the hot path.
+        self.strike = ch.strike.tolist()
+        self.is_call = ch.is_call.tolist()
+        self.expiry_ms = ch.expiry_ms.tolist()
+        self.expiry_of = [ch.expiries[e] for e in ch.expiry_idx.tolist()]
+        self.base_iv = ch.base_iv.tolist()
+        self.latency = _Draws(self.rng_lat, "exponential", 1_200_000.0)
+        self.book_amount = _Draws(self.rng_tick, "integers", 1, 400)
+        self.start_ms = config.start_ns // NS_PER_MS
+        self.end_ms = self.start_ms + round(config.duration_s * 1000)
+        self.spot0 = config.initial_spot
+        self.spot = self.spot0
+        self.vol_factor = 1.0  # common multiplier of every sticky-strike IV
+        self.vol_noise = 0.0
+        self.last_recv_ns = 0
+        self.rpc_id = 0
+        self.totals = _Totals()
+        self.crossings: list[LevelCrossing] = []
+        self.settled: list[str] = []
+        self.spot_min = self.spot_max = self.spot0
+        self._init_market_state()
+
+    # ----------------------------------------------------------------- state
+
+    def _init_market_state(self) -> None:
+        ch, rng = self.chain, self.rng_misc
+        n = ch.n
+        tau = ch.tau0
+        forward = self.spot0 * np.exp(self.spec.basis_rate * tau)
+        sd = ch.base_iv * np.sqrt(tau)
+        x = np.log(ch.strike / forward) / sd
+        # How often each option trades: OI-weighted, near the money, near-dated.
+        self.activity = (ch.oi + 1.0) * np.exp(-0.5 * (x / 1.5) ** 2) / np.sqrt(tau + 0.02)
+        traded = rng.random(n) < np.clip(0.15 + 0.8 * self.activity / self.activity.max(), 0, 1)
+        start_mark = np.array(
+            [
+                _price(f, k, t, s, c).price_usd / self.spot0
+                for f, k, t, s, c in zip(
+                    forward.tolist(),
+                    ch.strike.tolist(),
+                    tau.tolist(),
+                    ch.base_iv.tolist(),
+                    ch.is_call.tolist(),
+                    strict=True,
+                )
+            ]
+        )
+        self.start_mark = start_mark
+        drift = rng.normal(0.0, 0.12, n)
+        # Yesterday's 08:00 settlement mark and 24 h statistics (coin prices, coin volumes).
+        self.settlement_price = np.round(np.maximum(start_mark * np.exp(drift), 1e-8), 8).tolist()
+        open_price = np.where(traded, np.maximum(start_mark * np.exp(drift * 0.8), 1e-4), 0.0)
+        self.open_price = open_price.tolist()
+        volume = np.round(np.where(traded, np.round(rng.lognormal(1.5, 1.2, n), 1) + 0.1, 0.0), 1)
+        self.volume = volume.tolist()
+        self.volume_usd = np.round(volume * start_mark * self.spot0, 1).tolist()
+        last = np.maximum(start_mark * np.exp(rng.normal(0.0, 0.05, n)), 1e-4)
+        self.last_price: list[float | None] = [
+            (_on_tick(p, False) or 0.0001) if t else None
+            for p, t in zip(last.tolist(), traded.tolist(), strict=True)
+        ]
+        self.high: list[float | None] = [
+            max(p, _on_tick(o * 1.1, True)) if p is not None else None
+            for p, o in zip(self.last_price, self.open_price, strict=True)
+        ]
+        self.low: list[float | None] = [
+            min(p, _on_tick(o * 0.9, False)) if p is not None else None
+            for p, o in zip(self.last_price, self.open_price, strict=True)
+        ]
+        self.last_up = [True] * n  # direction of the last price change (tick_direction)
+        self.trade_seq = rng.integers(1, 5_000, n).tolist()
+        self.trade_id = int(rng.integers(280_000_000, 290_000_000))
+        self.instrument_id0 = int(rng.integers(300_000, 350_000))
+        self.oi = ch.oi.tolist()  # open interest now, coins
+        self.alive = np.ones(n, dtype=bool)
+        self._trade_cdf()
+        # perpetual
+        self.perp_oi = float(round(self.spec.perp_oi_usd * (1 + 0.05 * rng.normal()) / 10) * 10)
+        self.perp_volume = float(rng.uniform(8_000, 15_000))
+        self.perp_premium = 0.0004
+        self.perp_last = round(self.spot0 * 1.0004 * 2) / 2
+        self.perp_open = round(self.spot0 * (1 + rng.normal(0, 0.015)) * 2) / 2
+        high = max(self.spot0, self.perp_open) * (1 + abs(rng.normal(0, 0.01)))
+        low = min(self.spot0, self.perp_open) * (1 - abs(rng.normal(0, 0.01)))
+        self.perp_high, self.perp_low = round(high * 2) / 2, round(low * 2) / 2
+        self.perp_settlement = round(self.spot0 * (1 + rng.normal(0, 0.004)), 2)
+
+    def _trade_cdf(self) -> None:
+        weights = np.where(self.alive, self.activity, 0.0)
+        total = weights.sum()
+        self.trade_cdf = np.cumsum(weights) / total if total > 0 else None
+
+    def _iv(self, i: int) -> float:
+        """Published mark_iv of option i now, PERCENT (2 decimals)."""
+        return _dec(self.base_iv[i] * self.vol_factor * 100.0, 100.0)
+
+    def _forward(self, index: float, tau: float) -> float:
+        return _dec(index * math.exp(self.spec.basis_rate * tau), 100.0)
+
+    # ----------------------------------------------------------------- output
+
+    def _latency_ns(self) -> int:
+        return 1_500_000 + int(self.latency())
+
+    def _emit(
+        self, kind: str, raw: bytes, send_ns: int, request: dict[str, Any] | None = None
+    ) -> CapturedMessage:
+        recv_ns = max(send_ns + self._latency_ns(), self.last_recv_ns + 1)
+        self.last_recv_ns = recv_ns
+        totals = self.totals
+        if totals.messages == 0:
+            totals.first_recv_ns = recv_ns
+        totals.messages += 1
+        totals.counts[kind] += 1
+        totals.last_recv_ns = recv_ns
+        return CapturedMessage(recv_ns, VENUE, raw, request)
+
+    def _notification(self, channel: str, data: Any) -> bytes:
+        return orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "subscription",
+                "params": {"channel": channel, "data": data},
+            }
+        )
+
+    def _rpc_times(self, send_ns: int, work_us: int) -> tuple[int, int]:
+        """(usIn, usOut) of a request the client sent at ``send_ns``: µs since the epoch."""
+        us_in = send_ns // 1000 + int(self.rng_lat.integers(800, 2_500))
+        return us_in, us_in + work_us
+
+    def _rpc(
+        self,
+        kind: str,
+        method: str,
+        params: dict[str, Any],
+        result: Any,
+        times: tuple[int, int],
+    ) -> CapturedMessage:
+        """An RPC response (with its request on the capture line)."""
+        self.rpc_id += 1
+        us_in, us_out = times
+        raw = orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": self.rpc_id,
+                "result": result,
+                "usIn": us_in,
+                "usOut": us_out,
+                "usDiff": us_out - us_in,
+                "testnet": False,
+            }
+        )
+        return self._emit(kind, raw, us_out * 1000, {"method": method, "params": params})
+
+    # ----------------------------------------------------------------- RPC preamble
+
+    def _preamble(self) -> Iterator[CapturedMessage]:
+        cfg, ch = self.config, self.chain
+        times = self._rpc_times(cfg.start_ns, 3_000 + 2 * ch.n)
+        params = {"currency": self.cur, "kind": "option", "expired": False}
+        msg = self._rpc(
+            "get_instruments", "public/get_instruments", params, self._instruments(), times
+        )
+        yield msg
+        times = self._rpc_times(msg.recv_ns + 1_000_000, 2_000 + 3 * ch.n)
+        self.summary_ms = times[1] // 1000  # creation_timestamp of the summary rows
+        params = {"currency": self.cur, "kind": "option"}
+        summary = self._book_summary(self.summary_ms)
+        msg = self._rpc(
+            "get_book_summary_by_currency",
+            "public/get_book_summary_by_currency",
+            params,
+            summary,
+            times,
+        )
+        yield msg
+        times = self._rpc_times(msg.recv_ns + 1_000_000, int(self.rng_lat.integers(20, 80)))
+        params = {"interval": HEARTBEAT_INTERVAL_S}
+        msg = self._rpc("set_heartbeat", "public/set_heartbeat", params, "ok", times)
+        yield msg
+        channels = [f"ticker.{name}.100ms" for name in ch.names] + [
+            f"deribit_price_index.{self.index_name}",
+            f"deribit_volatility_index.{self.index_name}",
+            f"ticker.{self.cur}-PERPETUAL.100ms",
+            f"trades.option.{self.cur}.100ms",
+            f"instrument.state.option.{self.cur}",
+        ]
+        times = self._rpc_times(msg.recv_ns + 1_000_000, 200 + ch.n // 4)
+        msg = self._rpc("subscribe", "public/subscribe", {"channels": channels}, channels, times)
+        yield msg
+        self.stream_start_ms = msg.recv_ns // NS_PER_MS + 1
+
+    def _instruments(self) -> list[dict[str, Any]]:
+        ch, spec = self.chain, self.spec
+        out = []
+        for i, name in enumerate(ch.names):
+            expiry = self.expiry_of[i]
+            out.append(
+                {
+                    "tick_size": 0.0001,
+                    "tick_size_steps": [{"above_price": 0.005, "tick_size": 0.0005}],
+                    "taker_commission": 0.0003,
+                    "strike": self.strike[i],
+                    "settlement_period": expiry.period,
+                    "settlement_currency": self.cur,
+                    "quote_currency": self.cur,
+                    "price_index": self.index_name,
+                    "option_type": "call" if self.is_call[i] else "put",
+                    "min_trade_amount": spec.min_trade_amount,
+                    "maker_commission": 0.0003,
+                    "kind": "option",
+                    "is_active": True,
+                    "instrument_name": name,
+                    "instrument_id": self.instrument_id0 + i,
+                    "expiration_timestamp": expiry.expiry_ms,
+                    "creation_timestamp": expiry.listed_ms,
+                    "counter_currency": "USD",
+                    "contract_size": 1,
+                    "block_trade_tick_size": 0.0001,
+                    "block_trade_min_trade_amount": 25,
+                    "block_trade_commission": 0.00015,
+                    "base_currency": self.cur,
+                }
+            )
+        return out
+
+    def _book_summary(self, ts_ms: int) -> list[dict[str, Any]]:
+        ch = self.chain
+        index = _dec(self.spot, 100.0)
+        rows = []
+        for i, name in enumerate(ch.names):
+            expiry = self.expiry_of[i]
+            tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
+            forward = self._forward(index, tau)
+            iv = self._iv(i)
+            quote = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+            mark = quote.price_usd / index
+            bid, ask = self._bid_ask(mark)
+            last = self.last_price[i]
+            traded = last is not None
+            rows.append(
+                {
+                    "volume_usd": float(self.volume_usd[i]),
+                    "volume": self.volume[i],
+                    "underlying_price": forward,
+                    "underlying_index": expiry.underlying_index,
+                    "quote_currency": self.cur,
+                    "price_change": self._price_change(i),
+                    "open_interest": self.oi[i],
+                    "mid_price": round((bid + ask) / 2, 5) if bid else None,
+                    "mark_price": round(mark, 8),
+                    "mark_iv": iv,
+                    "low": self.low[i] if traded else None,
+                    "last": last,
+                    "interest_rate": 0.0,
+                    "instrument_name": name,
+                    "high": self.high[i] if traded else None,
+                    "estimated_delivery_price": index,
+                    "creation_timestamp": ts_ms,
+                    "bid_price": bid if bid else None,
+                    "base_currency": self.cur,
+                    "ask_price": ask,
+                }
+            )
+        return rows
+
+    def _price_change(self, i: int) -> float | None:
+        last, open_ = self.last_price[i], self.open_price[i]
+        if last is None or open_ <= 0:
+            return None
+        return round((last / open_ - 1.0) * 100.0, 4)
+
+    def _bid_ask(self, mark: float) -> tuple[float, float]:
+        """Best bid / ask (coin) around a mark: 0.0 bid when it would be below one tick."""
+        half = max(0.0002, 0.04 * mark)
+        bid = _on_tick(mark - half, False) if mark - half >= 0.0001 else 0.0
+        ask = _on_tick(mark + half, True)
+        return bid, max(ask, 0.0001)
+
+    # ----------------------------------------------------------------- feedback book
+
+    def _contracts(self, indices: np.ndarray, ts_ms: int) -> list[OptionContract]:
+        ch = self.chain
+        index = _dec(self.spot, 100.0)
+        ts_ns = ts_ms * NS_PER_MS
+        out = []
+        for i in indices.tolist():
+            tau = (self.expiry_ms[i] - ts_ms) / MS_PER_YEAR
+            out.append(
+                OptionContract(
+                    venue=VENUE,
+                    underlying=self.cur,
+                    instrument=ch.names[i],
+                    root=self.cur,
+                    expiry_ns=self.expiry_ms[i] * NS_PER_MS,
+                    strike=ch.decimal_strike[i],
+                    right=OptionRight.CALL if self.is_call[i] else OptionRight.PUT,
+                    multiplier=1.0,
+                    open_interest=self.oi[i],
+                    iv=self._iv(i) / 100.0,
+                    underlying_price=self._forward(index, tau) if tau > 0 else index,
+                    index_price=index,
+                    ts_event_ns=ts_ns,
+                    ts_recv_ns=ts_ns,
+                    premium_currency=self.cur,
+                )
+            )
+        return out
+
+    def _init_book(self, ts_ms: int) -> None:
+        self.book = GammaBook(
+            self.cur,
+            VENUE,
+            LevelsConfig(model="long_calls_short_puts"),
+            self.spot,
+            ts_ms * NS_PER_MS,
+            capacity=self.chain.n,
+        )
+        self.book.upsert(self._contracts(np.flatnonzero(self.alive), ts_ms))
+        self.book_vol_factor = self.vol_factor
+        self.dirty: set[int] = set()
+        self.levels = self._read_levels()
+        self.initial_levels = self.levels
+        # GEX scale of the feedback: the largest |profile| within ±5 % of the initial spot.
+        near = np.abs(self.book.grid_spots / self.spot - 1.0) <= 0.05
+        self.gex_scale = float(np.abs(self.book.profile[0][near]).max()) or 1.0
+        self.gex_norm = self.levels.net_gex / self.gex_scale
+
+    def _read_levels(self) -> _Levels:
+        levels = compute_levels(self.book).buckets["all"]
+        return _Levels(levels.zero_gamma, levels.call_wall, levels.put_wall, levels.net_gex)
+
+    def _refresh(self, ts_ms: int) -> None:
+        """Bring the simulator's book to now: time decay, marks, OI; then read the levels."""
+        book = self.book
+        book.advance_time(ts_ms * NS_PER_MS)
+        if abs(self.vol_factor / self.book_vol_factor - 1.0) > 0.01:
+            update = np.flatnonzero(self.alive)
+            self.book_vol_factor = self.vol_factor
+        else:
+            update = np.array(sorted(i for i in self.dirty if self.alive[i]), dtype=np.int64)
+        self.dirty.clear()
+        if update.size:
+            book.upsert(self._contracts(update, ts_ms))
+        book.set_spot(self.spot, ts_ms * NS_PER_MS)
+        self.levels = self._read_levels()
+        self.gex_norm = float(np.clip(self.levels.net_gex / self.gex_scale, -1.0, 1.0))
+
+    # ----------------------------------------------------------------- index path
+
+    def _scenario_target(self, frac: float) -> tuple[float, float] | None:
+        """(log target, seconds to reach it) of the scripted drift, or None."""
+        if self.config.scenario == "none" or frac < 0.15:
+            return None
+        duration = self.config.duration_s
+        lv = self.levels
+        if frac < 0.45:
+            if not self.flip_done:
+                zero = lv.zero_gamma if lv.zero_gamma is not None else self.spot0 * 0.99
+                self.flip_target = min(zero, self.spot0) * (1.0 - 0.005)
+            end = 0.45
+            target = self.flip_target
+        else:
+            if self.wall_target is None:
+                self.scenario_wall = self._put_wall_below(self.spot * 0.99)
+                self.wall_target = self.scenario_wall * (1.0 - 0.006)
+            target = self.wall_target
+            if frac >= 0.8:  # aftermath: hold below the broken wall
+                return math.log(target), 0.1 * duration
+            end = 0.8
+        remaining = max((end - frac) * duration, 0.03 * duration)
+        return math.log(target), remaining
+
+    def _put_wall_below(self, limit: float) -> float:
+        """The strike below ``limit`` with the largest dealer put GEX at spot (USD)."""
+        _, _, _, put = strike_gex(self.book, "all")
+        strikes = self.book.strike_values[: put.shape[0]]
+        below = np.flatnonzero((strikes < limit) & (put != 0.0))
+        if below.size == 0:
+            return limit * 0.97
+        return float(strikes[below[np.argmax(np.abs(put[below]))]])
+
+    def _step_path(self, step: int) -> None:
+        cfg = self.config
+        dt = STEP_MS / 1000.0
+        frac = step * dt / cfg.duration_s
+        g = self.gex_norm if cfg.feedback else 0.0
+        # Dealers long gamma sell rallies and buy dips: less volatility and some mean
+        # reversion; short gamma, they chase: more volatility and some momentum.
+        vol_mult = min(max(math.exp(-1.2 * g), 0.5), 2.2)
+        phi = min(max(-0.4 * g, -0.3), 0.25)
+        sigma = 1.5 * self.spec.atm_vol / math.sqrt(365 * 86_400.0)  # per √s, intraday
+        shock = sigma * vol_mult * math.sqrt(dt) * float(self.rng_path.standard_normal())
+        self.noise_ret = shock + phi * self.noise_ret
+        drift = 0.0
+        target = self._scenario_target(frac)
+        if target is not None:
+            log_target, remaining = target
+            drift = (log_target - math.log(self.spot)) / remaining * dt
+        self.spot *= math.exp(drift + self.noise_ret)
+        self.spot_min = min(self.spot_min, self.spot)
+        self.spot_max = max(self.spot_max, self.spot)
+        # IVs: spot down → vol up, plus a slow common wiggle.
+        self.vol_noise += -0.02 * self.vol_noise * dt + 0.0015 * math.sqrt(dt) * float(
+            self.rng_vol.standard_normal()
+        )
+        self.vol_factor = math.exp(-1.5 * math.log(self.spot / self.spot0) + self.vol_noise)
+
+    def _check_crossings(self, ts_ms: int) -> None:
+        """Record the index crossing a level: beyond it by CROSSING_BAND, as the book sees it.
+
+        A wall that moves to another strike, or a zero gamma that jumps to another root,
+        starts afresh instead of counting as a crossing.
+        """
+        for name in ("zero_gamma", "call_wall", "put_wall"):
+            level = getattr(self.levels, name)
+            side, seen = self.sides.get(name, (0, None))
+            if level is None:
+                self.sides[name] = (0, None)
+                continue
+            if seen is None or abs(level / seen - 1.0) > (0.005 if name == "zero_gamma" else 0):
+                side = 0  # a new level: no crossing until the spot has been on one side
+            if self.spot > level * (1.0 + CROSSING_BAND):
+                now = 1
+            elif self.spot < level * (1.0 - CROSSING_BAND):
+                now = -1
+            else:
+                now = side
+            self.sides[name] = (now, level)
+            if side in (0, now):
+                continue
+            direction = "up" if now > 0 else "down"
+            self.crossings.append(
+                LevelCrossing(ts_ms * NS_PER_MS, name, direction, level, self.spot)
+            )
+            if name == "zero_gamma" and direction == "down":
+                self.flip_done = True
+
+    # ----------------------------------------------------------------- notifications
+
+    def _option_ticker(self, i: int, ts_ms: int) -> bytes:
+        ch = self.chain
+        index = _dec(self.spot, 100.0)
+        expiry = self.expiry_of[i]
+        tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
+        forward = self._forward(index, tau)
+        iv = self._iv(i)
+        q = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+        mark = max(_dec(q.price_usd / index, 10_000.0), 0.0001)
+        bid, ask = self._bid_ask(mark)
+        vega_coin = max(q.vega / index, 1e-12)  # coin per vol point
+        bid_iv = _dec(max(iv - (mark - bid) / vega_coin, 1.0), 100.0) if bid else 0.0
+        ask_iv = _dec(min(iv + (ask - mark) / vega_coin, 500.0), 100.0)
+        step = self.spec.oi_step
+        bid_amount = _dec(self.book_amount() * step, 10.0)
+        ask_amount = _dec(self.book_amount() * step, 10.0)
+        band = 0.03 + 0.05 * mark
+        last = self.last_price[i]
+        traded = last is not None
+        data = {
+            "estimated_delivery_price": index,
+            "best_bid_amount": bid_amount if bid else 0.0,
+            "best_ask_amount": ask_amount,
+            "bid_iv": bid_iv,
+            "ask_iv": ask_iv,
+            "underlying_index": expiry.underlying_index,
+            "underlying_price": forward,
+            "mark_iv": iv,
+            "best_bid_price": bid,
+            "best_ask_price": ask,
+            "interest_rate": 0.0,
+            "mark_price": mark,
+            "open_interest": self.oi[i],
+            "max_price": _dec(mark + band, 10_000.0),
+            "min_price": _dec(max(mark - band, 0.0001), 10_000.0),
+            "settlement_price": self.settlement_price[i],
+            "last_price": last,
+            "instrument_name": ch.names[i],
+            "index_price": index,
+            "greeks": {
+                "rho": _dec(q.rho, 1e5),
+                "theta": _dec(q.theta, 1e5),
+                "vega": _dec(q.vega, 1e5),
+                "gamma": round(q.gamma, 5),  # exact decimal rounding: consumers re-price it
+                "delta": round(q.delta, 5),
+            },
+            "stats": {
+                "volume_usd": float(self.volume_usd[i]),
+                "volume": self.volume[i],
+                "price_change": self._price_change(i),
+                "low": self.low[i] if traded else None,
+                "high": self.high[i] if traded else None,
+            },
+            "state": "open",
+            "timestamp": ts_ms,
+        }
+        return self._notification(f"ticker.{ch.names[i]}.100ms", data)
+
+    def _trades(self, step_ms: int, frac: float) -> tuple[bytes, int] | None:
+        cfg, ch, rng = self.config, self.chain, self.rng_trade
+        if self.trade_cdf is None or cfg.trades_rate_per_s <= 0:
+            return None
+        count = int(rng.poisson(cfg.trades_rate_per_s * STEP_MS / 1000.0))
+        if count == 0:
+            return None
+        picks = np.searchsorted(self.trade_cdf, rng.random(count), side="right")
+        picks = np.minimum(picks, ch.n - 1)
+        offsets = np.sort(rng.integers(0, STEP_MS, count))
+        selloff = self.config.scenario != "none" and 0.15 <= frac < 0.8
+        index = _dec(self.spot, 100.0)
+        trades = []
+        for i, offset in zip(picks.tolist(), offsets.tolist(), strict=True):
+            ts_ms = step_ms + offset
+            if not self.alive[i] or self.expiry_ms[i] <= ts_ms:
+                continue
+            is_call = self.is_call[i]
+            tau = (self.expiry_ms[i] - ts_ms) / MS_PER_YEAR
+            forward = self._forward(index, tau)
+            iv = self._iv(i)
+            q = _price(forward, self.strike[i], tau, iv / 100.0, is_call)
+            mark = q.price_usd / index
+            p_buy = 0.52 + (0.13 if selloff and not is_call else 0.0)
+            buy = bool(rng.random() < p_buy)
+            edge = abs(rng.normal(0.0, 0.015)) * mark + 0.0001
+            price = (
+                _on_tick(mark + edge, True) if buy else _on_tick(max(mark - edge, 0.0001), False)
+            )
+            price = max(price, 0.0001)
+            vega_coin = max(q.vega / index, 1e-12)
+            trade_iv = round(float(np.clip(iv + (price - mark) / vega_coin, 1.0, 500.0)), 2)
+            step = self.spec.oi_step
+            amount = max(round(float(rng.lognormal(0.0, 1.1)) / step) * step, step)
+            amount = round(amount, 1)
+            # Taker buys open positions (OI up), taker sells close them (OI down).
+            if buy:
+                self.oi[i] = round(self.oi[i] + amount, 1)
+            else:
+                self.oi[i] = round(max(self.oi[i] - amount, 0.0), 1)
+            self.dirty.add(i)
+            last = self.last_price[i]
+            if last is None or price > last:
+                tick_direction, self.last_up[i] = 0, True
+            elif price < last:
+                tick_direction, self.last_up[i] = 2, False
+            else:
+                tick_direction = 1 if self.last_up[i] else 3
+            self.last_price[i] = price
+            self.high[i] = price if self.high[i] is None else max(self.high[i], price)
+            self.low[i] = price if self.low[i] is None else min(self.low[i], price)
+            if self.open_price[i] <= 0:
+                self.open_price[i] = price
+            self.volume[i] = round(self.volume[i] + amount, 1)
+            self.volume_usd[i] = round(self.volume_usd[i] + amount * price * index, 1)
+            self.trade_seq[i] += 1
+            self.trade_id += 1
+            trades.append(
+                {
+                    "trade_seq": int(self.trade_seq[i]),
+                    "trade_id": str(self.trade_id),
+                    "timestamp": ts_ms,
+                    "tick_direction": tick_direction,
+                    "price": price,
+                    "mark_price": round(mark, 8),
+                    "iv": trade_iv,
+                    "instrument_name": ch.names[i],
+                    "index_price": index,
+                    "direction": "buy" if buy else "sell",
+                    "amount": amount,
+                    "contracts": amount,
+                }
+            )
+        if not trades:
+            return None
+        raw = self._notification(f"trades.option.{self.cur}.100ms", trades)
+        return raw, len(trades)
+
+    def _perpetual_ticker(self, ts_ms: int) -> bytes:
+        rng = self.rng_perp
+        index = _dec(self.spot, 100.0)
+        self.perp_premium += -0.05 * (self.perp_premium - 0.0004) + 0.00005 * rng.normal()
+        mark = round(index * (1.0 + self.perp_premium), 2)
+        spread = 0.5 * int(rng.integers(1, 4))
+        bid = math.floor((mark - spread / 2) * 2) / 2
+        ask = bid + spread
+        if rng.random() < 0.5:
+            self.perp_last = ask if rng.random() < 0.5 else bid
+            size = float(rng.lognormal(8.0, 1.5))
+            self.perp_volume += size / mark
+            self.perp_oi = max(self.perp_oi + round(size * rng.normal() / 10) * 10, 1e8)
+        self.perp_high = max(self.perp_high, self.perp_last)
+        self.perp_low = min(self.perp_low, self.perp_last)
+        funding_8h = round(self.perp_premium / 3.0, 8)
+        volume_usd = round(self.perp_volume * index, -1)
+        data = {
+            "timestamp": ts_ms,
+            "state": "open",
+            "stats": {
+                "high": self.perp_high,
+                "low": self.perp_low,
+                "price_change": round((self.perp_last / self.perp_open - 1.0) * 100.0, 4),
+                "volume": round(self.perp_volume, 8),
+                "volume_usd": volume_usd,
+                "volume_notional": volume_usd,
+            },
+            "index_price": index,
+            "instrument_name": f"{self.cur}-PERPETUAL",
+            "last_price": self.perp_last,
+            "settlement_price": self.perp_settlement,
+            "min_price": round(mark * 0.985, 2),
+            "max_price": round(mark * 1.015, 2),
+            "open_interest": float(self.perp_oi),
+            "mark_price": mark,
+            "interest_value": self.perp_premium * 3.0,
+            "best_ask_price": ask,
+            "best_bid_price": bid,
+            "estimated_delivery_price": index,
+            "best_ask_amount": float(int(rng.integers(1, 20_000)) * 10),
+            "best_bid_amount": float(int(rng.integers(1, 20_000)) * 10),
+            "current_funding": 0.0,
+            "funding_8h": funding_8h,
+        }
+        return self._notification(f"ticker.{self.cur}-PERPETUAL.100ms", data)
+
+    def _dvol(self, ts_ms: int) -> bytes:
+        atm = _atm_vol(self.spec, 30 / 365) * self.vol_factor * 100.0
+        data = {"volatility": round(atm, 2), "timestamp": ts_ms, "index_name": self.index_name}
+        return self._notification(f"deribit_volatility_index.{self.index_name}", data)
+
+    def _price_index(self, ts_ms: int) -> bytes:
+        data = {"timestamp": ts_ms, "price": round(self.spot, 2), "index_name": self.index_name}
+        return self._notification(f"deribit_price_index.{self.index_name}", data)
+
+    def _draw_tickers(self, lo_ms: int, hi_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ticker (times, instruments) in [lo, hi): Poisson arrivals per instrument."""
+        rng, n = self.rng_tick, self.chain.n
+        mean = (hi_ms - lo_ms) / 1000.0 / self.config.ticker_interval_s
+        counts = rng.poisson(mean, n)
+        inst = np.repeat(np.arange(n), counts)
+        times = rng.integers(lo_ms, hi_ms, inst.shape[0])
+        order = np.lexsort((inst, times))
+        return times[order], inst[order]
+
+    # ----------------------------------------------------------------- main loop
+
+    def messages(self) -> Iterator[CapturedMessage]:
+        cfg, ch = self.config, self.chain
+        yield from self._preamble()
+        self.flip_done = False
+        self.sides: dict[str, tuple[int, float | None]] = {}
+        self.flip_target = self.spot0
+        self.wall_target: float | None = None
+        self.scenario_wall: float | None = None
+        self.noise_ret = 0.0
+        self._init_book(self.summary_ms)
+        refresh_steps = max(1, round(cfg.feedback_interval_s * 1000 / STEP_MS))
+        n_steps = math.ceil((self.end_ms - self.start_ms) / STEP_MS)
+        first_ms = self.stream_start_ms
+        phase = int(self.rng_misc.integers(0, 1000))
+        periodic = {
+            "price_index": [first_ms + phase % 97, round(cfg.index_interval_s * 1000)],
+            "volatility_index": [first_ms + phase % 211, round(cfg.dvol_interval_s * 1000)],
+            "ticker_perpetual": [first_ms + phase % 53, round(cfg.perpetual_interval_s * 1000)],
+            "heartbeat": [first_ms + HEARTBEAT_INTERVAL_S * 1000, HEARTBEAT_INTERVAL_S * 1000],
+        }
+        states = self._state_events()
+        state_ptr = 0
+        seq = 0
+        for w0 in range(0, n_steps, WINDOW_STEPS):
+            w1 = min(n_steps, w0 + WINDOW_STEPS)
+            lo_ms = self.start_ms + w0 * STEP_MS
+            hi_ms = min(self.start_ms + w1 * STEP_MS, self.end_ms)
+            times, insts = self._draw_tickers(lo_ms, hi_ms)
+            keep = (times >= first_ms) & (times < ch.expiry_ms[insts])
+            times, insts = times[keep], insts[keep]
+            bounds = np.searchsorted(times, lo_ms + STEP_MS * np.arange(w1 - w0 + 1))
+            for j in range(w0, w1):
+                step_ms = self.start_ms + j * STEP_MS
+                step_end = min(step_ms + STEP_MS, self.end_ms)
+                if j > 0:
+                    self._step_path(j)
+                    if j % refresh_steps == 0:
+                        self._refresh(step_ms)
+                self._check_crossings(step_ms)
+                events: list[_Event] = []
+                while state_ptr < len(states) and states[state_ptr][0] < step_end:
+                    ts, state, i = states[state_ptr]
+                    state_ptr += 1
+                    if ts < first_ms:
+                        continue
+                    raw = self._notification(
+                        f"instrument.state.option.{self.cur}",
+                        {"timestamp": ts, "state": state, "instrument_name": ch.names[i]},
+                    )
+                    events.append(
+                        _Event(ts, _ORDER["instrument_state"], i, "instrument_state", raw)
+                    )
+                    if state == "terminated":
+                        self._expire(i)
+                for kind, slot in periodic.items():
+                    while slot[0] < step_end:
+                        ts = slot[0]
+                        slot[0] += slot[1]
+                        if ts < step_ms:
+                            continue
+                        events.extend(self._periodic(kind, ts))
+                a, b = bounds[j - w0], bounds[j - w0 + 1]
+                for ts, i in zip(times[a:b].tolist(), insts[a:b].tolist(), strict=True):
+                    if self.alive[i]:
+                        raw = self._option_ticker(i, ts)
+                        events.append(_Event(ts, _ORDER["ticker_option"], i, "ticker_option", raw))
+                if step_ms >= first_ms:
+                    trades = self._trades(step_ms, j * STEP_MS / 1000.0 / cfg.duration_s)
+                    if trades is not None:
+                        raw, count = trades
+                        self.totals.option_trades += count
+                        events.append(_Event(step_end - 1, _ORDER["trades"], 0, "trades", raw))
+                events.sort(key=lambda e: (e.send_ms, e.order, e.seq))
+                for event in events:
+                    seq += 1
+                    send_ns = event.send_ms * NS_PER_MS
+                    if event.kind == "test":
+                        rpc_times = self._rpc_times(send_ns, 40)
+                        result = {"version": "1.2.26"}
+                        yield self._rpc("test", "public/test", {}, result, rpc_times)
+                    else:
+                        yield self._emit(event.kind, event.raw, send_ns)
+        self.final_levels = self.levels
+
+    def _periodic(self, kind: str, ts: int) -> list[_Event]:
+        order = _ORDER[kind]
+        if kind == "price_index":
+            return [_Event(ts, order, 0, kind, self._price_index(ts))]
+        if kind == "volatility_index":
+            return [_Event(ts, order, 0, kind, self._dvol(ts))]
+        if kind == "ticker_perpetual":
+            return [_Event(ts, order, 0, kind, self._perpetual_ticker(ts))]
+        raw = orjson.dumps(
+            {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
+        )
+        events = [_Event(ts, order, 0, kind, raw)]
+        if ts + 3 < self.end_ms:  # the client answers with public/test; the reply follows
+            events.append(_Event(ts + 3, _ORDER["test"], 0, "test", b""))
+        return events
+
+    def _state_events(self) -> list[tuple[int, str, int]]:
+        """(ms, state, instrument) for the expiries that settle during the session."""
+        ch = self.chain
+        out = []
+        for e, expiry in enumerate(ch.expiries):
+            if not self.start_ms < expiry.expiry_ms < self.end_ms:
+                continue
+            members = np.flatnonzero(ch.expiry_idx == e).tolist()
+            for k, i in enumerate(members):
+                out.append((expiry.expiry_ms + 5 + k // 50, "terminated", i))
+            for k, i in enumerate(members):
+                out.append((expiry.expiry_ms + 2_500 + k // 50, "settled", i))
+        out.sort()
+        return out
+
+    def _expire(self, i: int) -> None:
+        if self.alive[i]:
+            self.alive[i] = False
+            self.settled.append(self.chain.names[i])
+            self._trade_cdf()
+
+    # ----------------------------------------------------------------- summary
+
+    def summary(self) -> SessionSummary:
+        """The summary; valid once :meth:`messages` has been exhausted."""
+        totals = self.totals
+        return SessionSummary(
+            currency=self.cur,
+            n_instruments=self.chain.n,
+            expiries=tuple(e.code for e in self.chain.expiries),
+            messages=totals.messages,
+            counts=dict(totals.counts),
+            option_trades=totals.option_trades,
+            first_recv_ns=totals.first_recv_ns,
+            last_recv_ns=totals.last_recv_ns,
+            spot_start=self.spot0,
+            spot_min=self.spot_min,
+            spot_max=self.spot_max,
+            spot_final=self.spot,
+            initial_levels=self.initial_levels.as_dict(),
+            final_levels=self.final_levels.as_dict(),
+            crossings=tuple(self.crossings),
+            settled=tuple(self.settled),
+        )

@@ -1,0 +1,63 @@
+"""Test helpers for the Kafka layer: read back what was produced."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+
+async def consume(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 10.0,
+    *,
+    settle: float = 0.0,
+    subscribe: bool = False,
+) -> list[ConsumerRecord]:
+    """Read ``topic`` from the beginning until ``expected`` records arrived or ``timeout``.
+
+    The consumer has a group id of its own. By default it assigns itself every partition
+    (no group join: Tansu holds a JoinGroup for about half the session timeout, 5 s with
+    aiokafka's default, at least 1 s); ``subscribe=True`` joins the group instead. After
+    ``expected`` records it keeps polling for ``settle`` seconds, so a test can see records
+    that should not be there. Returns what arrived, in per-partition order.
+    """
+    consumer = AIOKafkaConsumer(
+        *((topic,) if subscribe else ()),
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=1000,
+        heartbeat_interval_ms=300,
+        fetch_max_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        if not subscribe:
+            await consumer.topics()  # metadata of every topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+            assert partitions, f"topic {topic!r} has no partitions"
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+        while len(records) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100)
+            for batch in batches.values():
+                records.extend(batch)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            batches = await consumer.getmany(timeout_ms=50)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await asyncio.shield(consumer.stop())
+    return records
