@@ -159,6 +159,7 @@ class SessionConfig:
 
     @property
     def initial_spot(self) -> float:
+        """The index at the session start, USD."""
         return self.spot0 if self.spot0 is not None else _CURRENCIES[self.currency].spot0
 
 
@@ -627,7 +628,6 @@ class _Session:
                 )
             ]
         )
-        self.start_mark = start_mark
         drift = rng.normal(0.0, 0.12, n)
         # Yesterday's 08:00 settlement mark and 24 h statistics (coin prices, coin volumes).
         self.settlement_price = np.round(np.maximum(start_mark * np.exp(drift), 1e-8), 8).tolist()
@@ -1210,7 +1210,8 @@ class _Session:
         return self._notification(f"deribit_volatility_index.{self.index_name}", data)
 
     def _price_index(self, ts_ms: int) -> bytes:
-        data = {"timestamp": ts_ms, "price": round(self.spot, 2), "index_name": self.index_name}
+        price = _dec(self.spot, 100.0)  # USD, as every other message quotes the index
+        data = {"timestamp": ts_ms, "price": price, "index_name": self.index_name}
         return self._notification(f"deribit_price_index.{self.index_name}", data)
 
     def _draw_tickers(self, lo_ms: int, hi_ms: int) -> tuple[np.ndarray, np.ndarray]:

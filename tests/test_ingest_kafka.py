@@ -1,0 +1,150 @@
+"""Deribit → parse → Kafka through the real (embedded) broker: topics, keys, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from connectors.capture import CapturedMessage, CaptureWriter
+from connectors.deribit.client import DeribitConfig
+from connectors.deribit.normaliser import DeribitNormaliser
+from connectors.ingest import IngestStage, MemorySink, replay_capture
+from connectors.kafka.producer import ProducerConfig, partition_for_key
+from connectors.run_ingest import run_ingest
+from connectors.sources import Source
+from schemas.records import decode_record
+from tests.fakes.deribit import T0_MS, envelope, instrument, option_ticker, summary_row
+from tests.kafka_helpers import consume
+from tests.test_deribit_client import EXPIRY_MS, NAMES, eventually, fake  # noqa: F401 - fixture
+
+MALFORMED = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-15MAR24'
+UNSUPPORTED = envelope("quote.BTC-PERPETUAL", {"timestamp": T0_MS, "best_bid_price": 1.0})
+
+
+def rpc(result, msg_id: int) -> bytes:
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": msg_id,
+            "result": result,
+            "usIn": 1,
+            "usOut": 2,
+            "usDiff": 1,
+            "testnet": False,
+        }
+    )
+
+
+def write_session(path) -> None:
+    """A small Deribit session in the exact wire shapes, written as a capture file."""
+    instruments = [
+        instrument(n, float(n.split("-")[2]), n[-1], EXPIRY_MS, i) for i, n in enumerate(NAMES)
+    ]
+    summary = [summary_row(n, 65_400.0, 65_000.0, 100.0 + i, 55.0) for i, n in enumerate(NAMES)]
+    t = T0_MS * 1_000_000
+    lines = [
+        CapturedMessage(
+            t,
+            "deribit",
+            rpc(instruments, 1),
+            {
+                "method": "public/get_instruments",
+                "params": {"currency": "BTC", "kind": "option", "expired": False},
+            },
+        ),
+        CapturedMessage(
+            t + 1,
+            "deribit",
+            rpc(summary, 2),
+            {
+                "method": "public/get_book_summary_by_currency",
+                "params": {"currency": "BTC", "kind": "option"},
+            },
+        ),
+    ]
+    for i, name in enumerate(NAMES):
+        data = option_ticker(name, T0_MS + 10 + i, 65_500.0, 65_100.0, 60.0 + i, 50.0 + i, 0.00004)
+        lines.append(CapturedMessage(t + 10 + i, "deribit", envelope(f"ticker.{name}.100ms", data)))
+    lines += [
+        CapturedMessage(
+            t + 30,
+            "deribit",
+            envelope(
+                "deribit_price_index.btc_usd",
+                {"timestamp": T0_MS + 30, "price": 65_123.4, "index_name": "btc_usd"},
+            ),
+        ),
+        CapturedMessage(t + 31, "deribit", MALFORMED),
+        CapturedMessage(t + 32, "deribit", UNSUPPORTED),
+        CapturedMessage(
+            t + 33,
+            "deribit",
+            envelope(
+                "deribit_volatility_index.eth_usd",
+                {"timestamp": T0_MS + 33, "volatility": 70.1, "index_name": "eth_usd"},
+            ),
+        ),
+    ]
+    with CaptureWriter(path) as writer:
+        for line in lines:
+            writer.write(line)
+
+
+@pytest.mark.asyncio
+async def test_replay_into_kafka_topics_keys_and_dead_letters(kafka_bootstrap, topics, tmp_path):
+    path = tmp_path / "session.jsonl"
+    write_session(path)
+    expected = MemorySink()
+    await replay_capture(
+        path, IngestStage("deribit", DeribitNormaliser(), expected, topics, source="replay")
+    )
+    config = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False)
+    report = await run_ingest([Source("replay", str(path))], config, topics, partitions=3)
+    assert report.counts == {"messages": 12, "records": 15, "dead_letters": 2}
+    for topic, count in ((topics.options, 12), (topics.underlying, 2), (topics.volindex, 1)):
+        got = await consume(kafka_bootstrap, topic, count)
+        assert len(got) == count
+        assert [decode_record(m.value) for m in got] == expected.on(topic)
+        keys = {m.key for m in got}
+        assert keys <= {b"BTC", b"ETH"}
+        for m in got:  # keyed by underlying: one partition per underlying, Kafka's partitioner
+            assert m.partition == partition_for_key(m.key, 3)
+    dead = await consume(kafka_bootstrap, topics.deadletter, 2)
+    assert [m.value for m in dead] == [MALFORMED, UNSUPPORTED]  # the raw bytes, exactly
+    headers = [dict(m.headers) for m in dead]
+    assert headers[0]["reason"].decode().startswith("malformed JSON")
+    assert headers[1]["reason"] == b"unsupported Deribit channel quote.BTC-PERPETUAL"
+    assert {h["venue"] for h in headers} == {b"deribit"} and {h["source"] for h in headers} == {
+        b"replay"
+    }
+
+
+@pytest.mark.asyncio
+async def test_live_session_into_kafka_until_stopped(fake, kafka_bootstrap, topics):  # noqa: F811
+    stop = asyncio.Event()
+    config = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False)
+    deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
+    task = asyncio.create_task(
+        run_ingest([Source("deribit", "BTC")], config, topics, stop, deribit)
+    )
+    await eventually(lambda: "public/subscribe" in fake.methods())
+    data = option_ticker(NAMES[3], T0_MS + 77, 65_222.0, 65_111.0, 48.5, 12.5, 0.00003)
+    await fake.notify(f"ticker.{NAMES[3]}.100ms", data)
+    await fake.push(MALFORMED)
+    got = await consume(kafka_bootstrap, topics.options, len(NAMES) + 1)
+    stop.set()
+    report = await asyncio.wait_for(task, 10)
+    ticker = decode_record(got[-1].value)
+    assert (
+        ticker.instrument,
+        ticker.iv,
+        ticker.open_interest,
+        ticker.underlying_price,
+        ticker.index_price,
+    ) == (NAMES[3], 0.485, 12.5, 65_222.0, 65_111.0)
+    assert got[-1].key == b"BTC"
+    dead = await consume(kafka_bootstrap, topics.deadletter, 1)
+    assert dead[0].value == MALFORMED
+    assert report.counts["dead_letters"] == 1
