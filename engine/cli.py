@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import NoReturn
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from connectors.cboe.parse import parse_cboe_json
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
 from connectors.deribit.client import DeribitConfig
 from connectors.errors import ParseError
+from connectors.kafka.embedded import EmbeddedKafkaError
+from connectors.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
 from connectors.record import record_deribit
+from connectors.run_ingest import IngestReport, run_ingest
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from connectors.sources import SourceError, parse_source
 from engine.book import GammaBook
@@ -26,6 +31,7 @@ from engine.logs import configure_logging, get_logger
 from engine.models import MODELS
 from schemas.chain import ChainSnapshot
 from schemas.levels import BUCKETS, Levels
+from schemas.topics import Topics
 
 EXIT_USAGE = 2
 CAPTURE_FORMAT = "capture"
@@ -62,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--out", required=True, help="capture file to append to")
     record.add_argument("--url", default=None, help="venue WebSocket URL (testnet, a local fake)")
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+    ingest = commands.add_parser("ingest", help="connectors → Kafka (the ingest half of run)")
+    ingest.add_argument("--source", action="append", required=True, help="deribit:BTC, replay:PATH")
+    ingest.add_argument("--kafka", required=True, help="bootstrap HOST:PORT")
+    ingest.add_argument("--topic-prefix", default="")
+    ingest.add_argument(
+        "--no-idempotence",
+        action="store_true",
+        help="plain acks=all producer (for brokers without InitProducerId, e.g. the embedded one)",
+    )
+    ingest.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
 
     demo = commands.add_parser("demo", help="levels of the bundled synthetic SPX chain")
     demo.add_argument("--contracts", type=int, default=2_000, help="chain size (default 2000)")
@@ -182,6 +199,34 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    sources = [parse_source(spec) for spec in args.source]
+    host, _, port = args.kafka.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
+    producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
+    deribit = DeribitConfig(url=args.url) if args.url else None
+
+    async def run() -> IngestReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, deribit)
+
+    try:
+        report = asyncio.run(run())
+    except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
+        raise UsageError(f"kafka {args.kafka}: {exc}") from None
+    counts = report.counts
+    print(
+        f"ingested {counts['messages']} messages: {counts['records']} records, "
+        f"{counts['dead_letters']} dead letters",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _print_levels(levels: Levels, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(orjson.dumps(levels.to_dict()).decode() + "\n")
@@ -194,7 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         args = build_parser().parse_args(argv)
-        handler = {"levels": _cmd_levels, "demo": _cmd_demo, "record": _cmd_record}[args.command]
+        handler = {
+            "levels": _cmd_levels,
+            "demo": _cmd_demo,
+            "record": _cmd_record,
+            "ingest": _cmd_ingest,
+        }[args.command]
         return handler(args)
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
         message = " ".join(str(exc).split("\n"))

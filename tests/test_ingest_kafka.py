@@ -14,6 +14,7 @@ from connectors.ingest import IngestStage, MemorySink, replay_capture
 from connectors.kafka.producer import ProducerConfig, partition_for_key
 from connectors.run_ingest import run_ingest
 from connectors.sources import Source
+from engine.cli import main
 from schemas.records import decode_record
 from tests.fakes.deribit import T0_MS, envelope, instrument, option_ticker, summary_row
 from tests.kafka_helpers import consume
@@ -148,3 +149,38 @@ async def test_live_session_into_kafka_until_stopped(fake, kafka_bootstrap, topi
     dead = await consume(kafka_bootstrap, topics.deadletter, 1)
     assert dead[0].value == MALFORMED
     assert report.counts["dead_letters"] == 1
+
+
+def test_ingest_cli_replays_a_capture_into_kafka(kafka_bootstrap, topics, tmp_path, capsys):
+    path = tmp_path / "session.jsonl"
+    write_session(path)
+    args = [
+        "ingest",
+        "--source",
+        f"replay:{path}",
+        "--kafka",
+        kafka_bootstrap,
+        "--topic-prefix",
+        topics.prefix,
+        "--no-idempotence",
+    ]
+    assert main(args) == 0
+    assert "ingested 12 messages: 15 records, 2 dead letters" in capsys.readouterr().err
+    got = asyncio.run(consume(kafka_bootstrap, topics.options, 12))
+    assert len(got) == 12
+
+
+def test_ingest_cli_bad_kafka_address_is_one_line(tmp_path, capsys):
+    path = tmp_path / "session.jsonl"
+    write_session(path)
+    assert main(["ingest", "--source", f"replay:{path}", "--kafka", "nonsense"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--kafka must be HOST:PORT" in err
+
+
+def test_ingest_cli_unreachable_broker_is_one_line(tmp_path, capsys):
+    path = tmp_path / "session.jsonl"
+    write_session(path)
+    assert main(["ingest", "--source", f"replay:{path}", "--kafka", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kafka 127.0.0.1:1" in err and "Traceback" not in err
