@@ -148,6 +148,11 @@ def levels_from_capture(path: str | Path, config: LevelsConfig) -> list[Levels]:
     The capture goes through the live parse path (ingest stage + venue normaliser) and
     straight into the books, in batches; ValueError (one line) when it cannot be used.
     """
+    return asyncio.run(levels_from_capture_async(path, config))
+
+
+async def levels_from_capture_async(path: str | Path, config: LevelsConfig) -> list[Levels]:
+    """:func:`levels_from_capture` inside a running event loop."""
     feeder = BookFeeder(config)
     sink = FeederSink(feeder)
     stages: dict[str, IngestStage] = {}
@@ -161,11 +166,8 @@ def levels_from_capture(path: str | Path, config: LevelsConfig) -> list[Levels]:
             )
         return stages[venue]
 
-    async def run() -> None:
-        for message in read_capture(path):
-            await replay_messages([message], stage_for(message.venue))
-
-    asyncio.run(run())
+    for message in read_capture(path):
+        await replay_messages([message], stage_for(message.venue))
     sink.flush()
     if not feeder.books:
         raise ValueError(f"{path}: no option contracts in the capture")
