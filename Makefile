@@ -25,6 +25,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/kernels.py --json
+	$(PY) benchmarks/deribit_ingest.py --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -6,10 +6,12 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import orjson
+
 
 def record_to_dict(record: Any) -> dict[str, Any]:
     """A slotted record as a JSON-ready dict with its ``schema`` tag (Decimal → str)."""
-    out: dict[str, Any] = {"schema": record.SCHEMA}
+    out: dict[str, Any] = {}
     for name in record.__slots__:
         value = getattr(record, name)
         if isinstance(value, Decimal):
@@ -18,3 +20,14 @@ def record_to_dict(record: Any) -> dict[str, Any]:
             value = value.value
         out[name] = value
     return out
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode_slotted(record: Any) -> bytes:
+    """JSON bytes of a slotted record dataclass (orjson serialises it natively, in C)."""
+    return orjson.dumps(record, default=_encode_default)

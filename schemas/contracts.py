@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import orjson
 
-from schemas.codec import record_to_dict
+from schemas.codec import encode_slotted, record_to_dict
 
 OPTION_CONTRACT_SCHEMA = "md.option/1"
 
@@ -51,6 +51,7 @@ class OptionContract:
     delta: float | None = None
     vega: float | None = None
     theta: float | None = None
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
     @property
     def is_call(self) -> bool:
@@ -66,7 +67,7 @@ class OptionContract:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptionContract:
-        fields = {k: v for k, v in data.items() if k != "schema"}
+        fields = dict(data)
         unknown = set(fields) - set(cls.__slots__)
         if unknown:
             raise ValueError(f"unknown OptionContract fields: {sorted(unknown)}")
@@ -76,7 +77,7 @@ class OptionContract:
 
 
 def encode_contract(contract: OptionContract) -> bytes:
-    return orjson.dumps(contract.to_dict())
+    return encode_slotted(contract)
 
 
 def decode_contract(raw: bytes | str) -> OptionContract:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import orjson
 
-from schemas.codec import record_to_dict
+from schemas.codec import encode_slotted
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
 
 
@@ -23,6 +23,7 @@ class UnderlyingTick:
     price: float  # USD (the underlying's price currency)
     ts_event_ns: int
     ts_recv_ns: int
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class OptionTrade:
     index_price: float | None  # USD
     ts_event_ns: int
     ts_recv_ns: int
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class FundingRate:
     next_funding_ns: int | None
     ts_event_ns: int
     ts_recv_ns: int
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class VolIndexTick:
     value: float  # annualised vol in percent points (DVOL 55.3 = 55.3 %)
     ts_event_ns: int
     ts_recv_ns: int
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,7 @@ class InstrumentState:
     state: str  # "created" | "started" | "settled" | "deactivated" | "closed" | "terminated"
     ts_event_ns: int
     ts_recv_ns: int
+    schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
 RECORD_TYPES: dict[str, type] = {
@@ -104,9 +109,7 @@ Record = (
 
 
 def encode_record(record: Record) -> bytes:
-    return orjson.dumps(
-        record.to_dict() if isinstance(record, OptionContract) else record_to_dict(record)
-    )
+    return encode_slotted(record)
 
 
 def decode_record(raw: bytes | str) -> Record:
@@ -119,8 +122,7 @@ def decode_record(raw: bytes | str) -> Record:
         raise ValueError(f"unknown record schema {data.get('schema')!r}")
     if cls is OptionContract:
         return OptionContract.from_dict(data)
-    fields = {k: v for k, v in data.items() if k != "schema"}
-    unknown = set(fields) - set(cls.__slots__)
+    unknown = set(data) - set(cls.__slots__)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**fields)
+    return cls(**data)
