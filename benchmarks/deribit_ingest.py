@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.deribit.normaliser import DeribitNormaliser  # noqa: E402
-from connectors.ingest import IngestStage, decode_json  # noqa: E402
-from connectors.kafka.embedded import EmbeddedKafka, ensure_topics  # noqa: E402
-from connectors.kafka.producer import ProducerConfig, RecordProducer  # noqa: E402
-from connectors.simulator.deribit_session import SessionConfig, generate_session  # noqa: E402
-from schemas.topics import Topics  # noqa: E402
+from connectors.deribit.normaliser import DeribitNormaliser
+from connectors.ingest import IngestStage, decode_json
+from connectors.kafka.embedded import EmbeddedKafka, ensure_topics
+from connectors.kafka.producer import ProducerConfig, RecordProducer
+from connectors.simulator.deribit_session import SessionConfig, generate_session
+from schemas.topics import Topics
 
 
 async def ingest_once(bootstrap: str, messages, prefix: str) -> tuple[float, dict]:
@@ -58,7 +58,9 @@ async def run(n_instruments: int, duration_s: float, rounds: int) -> dict:
         n_instruments=n_instruments, duration_s=duration_s, seed=5, ticker_interval_s=1.0
     )
     messages = list(generate_session(config))
-    tickers = sum(1 for m in messages if b'"channel":"ticker.' in m.raw and b"PERPETUAL" not in m.raw)
+    tickers = sum(
+        1 for m in messages if b'"channel":"ticker.' in m.raw and b"PERPETUAL" not in m.raw
+    )
     ours, plain, counts = [], [], {}
     async with EmbeddedKafka() as kafka:
         for r in range(rounds):

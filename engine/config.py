@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.calendar import TIME_MODELS
 from engine.models import MODELS
+from schemas.config import check_known_keys
 
 GAMMA_SOURCES = ("iv", "venue")
 GRID_SPACINGS = ("log", "linear")
@@ -57,10 +58,10 @@ class LevelsConfig:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> LevelsConfig:
         """Build from a mapping (TOML, flags), rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown levels config keys: {', '.join(unknown)}")
+        try:
+            check_known_keys(cls, values, "levels")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(**values)
 
 

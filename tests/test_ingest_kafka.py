@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 import pytest
 
 from connectors.capture import CapturedMessage, CaptureWriter
@@ -16,26 +15,19 @@ from connectors.run_ingest import run_ingest
 from connectors.sources import Source
 from engine.cli import main
 from schemas.records import decode_record
-from tests.fakes.deribit import T0_MS, envelope, instrument, option_ticker, summary_row
+from tests.fakes.deribit import (
+    T0_MS,
+    envelope,
+    instrument,
+    option_ticker,
+    rpc_response,
+    summary_row,
+)
 from tests.kafka_helpers import consume
 from tests.test_deribit_client import EXPIRY_MS, NAMES, eventually, fake  # noqa: F401 - fixture
 
 MALFORMED = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-15MAR24'
 UNSUPPORTED = envelope("quote.BTC-PERPETUAL", {"timestamp": T0_MS, "best_bid_price": 1.0})
-
-
-def rpc(result, msg_id: int) -> bytes:
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": msg_id,
-            "result": result,
-            "usIn": 1,
-            "usOut": 2,
-            "usDiff": 1,
-            "testnet": False,
-        }
-    )
 
 
 def write_session(path) -> None:
@@ -49,7 +41,7 @@ def write_session(path) -> None:
         CapturedMessage(
             t,
             "deribit",
-            rpc(instruments, 1),
+            rpc_response(1, instruments),
             {
                 "method": "public/get_instruments",
                 "params": {"currency": "BTC", "kind": "option", "expired": False},
@@ -58,7 +50,7 @@ def write_session(path) -> None:
         CapturedMessage(
             t + 1,
             "deribit",
-            rpc(summary, 2),
+            rpc_response(2, summary),
             {
                 "method": "public/get_book_summary_by_currency",
                 "params": {"currency": "BTC", "kind": "option"},

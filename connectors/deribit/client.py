@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from connectors.deribit.parse import is_option_name
 from connectors.ingest import IngestStage, decode_json
 from connectors.lifecycle import Backoff, StaleFeed, Watchdog, cancel_and_wait
 from engine.logs import get_logger
+from schemas.config import check_known_keys
 from schemas.records import InstrumentState
 
 TOO_MANY_REQUESTS = 10028
@@ -64,10 +65,7 @@ class DeribitConfig:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> DeribitConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown Deribit config keys: {', '.join(unknown)}")
+        check_known_keys(cls, values, "Deribit")
         if "currencies" in values:
             values = {**values, "currencies": tuple(values["currencies"])}
         return cls(**values)

@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,6 +34,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
+from schemas.config import check_known_keys
 from schemas.records import Record, encode_record
 from schemas.topics import Topics
 
@@ -117,10 +118,7 @@ class ProducerConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ProducerConfig:
         """Build from a mapping of field names; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(f"unknown producer config keys: {unknown}")
+        check_known_keys(cls, mapping, "producer")
         if "bootstrap" not in mapping:
             raise ValueError("producer config needs 'bootstrap'")
         return cls(**mapping)

@@ -101,6 +101,21 @@ def option_ticker(
     }
 
 
+def rpc_response(msg_id: int, result: Any) -> bytes:
+    """A JSON-RPC 2.0 success response in Deribit's shape."""
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": msg_id,
+            "result": result,
+            "usIn": 1,
+            "usOut": 2,
+            "usDiff": 1,
+            "testnet": False,
+        }
+    )
+
+
 def envelope(channel: str, data: Any) -> bytes:
     return orjson.dumps(
         {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
@@ -147,19 +162,7 @@ class FakeDeribit:
         return [r["method"] for r in self.requests]
 
     async def _reply(self, ws: ServerConnection, msg_id: int, result: Any) -> None:
-        await ws.send(
-            orjson.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "result": result,
-                    "usIn": 1,
-                    "usOut": 2,
-                    "usDiff": 1,
-                    "testnet": False,
-                }
-            ).decode()
-        )
+        await ws.send(rpc_response(msg_id, result).decode())
 
     async def _heartbeats(self, ws: ServerConnection) -> None:
         while True:
