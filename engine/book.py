@@ -227,6 +227,9 @@ class GammaBook:
 
     def remove(self, instrument: str) -> bool:
         """Drop a contract (delisted or gone from a snapshot); True if it was known."""
+        return self._remove(instrument, refresh_front=True)
+
+    def _remove(self, instrument: str, refresh_front: bool) -> bool:
         slot = self.instrument_slot.pop(instrument, None)
         if slot is None:
             return False
@@ -246,7 +249,7 @@ class GammaBook:
         self._free.append(slot)
         if self.flow is not None:
             self.flow.forget(instrument)
-        if expiry == self.front_expiry_ns and not self._expiry_listed(expiry):
+        if refresh_front and expiry == self.front_expiry_ns and not self._expiry_listed(expiry):
             self._refresh_buckets_and_rebuild()  # the front expiry emptied: the next one leads
         return True
 
@@ -285,7 +288,7 @@ class GammaBook:
         settled = [self.slot_instrument[s] for s in settled_slots]
         if drop_expired:
             for instrument in settled:
-                self.remove(instrument)
+                self._remove(instrument, refresh_front=False)  # one rebuild below covers all
         self._refresh_buckets_and_rebuild()
         return settled
 

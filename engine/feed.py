@@ -26,7 +26,6 @@ from schemas.topics import Topics
 
 NORMALISERS = {"deribit": DeribitNormaliser}  # venues whose captures can be replayed
 
-ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
 _SEEN_TRADES_LIMIT = 100_000  # recent trade ids remembered for duplicate detection
 
 
@@ -78,7 +77,7 @@ class BookFeeder:
             elif isinstance(record, OptionTrade):
                 flush(underlying)
                 self._apply_trade(record)
-            elif isinstance(record, InstrumentState) and record.state in ENDED_STATES:
+            elif isinstance(record, InstrumentState) and record.ended:
                 flush(underlying)
                 book = self.books.get(underlying)
                 if book is not None:

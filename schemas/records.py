@@ -10,6 +10,9 @@ import orjson
 from schemas.codec import encode_slotted
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
 
+# InstrumentState.state values after which an instrument no longer trades.
+ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
+
 
 @dataclass(frozen=True, slots=True)
 class UnderlyingTick:
@@ -92,6 +95,11 @@ class InstrumentState:
     ts_event_ns: int
     ts_recv_ns: int
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
+
+    @property
+    def ended(self) -> bool:
+        """True once the instrument no longer trades (settled, closed, delisted)."""
+        return self.state in ENDED_STATES
 
 
 RECORD_TYPES: dict[str, type] = {

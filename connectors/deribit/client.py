@@ -23,7 +23,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from connectors.deribit.normaliser import ended, rpc_error
+from connectors.deribit.normaliser import rpc_error
 from connectors.deribit.parse import is_option_name
 from connectors.ingest import IngestStage, decode_json
 from connectors.lifecycle import Backoff, StaleFeed, Watchdog, cancel_and_wait
@@ -304,7 +304,7 @@ class DeribitClient:
                         self.stage.normaliser.set_instruments([entry])  # type: ignore[attr-defined]
                     self.subscriptions.add(channel)
                     await self.call("public/subscribe", channels=[channel])
-            elif ended(state) and channel in self.subscriptions:
+            elif state.ended and channel in self.subscriptions:
                 self.subscriptions.discard(channel)
                 self._watchdog.forget(channel)
                 await self.call("public/unsubscribe", channels=[channel])

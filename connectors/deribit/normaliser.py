@@ -21,7 +21,7 @@ from connectors.deribit.parse import (
     parse_volatility_index,
 )
 from connectors.errors import ParseError
-from schemas.records import InstrumentState, Record, UnderlyingTick
+from schemas.records import Record, UnderlyingTick
 
 # Logical topics (schemas.topics.Topics attribute names).
 OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
@@ -31,8 +31,6 @@ OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
     "funding",
     "volindex",
 )
-# States after which an instrument no longer trades.
-ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +166,3 @@ class DeribitNormaliser:
             state = parse_instrument_state(data, recv_ns)
             return [Routed(OPTIONS, state)] if is_option_name(state.instrument) else []
         raise ParseError(f"unsupported Deribit channel {channel}")
-
-
-def ended(record: Record) -> bool:
-    """True for an instrument-state record after which the instrument no longer trades."""
-    return isinstance(record, InstrumentState) and record.state in ENDED_STATES
