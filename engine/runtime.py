@@ -1,0 +1,434 @@
+"""The engine process: Kafka market data → books → detector → Redis and ``regime.events.v1``.
+
+Loop: ``getmany`` a batch; decode each record once (undecodable ones go to the dead-letter
+topic); push it into its task's event-time merge; let every task apply what the merge
+releases and evaluate; then, in this order, produce the batch's events to
+``regime.events.v1`` and await the acks, write events and levels to Redis in one atomic
+script, and only then commit the input offsets that were processed. A crash anywhere in
+between replays the batch; its events get the same ids and the Redis script skips the ones
+already written (see :mod:`engine.publisher`), so the stream never holds a duplicate.
+
+On partition assignment a task rebuilds its state by replaying its partitions from the
+beginning of the retained log (events of inputs already published are not published
+again); the consumer uses the range assignor so that partition ``p`` of every topic lands
+on the same engine. Partitions whose merge buffer is full are paused (bounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from redis.asyncio import Redis
+
+from connectors.kafka.embedded import ensure_topics
+from connectors.kafka.producer import ProducerConfig, RecordProducer
+from connectors.lifecycle import Services
+from engine.config import ConfigError, LevelsConfig
+from engine.detector import DetectorConfig
+from engine.logs import get_logger
+from engine.merge import EventTimeMerge, InputItem
+from engine.publisher import PendingEvent, PendingLevels, RedisPublisher, position_field
+from engine.task import PartitionTask, TaskConfig, TaskOutput
+from schemas.config import check_known_keys
+from schemas.events import encode_event
+from schemas.levels import encode_levels
+from schemas.records import decode_record, encode_record
+from schemas.topics import Topics
+
+log = get_logger("engine")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything the engine process needs; built once in the entry point."""
+
+    bootstrap: str
+    redis_url: str
+    group_id: str = "regime-engine"
+    topic_prefix: str = ""
+    client_id: str = "regime-engine"
+    enable_idempotence: bool = True  # producer of events and dead letters (False for Tansu)
+    partitions: int = 3  # partition count of topics the engine creates when missing
+    levels: LevelsConfig = field(default_factory=LevelsConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    stream_maxlen: int = 100_000  # XADD MAXLEN ~ of regime:stream:{U}
+    max_records: int = 20_000  # per getmany
+    poll_timeout_ms: int = 100
+    fetch_max_wait_ms: int = 10
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    merge_max_idle_s: float = 0.5
+    max_buffered_per_partition: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap:
+            raise ConfigError("engine needs a Kafka bootstrap HOST:PORT")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"redis url must start with redis://, got {self.redis_url!r}")
+        for name in (
+            "partitions",
+            "stream_maxlen",
+            "max_records",
+            "poll_timeout_ms",
+            "fetch_max_wait_ms",
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "max_buffered_per_partition",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"engine {name} must be a positive integer, got {value!r}")
+        if not self.merge_max_idle_s >= 0:
+            raise ConfigError("engine merge_max_idle_s must be >= 0")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> EngineConfig:
+        """Build from nested mappings (TOML tables ``levels``, ``detector``, ``task``)."""
+        check_known_keys(cls, mapping, "engine")
+        data = dict(mapping)
+        if isinstance(data.get("levels"), Mapping):
+            data["levels"] = LevelsConfig.from_mapping(dict(data["levels"]))
+        if isinstance(data.get("detector"), Mapping):
+            data["detector"] = DetectorConfig.from_mapping(data["detector"])
+        if isinstance(data.get("task"), Mapping):
+            check_known_keys(TaskConfig, data["task"], "engine task")
+            data["task"] = TaskConfig(**data["task"])
+        return cls(**data)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+@dataclass
+class EngineReport:
+    """Counters of one engine run."""
+
+    records: int = 0  # market-data records consumed
+    dead_letters: int = 0
+    evaluations: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # by type, new ones only
+    events_replayed: int = 0  # re-derived after a restart and not published again
+    levels_written: int = 0
+    batches: int = 0
+    commits: int = 0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "dead_letters": self.dead_letters,
+            "evaluations": self.evaluations,
+            "events": dict(self.events),
+            "events_replayed": self.events_replayed,
+            "levels_written": self.levels_written,
+            "batches": self.batches,
+            "commits": self.commits,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+class EngineRuntime:
+    """Consume → apply → detect → publish → commit, until stopped."""
+
+    def __init__(self, config: EngineConfig, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.config = config
+        self.topics = config.topics
+        self._clock_ns = clock_ns
+        self.tasks: dict[int, PartitionTask] = {}
+        self.merges: dict[int, EventTimeMerge] = {}
+        self.report = EngineReport()
+        self.caught_up = asyncio.Event()  # set while everything assigned is consumed and applied
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: RecordProducer | None = None
+        self._publisher: RedisPublisher | None = None
+        self._fetched_next: dict[TopicPartition, int] = {}
+        self._last_ts: dict[TopicPartition, int] = {}
+        self._written: dict[str, int] = {}  # watermarks read from Redis at assignment
+        self._committed: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> EngineReport:
+        """Run until ``stop`` is set; the last batch is published and committed first."""
+        started = time.monotonic()
+        cfg = self.config
+        await ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
+        async with Services() as services:
+            redis = Redis.from_url(cfg.redis_url)
+            services.add("redis", redis.aclose)
+            await redis.ping()
+            self._publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
+            self._producer = RecordProducer(
+                ProducerConfig(
+                    cfg.bootstrap,
+                    client_id=f"{cfg.client_id}-engine",
+                    enable_idempotence=cfg.enable_idempotence,
+                    linger_ms=1.0,
+                ),
+                self.topics,
+            )
+            await self._producer.start()
+            services.add("producer", self._producer.stop)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=cfg.bootstrap,
+                client_id=cfg.client_id,
+                group_id=cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                session_timeout_ms=cfg.session_timeout_ms,
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+                fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                fetch_max_bytes=16 * 1024 * 1024,
+            )
+            self._consumer = consumer
+            await consumer.start()
+            services.add("consumer", consumer.stop)
+            await self._check_partitions(consumer)
+            consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
+            log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
+            while not stop.is_set():
+                await self._step(consumer)
+        self.report.elapsed_s = time.monotonic() - started
+        log.info("engine stopped", **self.report.to_dict())
+        return self.report
+
+    async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # refreshes the metadata
+        counts = {
+            topic: len(consumer.partitions_for_topic(topic) or ())
+            for topic in self.topics.market_data()
+        }
+        if len(set(counts.values())) != 1:
+            raise ConfigError(
+                "market-data topics must have the same partition count (they are keyed by "
+                f"underlying and read together), got {counts}"
+            )
+
+    # ------------------------------------------------------------ one batch
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        cfg = self.config
+        batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
+        dead: list[tuple[ConsumerRecord, str]] = []
+        for tp, messages in batch.items():
+            merge = self.merges.get(tp.partition)
+            if merge is None or tp not in merge.queues:
+                continue
+            merge.push(tp, self._decode(tp, messages, dead))
+            self._fetched_next[tp] = messages[-1].offset + 1
+            self.report.records += len(messages)
+        outputs: list[TaskOutput] = []
+        for partition, merge in self.merges.items():
+            items = list(merge.release(self._caught_up))
+            if items:
+                outputs.append(self.tasks[partition].process(items))
+        await self._publish(outputs, dead)
+        self._backpressure(consumer)
+        idle = all(self._caught_up(tp) for m in self.merges.values() for tp in m.tps) and not any(
+            m.buffered() for m in self.merges.values()
+        )
+        if idle and self.merges:
+            self.caught_up.set()
+        else:
+            self.caught_up.clear()
+
+    def _decode(
+        self,
+        tp: TopicPartition,
+        messages: list[ConsumerRecord],
+        dead: list[tuple[ConsumerRecord, str]],
+    ) -> list[InputItem]:
+        items = []
+        last_ts = self._last_ts.get(tp, 0)
+        for message in messages:
+            try:
+                record = decode_record(message.value)
+                last_ts = record.ts_event_ns
+            except Exception as exc:  # any failure to decode is bad input, never a crash
+                record = None
+                dead.append((message, f"undecodable record: {_one_line(exc)}"))
+            items.append(InputItem(tp, message.offset, last_ts, record))
+        self._last_ts[tp] = last_ts
+        return items
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        consumer = self._consumer
+        highwater = consumer.highwater(tp) if consumer is not None else None
+        fetched = self._fetched_next.get(tp)
+        return highwater is not None and fetched is not None and fetched >= highwater
+
+    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        limit = self.config.max_buffered_per_partition
+        for merge in self.merges.values():
+            for tp in merge.tps:
+                size = merge.buffered(tp)
+                if size >= limit and tp not in self._paused:
+                    consumer.pause(tp)
+                    self._paused.add(tp)
+                elif size < limit // 2 and tp in self._paused:
+                    consumer.resume(tp)
+                    self._paused.discard(tp)
+
+    async def _publish(
+        self, outputs: list[TaskOutput], dead: list[tuple[ConsumerRecord, str]]
+    ) -> None:
+        producer, publisher = self._producer, self._publisher
+        assert producer is not None and publisher is not None
+        now = self._clock_ns()
+        for message, reason in dead:
+            if message.offset > self._written.get(
+                position_field(message.topic, message.partition), -1
+            ):
+                await _dead_letter(
+                    producer,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.value or b"",
+                    reason,
+                    now,
+                )
+        pending_events: list[PendingEvent] = []
+        pending_levels: list[PendingLevels] = []
+        for output in outputs:
+            for item, reason in output.rejected:
+                field_name = position_field(item.tp.topic, item.tp.partition)
+                if item.offset > self._written.get(field_name, -1):
+                    raw = b"" if item.record is None else encode_record(item.record)
+                    await _dead_letter(
+                        producer, item.tp.topic, item.tp.partition, item.offset, raw, reason, now
+                    )
+            for trigger, event in output.events:
+                source = position_field(trigger.topic, trigger.partition)
+                payload = encode_event(event)
+                pending_events.append(
+                    PendingEvent(source, trigger.offset, event.underlying, payload)
+                )
+                if trigger.offset > self._written.get(source, -1):
+                    await producer.send(self.topics.events, event.underlying.encode(), payload)
+            for underlying, (trigger, levels) in output.levels.items():
+                pending_levels.append(
+                    PendingLevels(
+                        position_field(trigger.topic, trigger.partition),
+                        trigger.offset,
+                        underlying,
+                        encode_levels(levels),
+                    )
+                )
+        self.report.dead_letters += len(dead) + sum(len(o.rejected) for o in outputs)
+        await producer.flush()
+        marks = {}
+        offsets = {}
+        for task in self.tasks.values():
+            for tp, next_offset in task.next_offsets.items():
+                if self._committed.get(tp) != next_offset:
+                    offsets[tp] = next_offset
+                    marks[position_field(tp.topic, tp.partition)] = next_offset - 1
+        written = await publisher.write(pending_events, pending_levels, marks)
+        new_events = [
+            event
+            for output in outputs
+            for trigger, event in output.events
+            if trigger.offset
+            > self._written.get(position_field(trigger.topic, trigger.partition), -1)
+        ]
+        self.report.events.update(event.type for event in new_events)
+        self.report.events_replayed += len(pending_events) - written
+        self.report.levels_written += len(pending_levels)
+        self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
+        self.report.batches += 1
+        if offsets and self._consumer is not None:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)
+            self.report.commits += 1
+
+    # ------------------------------------------------------------ rebalance
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions move away: commit what was processed, drop their tasks."""
+        consumer = self._consumer
+        offsets = {}
+        for tp in revoked:
+            task = self.tasks.get(tp.partition)
+            next_offset = task.next_offsets.get(tp) if task is not None else None
+            if next_offset is not None and self._committed.get(tp) != next_offset:
+                offsets[tp] = next_offset
+        if offsets and consumer is not None:
+            await consumer.commit(offsets)
+            self._committed.update(offsets)
+        for partition in {tp.partition for tp in revoked}:
+            self.tasks.pop(partition, None)
+            self.merges.pop(partition, None)
+        for tp in revoked:
+            self._fetched_next.pop(tp, None)
+            self._last_ts.pop(tp, None)
+            self._paused.discard(tp)
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """New partitions: rebuild their tasks' state by replaying them from the start."""
+        consumer, publisher = self._consumer, self._publisher
+        assert consumer is not None and publisher is not None
+        self._written = await publisher.watermarks()
+        new = sorted(tp for tp in assigned if tp.partition not in self.tasks)
+        by_partition: dict[int, list[TopicPartition]] = {}
+        for tp in new:
+            by_partition.setdefault(tp.partition, []).append(tp)
+        rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
+        for partition, tps in by_partition.items():
+            tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
+            self.merges[partition] = EventTimeMerge(tps, self.config.merge_max_idle_s)
+            self.tasks[partition] = PartitionTask(
+                partition,
+                self.config.levels,
+                self.config.detector,
+                self.config.task,
+                self._clock_ns,
+            )
+        if new:
+            await consumer.seek_to_beginning(*new)
+            for tp in new:
+                self._fetched_next[tp] = await consumer.position(tp)
+        self.caught_up.clear()
+        log.info("partitions assigned", partitions=sorted(by_partition))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runtime: EngineRuntime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runtime.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runtime.on_assigned(assigned)
+
+
+async def _dead_letter(
+    producer: RecordProducer,
+    topic: str,
+    partition: int,
+    offset: int,
+    raw: bytes,
+    reason: str,
+    now_ns: int,
+) -> None:
+    await producer.send_dead_letter(raw, reason, "engine", f"{topic}/{partition}/{offset}", now_ns)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,179 @@
+"""One engine task: the state of the underlyings of one partition number, fed in input order.
+
+Every market-data topic is keyed by underlying and has the same partition count, so partition
+``p`` of every topic carries the same underlyings. A task owns those underlyings' gamma books
+(through a :class:`engine.feed.BookFeeder`) and detectors, takes the records its
+:class:`engine.merge.EventTimeMerge` releases, applies them, and evaluates the levels at the
+evaluation points of the input:
+
+- every index tick of an underlying (spot moved);
+- any record of an underlying whose last evaluation is ``max_eval_gap_s`` old in event time
+  (feeds without an index stream, e.g. chain snapshots).
+
+Before an evaluation the book's reference time is advanced (a full rebuild for time decay
+and expiry roll) when it is ``rebuild_interval_s`` old, ``rebuild_interval_0dte_s`` while an
+expiry settles in the current session, or when an expiry or the session end has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from aiokafka.structs import TopicPartition
+
+from engine.book import GammaBook
+from engine.config import LevelsConfig
+from engine.detector import DetectorConfig, RegimeDetector, Trigger
+from engine.feed import BookFeeder
+from engine.levels import compute_levels
+from engine.merge import InputItem
+from schemas.contracts import OptionContract
+from schemas.events import RegimeEvent
+from schemas.levels import Levels
+from schemas.records import InstrumentState, Record, UnderlyingTick
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    """Evaluation cadence of a task (event-time seconds)."""
+
+    max_eval_gap_s: float = 5.0
+    rebuild_interval_s: float = 60.0
+    rebuild_interval_0dte_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_eval_gap_s", "rebuild_interval_s", "rebuild_interval_0dte_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(slots=True)
+class TaskOutput:
+    """What one batch of a task produced."""
+
+    events: list[tuple[Trigger, RegimeEvent]] = field(default_factory=list)
+    levels: dict[str, tuple[Trigger, Levels]] = field(default_factory=dict)  # latest, changed
+    rejected: list[tuple[InputItem, str]] = field(default_factory=list)  # could not be applied
+
+
+def feed_of(record: Record) -> str | None:
+    """The input feed a record keeps fresh: ``"options"`` or ``"index"`` (None: neither)."""
+    if isinstance(record, OptionContract | InstrumentState):
+        return "options"
+    if isinstance(record, UnderlyingTick) and record.kind == "index":
+        return "index"
+    return None
+
+
+class PartitionTask:
+    """Books and detectors of the underlyings of one partition number."""
+
+    def __init__(
+        self,
+        partition: int,
+        levels_config: LevelsConfig,
+        detector_config: DetectorConfig,
+        config: TaskConfig,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self.partition = partition
+        self.config = config
+        self.detector_config = detector_config
+        self.feeder = BookFeeder(levels_config)
+        self.detectors: dict[str, RegimeDetector] = {}
+        self.feeds: dict[str, dict[str, int]] = {}  # underlying → feed → last event time
+        self.last_eval_ns: dict[str, int] = {}
+        self.next_offsets: dict[TopicPartition, int] = {}  # processed: next offset to commit
+        self._published: dict[str, Levels] = {}  # last levels handed out, asof zeroed
+        self._clock_ns = clock_ns
+        self._gap_ns = int(config.max_eval_gap_s * NS_PER_S)
+        self.evaluations = 0
+
+    def process(self, items: Iterable[InputItem]) -> TaskOutput:
+        """Apply released records in order, evaluating at each evaluation point."""
+        out = TaskOutput()
+        chunk: list[InputItem] = []
+        gap = self._gap_ns
+        for item in items:
+            self.next_offsets[item.tp] = item.offset + 1
+            record = item.record
+            if record is None:
+                continue
+            chunk.append(item)
+            underlying = record.underlying
+            ts = record.ts_event_ns
+            feed = feed_of(record)
+            if feed is not None:
+                feeds = self.feeds.setdefault(underlying, {})
+                if ts > feeds.get(feed, 0):
+                    feeds[feed] = ts
+            last = self.last_eval_ns.get(underlying)
+            if last is None:
+                self.last_eval_ns[underlying] = ts  # first sight: wait for a fuller book
+                continue
+            if feed == "index" or ts - last >= gap:
+                self._apply(chunk, out)
+                chunk = []
+                trigger = Trigger(item.tp.topic, item.tp.partition, item.offset, ts)
+                self._evaluate(underlying, trigger, out)
+        self._apply(chunk, out)
+        return out
+
+    def _apply(self, chunk: list[InputItem], out: TaskOutput) -> None:
+        if not chunk:
+            return
+        try:
+            self.feeder.apply([item.record for item in chunk])
+        except (ValueError, ArithmeticError) as exc:
+            # Re-apply one by one (applying a record twice changes nothing) to find the bad.
+            first = str(exc)
+            for item in chunk:
+                try:
+                    self.feeder.apply([item.record])
+                except (ValueError, ArithmeticError) as one:
+                    out.rejected.append((item, f"cannot apply: {one or first}"))
+
+    def _evaluate(self, underlying: str, trigger: Trigger, out: TaskOutput) -> None:
+        book = self.feeder.books.get(underlying)
+        if book is None:
+            return
+        ts = trigger.ts_event_ns
+        self.last_eval_ns[underlying] = ts
+        self._advance_if_due(book, ts)
+        book.ts_event_ns = max(book.ts_event_ns, ts)
+        levels = compute_levels(book)
+        detector = self.detectors.get(underlying)
+        if detector is None:
+            detector = RegimeDetector(underlying, self.detector_config, self._clock_ns)
+            self.detectors[underlying] = detector
+        ages = {
+            feed: (ts - last) / NS_PER_S for feed, last in self.feeds.get(underlying, {}).items()
+        }
+        for event in detector.evaluate(levels, trigger, ages):
+            out.events.append((trigger, event))
+        self.evaluations += 1
+        comparable = replace(levels, asof_ns=0)
+        if self._published.get(underlying) != comparable:
+            self._published[underlying] = comparable
+            out.levels[underlying] = (trigger, levels)
+
+    def _advance_if_due(self, book: GammaBook, ts: int) -> None:
+        cfg = self.config
+        front = book.front_expiry_ns
+        zero_dte_live = front is not None and front <= book.session_end_ns
+        interval = cfg.rebuild_interval_0dte_s if zero_dte_live else cfg.rebuild_interval_s
+        if (
+            ts - book.t_ref_ns >= interval * NS_PER_S
+            or (front is not None and ts >= front)
+            or ts >= book.session_end_ns
+        ):
+            book.advance_time(ts)
+
+    def levels(self, underlying: str) -> Levels | None:
+        """The last levels handed out for an underlying (asof zeroed), if any."""
+        return self._published.get(underlying)
