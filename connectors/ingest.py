@@ -7,6 +7,7 @@ sink with the raw bytes and the reason; nothing else is lost and nothing raises.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,15 +121,33 @@ class IngestStage:
         await self.sink.send_dead_letter(raw, reason, self.venue, self.source, recv_ns)
 
 
-async def replay_messages(messages: Iterable[CapturedMessage], stage: IngestStage) -> None:
-    """Feed captured messages through a stage, in order, as if they arrived live."""
+async def replay_messages(
+    messages: Iterable[CapturedMessage], stage: IngestStage, speed: float | None = None
+) -> None:
+    """Feed captured messages through a stage, in order, as if they arrived live.
+
+    ``speed`` paces the replay at that multiple of the recorded time (``None``: as fast as
+    possible).
+    """
+    if speed is not None and not speed > 0:
+        raise ValueError(f"replay speed must be positive, got {speed!r}")
+    loop = asyncio.get_running_loop()
+    first_recv_ns: int | None = None
+    started = loop.time()
     for message in messages:
+        if speed is not None:
+            if first_recv_ns is None:
+                first_recv_ns = message.recv_ns
+            due = started + (message.recv_ns - first_recv_ns) / 1e9 / speed
+            delay = due - loop.time()
+            if delay > 0.001:
+                await asyncio.sleep(delay)
         doc, error = decode_json(message.raw)
         await stage.on_message(
             message.raw, doc, message.recv_ns, message.request, message.url, error
         )
 
 
-async def replay_capture(path: str | Path, stage: IngestStage) -> None:
+async def replay_capture(path: str | Path, stage: IngestStage, speed: float | None = None) -> None:
     """Replay a capture file through a stage (same parse path as live)."""
-    await replay_messages(read_capture(path), stage)
+    await replay_messages(read_capture(path), stage, speed)

@@ -34,10 +34,12 @@ async def run_ingest(
     stop: asyncio.Event | None = None,
     deribit: DeribitConfig | None = None,
     partitions: int = 3,
+    replay_speed: float | None = None,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
-    Live sources (Deribit) run until stopped; replays end by themselves. Shutdown is orderly,
+    Live sources (Deribit) run until stopped; replays end by themselves (paced at
+    ``replay_speed`` × recorded time when given). Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
     """
     stop = stop or asyncio.Event()
@@ -63,7 +65,9 @@ async def run_ingest(
             stage = IngestStage("deribit", DeribitNormaliser(), producer, topics, source="replay")
             stages.append(stage)
             tasks.append(
-                asyncio.create_task(replay_capture(source.target, stage), name=source.spec)
+                asyncio.create_task(
+                    replay_capture(source.target, stage, replay_speed), name=source.spec
+                )
             )
         stopper = asyncio.create_task(stop.wait(), name="ingest-stop")
         try:

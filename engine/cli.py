@@ -4,36 +4,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-import time
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
-from connectors.cboe.parse import parse_cboe_json
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
 from connectors.deribit.client import DeribitConfig
 from connectors.errors import ParseError
 from connectors.kafka.embedded import EmbeddedKafkaError
 from connectors.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
+from connectors.lifecycle import cancel_and_wait
 from connectors.record import record_deribit
 from connectors.run_ingest import IngestReport, run_ingest
-from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from connectors.sources import SourceError, parse_source
 from engine.book import GammaBook
 from engine.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
+from engine.demo import DemoConfig, PlainView, RichView, describe_event, render_summary, run_demo
 from engine.feed import levels_from_capture
 from engine.levels import compute_levels
-from engine.logs import configure_logging, get_logger
+from engine.logs import configure_logging
 from engine.models import MODELS
+from engine.redis_embedded import EmbeddedRedisError
+from engine.runtime import EngineReport, EngineRuntime
+from engine.settings import Settings, load_settings
+from engine.subscriber import RegimeSubscriber, SubscriberConfig
 from schemas.chain import ChainSnapshot
+from schemas.events import encode_event
 from schemas.levels import BUCKETS, Levels
 from schemas.topics import Topics
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 CAPTURE_FORMAT = "capture"
 
 
@@ -80,11 +87,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
 
-    demo = commands.add_parser("demo", help="levels of the bundled synthetic SPX chain")
-    demo.add_argument("--contracts", type=int, default=2_000, help="chain size (default 2000)")
+    demo = commands.add_parser(
+        "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
+    )
+    _add_service_flags(demo, required=False)
+    demo.add_argument("--speed", type=float, default=30.0, help="replay pace, x real time")
+    demo.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
+    demo.add_argument("--instruments", type=int, default=600, help="options in the session")
+    demo.add_argument("--duration", type=float, default=300.0, help="simulated seconds")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
+    _add_service_flags(engine, required=True)
+
+    run = commands.add_parser("run", help="connectors + engine + publisher in one process")
+    run.add_argument("--source", action="append", required=True, help="deribit:BTC, replay:PATH")
+    _add_service_flags(run, required=True)
+    run.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+
+    subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
+    subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    subscribe.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    subscribe.add_argument(
+        "--from", dest="start", default="$", help="0 (retained stream), $ (new only), or an id"
+    )
+    subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
+    subscribe.add_argument("--json", action="store_true", help="event JSON lines")
     return parser
+
+
+def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    what = "" if required else " (default: start a local one)"
+    parser.add_argument("--kafka", default=None, help=f"Kafka bootstrap HOST:PORT{what}")
+    parser.add_argument("--redis", default=None, help=f"Redis URL redis://HOST:PORT/DB{what}")
+    parser.add_argument("--config", default=None, help="TOML config file")
+    parser.add_argument("--topic-prefix", default=None)
+    parser.add_argument("--group", default=None, dest="group_id", help="consumer group id")
+    parser.add_argument("--model", choices=MODELS, default=None)
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    parser.add_argument(
+        "--no-idempotence",
+        action="store_const",
+        const=False,
+        dest="idempotence",
+        help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
+    )
+
+
+def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> Settings:
+    flags = {
+        name: getattr(args, name, None)
+        for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
+    }
+    settings = load_settings(flags, env, args.config)
+    if required and (settings.kafka is None or settings.redis is None):
+        missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
+        raise UsageError(
+            f"{args.command} needs --{' and --'.join(missing)} (or REGIME_ENGINE_KAFKA / "
+            "REGIME_ENGINE_REDIS, or the config file)"
+        )
+    return settings
 
 
 def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
@@ -144,7 +208,7 @@ def render_table(levels: Levels) -> str:
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 
-def _cmd_levels(args: argparse.Namespace) -> int:
+def _cmd_levels(args: argparse.Namespace, env: dict[str, str]) -> int:
     config = resolve_config(args.preset, args.model, args.gamma_source)
     if args.fmt == CAPTURE_FORMAT:
         try:
@@ -162,31 +226,149 @@ def _cmd_levels(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.contracts < 4:
-        raise UsageError("--contracts must be at least 4")
-    log = get_logger("demo")
-    started = time.perf_counter()
-    chain = spx_like_chain(args.contracts, seed=args.seed)
-    document = orjson.dumps(to_cboe_delayed_quotes(chain))
-    snapshot = parse_cboe_json(document, recv_ns=time.time_ns())
-    levels = levels_of(snapshot, resolve_config())
-    log.info(
-        "demo levels computed",
-        contracts=len(snapshot.contracts),
-        document_bytes=len(document),
-        elapsed_ms=round((time.perf_counter() - started) * 1e3, 1),
-    )
-    if not args.json:
-        print(
-            f"Bundled synthetic SPX chain (seed {args.seed}): {len(snapshot.contracts)} "
-            "contracts, rendered as a CBOE delayed-quotes document and parsed back.\n"
+def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=False)
+    try:
+        demo = DemoConfig(
+            instruments=args.instruments,
+            duration_s=args.duration,
+            seed=args.seed,
+            speed=None if args.max_speed else args.speed,
         )
-    _print_levels(levels, args.json)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
+    if args.json:
+        view = PlainView(out=sys.stderr)
+    summary = _run_services(run_demo(settings, demo, view), settings)
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+    else:
+        print(render_summary(summary))
+    if not summary.shows_flip_and_break:
+        print("regime-engine: demo: no flip crossing or no wall break was seen", file=sys.stderr)
+        return 1
     return 0
 
 
-def _cmd_record(args: argparse.Namespace) -> int:
+def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run a coroutine that talks to Kafka and Redis; their failures become one line."""
+    try:
+        return asyncio.run(coro)
+    except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
+        raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
+    except (RedisError, EmbeddedRedisError) as exc:
+        raise UsageError(f"redis {settings.redis or 'embedded'}: {_one_line(exc)}") from None
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await main(stop)
+
+
+def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=True)
+    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
+    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=True)
+    sources = [parse_source(spec) for spec in args.source]
+    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
+    producer = ProducerConfig(
+        bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
+    )
+    deribit = DeribitConfig(url=args.url) if args.url else None
+
+    async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
+        engine = EngineRuntime(config)
+        engine_task = asyncio.create_task(engine.run(stop), name="engine")
+        try:
+            ingest = await run_ingest(
+                sources, producer, config.topics, stop, deribit, partitions=config.partitions
+            )
+            if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
+                while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
+                    await asyncio.sleep(0.05)
+                stop.set()
+            return ingest, await engine_task
+        finally:
+            stop.set()
+            await cancel_and_wait(engine_task)
+
+    ingest, report = _run_services(_until_signal(both), settings)
+    print(
+        f"run: ingested {ingest.counts['records']} records; engine: "
+        f"{orjson.dumps(report.to_dict()).decode()}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
+    if args.count is not None and args.count <= 0:
+        raise UsageError("--count must be positive")
+    try:
+        config = SubscriberConfig(
+            redis_url=redis_url,
+            underlyings=tuple(args.underlying) if args.underlying else None,
+            start_id=args.start,
+            max_reconnect_attempts=None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    as_json = args.json or not sys.stdout.isatty()
+
+    async def follow(stop: asyncio.Event) -> int:
+        seen = 0
+        async with RegimeSubscriber(config) as subscriber:
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                iterator = aiter(subscriber)
+                while not stop.is_set():
+                    step = asyncio.create_task(anext(iterator))
+                    done, _ = await asyncio.wait(
+                        {step, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if step not in done:
+                        await cancel_and_wait(step)
+                        break
+                    delivery = step.result()
+                    if as_json:
+                        sys.stdout.write(encode_event(delivery.event).decode() + "\n")
+                    else:
+                        sys.stdout.write(describe_event(delivery.event) + "\n")
+                    sys.stdout.flush()
+                    seen += 1
+                    if args.count is not None and seen >= args.count:
+                        break
+            except StopAsyncIteration:
+                pass
+            finally:
+                await cancel_and_wait(stopper)
+        return seen
+
+    _run_services(_until_signal(follow), Settings(redis=redis_url))
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
     if any(s.kind != "deribit" for s in sources):
         raise UsageError("record supports deribit:BTC / deribit:ETH sources")
@@ -199,7 +381,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
+def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
     host, _, port = args.kafka.rpartition(":")
     if not host or not port.isdigit():
@@ -244,8 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _cmd_demo,
             "record": _cmd_record,
             "ingest": _cmd_ingest,
+            "engine": _cmd_engine,
+            "run": _cmd_run,
+            "subscribe": _cmd_subscribe,
         }[args.command]
-        return handler(args)
+        return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
         message = " ".join(str(exc).split("\n"))
         print(f"regime-engine: error: {message}", file=sys.stderr)
