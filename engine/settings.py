@@ -51,6 +51,9 @@ class Settings:
     idempotence: bool | None = None  # None: on for a given Kafka, off for the embedded one
     partitions: int = 3  # of topics created when missing
     stream_maxlen: int = 100_000
+    max_records: int = 20_000  # records per consumer fetch batch
+    session_timeout_ms: int = 10_000  # consumer group: a dead engine's partitions move after this
+    heartbeat_interval_ms: int = 3_000
     levels: LevelsConfig = field(default_factory=LevelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -81,6 +84,9 @@ class Settings:
             detector=self.detector,
             task=self.task,
             stream_maxlen=self.stream_maxlen,
+            max_records=self.max_records,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
         )
 
 
