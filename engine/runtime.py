@@ -140,8 +140,15 @@ class EngineReport:
 class EngineRuntime:
     """Consume → apply → detect → publish → commit, until stopped."""
 
-    def __init__(self, config: EngineConfig, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        clock_ns: Callable[[], int] = time.time_ns,
+        on_batch: Callable[[list[InputItem]], None] | None = None,
+    ) -> None:
+        """``on_batch`` (benchmarks, monitoring) sees each batch's records once committed."""
         self.config = config
+        self._on_batch = on_batch
         self.topics = config.topics
         self._clock_ns = clock_ns
         self.tasks: dict[int, PartitionTask] = {}
@@ -231,11 +238,15 @@ class EngineRuntime:
             self._fetched_next[tp] = messages[-1].offset + 1
             self.report.records += len(messages)
         outputs: list[TaskOutput] = []
+        released: list[InputItem] = []
         for partition, merge in self.merges.items():
             items = list(merge.release(self._caught_up))
             if items:
                 outputs.append(self.tasks[partition].process(items))
+                released.extend(items)
         await self._publish(outputs, dead)
+        if self._on_batch is not None and released:
+            self._on_batch(released)
         self._backpressure(consumer)
         idle = all(self._caught_up(tp) for m in self.merges.values() for tp in m.tps) and not any(
             m.buffered() for m in self.merges.values()
