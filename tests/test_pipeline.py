@@ -25,6 +25,7 @@ from connectors.kafka.producer import ProducerConfig, RecordProducer, partition_
 from connectors.run_ingest import run_ingest
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
+from engine.cli import main
 from engine.config import LevelsConfig
 from engine.feed import BookFeeder
 from engine.runtime import EngineConfig, EngineReport, EngineRuntime
@@ -312,3 +313,44 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothi
         assert await consumer.committed(tp) == end
     finally:
         await consumer.stop()
+
+
+def test_run_command_replays_a_capture_into_redis_and_exits(
+    kafka_bootstrap: str,
+    redis_url: str,
+    topics: Topics,
+    session: tuple[Path, SessionSummary],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "run",
+        "--source",
+        f"replay:{session[0]}",
+        "--kafka",
+        kafka_bootstrap,
+        "--redis",
+        redis_url,
+        "--topic-prefix",
+        topics.prefix,
+        "--group",
+        f"{topics.prefix}run",
+        "--no-idempotence",
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "run: ingested 37982 records" in err
+    events = asyncio.run(stream(redis_url))
+    assert [(e.type, e.direction) for _, e in events if e.bucket == "all"][:3] == [
+        ("flip_cross", "down"),
+        ("regime_change", None),
+        ("put_wall_break", "down"),
+    ]
+
+    # The reference subscriber prints what the stream holds, then exits after --count.
+    capsys.readouterr()
+    argv = ["subscribe", "--redis", redis_url, "--underlying", "BTC", "--from", "0"]
+    assert main([*argv, "--count", "3", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == [e.id for _, e in events[:3]]
+    assert main([*argv, "--count", "1"]) == 0  # not a terminal: JSON lines by default
+    assert orjson.loads(capsys.readouterr().out)["id"] == events[0][1].id
