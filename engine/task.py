@@ -129,14 +129,13 @@ class PartitionTask:
             return
         try:
             self.feeder.apply([item.record for item in chunk])
-        except (ValueError, ArithmeticError) as exc:
+        except Exception:  # a decodable record with values the book cannot take
             # Re-apply one by one (applying a record twice changes nothing) to find the bad.
-            first = str(exc)
             for item in chunk:
                 try:
                     self.feeder.apply([item.record])
-                except (ValueError, ArithmeticError) as one:
-                    out.rejected.append((item, f"cannot apply: {one or first}"))
+                except Exception as exc:
+                    out.rejected.append((item, f"cannot apply: {type(exc).__name__}: {exc}"))
 
     def _evaluate(self, underlying: str, trigger: Trigger, out: TaskOutput) -> None:
         book = self.feeder.books.get(underlying)

@@ -32,6 +32,7 @@ from engine.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import events_channel, events_stream, levels_key
 from schemas.events import RegimeEvent, decode_event
 from schemas.levels import decode_levels
+from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.kafka_helpers import consume
 
@@ -103,15 +104,20 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
 
 @pytest_asyncio.fixture
 async def produced(
-    kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary]
+    kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
 ) -> Topics:
-    """The session's records in the broker (unique topics), plus two malformed records."""
+    """The session's records in the broker (unique topics), plus three malformed records."""
     await ingest(kafka_bootstrap, topics, session[0])
     producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
     await producer.start()
     try:
         await producer.send(topics.options, b"BTC", b"\x00not json")
         await producer.send(topics.underlying, b"BTC", b'{"schema": "md.bogus/9"}')
+        # Decodable, but the book cannot take it: an open interest that is not a number.
+        option = next(r for r in normalised if type(r).__name__ == "OptionContract")
+        bad = orjson.loads(encode_record(option))
+        bad["open_interest"] = "lots"
+        await producer.send(topics.options, b"BTC", orjson.dumps(bad))
         await producer.flush()
     finally:
         await producer.stop()
@@ -135,7 +141,7 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
 
     events = [event for _, event in await stream(redis_url)]
     assert len({e.id for e in events}) == len(events) == sum(report.events.values())
-    assert report.dead_letters == 2 and report.events_replayed == 0
+    assert report.dead_letters == 3 and report.events_replayed == 0
     top = [(e.type, e.direction) for e in events if e.bucket == "all"]
     # The simulator's index sells off through zero gamma, then through the put wall.
     assert [c.level for c in summary.crossings] == ["zero_gamma", "put_wall"]
@@ -189,10 +195,14 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     # The durable Kafka log has the same events; dead letters carry the reason.
     logged = await consume(kafka_bootstrap, topics.events, len(events), timeout=10)
     assert sorted(orjson.loads(r.value)["id"] for r in logged) == sorted(e.id for e in events)
-    dead = await consume(kafka_bootstrap, topics.deadletter, 2, timeout=10)
+    dead = await consume(kafka_bootstrap, topics.deadletter, 3, timeout=10)
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
-    assert reasons[0].startswith("undecodable record: JSONDecodeError")
-    assert "unknown record schema 'md.bogus/9'" in reasons[1]
+    assert reasons[0].startswith("cannot apply: TypeError")
+    assert reasons[1].startswith("undecodable record: JSONDecodeError")
+    assert "unknown record schema 'md.bogus/9'" in reasons[2]
+    assert orjson.loads(next(r.value for r in dead if b"lots" in r.value))["open_interest"] == (
+        "lots"
+    )
 
 
 @pytest.mark.asyncio
@@ -251,7 +261,7 @@ def _engine_process(
 
 @pytest.mark.asyncio
 async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    kafka_bootstrap: str, redis_url: str, produced: Topics, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, produced: Topics, tmp_path: Path, normalised: list
 ) -> None:
     topics = produced
     base = redis_url.rsplit("/", 1)[0]
@@ -309,8 +319,8 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothi
     try:
         tp = TopicPartition(topics.options, partition_for_key(b"BTC", 3))
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        assert await consumer.committed(tp) == end
+        options = sum(type(r).__name__ in ("OptionContract", "InstrumentState") for r in normalised)
+        assert await consumer.committed(tp) == options + 2  # + the two malformed ones
     finally:
         await consumer.stop()
 
