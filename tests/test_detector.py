@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -236,7 +238,7 @@ def test_flip_events_alternate_and_respect_the_band(path: list[float], dwell: in
     for spot in path:
         script.step(spot, call_wall=1000.0, put_wall=1.0)
     flips = [e for e in script.events if e.type == "flip_cross"]
-    for a, b in zip(flips, flips[1:], strict=False):
+    for a, b in itertools.pairwise(flips):
         assert a.direction != b.direction
         assert b.ts_event - a.ts_event >= dwell * S
     for e in flips:
