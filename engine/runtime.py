@@ -27,10 +27,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.kafka.embedded import ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
-from connectors.lifecycle import Services
+from connectors.lifecycle import Backoff, Services
 from engine.config import ConfigError, LevelsConfig
 from engine.detector import DetectorConfig
 from engine.logs import get_logger
@@ -68,6 +70,8 @@ class EngineConfig:
     heartbeat_interval_ms: int = 3_000
     merge_max_idle_s: float = 0.5
     max_buffered_per_partition: int = 100_000
+    redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
+    redis_retry_cap_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -83,6 +87,7 @@ class EngineConfig:
             "session_timeout_ms",
             "heartbeat_interval_ms",
             "max_buffered_per_partition",
+            "redis_max_retries",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -172,7 +177,8 @@ class EngineRuntime:
         cfg = self.config
         await ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
         async with Services() as services:
-            redis = Redis.from_url(cfg.redis_url)
+            # RESP2: a pooled connection the server dropped is replaced quietly on next use.
+            redis = Redis.from_url(cfg.redis_url, protocol=2, socket_timeout=10.0)
             services.add("redis", redis.aclose)
             await redis.ping()
             self._publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
@@ -348,7 +354,7 @@ class EngineRuntime:
                 if self._committed.get(tp) != next_offset:
                     offsets[tp] = next_offset
                     marks[position_field(tp.topic, tp.partition)] = next_offset - 1
-        written = await publisher.write(pending_events, pending_levels, marks)
+        written = await self._write_redis(publisher, pending_events, pending_levels, marks)
         new_events = [
             event
             for output in outputs
@@ -365,6 +371,31 @@ class EngineRuntime:
             await self._consumer.commit(offsets)
             self._committed.update(offsets)
             self.report.commits += 1
+
+    async def _write_redis(
+        self,
+        publisher: RedisPublisher,
+        events: list[PendingEvent],
+        levels: list[PendingLevels],
+        marks: dict[str, int],
+    ) -> int:
+        """Write the batch, retrying through a Redis outage (nothing is committed before).
+
+        The write is idempotent (watermarks), so retrying after a failure whose effect is
+        unknown never duplicates an event.
+        """
+        backoff = Backoff(initial_s=0.05, cap_s=self.config.redis_retry_cap_s)
+        failures = 0
+        while True:
+            try:
+                return await publisher.write(events, levels, marks)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                failures += 1
+                if failures > self.config.redis_max_retries:
+                    raise
+                delay = backoff.next_delay()
+                log.warning("redis write failed; retrying", error=str(exc), in_s=round(delay, 3))
+                await asyncio.sleep(delay)
 
     # ------------------------------------------------------------ rebalance
 

@@ -28,6 +28,7 @@ from connectors.sources import Source
 from engine.cli import main
 from engine.config import LevelsConfig
 from engine.feed import BookFeeder
+from engine.redis_embedded import EmbeddedRedis
 from engine.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import events_channel, events_stream, levels_key
 from schemas.events import RegimeEvent, decode_event
@@ -364,3 +365,41 @@ def test_run_command_replays_a_capture_into_redis_and_exits(
     assert [orjson.loads(line)["id"] for line in lines] == [e.id for _, e in events[:3]]
     assert main([*argv, "--count", "1"]) == 0  # not a terminal: JSON lines by default
     assert orjson.loads(capsys.readouterr().out)["id"] == events[0][1].id
+
+
+@pytest.mark.asyncio
+async def test_engine_rides_out_a_redis_restart(
+    kafka_bootstrap: str, redis_url: str, produced: Topics
+) -> None:
+    topics = produced
+    await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    reference = [e.id for _, e in await stream(redis_url)]
+
+    server = EmbeddedRedis(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    await server.start()
+    try:
+        config = replace(
+            engine_config(kafka_bootstrap, server.url, topics),
+            group_id=f"{topics.prefix}outage",
+            max_records=300,
+        )
+        runtime = EngineRuntime(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        client = Redis.from_url(server.url, protocol=2)
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < 8:
+            assert not task.done() and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await server.kill()
+        await asyncio.sleep(0.5)  # the engine's writes fail meanwhile; nothing is committed
+        await server.restart()
+        waiter = asyncio.create_task(runtime.caught_up.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when="FIRST_COMPLETED")
+        assert waiter in done, task.exception() if task.done() else "no catch-up"
+        stop.set()
+        await task
+        assert [e.id for _, e in await stream(server.url)] == reference
+        await client.aclose()
+    finally:
+        await server.stop()
