@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from schemas.codec import encode_slotted, record_to_dict, slotted_decoder
+from schemas.codec import encode_slotted, fast_frozen_init, record_to_dict, slotted_decoder
 
 OPTION_CONTRACT_SCHEMA = "md.option/1"
 
@@ -19,6 +19,7 @@ class OptionRight(StrEnum):
     PUT = "P"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OptionContract:
     """One option contract, normalised.

@@ -7,13 +7,14 @@ from typing import ClassVar
 
 import orjson
 
-from schemas.codec import encode_slotted, slotted_decoder
+from schemas.codec import encode_slotted, fast_frozen_init, slotted_decoder
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
 
 # InstrumentState.state values after which an instrument no longer trades.
 ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class UnderlyingTick:
     """A spot, index or forward price of an underlying (``md.underlying.v1``)."""
@@ -29,6 +30,7 @@ class UnderlyingTick:
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OptionTrade:
     """One option trade with the taker's side (``md.trades.v1``)."""
@@ -49,6 +51,7 @@ class OptionTrade:
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class FundingRate:
     """A perpetual's funding rate (``md.funding.v1``)."""
@@ -69,6 +72,7 @@ class FundingRate:
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class VolIndexTick:
     """A volatility index value, e.g. Deribit DVOL (``md.volindex.v1``)."""
@@ -83,6 +87,7 @@ class VolIndexTick:
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class InstrumentState:
     """A listing lifecycle change (``md.options.v1``): the engine adds or drops the contract."""
