@@ -71,17 +71,13 @@ return written
 
 
 @dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """An encoded event with the input position (``topic/partition``, offset) it came from."""
+class PendingWrite:
+    """An encoded event or levels object with the input position it came from.
 
-    source: str
-    offset: int
-    underlying: str
-    payload: bytes
+    ``source`` is ``topic/partition`` and ``offset`` the offset of the input record that
+    produced it: the write is skipped when that input's events were written before.
+    """
 
-
-@dataclass(frozen=True, slots=True)
-class PendingLevels:
     source: str
     offset: int
     underlying: str
@@ -113,8 +109,8 @@ class RedisPublisher:
 
     async def write(
         self,
-        events: Sequence[PendingEvent],
-        levels: Sequence[PendingLevels],
+        events: Sequence[PendingWrite],
+        levels: Sequence[PendingWrite],
         marks: Mapping[str, int],
     ) -> int:
         """Write one batch atomically; returns how many events were new (not replays)."""

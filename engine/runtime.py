@@ -37,7 +37,7 @@ from engine.config import ConfigError, LevelsConfig
 from engine.detector import DetectorConfig
 from engine.logs import get_logger
 from engine.merge import EventTimeMerge, InputItem
-from engine.publisher import PendingEvent, PendingLevels, RedisPublisher, position_field
+from engine.publisher import PendingWrite, RedisPublisher, position_field
 from engine.task import PartitionTask, TaskConfig, TaskOutput
 from schemas.config import check_known_keys
 from schemas.events import encode_event
@@ -318,8 +318,8 @@ class EngineRuntime:
                     reason,
                     now,
                 )
-        pending_events: list[PendingEvent] = []
-        pending_levels: list[PendingLevels] = []
+        pending_events: list[PendingWrite] = []
+        pending_levels: list[PendingWrite] = []
         for output in outputs:
             for item, reason in output.rejected:
                 field_name = position_field(item.tp.topic, item.tp.partition)
@@ -332,13 +332,13 @@ class EngineRuntime:
                 source = position_field(trigger.topic, trigger.partition)
                 payload = encode_event(event)
                 pending_events.append(
-                    PendingEvent(source, trigger.offset, event.underlying, payload)
+                    PendingWrite(source, trigger.offset, event.underlying, payload)
                 )
                 if trigger.offset > self._written.get(source, -1):
                     await producer.send(self.topics.events, event.underlying.encode(), payload)
             for underlying, (trigger, levels) in output.levels.items():
                 pending_levels.append(
-                    PendingLevels(
+                    PendingWrite(
                         position_field(trigger.topic, trigger.partition),
                         trigger.offset,
                         underlying,
@@ -375,8 +375,8 @@ class EngineRuntime:
     async def _write_redis(
         self,
         publisher: RedisPublisher,
-        events: list[PendingEvent],
-        levels: list[PendingLevels],
+        events: list[PendingWrite],
+        levels: list[PendingWrite],
         marks: dict[str, int],
     ) -> int:
         """Write the batch, retrying through a Redis outage (nothing is committed before).
