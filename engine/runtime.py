@@ -4,9 +4,11 @@ Loop: ``getmany`` a batch; decode each record once (undecodable ones go to the d
 topic); push it into its task's event-time merge; let every task apply what the merge
 releases and evaluate; then, in this order, produce the batch's events to
 ``regime.events.v1`` and await the acks, write events and levels to Redis in one atomic
-script, and only then commit the input offsets that were processed. A crash anywhere in
-between replays the batch; its events get the same ids and the Redis script skips the ones
-already written (see :mod:`engine.publisher`), so the stream never holds a duplicate.
+script (skipped for a batch with neither), and only then commit the input offsets that were
+processed: at most every ``commit_interval_s``, and always before partitions move away or
+the engine stops. A crash anywhere in between replays the batch; its events get the same
+ids and the Redis script skips the ones already written (see :mod:`engine.publisher`), so
+the stream never holds a duplicate.
 
 On partition assignment a task rebuilds its state by replaying its partitions from the
 beginning of the retained log (events of inputs already published are not published
@@ -70,6 +72,7 @@ class EngineConfig:
     heartbeat_interval_ms: int = 3_000
     merge_max_idle_s: float = 0.5
     max_buffered_per_partition: int = 100_000
+    commit_interval_s: float = 0.5  # offsets are committed at most this often (and at stop)
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
     redis_retry_cap_s: float = 2.0
 
@@ -92,6 +95,8 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"engine {name} must be a positive integer, got {value!r}")
+        if not self.commit_interval_s >= 0:
+            raise ConfigError("engine commit_interval_s must be >= 0")
         if not self.merge_max_idle_s >= 0:
             raise ConfigError("engine merge_max_idle_s must be >= 0")
 
@@ -167,6 +172,8 @@ class EngineRuntime:
         self._last_ts: dict[TopicPartition, int] = {}
         self._written: dict[str, int] = {}  # watermarks read from Redis at assignment
         self._committed: dict[TopicPartition, int] = {}
+        self._marked: dict[TopicPartition, int] = {}  # offsets the Redis watermarks reached
+        self._last_commit = 0.0
         self._paused: set[TopicPartition] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -214,6 +221,7 @@ class EngineRuntime:
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
                 await self._step(consumer)
+            await self._commit()
         self.report.elapsed_s = time.monotonic() - started
         log.info("engine stopped", **self.report.to_dict())
         return self.report
@@ -305,6 +313,7 @@ class EngineRuntime:
         producer, publisher = self._producer, self._publisher
         assert producer is not None and publisher is not None
         now = self._clock_ns()
+        sent = bool(dead) or any(o.rejected or o.events for o in outputs)
         for message, reason in dead:
             if message.offset > self._written.get(
                 position_field(message.topic, message.partition), -1
@@ -346,15 +355,22 @@ class EngineRuntime:
                     )
                 )
         self.report.dead_letters += len(dead) + sum(len(o.rejected) for o in outputs)
-        await producer.flush()
-        marks = {}
-        offsets = {}
-        for task in self.tasks.values():
-            for tp, next_offset in task.next_offsets.items():
-                if self._committed.get(tp) != next_offset:
-                    offsets[tp] = next_offset
-                    marks[position_field(tp.topic, tp.partition)] = next_offset - 1
-        written = await self._write_redis(publisher, pending_events, pending_levels, marks)
+        if sent:
+            await producer.flush()
+        written = 0
+        if pending_events or pending_levels:
+            marks = {}
+            for task in self.tasks.values():
+                for tp, next_offset in task.next_offsets.items():
+                    if self._marked.get(tp) != next_offset:
+                        marks[tp] = next_offset
+            written = await self._write_redis(
+                publisher,
+                pending_events,
+                pending_levels,
+                {position_field(tp.topic, tp.partition): n - 1 for tp, n in marks.items()},
+            )
+            self._marked.update(marks)
         new_events = [
             event
             for output in outputs
@@ -367,6 +383,18 @@ class EngineRuntime:
         self.report.levels_written += len(pending_levels)
         self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
         self.report.batches += 1
+        if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit what was processed (everything processed has its events written)."""
+        self._last_commit = time.monotonic()
+        offsets = {
+            tp: next_offset
+            for task in self.tasks.values()
+            for tp, next_offset in task.next_offsets.items()
+            if self._committed.get(tp) != next_offset
+        }
         if offsets and self._consumer is not None:
             await self._consumer.commit(offsets)
             self._committed.update(offsets)
@@ -416,6 +444,7 @@ class EngineRuntime:
             self.merges.pop(partition, None)
         for tp in revoked:
             self._fetched_next.pop(tp, None)
+            self._marked.pop(tp, None)
             self._last_ts.pop(tp, None)
             self._paused.discard(tp)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
