@@ -26,6 +26,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/kernels.py --json
 	$(PY) benchmarks/deribit_ingest.py --json
+	$(PY) benchmarks/pipeline.py --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
