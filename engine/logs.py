@@ -30,4 +30,7 @@ def configure_logging(level: int = logging.WARNING) -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A logger; a program that never configured logging still logs to stderr, not stdout."""
+    if not structlog.is_configured():
+        configure_logging(logging.INFO)
     return structlog.get_logger(name)
