@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import orjson
@@ -39,21 +39,10 @@ TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 # -- fixtures and helpers ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """URL of an embedded Redis started once for this module (a plain subprocess)."""
-    server = EmbeddedRedis()
-    asyncio.run(server.start())
-    try:
-        yield server.url
-    finally:
-        asyncio.run(server.stop())
-
-
 @pytest_asyncio.fixture
-async def writer(server_url: str) -> AsyncIterator[aioredis.Redis]:
+async def writer(redis_server_url: str) -> AsyncIterator[aioredis.Redis]:
     """Writes what the publisher writes; one connection, which CLIENT KILL SKIPME spares."""
-    client = aioredis.Redis.from_url(server_url, single_connection_client=True, **TIMEOUTS)
+    client = aioredis.Redis.from_url(redis_server_url, single_connection_client=True, **TIMEOUTS)
     try:
         yield client
     finally:
@@ -208,12 +197,12 @@ def test_backoff_is_capped_and_jittered() -> None:
 
 
 @pytest.mark.asyncio
-async def test_levels_read_on_connect(server_url: str, writer: aioredis.Redis) -> None:
+async def test_levels_read_on_connect(redis_server_url: str, writer: aioredis.Redis) -> None:
     have, missing, broken = new_underlying(), new_underlying(), new_underlying()
     levels = make_levels(have)
     await set_levels(writer, levels)
     await writer.set(levels_key(broken), b'{"underlying": "X"}')
-    cfg = SubscriberConfig(server_url, underlyings=(have, missing, broken), **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(have, missing, broken), **FAST)
     with capture_logs() as logs:
         async with RegimeSubscriber(cfg) as sub:
             assert sub.connected
@@ -229,10 +218,10 @@ async def test_levels_read_on_connect(server_url: str, writer: aioredis.Redis) -
         broken,
         broken,
     ]
-    assert await latest_levels(server_url, have) == newer
-    assert await latest_levels(server_url, missing) is None
+    assert await latest_levels(redis_server_url, have) == newer
+    assert await latest_levels(redis_server_url, missing) is None
     with pytest.raises(ValueError, match=f"regime:levels:{broken} is not a levels object"):
-        await latest_levels(server_url, broken)
+        await latest_levels(redis_server_url, broken)
 
 
 # -- reading the stream -----------------------------------------------------------------
@@ -240,12 +229,12 @@ async def test_levels_read_on_connect(server_url: str, writer: aioredis.Redis) -
 
 @pytest.mark.asyncio
 async def test_from_zero_delivers_everything_in_order(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u = new_underlying()
     events = [make_event(u, n) for n in range(7)]
     ids = [await publish(writer, e) for e in events]
-    cfg = SubscriberConfig(server_url, underlyings=(u,), start_id="0", count=3, **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(u,), start_id="0", count=3, **FAST)
     async with RegimeSubscriber(cfg) as sub:
         assert sub.last_ids == {u: "0-0"}
         got = await take(sub, 7)
@@ -264,11 +253,11 @@ async def test_from_zero_delivers_everything_in_order(
 
 @pytest.mark.asyncio
 async def test_start_at_dollar_gets_only_new_events(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u, empty = new_underlying(), new_underlying()
     old_ids = [await publish(writer, make_event(u, n)) for n in range(3)]
-    cfg = SubscriberConfig(server_url, underlyings=(u, empty), start_id="$", **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(u, empty), start_id="$", **FAST)
     async with RegimeSubscriber(cfg) as sub:
         # "$" is pinned at connect, so a reconnect before the first event cannot skip any.
         assert sub.last_ids == {u: old_ids[-1], empty: "0-0"}
@@ -289,13 +278,13 @@ async def test_start_at_dollar_gets_only_new_events(
 
 @pytest.mark.asyncio
 async def test_start_from_explicit_id_gets_exactly_those_after_it(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u, other = new_underlying(), new_underlying()
     ids = [await publish(writer, make_event(u, n)) for n in range(6)]
     other_ids = [await publish(writer, make_event(other, n)) for n in range(2)]
     cfg = SubscriberConfig(
-        server_url, underlyings=(u, other), start_id="$", start_ids={u: ids[2]}, **FAST
+        redis_server_url, underlyings=(u, other), start_id="$", start_ids={u: ids[2]}, **FAST
     )
     async with RegimeSubscriber(cfg) as sub:
         assert sub.last_ids == {u: ids[2], other: other_ids[-1]}
@@ -306,13 +295,15 @@ async def test_start_from_explicit_id_gets_exactly_those_after_it(
 
 
 @pytest.mark.asyncio
-async def test_resume_from_persisted_last_ids(server_url: str, writer: aioredis.Redis) -> None:
+async def test_resume_from_persisted_last_ids(
+    redis_server_url: str, writer: aioredis.Redis
+) -> None:
     u1, u2 = new_underlying(), new_underlying()
     written = []
     for n in range(8):
         u = u1 if n % 2 == 0 else u2
         written.append((await publish(writer, make_event(u, n)), u))
-    cfg = SubscriberConfig(server_url, underlyings=(u1, u2), start_id="0", **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(u1, u2), start_id="0", **FAST)
     async with RegimeSubscriber(cfg) as first:
         got = await take(first, 5)
         saved = first.last_ids
@@ -321,7 +312,7 @@ async def test_resume_from_persisted_last_ids(server_url: str, writer: aioredis.
         delivered = [d.stream_id for d in got if d.underlying == u]
         assert delivered == [sid for sid, w in written if w == u][: len(delivered)]
     assert saved == {u: [d.stream_id for d in got if d.underlying == u][-1] for u in (u1, u2)}
-    resumed = SubscriberConfig(server_url, underlyings=(u1, u2), start_ids=saved, **FAST)
+    resumed = SubscriberConfig(redis_server_url, underlyings=(u1, u2), start_ids=saved, **FAST)
     async with RegimeSubscriber(resumed) as second:
         rest = await take(second, 3)
         await assert_nothing_more(second, 0.2)
@@ -331,7 +322,7 @@ async def test_resume_from_persisted_last_ids(server_url: str, writer: aioredis.
 
 @pytest.mark.asyncio
 async def test_malformed_entries_are_skipped_and_counted(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u = new_underlying()
     stream = events_stream(u)
@@ -353,7 +344,7 @@ async def test_malformed_entries_are_skipped_and_counted(
         ).decode(),
     ]
     good_last = await publish(writer, make_event(u, 4))
-    cfg = SubscriberConfig(server_url, underlyings=(u,), start_id="0", **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(u,), start_id="0", **FAST)
     with capture_logs() as logs:
         async with RegimeSubscriber(cfg) as sub:
             got = await take(sub, 2)
@@ -376,12 +367,12 @@ async def test_malformed_entries_are_skipped_and_counted(
 
 @pytest.mark.asyncio
 async def test_discovers_new_underlyings_when_none_are_given(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     old, fresh = new_underlying(), new_underlying()
     await publish(writer, make_event(old, 0))
     cfg = SubscriberConfig(
-        server_url, underlyings=None, start_id="$", discover_interval_s=0.05, **FAST
+        redis_server_url, underlyings=None, start_id="$", discover_interval_s=0.05, **FAST
     )
     async with RegimeSubscriber(cfg) as sub:
         assert old in sub.underlyings
@@ -404,7 +395,7 @@ async def test_discovers_new_underlyings_when_none_are_given(
 
 @pytest.mark.asyncio
 async def test_reconnect_rereads_levels_and_resumes(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u = new_underlying()
     name = f"sub-{u}"
@@ -412,7 +403,7 @@ async def test_reconnect_rereads_levels_and_resumes(
     await set_levels(writer, first)
     ids = [await publish(writer, make_event(u, n)) for n in range(2)]
     cfg = SubscriberConfig(
-        server_url, underlyings=(u,), start_id="0", client_name=name, block_ms=2000,
+        redis_server_url, underlyings=(u,), start_id="0", client_name=name, block_ms=2000,
         reconnect_min_s=0.01, reconnect_max_s=0.05, max_reconnect_attempts=100,
     )  # fmt: skip
     async with RegimeSubscriber(cfg) as sub:
@@ -438,7 +429,7 @@ async def test_reconnect_rereads_levels_and_resumes(
 
 @pytest.mark.asyncio
 async def test_client_kill_while_writing_no_gap_no_duplicate(
-    server_url: str, writer: aioredis.Redis
+    redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u1, u2 = new_underlying(), new_underlying()
     total, kill_every = 240, 40
@@ -453,7 +444,7 @@ async def test_client_kill_while_writing_no_gap_no_duplicate(
                 kills.append(await writer.client_kill_filter(_type="normal", skipme=True))
             await asyncio.sleep(0.001)
 
-    cfg = SubscriberConfig(server_url, underlyings=(u1, u2), start_id="$", count=7, **FAST)
+    cfg = SubscriberConfig(redis_server_url, underlyings=(u1, u2), start_id="$", count=7, **FAST)
     async with RegimeSubscriber(cfg) as sub:
         got: list[Delivery] = []
         async with asyncio.TaskGroup() as group:
@@ -540,9 +531,11 @@ async def test_server_restart_with_persistence_no_gap_no_duplicate() -> None:
 
 
 @pytest.mark.asyncio
-async def test_close_from_another_task_ends_iteration(server_url: str) -> None:
+async def test_close_from_another_task_ends_iteration(redis_server_url: str) -> None:
     u = new_underlying()
-    cfg = SubscriberConfig(server_url, underlyings=(u,), block_ms=5000, max_reconnect_attempts=3)
+    cfg = SubscriberConfig(
+        redis_server_url, underlyings=(u,), block_ms=5000, max_reconnect_attempts=3
+    )
     sub = RegimeSubscriber(cfg)
     await sub.start()
     got: list[Delivery] = []
