@@ -247,7 +247,7 @@ class BenchRuntime(EngineRuntime):
         publisher = self._publisher
         if publisher is not None and self._first_wrap(publisher):
             publisher.write = timers.wrap_async("redis", publisher.write)  # type: ignore[method-assign]
-        for merge in self.merges.values():
+        for merge in (task.merge for task in self.tasks.values()):
             if self._first_wrap(merge):
                 merge.release = timers.wrap("merge", self._counting_release(merge))  # type: ignore[method-assign]
         for task in self.tasks.values():
@@ -517,7 +517,7 @@ def engine_state(runtime: EngineRuntime) -> str:
     """Where a stalled engine stands, per input partition that has data (a diagnostic)."""
     consumer = runtime._consumer
     parts = []
-    for merge in runtime.merges.values():
+    for merge in (task.merge for task in runtime.tasks.values()):
         for tp in merge.tps:
             highwater = consumer.highwater(tp) if consumer is not None else None
             fetched = runtime._fetched_next.get(tp)

@@ -285,7 +285,6 @@ class RegimeDetector:
         self._clock_ns = clock_ns
         self._buckets = {name: _BucketState() for name in self.config.buckets}
         self.stale_feeds: tuple[str, ...] = ()
-        self.evaluations = 0
 
     def evaluate(
         self,
@@ -299,7 +298,6 @@ class RegimeDetector:
         to its age on the event clock; feeds older than ``stale_after_s`` make the state
         stale.
         """
-        self.evaluations += 1
         out: list[RegimeEvent] = []
         stale = tuple(
             sorted(

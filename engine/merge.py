@@ -47,7 +47,6 @@ class EventTimeMerge:
         self.max_idle_s = max_idle_s
         self._clock = clock
         self._blocked_since: float | None = None
-        self.last_ts: dict[TopicPartition, int] = dict.fromkeys(self.tps, 0)
 
     def push(self, tp: TopicPartition, items: Iterable[InputItem]) -> None:
         self.queues[tp].extend(items)
@@ -74,7 +73,6 @@ class EventTimeMerge:
             _, rank, _, tp = heapq.heappop(heap)
             queue = queues[tp]
             item = queue.popleft()
-            self.last_ts[tp] = item.ts
             yield item
             if queue:
                 head = queue[0]

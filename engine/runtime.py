@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,6 @@ from engine.logs import get_logger
 from engine.merge import EventTimeMerge, InputItem
 from engine.publisher import PendingWrite, RedisPublisher, position_field
 from engine.task import PartitionTask, TaskConfig, TaskOutput
-from schemas.config import check_known_keys
 from schemas.events import encode_event
 from schemas.levels import encode_levels
 from schemas.records import decode_record, encode_record
@@ -100,20 +99,6 @@ class EngineConfig:
         if not self.merge_max_idle_s >= 0:
             raise ConfigError("engine merge_max_idle_s must be >= 0")
 
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> EngineConfig:
-        """Build from nested mappings (TOML tables ``levels``, ``detector``, ``task``)."""
-        check_known_keys(cls, mapping, "engine")
-        data = dict(mapping)
-        if isinstance(data.get("levels"), Mapping):
-            data["levels"] = LevelsConfig.from_mapping(dict(data["levels"]))
-        if isinstance(data.get("detector"), Mapping):
-            data["detector"] = DetectorConfig.from_mapping(data["detector"])
-        if isinstance(data.get("task"), Mapping):
-            check_known_keys(TaskConfig, data["task"], "engine task")
-            data["task"] = TaskConfig(**data["task"])
-        return cls(**data)
-
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
@@ -162,7 +147,6 @@ class EngineRuntime:
         self.topics = config.topics
         self._clock_ns = clock_ns
         self.tasks: dict[int, PartitionTask] = {}
-        self.merges: dict[int, EventTimeMerge] = {}
         self.report = EngineReport()
         self.caught_up = asyncio.Event()  # set while everything assigned is consumed and applied
         self._consumer: AIOKafkaConsumer | None = None
@@ -245,27 +229,28 @@ class EngineRuntime:
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
         dead: list[tuple[ConsumerRecord, str]] = []
         for tp, messages in batch.items():
-            merge = self.merges.get(tp.partition)
-            if merge is None or tp not in merge.queues:
+            task = self.tasks.get(tp.partition)
+            if task is None or tp not in task.merge.queues:
                 continue
-            merge.push(tp, self._decode(tp, messages, dead))
+            task.merge.push(tp, self._decode(tp, messages, dead))
             self._fetched_next[tp] = messages[-1].offset + 1
             self.report.records += len(messages)
         outputs: list[TaskOutput] = []
         released: list[InputItem] = []
-        for partition, merge in self.merges.items():
-            items = list(merge.release(self._caught_up))
+        for task in self.tasks.values():
+            items = list(task.merge.release(self._caught_up))
             if items:
-                outputs.append(self.tasks[partition].process(items))
+                outputs.append(task.process(items))
                 released.extend(items)
         await self._publish(outputs, dead)
         if self._on_batch is not None and released:
             self._on_batch(released)
         self._backpressure(consumer)
-        idle = all(self._caught_up(tp) for m in self.merges.values() for tp in m.tps) and not any(
-            m.buffered() for m in self.merges.values()
+        merges = [task.merge for task in self.tasks.values()]
+        idle = all(self._caught_up(tp) for m in merges for tp in m.tps) and not any(
+            m.buffered() for m in merges
         )
-        if idle and self.merges:
+        if idle and merges:
             self.caught_up.set()
         else:
             self.caught_up.clear()
@@ -297,9 +282,9 @@ class EngineRuntime:
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         limit = self.config.max_buffered_per_partition
-        for merge in self.merges.values():
-            for tp in merge.tps:
-                size = merge.buffered(tp)
+        for task in self.tasks.values():
+            for tp in task.merge.tps:
+                size = task.merge.buffered(tp)
                 if size >= limit and tp not in self._paused:
                     consumer.pause(tp)
                     self._paused.add(tp)
@@ -315,9 +300,7 @@ class EngineRuntime:
         now = self._clock_ns()
         sent = bool(dead) or any(o.rejected or o.events for o in outputs)
         for message, reason in dead:
-            if message.offset > self._written.get(
-                position_field(message.topic, message.partition), -1
-            ):
+            if self._is_new(message.topic, message.partition, message.offset):
                 await _dead_letter(
                     producer,
                     message.topic,
@@ -329,10 +312,10 @@ class EngineRuntime:
                 )
         pending_events: list[PendingWrite] = []
         pending_levels: list[PendingWrite] = []
+        new_types: list[str] = []  # of events not written before this run (replays excluded)
         for output in outputs:
             for item, reason in output.rejected:
-                field_name = position_field(item.tp.topic, item.tp.partition)
-                if item.offset > self._written.get(field_name, -1):
+                if self._is_new(item.tp.topic, item.tp.partition, item.offset):
                     raw = b"" if item.record is None else encode_record(item.record)
                     await _dead_letter(
                         producer, item.tp.topic, item.tp.partition, item.offset, raw, reason, now
@@ -343,8 +326,9 @@ class EngineRuntime:
                 pending_events.append(
                     PendingWrite(source, trigger.offset, event.underlying, payload)
                 )
-                if trigger.offset > self._written.get(source, -1):
+                if self._is_new(trigger.topic, trigger.partition, trigger.offset):
                     await producer.send(self.topics.events, event.underlying.encode(), payload)
+                    new_types.append(event.type)
             for underlying, (trigger, levels) in output.levels.items():
                 pending_levels.append(
                     PendingWrite(
@@ -371,20 +355,17 @@ class EngineRuntime:
                 {position_field(tp.topic, tp.partition): n - 1 for tp, n in marks.items()},
             )
             self._marked.update(marks)
-        new_events = [
-            event
-            for output in outputs
-            for trigger, event in output.events
-            if trigger.offset
-            > self._written.get(position_field(trigger.topic, trigger.partition), -1)
-        ]
-        self.report.events.update(event.type for event in new_events)
+        self.report.events.update(new_types)
         self.report.events_replayed += len(pending_events) - written
         self.report.levels_written += len(pending_levels)
         self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
         self.report.batches += 1
         if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
             await self._commit()
+
+    def _is_new(self, topic: str, partition: int, offset: int) -> bool:
+        """False for an input whose events were written before (a replay after a restart)."""
+        return offset > self._written.get(position_field(topic, partition), -1)
 
     async def _commit(self) -> None:
         """Commit what was processed (everything processed has its events written)."""
@@ -429,19 +410,9 @@ class EngineRuntime:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Partitions move away: commit what was processed, drop their tasks."""
-        consumer = self._consumer
-        offsets = {}
-        for tp in revoked:
-            task = self.tasks.get(tp.partition)
-            next_offset = task.next_offsets.get(tp) if task is not None else None
-            if next_offset is not None and self._committed.get(tp) != next_offset:
-                offsets[tp] = next_offset
-        if offsets and consumer is not None:
-            await consumer.commit(offsets)
-            self._committed.update(offsets)
+        await self._commit()
         for partition in {tp.partition for tp in revoked}:
             self.tasks.pop(partition, None)
-            self.merges.pop(partition, None)
         for tp in revoked:
             self._fetched_next.pop(tp, None)
             self._marked.pop(tp, None)
@@ -461,9 +432,9 @@ class EngineRuntime:
         rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
         for partition, tps in by_partition.items():
             tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
-            self.merges[partition] = EventTimeMerge(tps, self.config.merge_max_idle_s)
             self.tasks[partition] = PartitionTask(
                 partition,
+                EventTimeMerge(tps, self.config.merge_max_idle_s),
                 self.config.levels,
                 self.config.detector,
                 self.config.task,

@@ -28,7 +28,7 @@ from engine.config import LevelsConfig
 from engine.detector import DetectorConfig, RegimeDetector, Trigger
 from engine.feed import BookFeeder
 from engine.levels import compute_levels
-from engine.merge import InputItem
+from engine.merge import EventTimeMerge, InputItem
 from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
@@ -76,12 +76,14 @@ class PartitionTask:
     def __init__(
         self,
         partition: int,
+        merge: EventTimeMerge,
         levels_config: LevelsConfig,
         detector_config: DetectorConfig,
         config: TaskConfig,
         clock_ns: Callable[[], int],
     ) -> None:
         self.partition = partition
+        self.merge = merge  # the task's input partitions, released in event-time order
         self.config = config
         self.detector_config = detector_config
         self.feeder = BookFeeder(levels_config)
@@ -172,7 +174,3 @@ class PartitionTask:
             or ts >= book.session_end_ns
         ):
             book.advance_time(ts)
-
-    def levels(self, underlying: str) -> Levels | None:
-        """The last levels handed out for an underlying (asof zeroed), if any."""
-        return self._published.get(underlying)
