@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from schemas.channels import events_channel, events_stream, levels_key
+from schemas.channels import as_text, events_channel, events_stream, levels_key
 
 WATERMARK_KEY = "regime:engine:{group}:written"
 
@@ -105,7 +105,7 @@ class RedisPublisher:
     async def watermarks(self) -> dict[str, int]:
         """``topic/partition`` → the offset up to which events are written."""
         raw: Mapping[Any, Any] = await self.redis.hgetall(self.watermark_key)
-        return {_text(k): int(v) for k, v in raw.items()}
+        return {as_text(k): int(v) for k, v in raw.items()}
 
     async def write(
         self,
@@ -133,7 +133,3 @@ class RedisPublisher:
         self.events_skipped += len(events) - written
         self.levels_written += len(levels)
         return written
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

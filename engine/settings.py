@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,9 @@ def load_settings(
     for name, key in ENV_KEYS.items():
         if name in env and env[name] != "":
             data[key] = env[name]
-    unknown_env = sorted(k for k in env if k.startswith(ENV_PREFIX)) if env else []
-    unknown_env = [k for k in unknown_env if k not in ENV_KEYS and k != CONFIG_ENV]
+    unknown_env = sorted(
+        k for k in env if k.startswith(ENV_PREFIX) and k not in ENV_KEYS and k != CONFIG_ENV
+    )
     if unknown_env:
         raise ConfigError(f"unknown environment variables: {', '.join(unknown_env)}")
     levels_flags = {k: flags.get(k) for k in ("preset", "model", "gamma_source")}
@@ -127,7 +128,7 @@ def load_settings(
     levels = data.pop("levels", {})
     if not isinstance(levels, Mapping):
         raise ConfigError("[levels] must be a table")
-    base = resolve_config(**levels_flags) if any(levels_flags.values()) else LevelsConfig()
+    base = resolve_config(**levels_flags)
     if levels:
         LevelsConfig.from_mapping(dict(levels))  # names unknown keys, checks the values
     levels_config = replace(base, **levels) if levels else base
@@ -137,9 +138,7 @@ def load_settings(
         detector_config = DetectorConfig.from_mapping(_table("detector", detector))
         check_known_keys(TaskConfig, _table("task", task), "task")
         task_config = TaskConfig(**task)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # ConfigError too: the same one line
         raise ConfigError(str(exc)) from None
     return Settings(**data, levels=levels_config, detector=detector_config, task=task_config)
 
@@ -167,6 +166,3 @@ def _boolean(name: str, value: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {value!r}")
-
-
-SETTINGS_FIELDS = tuple(f.name for f in fields(Settings))

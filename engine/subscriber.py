@@ -42,6 +42,7 @@ from engine.logs import get_logger
 from schemas.channels import (
     EVENTS_STREAM_PATTERN,
     STREAM_FIELD,
+    as_text,
     events_stream,
     levels_key,
     underlying_of,
@@ -387,10 +388,9 @@ class RegimeSubscriber:
         items = reply.items() if isinstance(reply, dict) else reply
         batch: list[tuple[tuple[int, int], str, str, Any]] = []
         for key, entries in items:
-            key_text = key.decode() if isinstance(key, bytes) else str(key)
-            underlying = underlying_of(key_text)
+            underlying = underlying_of(as_text(key))
             for entry_id, fields in entries:
-                stream_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                stream_id = as_text(entry_id)
                 batch.append((_parse_id(stream_id), underlying, stream_id, fields))
         batch.sort(key=lambda item: item[0])  # stable: each stream's order is kept
         self._pending.extend((u, sid, fields) for _, u, sid, fields in batch)
@@ -466,10 +466,7 @@ class RegimeSubscriber:
                 continue
             last = await client.xrevrange(self._stream_keys[underlying], count=1)
             if last:
-                entry_id = last[0][0]
-                self._last_ids[underlying] = (
-                    entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                )
+                self._last_ids[underlying] = as_text(last[0][0])
             else:
                 self._last_ids[underlying] = "0-0"
 

@@ -22,6 +22,11 @@ def levels_key(underlying: str) -> str:
     return LEVELS_KEY.format(underlying=underlying)
 
 
+def as_text(value: bytes | str) -> str:
+    """A Redis reply item (bytes without ``decode_responses``) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def underlying_of(key: str) -> str:
     """The underlying named by any of the keys or channels above."""
     return key.rsplit(":", 1)[-1]

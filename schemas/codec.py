@@ -40,6 +40,23 @@ def encode_slotted(record: Any) -> bytes:
 _REQUIRED = object()
 
 
+def _slot_fields(cls: type) -> list[tuple[str, Callable[[Any, Any], None], Any]]:
+    """(name, slot setter, default or _REQUIRED) of each field of a plain frozen slotted class.
+
+    TypeError for a class these fast paths cannot build: one that validates in
+    ``__post_init__`` or has a field with a default factory.
+    """
+    if "__post_init__" in vars(cls):
+        raise TypeError(f"{cls.__name__} validates in __post_init__: use its own __init__")
+    out = []
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
+        default = f.default if f.default is not MISSING else _REQUIRED
+        out.append((f.name, getattr(cls, f.name).__set__, default))
+    return out
+
+
 def slotted_decoder(
     cls: type[T], converters: Mapping[str, Callable[[Any], Any]] | None = None
 ) -> Callable[[Mapping[str, Any]], T]:
@@ -50,15 +67,11 @@ def slotted_decoder(
     keys raise ValueError, absent keys with a default take it, ``converters`` turn JSON values
     into field types (``str`` → ``Decimal`` …). Used on the engine's decode path.
     """
-    if "__post_init__" in vars(cls):
-        raise TypeError(f"{cls.__name__} validates in __post_init__: construct it normally")
     converters = dict(converters or {})
-    specs = []
-    for f in fields(cls):  # type: ignore[arg-type]
-        default = f.default if f.default is not MISSING else _REQUIRED
-        if f.default_factory is not MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
-        specs.append((f.name, getattr(cls, f.name).__set__, converters.pop(f.name, None), default))
+    specs = [
+        (name, set_value, converters.pop(name, None), default)
+        for name, set_value, default in _slot_fields(cls)
+    ]
     if converters:
         raise TypeError(f"converters for unknown fields: {sorted(converters)}")
     known = frozenset(name for name, *_ in specs)
@@ -93,20 +106,16 @@ def fast_frozen_init(cls: type[T]) -> type[T]:
     field, which makes building a 24-field record cost ~1 µs more than this; records are
     built once per venue message on the ingest path. Apply after ``@dataclass``.
     """
-    if "__post_init__" in vars(cls):
-        raise TypeError(f"{cls.__name__} validates in __post_init__: keep its own __init__")
     namespace: dict[str, Any] = {}
     params, body = [], []
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.default_factory is not MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name} has a default factory")
-        namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
-        if f.default is MISSING:
-            params.append(f.name)
+    for name, set_value, default in _slot_fields(cls):
+        namespace[f"_set_{name}"] = set_value
+        if default is _REQUIRED:
+            params.append(name)
         else:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        body.append(f"    _set_{f.name}(self, {f.name})")
+            namespace[f"_default_{name}"] = default
+            params.append(f"{name}=_default_{name}")
+        body.append(f"    _set_{name}(self, {name})")
     source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
     exec(source, namespace)  # the technique dataclasses itself uses to build __init__
     init = namespace["__init__"]
