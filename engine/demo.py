@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 from redis.asyncio import Redis
@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from connectors.embedded_server import EmbeddedServer
 from connectors.kafka.embedded import EmbeddedKafka
 from connectors.kafka.producer import ProducerConfig
 from connectors.lifecycle import Services, cancel_and_wait
@@ -43,6 +44,7 @@ from schemas.levels import BUCKETS, Levels, decode_levels
 from schemas.topics import Topics
 
 BREAKS = ("call_wall_break", "put_wall_break")
+S = TypeVar("S", bound=EmbeddedServer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,24 +122,22 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
     """Run the demo; the services it started are stopped before it returns."""
     started = time.monotonic()
     async with Services() as services:
-        if settings.kafka is None:
-            view.status("starting the embedded Kafka-compatible broker (Tansu)")
-            kafka = EmbeddedKafka()
-            await kafka.start()
-            services.add("kafka", kafka.stop)
+        bootstrap = settings.kafka
+        if bootstrap is None:
+            kafka = await _start_local(
+                EmbeddedKafka(), "the embedded Kafka-compatible broker (Tansu)", services, view
+            )
             bootstrap = kafka.bootstrap
-        else:
-            bootstrap = settings.kafka
-        if settings.redis is None:
-            view.status("starting a local Redis")
-            redis_server = EmbeddedRedis()
-            await redis_server.start()
-            services.add("redis", redis_server.stop)
-            redis_url = redis_server.url
-        else:
-            redis_url = settings.redis
-        workdir = Path(tempfile.mkdtemp(prefix="regime-demo-"))
-        capture = workdir / "session.jsonl"
+        redis_url = settings.redis
+        if redis_url is None:
+            redis_url = (await _start_local(EmbeddedRedis(), "a local Redis", services, view)).url
+        workdir = tempfile.TemporaryDirectory(prefix="regime-demo-")
+
+        async def remove_workdir() -> None:
+            workdir.cleanup()
+
+        services.add("session file", remove_workdir)
+        capture = Path(workdir.name) / "session.jsonl"
         view.status(f"simulating a {demo.currency} session ({demo.instruments} options)")
         session = await asyncio.to_thread(
             write_session,
@@ -228,6 +228,14 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
         kafka="embedded" if settings.kafka is None else bootstrap,
         redis="embedded" if settings.redis is None else redis_url,
     )
+
+
+async def _start_local(server: S, what: str, services: Services, view: DemoView) -> S:
+    """Start a local server for the demo; ``services`` stops it in reverse order."""
+    view.status(f"starting {what}")
+    await server.start()
+    services.add(what, server.stop)
+    return server
 
 
 async def _until_caught_up(engine: EngineRuntime, task: asyncio.Task[Any], timeout: float) -> None:
