@@ -337,6 +337,7 @@ class RegimeSubscriber:
 
     async def _next(self) -> Delivery:
         while True:
+            _raise_if_cancelling()
             while self._pending:
                 if self._closed:
                     raise StopAsyncIteration
@@ -552,6 +553,18 @@ class RegimeSubscriber:
                 await client.aclose()
             except (*CONNECTION_ERRORS, RuntimeError) as exc:  # already torn down
                 log.debug("subscriber_close_error", error=str(exc))
+
+
+def _raise_if_cancelling() -> None:
+    """End the read loop of a task that was cancelled.
+
+    redis-py 8 can absorb a cancel that lands during a command (the task's cancel request
+    stays pending, ``cancelling()`` > 0, but no CancelledError reaches us); without this
+    check the loop would go on reading and the cancelled task would never end.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def latest_levels(

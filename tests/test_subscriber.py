@@ -577,3 +577,27 @@ async def test_gives_up_after_max_reconnect_attempts() -> None:
     assert "\n" not in message
     assert message.startswith(f"Redis at {url} unreachable after 3 attempts: ConnectionError")
     assert not sub.connected
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_iterating_task_always_ends(redis_url: str) -> None:
+    """A cancel landing anywhere in a blocked read ends the task (redis-py can absorb it)."""
+    rng = random.Random(3)
+    config = SubscriberConfig(
+        redis_url=redis_url, underlyings=(f"U{uuid4().hex[:6]}",), start_id="0", block_ms=20
+    )
+    for _ in range(40):
+        subscriber = RegimeSubscriber(config)
+        await subscriber.start()
+
+        async def read(sub: RegimeSubscriber = subscriber) -> None:
+            async for _ in sub:
+                pass
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert task in done, "the cancelled task is still running"
+        assert task.cancelled()
+        await subscriber.close()
