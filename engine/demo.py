@@ -214,6 +214,7 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
                 view.on_levels(decode_levels(raw))
         finally:
             stop_engine.set()
+            await subscriber.close()  # ends the events iteration (StopAsyncIteration)
             for task in tasks:
                 await cancel_and_wait(task)
             await cancel_and_wait(engine_task)
