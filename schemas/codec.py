@@ -33,8 +33,11 @@ def _encode_default(value: Any) -> Any:
 
 
 def encode_slotted(record: Any) -> bytes:
-    """JSON bytes of a slotted record dataclass (orjson serialises it natively, in C)."""
-    return orjson.dumps(record, default=_encode_default)
+    """JSON bytes of a slotted record dataclass (orjson serialises it natively, in C).
+
+    numpy arrays (the columns of a chain delta) serialise as lists, NaN as null.
+    """
+    return orjson.dumps(record, default=_encode_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 _REQUIRED = object()

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import orjson
 
+from schemas.chain import ChainDelta
 from schemas.codec import encode_slotted, fast_frozen_init, slotted_decoder
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
 
@@ -69,6 +70,7 @@ class FundingRate:
     next_funding_ns: int | None
     ts_event_ns: int
     ts_recv_ns: int
+    open_interest_usd: float | None = None  # the perpetual's open interest, USD notional
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 
@@ -114,10 +116,17 @@ RECORD_TYPES: dict[str, type] = {
     FundingRate.SCHEMA: FundingRate,
     VolIndexTick.SCHEMA: VolIndexTick,
     InstrumentState.SCHEMA: InstrumentState,
+    ChainDelta.SCHEMA: ChainDelta,
 }
 
 Record = (
-    OptionContract | UnderlyingTick | OptionTrade | FundingRate | VolIndexTick | InstrumentState
+    OptionContract
+    | UnderlyingTick
+    | OptionTrade
+    | FundingRate
+    | VolIndexTick
+    | InstrumentState
+    | ChainDelta
 )
 
 
