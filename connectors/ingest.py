@@ -22,7 +22,10 @@ from schemas.records import Record
 from schemas.topics import Topics
 
 
-class Routed(Protocol):
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A normalised record and the logical topic it belongs on."""
+
     topic: str  # logical topic: an attribute name of schemas.topics.Topics
     record: Record
 

@@ -12,8 +12,8 @@ from engine import kernels as k
 from engine.calendar import TIME_MODELS, session_end_ns
 from engine.config import LevelsConfig
 from engine.flow import FlowInventory
-from engine.models import FLOW_MODEL, dealer_position
-from schemas.chain import ChainSnapshot
+from engine.models import DEALER_MODELS, FLOW_MODEL, dealer_position
+from schemas.chain import CHAIN_COLUMNS, ChainDelta, ChainSnapshot
 from schemas.contracts import OptionContract
 
 BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
@@ -207,6 +207,152 @@ class GammaBook:
             self._refresh_buckets_and_rebuild()
         return len(contracts)
 
+    def apply_delta(self, delta: ChainDelta) -> int:
+        """Apply one part of a polled chain snapshot: drop ``removed``, upsert the columns.
+
+        The columns are checked before anything changes (ValueError names the problem), new
+        contracts are allocated in bulk and the quotes go to the kernel as arrays; when the
+        part updates more than half of the book, a full rebuild is cheaper than retracting
+        and re-adding each contribution. Returns the number of contracts upserted.
+        """
+        columns = delta.columns
+        n = _checked_length(columns)
+        if delta.removed:
+            self.remove_many(delta.removed)
+        self.ts_event_ns = max(self.ts_event_ns, int(delta.ts_event_ns))
+        if n == 0:
+            return 0
+        instruments = columns["instrument"]
+        iv = _floats(columns["iv"], "iv")
+        open_interest = _floats(columns["open_interest"], "open_interest")
+        gamma = _floats(columns["gamma"], "gamma")
+        forward = _floats(columns["underlying_price"], "underlying_price")
+        get = self.instrument_slot.get
+        slots = np.fromiter((get(name, -1) for name in instruments), np.int64, n)
+        new_rows = np.flatnonzero(slots < 0)
+        if len(new_rows):
+            slots[new_rows] = self._allocate_rows(columns, new_rows)
+        is_call = self.slot_i[k.I_IS_CALL, slots] == 1
+        if self.flow is not None:
+            position = np.array(
+                [
+                    self.flow.position(instruments[j], bool(is_call[j]), open_interest[j])
+                    for j in range(n)
+                ]
+            )
+        else:
+            call_sign, put_sign = DEALER_MODELS[self.config.model]
+            position = np.where(is_call, call_sign, put_sign) * open_interest
+        if self.config.use_forwards and delta.spot > 0:
+            basis = np.where(np.isfinite(forward) & (forward > 0), forward / delta.spot, 1.0)
+        else:
+            basis = np.ones(n)
+        if 2 * n > self.n_contracts:
+            f = self.slot_f
+            f[k.F_IV, slots] = iv
+            f[k.F_POSITION, slots] = position
+            f[k.F_BASIS, slots] = basis
+            f[k.F_VENUE_GAMMA, slots] = gamma
+            if self._buckets_dirty:
+                self._refresh_buckets_and_rebuild()
+            else:
+                self.rebuild()
+            return n
+        k.apply_quotes(
+            self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i,
+            slots, iv, position, basis, gamma,
+        )  # fmt: skip
+        if self._buckets_dirty:
+            self._refresh_buckets_and_rebuild()
+        return n
+
+    def _allocate_rows(self, columns: dict[str, list], rows: np.ndarray) -> np.ndarray:
+        """Slots for new contracts (rows of the columns), terms checked first, then written."""
+        count = len(rows)
+        picked = rows.tolist()
+        names = [columns["instrument"][j] for j in picked]
+        rights = [columns["right"][j] for j in picked]
+        if not set(rights) <= {"C", "P"}:
+            raise ValueError(f"right must be 'C' or 'P', got {sorted(set(rights))}")
+        if len(set(names)) != count:
+            raise ValueError("an instrument appears twice in one part")
+        expiry = np.array([columns["expiry_ns"][j] for j in picked], dtype=np.int64)
+        multiplier = _floats([columns["multiplier"][j] for j in picked], "multiplier")
+        if not (np.isfinite(multiplier) & (multiplier > 0)).all():
+            raise ValueError("multiplier must be positive")
+        strike_texts = [columns["strike"][j] for j in picked]
+        strike_idx = np.fromiter(
+            (self._strike_slot(text) for text in strike_texts), np.int64, count
+        )
+        free = self._free
+        take = min(len(free), count)
+        slots = np.empty(count, dtype=np.int64)
+        slots[:take] = [free.pop() for _ in range(take)]
+        while self.n_slots + count - take > self.slot_f.shape[1]:
+            self._grow_slots()
+        slots[take:] = np.arange(self.n_slots, self.n_slots + count - take)
+        self.n_slots += count - take
+        expiry_idx = np.fromiter(
+            (self.expiry_index.setdefault(e, len(self.expiry_index)) for e in expiry.tolist()),
+            np.int64,
+            count,
+        )
+        f, i = self.slot_f, self.slot_i
+        f[:, slots] = math.nan
+        f[k.F_STRIKE, slots] = self.strike_values[strike_idx]
+        f[k.F_MULTIPLIER, slots] = multiplier
+        f[k.F_TAU, slots] = self._tau_of(expiry, self.t_ref_ns)
+        i[:, slots] = 0
+        i[k.I_STATE, slots] = k.SLOT_PRESENT
+        i[k.I_IS_CALL, slots] = [1 if r == "C" else 0 for r in rights]
+        i[k.I_STRIKE_IDX, slots] = strike_idx
+        i[k.I_EXPIRY_IDX, slots] = expiry_idx
+        self.slot_expiry_ns[slots] = expiry
+        for slot, name in zip(slots.tolist(), names, strict=True):
+            self.slot_instrument[slot] = name
+            self.instrument_slot[name] = slot
+        alive = expiry > self.t_ref_ns
+        if alive.any():
+            nearest = int(expiry[alive].min())
+            if self.front_expiry_ns is None or nearest < self.front_expiry_ns:
+                self.front_expiry_ns = nearest
+                self._buckets_dirty = True  # every slot's front bit changes: redone after
+        bits = np.where(alive, k.BUCKET_ALL, 0)
+        bits |= np.where(alive & (expiry <= self.session_end_ns), k.BUCKET_0DTE, 0)
+        if self.front_expiry_ns is not None:
+            bits |= np.where(alive & (expiry == self.front_expiry_ns), k.BUCKET_FRONT, 0)
+        i[k.I_BUCKETS, slots] = bits
+        return slots
+
+    def _strike_slot(self, text: str) -> int:
+        try:
+            strike = Decimal(text)
+        except (ArithmeticError, TypeError, ValueError):
+            raise ValueError(f"bad strike {text!r}") from None
+        if not (strike.is_finite() and strike > 0):
+            raise ValueError(f"strike must be positive, got {text!r}")
+        idx = self.strike_index.get(strike)
+        if idx is None:
+            idx = len(self.strike_index)
+            if idx == self.strike_values.shape[0]:
+                self._grow_strikes()
+            self.strike_index[strike] = idx
+            self.strike_values[idx] = float(strike)
+        return idx
+
+    def remove_many(self, instruments: Iterable[str]) -> int:
+        """Drop several contracts at once; returns how many were known."""
+        slots = [s for s in map(self.instrument_slot.get, instruments) if s is not None]
+        if not slots:
+            return 0
+        front_hit = False
+        for slot in slots:
+            front_hit |= int(self.slot_expiry_ns[slot]) == self.front_expiry_ns
+            self._remove(self.slot_instrument[slot], refresh_front=False)
+        if front_hit and not self._expiry_listed(self.front_expiry_ns):
+            self._refresh_buckets_and_rebuild()
+        return len(slots)
+
     def _flush(self, batch: _QuoteBatch) -> None:
         n = batch.size
         if n == 0:
@@ -355,6 +501,23 @@ class _QuoteBatch:
         self.basis[j] = basis
         self.venue_gamma[j] = gamma
         self.size = j + 1
+
+
+def _checked_length(columns: dict[str, list]) -> int:
+    missing = [name for name in CHAIN_COLUMNS if name not in columns]
+    if missing:
+        raise ValueError(f"chain delta lacks columns {missing}")
+    lengths = {len(columns[name]) for name in CHAIN_COLUMNS}
+    if len(lengths) != 1:
+        raise ValueError(f"chain delta columns differ in length: {sorted(lengths)}")
+    return lengths.pop()
+
+
+def _floats(values: list, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)  # JSON null → NaN
+    except (TypeError, ValueError):
+        raise ValueError(f"column {name} holds a value that is not a number") from None
 
 
 def _grown(array: np.ndarray, capacity: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Apply normalised market-data records to per-underlying gamma books (the engine's apply step).
 
-Option updates of a batch reach each book in one kernel call; index ticks move spot;
+Option updates of a batch reach each book in one kernel call; polled chain snapshots
+arrive as columnar deltas (a full one also drops what it no longer lists); index ticks move spot;
 taker trades move the flow model's dealer inventory; instruments that settle or are
 delisted leave the book. Applying the same record twice changes nothing (an option
 update overwrites the contract's state; a trade is recognised by its id).
@@ -19,6 +20,7 @@ from connectors.ingest import IngestStage, replay_messages
 from engine.book import GammaBook
 from engine.config import LevelsConfig
 from engine.levels import compute_levels
+from schemas.chain import ChainDelta
 from schemas.contracts import OptionContract
 from schemas.levels import Levels
 from schemas.records import InstrumentState, OptionTrade, Record, UnderlyingTick
@@ -39,6 +41,8 @@ class BookFeeder:
         self.latest: dict[str, OptionContract] = {}  # last update per instrument
         self.last_event_ns: dict[str, int] = {}  # per underlying
         self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (venue, underlying) → (snapshot_ns, instruments listed so far) of a full snapshot
+        self._listed: dict[tuple[str, str], tuple[int, set[str]]] = {}
         self.applied = 0
         self.ignored = 0
 
@@ -77,6 +81,9 @@ class BookFeeder:
             elif isinstance(record, OptionTrade):
                 flush(underlying)
                 self._apply_trade(record)
+            elif isinstance(record, ChainDelta):
+                flush(underlying)
+                self._apply_delta(record)
             elif isinstance(record, InstrumentState) and record.ended:
                 flush(underlying)
                 book = self.books.get(underlying)
@@ -89,6 +96,23 @@ class BookFeeder:
             self.applied += 1
         for underlying in list(pending):
             flush(underlying)
+
+    def _apply_delta(self, delta: ChainDelta) -> None:
+        book = self.book_for(delta.underlying, delta.venue, delta.spot, delta.ts_event_ns)
+        book.set_spot(delta.spot, delta.ts_event_ns)
+        key = (delta.venue, delta.underlying)
+        if delta.full:
+            if delta.part == 0:
+                self._listed[key] = (delta.snapshot_ns, set())
+            snapshot = self._listed.get(key)
+            if snapshot is not None and snapshot[0] == delta.snapshot_ns:
+                snapshot[1].update(delta.columns.get("instrument", ()))
+        book.apply_delta(delta)
+        if delta.full and delta.last:
+            snapshot = self._listed.pop(key, None)
+            if snapshot is not None and snapshot[0] == delta.snapshot_ns:
+                listed = snapshot[1]
+                book.remove_many([name for name in book.instrument_slot if name not in listed])
 
     def _apply_trade(self, trade: OptionTrade) -> None:
         book = self.books.get(trade.underlying)

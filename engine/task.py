@@ -6,7 +6,8 @@ Every market-data topic is keyed by underlying and has the same partition count,
 :class:`engine.merge.EventTimeMerge` releases, applies them, and evaluates the levels at the
 evaluation points of the input:
 
-- every index tick of an underlying (spot moved);
+- every index tick of an underlying (spot moved), and the last part of every polled chain
+  snapshot (the snapshot is complete);
 - any record of an underlying whose last evaluation is ``max_eval_gap_s`` old in event time
   (feeds without an index stream, e.g. chain snapshots).
 
@@ -29,6 +30,7 @@ from engine.detector import DetectorConfig, RegimeDetector, Trigger
 from engine.feed import BookFeeder
 from engine.levels import compute_levels
 from engine.merge import EventTimeMerge, InputItem
+from schemas.chain import ChainDelta
 from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
@@ -63,7 +65,7 @@ class TaskOutput:
 
 def feed_of(record: Record) -> str | None:
     """The input feed a record keeps fresh: ``"options"`` or ``"index"`` (None: neither)."""
-    if isinstance(record, OptionContract | InstrumentState):
+    if isinstance(record, OptionContract | InstrumentState | ChainDelta):
         return "options"
     if isinstance(record, UnderlyingTick) and record.kind == "index":
         return "index"
@@ -115,10 +117,11 @@ class PartitionTask:
                 if ts > feeds.get(feed, 0):
                     feeds[feed] = ts
             last = self.last_eval_ns.get(underlying)
-            if last is None:
+            snapshot_done = type(record) is ChainDelta and record.last
+            if last is None and not snapshot_done:
                 self.last_eval_ns[underlying] = ts  # first sight: wait for a fuller book
                 continue
-            if feed == "index" or ts - last >= gap:
+            if feed == "index" or snapshot_done or ts - last >= gap:
                 self._apply(chunk, out)
                 chunk = []
                 trigger = Trigger(item.tp.topic, item.tp.partition, item.offset, ts)

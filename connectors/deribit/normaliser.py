@@ -5,7 +5,6 @@ The same object serves a live session and a replayed capture, so both take one p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.deribit.parse import (
@@ -21,7 +20,8 @@ from connectors.deribit.parse import (
     parse_volatility_index,
 )
 from connectors.errors import ParseError
-from schemas.records import Record, UnderlyingTick
+from connectors.ingest import Routed
+from schemas.records import UnderlyingTick
 
 # Logical topics (schemas.topics.Topics attribute names).
 OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
@@ -31,14 +31,6 @@ OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
     "funding",
     "volindex",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """A normalised record and the logical topic it belongs on."""
-
-    topic: str
-    record: Record
 
 
 class RpcErrorResponse(ParseError):

@@ -1,0 +1,53 @@
+"""CBOE bodies (delayed-quotes JSON or download CSV) → ``ChainDelta`` records on md.options.v1.
+
+One normaliser per polling connector: it remembers the previous snapshot of each
+underlying, so each body yields only what changed (see :mod:`connectors.snapshots`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json_columns
+from connectors.errors import ParseError
+from connectors.ingest import Routed
+from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
+from schemas.chain import ChainColumns
+
+OPTIONS = "options"
+
+
+def parse_cboe_body(doc: Any, recv_ns: int) -> ChainColumns:
+    """A CBOE body as columns: JSON (bytes, text or decoded) or the download-CSV text."""
+    if isinstance(doc, bytes | bytearray | memoryview):
+        text_start = bytes(doc[:64]).lstrip()
+        is_json = text_start.startswith(b"{")
+    elif isinstance(doc, str):
+        is_json = doc.lstrip().startswith("{")
+    elif isinstance(doc, dict):
+        is_json = True
+    else:
+        raise ParseError(f"CBOE: expected a JSON document or CSV text, got {type(doc).__name__}")
+    if is_json:
+        return parse_cboe_json_columns(doc, recv_ns)
+    if isinstance(doc, bytes | bytearray | memoryview):
+        try:
+            doc = bytes(doc).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"CBOE CSV: not UTF-8 text: {exc}") from None
+    if not doc.strip():
+        raise ParseError("CBOE: empty body")
+    return ChainColumns.from_snapshot(parse_cboe_csv(doc, recv_ns))
+
+
+class CboeNormaliser:
+    """Parse each polled CBOE body and frame it as changes against the previous one."""
+
+    def __init__(self, framing: SnapshotFramingConfig | None = None) -> None:
+        self.differ = SnapshotDiffer(framing or SnapshotFramingConfig())
+
+    def normalise(
+        self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
+    ) -> list[Routed]:
+        columns = parse_cboe_body(doc, recv_ns)
+        return [Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)]

@@ -1,0 +1,216 @@
+"""Polled chain snapshots → ``ChainDelta`` records: what changed since the previous snapshot.
+
+Venues that publish whole chains (CBOE delayed quotes, CME settlements) are polled; each
+snapshot is compared with the previous one of the same venue and underlying, as arrays,
+and only the contracts added or changed (in the columns dealer gamma depends on) and the
+instruments removed travel to Kafka. The first snapshot after a start, and every
+``keyframe_every``-th one after it, is sent ``full`` so that an engine drops contracts that
+vanished while a connector was down. Parts are cut so that no record exceeds
+``max_record_bytes`` (below the broker's ``message.max.bytes``, 1 MB by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from connectors.errors import ParseError
+from schemas.chain import CHAIN_COLUMNS, TERM_COLUMNS, VALUE_COLUMNS, ChainColumns, ChainDelta
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFramingConfig:
+    """How snapshots are cut into ChainDelta parts."""
+
+    max_record_bytes: int = 900_000  # per encoded record; Kafka's default limit is 1,048,588
+    keyframe_every: int = 20  # every n-th snapshot is sent full (1: always full)
+
+    def __post_init__(self) -> None:
+        if self.max_record_bytes < 10_000:
+            raise ValueError("max_record_bytes must be at least 10,000")
+        if self.keyframe_every < 1:
+            raise ValueError("keyframe_every must be positive")
+
+
+@dataclass(slots=True)
+class _Previous:
+    index: dict[str, int]  # instrument → row of ``values``
+    values: np.ndarray  # (rows, len(VALUE_COLUMNS)) float64
+    asof_ns: int
+    spot: float
+
+
+@dataclass(slots=True)
+class SnapshotDiff:
+    """Rows of a snapshot to send, and the instruments that left since the previous one."""
+
+    upserts: np.ndarray  # int64 rows of the snapshot: added or changed
+    added: int
+    removed: list[str]
+    full: bool
+
+
+@dataclass
+class SnapshotDiffer:
+    """Keeps the previous snapshot per (venue, underlying) and frames each new one."""
+
+    config: SnapshotFramingConfig = field(default_factory=SnapshotFramingConfig)
+    _previous: dict[tuple[str, str], _Previous] = field(default_factory=dict)
+    _since_keyframe: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def diff(self, snapshot: ChainColumns) -> SnapshotDiff | None:
+        """Compare with the previous snapshot and remember this one (None: same document)."""
+        key = (snapshot.venue, snapshot.underlying)
+        values = _values(snapshot)
+        previous = self._previous.get(key)
+        index = _unique_index(snapshot.instrument)
+        if (
+            previous is not None
+            and previous.asof_ns == snapshot.asof_ns
+            and previous.spot == snapshot.spot
+            and previous.index == index
+            and _same(previous.values, values).all()
+        ):
+            return None  # the venue served the same snapshot again
+        count = self._since_keyframe.get(key, self.config.keyframe_every)
+        full = previous is None or count >= self.config.keyframe_every
+        self._since_keyframe[key] = 1 if full else count + 1
+        self._previous[key] = _Previous(index, values, snapshot.asof_ns, snapshot.spot)
+        if previous is None:
+            rows = np.arange(len(snapshot), dtype=np.int64)
+            return SnapshotDiff(rows, len(rows), [], full)
+        old_rows = np.fromiter(
+            (previous.index.get(name, -1) for name in snapshot.instrument),
+            dtype=np.int64,
+            count=len(snapshot),
+        )
+        is_new = old_rows < 0
+        unchanged = np.zeros(len(snapshot), dtype=bool)
+        known = ~is_new
+        unchanged[known] = _same(previous.values[old_rows[known]], values[known]).all(axis=1)
+        send = np.ones(len(snapshot), dtype=bool) if full else ~unchanged
+        removed = [name for name in previous.index if name not in index]
+        return SnapshotDiff(np.flatnonzero(send), int(is_new.sum()), removed, full)
+
+    def frame(self, snapshot: ChainColumns, recv_ns: int) -> list[ChainDelta]:
+        """The ChainDelta parts of a snapshot, in order (empty when nothing is new at all)."""
+        diff = self.diff(snapshot)
+        if diff is None:
+            return []
+        return cut_parts(snapshot, diff, recv_ns, self.config)
+
+    def forget(self, venue: str, underlying: str) -> None:
+        """Drop the remembered snapshot: the next one is sent full."""
+        self._previous.pop((venue, underlying), None)
+        self._since_keyframe.pop((venue, underlying), None)
+
+
+def _values(snapshot: ChainColumns) -> np.ndarray:
+    return np.column_stack([getattr(snapshot, name) for name in VALUE_COLUMNS])
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def _unique_index(instruments: list[str]) -> dict[str, int]:
+    index = {name: row for row, name in enumerate(instruments)}
+    if len(index) != len(instruments):
+        seen: set[str] = set()
+        twice = next(name for name in instruments if name in seen or seen.add(name))
+        raise ParseError(f"instrument {twice} appears twice in one snapshot")
+    return index
+
+
+def cut_parts(
+    snapshot: ChainColumns, diff: SnapshotDiff, recv_ns: int, config: SnapshotFramingConfig
+) -> list[ChainDelta]:
+    """Cut a diff into parts whose encoded size is bounded by ``max_record_bytes``.
+
+    The bound is computed, not measured: a row costs at most the longest string of each
+    string column plus quotes and a comma (instrument ids, roots and strikes are plain
+    ASCII) and ``_NUMBER_BYTES`` per number; the removed instruments travel in their own
+    leading parts.
+    """
+    budget = config.max_record_bytes - _HEADER_BYTES
+    pieces: list[tuple[np.ndarray, list[str]]] = []
+    if diff.removed:
+        cost = np.fromiter((len(name) + 3 for name in diff.removed), np.int64, len(diff.removed))
+        for start, stop in _cuts(cost, budget):
+            pieces.append((diff.upserts[:0], diff.removed[start:stop]))
+    rows = diff.upserts
+    if len(rows):
+        # Per-row bound from the longest string of each column: O(columns), not O(rows).
+        row_bytes = _ROW_FIXED_BYTES + sum(
+            max(map(len, getattr(snapshot, name))) + 3 for name in _STRING_COLUMNS
+        )
+        per_part = max(1, budget // row_bytes)
+        for start in range(0, len(rows), per_part):
+            pieces.append((rows[start : start + per_part], []))
+    if not pieces:
+        pieces.append((rows, []))  # nothing changed: one empty part still completes the snapshot
+    return [
+        _delta(snapshot, part_rows, gone, i, len(pieces), diff.full, recv_ns)
+        for i, (part_rows, gone) in enumerate(pieces)
+    ]
+
+
+_NUMBER_BYTES = 25  # orjson's longest float ("-1.2345678901234567e-300") or int, plus a comma
+_STRING_COLUMNS = tuple(name for name in TERM_COLUMNS if name not in ("expiry_ns", "multiplier"))
+_ROW_FIXED_BYTES = _NUMBER_BYTES * (len(CHAIN_COLUMNS) - len(_STRING_COLUMNS))
+_HEADER_BYTES = 4_096  # the record's scalar fields and column names
+
+
+def _cuts(cost: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges whose summed cost stays within budget."""
+    out = []
+    start = 0
+    total = np.cumsum(cost)
+    while start < len(cost):
+        base = total[start - 1] if start else 0
+        stop = int(np.searchsorted(total, base + budget, side="right"))
+        if stop <= start:
+            raise ParseError(f"one item costs {int(cost[start])} bytes, over the record budget")
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _delta(
+    snapshot: ChainColumns,
+    rows: np.ndarray,
+    removed: list[str],
+    part: int,
+    parts: int,
+    full: bool,
+    recv_ns: int,
+) -> ChainDelta:
+    columns: dict[str, Any] = {}
+    for name in TERM_COLUMNS + VALUE_COLUMNS:
+        column = getattr(snapshot, name)
+        if isinstance(column, np.ndarray):
+            columns[name] = column[rows]  # orjson writes numpy arrays natively (NaN → null)
+        elif len(rows) == 1:
+            columns[name] = [column[int(rows[0])]]
+        elif len(rows):
+            columns[name] = list(itemgetter(*rows.tolist())(column))
+        else:
+            columns[name] = []
+    return ChainDelta(
+        venue=snapshot.venue,
+        underlying=snapshot.underlying,
+        snapshot_ns=snapshot.asof_ns,
+        part=part,
+        parts=parts,
+        full=full,
+        spot=snapshot.spot,
+        premium_currency=snapshot.premium_currency,
+        removed=removed,
+        columns=columns,
+        ts_event_ns=snapshot.asof_ns,
+        ts_recv_ns=recv_ns,
+    )
+
