@@ -1,0 +1,122 @@
+"""CBOE delayed-quotes client: polls one JSON document per underlying into the ingest stage.
+
+``GET https://cdn.cboe.com/api/global/delayed_quotes/options/_SPX.json`` returns the whole
+SPX/SPXW chain (~14 MB), delayed ~15 minutes and regenerated about every 15 s. Index
+underlyings carry a leading underscore in the URL (``_SPX``, ``_NDX``, ``_VIX``,
+``_XSP``); ETFs do not (``SPY``, ``QQQ``). The transport is the shared
+:class:`~connectors.http_poller.HttpPoller` (conditional requests, backoff, dead letters);
+the stage's normaliser (``CboeNormaliser``) parses each body and frames the changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from connectors.cboe.products import PRODUCTS
+from connectors.http_poller import HttpPoller, HttpPollerConfig
+from connectors.ingest import IngestStage
+from schemas.config import check_known_keys
+
+CBOE_DELAYED_QUOTES_URL = "https://cdn.cboe.com/api/global/delayed_quotes/options"
+
+# Every underlying the product table knows ("SPX" covers SPX and SPXW).
+CBOE_SYMBOLS: frozenset[str] = frozenset(p.underlying for p in PRODUCTS.values())
+# The index underlyings: the ones whose CBOE URL carries a leading underscore. In the
+# product table they are exactly the cash-settled ones (ETF options settle physically).
+CBOE_INDEX_SYMBOLS: frozenset[str] = frozenset(
+    p.underlying for p in PRODUCTS.values() if not p.physical
+)
+
+
+def delayed_quotes_url(symbol: str, base_url: str = CBOE_DELAYED_QUOTES_URL) -> str:
+    """The delayed-quotes document URL of one underlying (``_SPX.json``, ``SPY.json``)."""
+    name = f"_{symbol}" if symbol in CBOE_INDEX_SYMBOLS else symbol
+    return f"{base_url.rstrip('/')}/{name}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class CboeConfig:
+    """Configuration of the CBOE poller (frozen; unknown keys rejected).
+
+    ``poller`` holds the polling policy (interval, timeouts, backoff, body limit, user
+    agent); its ``urls`` are left empty and filled in from ``symbols``.
+    """
+
+    symbols: tuple[str, ...] = ("SPX",)  # underlyings: "SPX", "NDX", "SPY", "QQQ", …
+    base_url: str = CBOE_DELAYED_QUOTES_URL  # tests point this at a local server
+    poller: HttpPollerConfig = field(default_factory=HttpPollerConfig)
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("CBOE config needs at least one symbol")
+        unknown = [s for s in self.symbols if s not in CBOE_SYMBOLS]
+        if unknown:
+            known = ", ".join(sorted(CBOE_SYMBOLS))
+            raise ValueError(f"unknown CBOE symbols {', '.join(unknown)} (known: {known})")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("CBOE symbols must be distinct")
+        if self.poller.urls:
+            raise ValueError("CBOE poller URLs come from symbols; leave poller.urls empty")
+
+    def urls(self) -> tuple[str, ...]:
+        return tuple(delayed_quotes_url(symbol, self.base_url) for symbol in self.symbols)
+
+    def poller_config(self) -> HttpPollerConfig:
+        return replace(self.poller, urls=self.urls())
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CboeConfig:
+        check_known_keys(cls, values, "CBOE")
+        out = dict(values)
+        if "symbols" in out:
+            out["symbols"] = tuple(out["symbols"])
+        if isinstance(out.get("poller"), Mapping):
+            out["poller"] = HttpPollerConfig.from_mapping(dict(out["poller"]))
+        return cls(**out)
+
+
+class CboeClient:
+    """Polls CBOE's delayed quotes for each configured underlying until :meth:`stop`.
+
+    ``sleep``, ``clock`` and ``rng`` go to the poller (tests run its schedule without
+    waiting).
+    """
+
+    def __init__(
+        self,
+        config: CboeConfig,
+        stage: IngestStage,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.stage = stage
+        self.poller = HttpPoller(config.poller_config(), stage, sleep=sleep, clock=clock, rng=rng)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """The poller's transport outcomes (requests, delivered, not_modified, …)."""
+        return self.poller.counts
+
+    async def run(self) -> None:
+        await self.poller.run()
+
+    async def stop(self) -> None:
+        await self.poller.stop()
+
+    def stale_symbols(self) -> list[str]:
+        """Underlyings whose document has not changed for the poller's stale limit."""
+        stale = set(self.poller.stale_urls())
+        return [
+            s
+            for s, url in zip(self.config.symbols, self.config.urls(), strict=True)
+            if url in stale
+        ]
