@@ -37,6 +37,7 @@ class SnapshotFramingConfig:
 
 @dataclass(slots=True)
 class _Previous:
+    instruments: list[str]
     index: dict[str, int]  # instrument → row of ``values``
     values: np.ndarray  # (rows, len(VALUE_COLUMNS)) float64
     asof_ns: int
@@ -66,22 +67,29 @@ class SnapshotDiffer:
         key = (snapshot.venue, snapshot.underlying)
         values = _values(snapshot)
         previous = self._previous.get(key)
-        index = _unique_index(snapshot.instrument)
+        same_listing = previous is not None and previous.instruments == snapshot.instrument
+        index = previous.index if same_listing else _unique_index(snapshot.instrument)
         if (
             previous is not None
             and previous.asof_ns == snapshot.asof_ns
             and previous.spot == snapshot.spot
-            and previous.index == index
+            and same_listing
             and _same(previous.values, values).all()
         ):
             return None  # the venue served the same snapshot again
         count = self._since_keyframe.get(key, self.config.keyframe_every)
         full = previous is None or count >= self.config.keyframe_every
         self._since_keyframe[key] = 1 if full else count + 1
-        self._previous[key] = _Previous(index, values, snapshot.asof_ns, snapshot.spot)
+        self._previous[key] = _Previous(
+            snapshot.instrument, index, values, snapshot.asof_ns, snapshot.spot
+        )
         if previous is None:
             rows = np.arange(len(snapshot), dtype=np.int64)
             return SnapshotDiff(rows, len(rows), [], full)
+        if same_listing:  # the usual case: the same contracts in the same order
+            changed = ~_same(previous.values, values).all(axis=1)
+            send = np.ones(len(snapshot), dtype=bool) if full else changed
+            return SnapshotDiff(np.flatnonzero(send), 0, [], full)
         old_rows = np.fromiter(
             (previous.index.get(name, -1) for name in snapshot.instrument),
             dtype=np.int64,
@@ -153,7 +161,7 @@ def cut_parts(
     if not pieces:
         pieces.append((rows, []))  # nothing changed: one empty part still completes the snapshot
     return [
-        _delta(snapshot, part_rows, gone, i, len(pieces), diff.full, recv_ns)
+        _delta(snapshot, part_rows, gone, i, len(pieces), diff.full, len(rows), recv_ns)
         for i, (part_rows, gone) in enumerate(pieces)
     ]
 
@@ -186,6 +194,7 @@ def _delta(
     part: int,
     parts: int,
     full: bool,
+    upserts: int,
     recv_ns: int,
 ) -> ChainDelta:
     columns: dict[str, Any] = {}
@@ -206,6 +215,7 @@ def _delta(
         part=part,
         parts=parts,
         full=full,
+        upserts=upserts,
         spot=snapshot.spot,
         premium_currency=snapshot.premium_currency,
         removed=removed,
@@ -213,4 +223,3 @@ def _delta(
         ts_event_ns=snapshot.asof_ns,
         ts_recv_ns=recv_ns,
     )
-

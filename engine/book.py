@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from decimal import Decimal
+from operator import itemgetter
 
 import numpy as np
 
@@ -66,6 +67,7 @@ class GammaBook:
         self.profile = np.zeros((k.N_BUCKETS, config.grid_points))
         self._set_grid(self.spot)
         self._batch = _QuoteBatch(64)
+        self._profile_stale = False  # quotes stored, profile rebuilt at the snapshot's end
 
     # ------------------------------------------------------------ grid
 
@@ -227,11 +229,7 @@ class GammaBook:
         open_interest = _floats(columns["open_interest"], "open_interest")
         gamma = _floats(columns["gamma"], "gamma")
         forward = _floats(columns["underlying_price"], "underlying_price")
-        get = self.instrument_slot.get
-        slots = np.fromiter((get(name, -1) for name in instruments), np.int64, n)
-        new_rows = np.flatnonzero(slots < 0)
-        if len(new_rows):
-            slots[new_rows] = self._allocate_rows(columns, new_rows)
+        slots = self._slots_of(instruments, columns)
         is_call = self.slot_i[k.I_IS_CALL, slots] == 1
         if self.flow is not None:
             position = np.array(
@@ -247,24 +245,46 @@ class GammaBook:
             basis = np.where(np.isfinite(forward) & (forward > 0), forward / delta.spot, 1.0)
         else:
             basis = np.ones(n)
-        if 2 * n > self.n_contracts:
+        if self._profile_stale or 10 * delta.upserts > 3 * self.n_contracts:
+            # Most of the book changes: store the quotes and rebuild once the snapshot is
+            # complete (~3x cheaper than retracting and re-adding each contribution). The
+            # derived parameters the profile was built from stay until then, so an
+            # incremental update in between still retracts exactly what it added.
             f = self.slot_f
             f[k.F_IV, slots] = iv
             f[k.F_POSITION, slots] = position
             f[k.F_BASIS, slots] = basis
             f[k.F_VENUE_GAMMA, slots] = gamma
-            if self._buckets_dirty:
-                self._refresh_buckets_and_rebuild()
-            else:
-                self.rebuild()
-            return n
-        k.apply_quotes(
-            self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i,
-            slots, iv, position, basis, gamma,
-        )  # fmt: skip
+            self._profile_stale = True
+        else:
+            k.apply_quotes(
+                self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i,
+                slots, iv, position, basis, gamma,
+            )  # fmt: skip
         if self._buckets_dirty:
             self._refresh_buckets_and_rebuild()
+        elif self._profile_stale and delta.last:
+            self.rebuild()
         return n
+
+    def _slots_of(self, instruments: list[str], columns: dict[str, list]) -> np.ndarray:
+        """Slots of a part's instruments, allocating the new ones."""
+        try:  # the usual case, every instrument known: one C-level lookup of them all
+            found = itemgetter(*instruments)(self.instrument_slot)
+            return np.array(found if len(instruments) > 1 else [found], dtype=np.int64)
+        except KeyError:
+            pass
+        get = self.instrument_slot.get
+        slots = np.fromiter((get(name, -1) for name in instruments), np.int64, len(instruments))
+        new_rows = np.flatnonzero(slots < 0)
+        if len(new_rows):
+            slots[new_rows] = self._allocate_rows(columns, new_rows)
+        return slots
+
+    def ensure_profile(self) -> None:
+        """Rebuild if quotes were stored for a rebuild that has not happened yet."""
+        if self._profile_stale:
+            self.rebuild()
 
     def _allocate_rows(self, columns: dict[str, list], rows: np.ndarray) -> np.ndarray:
         """Slots for new contracts (rows of the columns), terms checked first, then written."""
@@ -456,6 +476,7 @@ class GammaBook:
 
     def rebuild(self) -> int:
         """Full rebuild of every bucket's profile (also bounds floating-point drift)."""
+        self._profile_stale = False
         return k.rebuild_profile(
             self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i, self.n_slots
         )
@@ -473,7 +494,7 @@ class GammaBook:
     def bucket_expiries(self, bucket: str) -> list[int]:
         n = self.n_slots
         mask = (self.slot_i[k.I_BUCKETS, :n] & BUCKET_BITS[bucket]) != 0
-        return sorted({int(e) for e in self.slot_expiry_ns[:n][mask]})
+        return [int(e) for e in np.unique(self.slot_expiry_ns[:n][mask])]
 
 
 class _QuoteBatch:

@@ -16,6 +16,7 @@ _ROOT_MAX_ITER = 100
 
 def compute_levels(book: GammaBook) -> Levels:
     """Levels of every bucket at the book's current spot and reference time."""
+    book.ensure_profile()
     cfg = book.config
     buckets = {name: bucket_levels(book, name) for name in BUCKETS}
     return Levels(

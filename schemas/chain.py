@@ -153,6 +153,7 @@ class ChainDelta:
     part: int  # 0 … parts-1
     parts: int
     full: bool  # every live contract is listed in the parts of this snapshot
+    upserts: int  # contracts upserted by all parts of this snapshot together
     spot: float  # spot / index at the snapshot (every contract's index_price)
     premium_currency: str  # "USD"
     removed: list[str]  # instruments gone since the previous snapshot

@@ -482,6 +482,42 @@ def _terms(symbol: str) -> tuple[str, str, int, str, str, float]:
     return terms
 
 
+_TermColumns = tuple[str, list[str], np.ndarray, list[str], list[str], np.ndarray]
+_last_term_columns: list[tuple[list[str], _TermColumns]] = []
+
+
+def _term_columns(instruments: list[str]) -> _TermColumns:
+    """(underlying, root, expiry_ns, strike, right, multiplier) columns of a listing.
+
+    Successive documents of one underlying usually list the same symbols in the same order,
+    so the columns of the last few listings are reused as they are (read-only).
+    """
+    for listing, columns in _last_term_columns:
+        if listing == instruments:
+            return columns
+    try:
+        terms = [_terms(symbol) for symbol in instruments]
+    except ParseError as exc:
+        raise ParseError(f"CBOE JSON: {exc}") from None
+    underlyings = {t[0] for t in terms}
+    if len(underlyings) > 1:
+        raise ParseError(f"CBOE JSON document mixes underlyings {', '.join(sorted(underlyings))}")
+    n = len(terms)
+    columns = (
+        underlyings.pop(),
+        [t[1] for t in terms],
+        np.fromiter((t[2] for t in terms), dtype=np.int64, count=n),
+        [t[3] for t in terms],
+        [t[4] for t in terms],
+        np.fromiter((t[5] for t in terms), dtype=np.float64, count=n),
+    )
+    for array in (columns[2], columns[5]):
+        array.flags.writeable = False
+    _last_term_columns.insert(0, (instruments, columns))
+    del _last_term_columns[4:]  # a few underlyings polled in turn
+    return columns
+
+
 @lru_cache(maxsize=4096)
 def _expiry_of(root: str, yymmdd: str) -> int:
     try:
@@ -512,13 +548,8 @@ def parse_cboe_json_columns(
         raise ParseError("no option rows in the CBOE JSON document")
     asof_ns = _parse_document_timestamp(decoded.timestamp)
     spot = _spot(decoded.data.current_price, "CBOE JSON")
-    try:
-        terms = [_terms(row.option) for row in rows]
-    except ParseError as exc:
-        raise ParseError(f"CBOE JSON: {exc}") from None
-    underlyings = {t[0] for t in terms}
-    if len(underlyings) > 1:
-        raise ParseError(f"CBOE JSON document mixes underlyings {', '.join(sorted(underlyings))}")
+    instruments = [row.option for row in rows]
+    underlying, root, expiry_ns, strike, right, multiplier = _term_columns(instruments)
     n = len(rows)
     open_interest = np.array([row.open_interest for row in rows], dtype=np.float64)
     iv = np.array([row.iv for row in rows], dtype=np.float64)  # None → NaN
@@ -530,16 +561,16 @@ def parse_cboe_json_columns(
     iv[iv == 0.0] = np.nan  # CBOE prints IV 0 when it has none
     return ChainColumns(
         venue=VENUE,
-        underlying=underlyings.pop(),
+        underlying=underlying,
         spot=spot,
         asof_ns=asof_ns,
         premium_currency=PREMIUM_CURRENCY,
-        instrument=[row.option for row in rows],
-        root=[t[1] for t in terms],
-        expiry_ns=np.fromiter((t[2] for t in terms), dtype=np.int64, count=n),
-        strike=[t[3] for t in terms],
-        right=[t[4] for t in terms],
-        multiplier=np.fromiter((t[5] for t in terms), dtype=np.float64, count=n),
+        instrument=instruments,
+        root=root,
+        expiry_ns=expiry_ns,
+        strike=strike,
+        right=right,
+        multiplier=multiplier,
         open_interest=open_interest,
         iv=iv,
         underlying_price=np.full(n, np.nan),  # quoted against spot
