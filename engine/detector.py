@@ -17,6 +17,11 @@ that turn a sequence of levels (one per evaluation point of the input) into even
   underlying's event clock (``detail.state = "stale"``), and again when it is fresh
   (``"recovered"``); no level events come from stale state.
 
+It also keeps, per bucket, the confirmed gamma regime label (``positive`` / ``negative`` /
+``transition``, :meth:`RegimeDetector.gamma_regime`) that the crypto joined read uses
+(:mod:`engine.crypto_regime`), whose funding and volatility thresholds ride in this config
+(``funding``, ``vol``; TOML ``[detector.funding]``, ``[detector.vol]``).
+
 A crossing is confirmed when the observed side stays beyond a hysteresis band (``band_bps``
 of spot around the level) for ``dwell_s`` of event time; a level shift when the new value
 holds for ``dwell_s``. Time is always the venue time of the input (never the wall clock), and
@@ -29,10 +34,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import ConfigError
+from engine.crypto_regime import FundingConfig, VolConfig
 from schemas.config import check_known_keys
 from schemas.events import RegimeEvent
 from schemas.levels import BUCKETS, BucketLevels, Levels
@@ -58,6 +64,8 @@ class DetectorConfig:
     wall_reject_bps: float = 50.0  # ... and moving back this far from it is a rejection
     stale_after_s: float = 30.0  # a feed older than this (event time) is stale
     buckets: tuple[str, ...] = BUCKETS
+    funding: FundingConfig = field(default_factory=FundingConfig)  # funding_extreme
+    vol: VolConfig = field(default_factory=VolConfig)  # vol_regime
 
     def __post_init__(self) -> None:
         for name in (
@@ -80,6 +88,8 @@ class DetectorConfig:
         unknown = set(self.buckets) - set(BUCKETS)
         if unknown or not self.buckets:
             raise ConfigError(f"detector buckets must be among {BUCKETS}, got {self.buckets!r}")
+        if not isinstance(self.funding, FundingConfig) or not isinstance(self.vol, VolConfig):
+            raise ConfigError("detector funding and vol must be FundingConfig and VolConfig")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> DetectorConfig:
@@ -88,6 +98,10 @@ class DetectorConfig:
         data = dict(mapping)
         if "buckets" in data:
             data["buckets"] = tuple(data["buckets"])
+        if isinstance(data.get("funding"), Mapping):
+            data["funding"] = FundingConfig.from_mapping(data["funding"])
+        if isinstance(data.get("vol"), Mapping):
+            data["vol"] = VolConfig.from_mapping(data["vol"])
         return cls(**data)
 
     @property
@@ -204,6 +218,29 @@ class _Sign:
         return 0
 
 
+class _Label:
+    """Confirmed gamma regime label with a dwell; the first label seen is taken as given."""
+
+    __slots__ = ("label", "pending", "pending_since")
+
+    def __init__(self) -> None:
+        self.label: str | None = None
+        self.pending: str | None = None
+        self.pending_since = 0
+
+    def update(self, observed: str, ts: int, dwell: int) -> None:
+        if observed == self.label:
+            self.pending = None
+            return
+        if self.label is None:
+            self.label = observed
+            return
+        if self.pending != observed:
+            self.pending, self.pending_since = observed, ts
+        if ts - self.pending_since >= dwell:
+            self.label, self.pending = observed, None
+
+
 class _Shift:
     """Last published value of a level; confirms a move beyond a threshold after a dwell."""
 
@@ -248,9 +285,10 @@ class _WallTag:
 
 
 class _BucketState:
-    __slots__ = ("call", "call_tag", "flip", "put", "put_tag", "regime", "shifts")
+    __slots__ = ("call", "call_tag", "flip", "gamma", "put", "put_tag", "regime", "shifts")
 
     def __init__(self) -> None:
+        self.gamma = _Label()
         self.flip = _Crossing()
         self.call = _Crossing()
         self.put = _Crossing()
@@ -263,6 +301,7 @@ class _BucketState:
         for crossing in (self.flip, self.call, self.put):
             crossing.reset_pending()
         self.regime.pending_sign = 0
+        self.gamma.pending = None
         for shift in self.shifts.values():
             shift.pending_since = -1
 
@@ -279,12 +318,23 @@ class RegimeDetector:
         underlying: str,
         config: DetectorConfig | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        transition_band_bps: float | None = None,
     ) -> None:
+        """``transition_band_bps`` (the levels' transition band) adds hysteresis to leaving
+        the ``transition`` gamma label: spot must be ``band_bps`` beyond that band."""
         self.underlying = underlying
         self.config = config or DetectorConfig()
         self._clock_ns = clock_ns
+        self._transition_band_bps = transition_band_bps
         self._buckets = {name: _BucketState() for name in self.config.buckets}
         self.stale_feeds: tuple[str, ...] = ()
+
+    def gamma_regime(self, bucket: str = "all") -> str | None:
+        """The bucket's confirmed gamma regime label: ``positive`` / ``negative`` /
+        ``transition`` held for ``dwell_s`` (the first label seen is taken as given), or None
+        before any."""
+        state = self._buckets.get(bucket)
+        return None if state is None else state.gamma.label
 
     def evaluate(
         self,
@@ -411,6 +461,8 @@ class RegimeDetector:
                     suffix=wall_name,
                 )
 
+        if bucket.regime is not None:
+            state.gamma.update(self._gamma_label(spot, bucket, state.gamma.label), ts, dwell)
         sign = state.regime.update(_REGIME_SIGN.get(bucket.regime or "", 0), ts, dwell)
         if sign:
             emit(
@@ -442,6 +494,19 @@ class RegimeDetector:
                     suffix=level_name,
                 )
         return out
+
+    def _gamma_label(self, spot: float, bucket: BucketLevels, current: str | None) -> str:
+        observed = bucket.regime or "transition"
+        band = self._transition_band_bps
+        if (
+            current == "transition"
+            and observed != "transition"
+            and band is not None
+            and bucket.zero_gamma is not None
+            and abs(spot - bucket.zero_gamma) <= spot * (band + self.config.band_bps) * 1e-4
+        ):
+            return "transition"  # hysteresis: not yet clear of the transition band
+        return observed
 
     def _wall_reject(
         self, spot: float, wall: float, crossing: _Crossing, tag: _WallTag, outward: int
@@ -501,6 +566,25 @@ class RegimeDetector:
                 )
             )
         return out
+
+    def event(
+        self,
+        levels: Levels,
+        trigger: Trigger,
+        event_type: str,
+        direction: str | None,
+        level: float | None,
+        detail: dict[str, Any],
+        suffix: str | None = None,
+    ) -> RegimeEvent | None:
+        """An event of the underlying as a whole (bucket ``all``) carrying ``levels``; None
+        when the levels have no ``all`` bucket."""
+        bucket = levels.buckets.get("all")
+        if bucket is None:
+            return None
+        return self._event(
+            levels, "all", bucket, trigger, event_type, direction, level, detail, suffix
+        )
 
     def _event(
         self,

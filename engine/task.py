@@ -14,6 +14,11 @@ evaluation points of the input:
 Before an evaluation the book's reference time is advanced (a full rebuild for time decay
 and expiry roll) when it is ``rebuild_interval_s`` old, ``rebuild_interval_0dte_s`` while an
 expiry settles in the current session, or when an expiry or the session end has passed.
+
+Funding and volatility-index records go to the underlying's :class:`CryptoRegime` as they
+come; an event it confirms is triggered by that record (its id and time), carries the levels
+of the underlying's last evaluation, and every event of a crypto underlying carries the
+joined read in ``detail.composite``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from aiokafka.structs import TopicPartition
 
 from engine.book import GammaBook
 from engine.config import LevelsConfig
+from engine.crypto_regime import CRYPTO_VENUES, CryptoRegime, Signal
 from engine.detector import DetectorConfig, RegimeDetector, Trigger
 from engine.feed import BookFeeder
 from engine.levels import compute_levels
@@ -34,7 +40,7 @@ from schemas.chain import ChainDelta
 from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
-from schemas.records import InstrumentState, Record, UnderlyingTick
+from schemas.records import FundingRate, InstrumentState, Record, UnderlyingTick, VolIndexTick
 
 NS_PER_S = 1_000_000_000
 
@@ -94,6 +100,8 @@ class PartitionTask:
         self.last_eval_ns: dict[str, int] = {}
         self.next_offsets: dict[TopicPartition, int] = {}  # processed: next offset to commit
         self._published: dict[str, Levels] = {}  # last levels handed out, asof zeroed
+        self.crypto: dict[str, CryptoRegime] = {}  # funding, DVOL, joined read per underlying
+        self._levels: dict[str, Levels] = {}  # of the last evaluation, per underlying
         self._clock_ns = clock_ns
         self._gap_ns = int(config.max_eval_gap_s * NS_PER_S)
         self.evaluations = 0
@@ -111,6 +119,8 @@ class PartitionTask:
             chunk.append(item)
             underlying = record.underlying
             ts = record.ts_event_ns
+            if isinstance(record, FundingRate | VolIndexTick):
+                self._observe_crypto(record, item, out)
             feed = feed_of(record)
             if feed is not None:
                 feeds = self.feeds.setdefault(underlying, {})
@@ -153,18 +163,76 @@ class PartitionTask:
         levels = compute_levels(book)
         detector = self.detectors.get(underlying)
         if detector is None:
-            detector = RegimeDetector(underlying, self.detector_config, self._clock_ns)
+            detector = RegimeDetector(
+                underlying,
+                self.detector_config,
+                self._clock_ns,
+                transition_band_bps=self.feeder.config.transition_band_bps,
+            )
             self.detectors[underlying] = detector
         ages = {
             feed: (ts - last) / NS_PER_S for feed, last in self.feeds.get(underlying, {}).items()
         }
-        for event in detector.evaluate(levels, trigger, ages):
+        events = detector.evaluate(levels, trigger, ages)
+        self._levels[underlying] = levels
+        regime = self.crypto.get(underlying)
+        if regime is None and book.venue in CRYPTO_VENUES:
+            regime = self._crypto_regime(underlying)
+        if regime is not None:
+            signals = regime.observe_book(book, detector.gamma_regime("all"), ts)
+            events = self._with_composite(regime, events, signals, levels, detector, trigger)
+        for event in events:
             out.events.append((trigger, event))
         self.evaluations += 1
         comparable = replace(levels, asof_ns=0)
         if self._published.get(underlying) != comparable:
             self._published[underlying] = comparable
             out.levels[underlying] = (trigger, levels)
+
+    def _crypto_regime(self, underlying: str) -> CryptoRegime:
+        cfg = self.detector_config
+        regime = self.crypto[underlying] = CryptoRegime(cfg.funding, cfg.vol)
+        return regime
+
+    def _observe_crypto(
+        self, record: FundingRate | VolIndexTick, item: InputItem, out: TaskOutput
+    ) -> None:
+        """Feed a funding or DVOL record; its events go out at once, triggered by it."""
+        underlying = record.underlying
+        regime = self.crypto.get(underlying) or self._crypto_regime(underlying)
+        signals = regime.observe(record)
+        levels = self._levels.get(underlying)
+        detector = self.detectors.get(underlying)
+        if not signals or levels is None or detector is None:
+            return  # nothing confirmed, or no levels yet to carry (the state is kept)
+        trigger = Trigger(item.tp.topic, item.tp.partition, item.offset, record.ts_event_ns)
+        for event in self._with_composite(regime, [], signals, levels, detector, trigger):
+            out.events.append((trigger, event))
+
+    @staticmethod
+    def _with_composite(
+        regime: CryptoRegime,
+        events: list[RegimeEvent],
+        signals: list[Signal],
+        levels: Levels,
+        detector: RegimeDetector,
+        trigger: Trigger,
+    ) -> list[RegimeEvent]:
+        """``events`` plus the signals' events, each with the joined read in its detail."""
+        for signal in signals:
+            event = detector.event(
+                levels,
+                trigger,
+                signal.event_type,
+                signal.direction,
+                signal.level,
+                signal.detail,
+                signal.suffix,
+            )
+            if event is not None:
+                events.append(event)
+        composite = regime.composite()
+        return [replace(e, detail={**e.detail, "composite": dict(composite)}) for e in events]
 
     def _advance_if_due(self, book: GammaBook, ts: int) -> None:
         cfg = self.config
