@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
+from connectors.funding.client import FundingConfig
+from connectors.funding.venues import funding_clients
 from connectors.ingest import IngestStage, replay_capture
 from connectors.kafka.embedded import ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
@@ -35,11 +37,13 @@ async def run_ingest(
     deribit: DeribitConfig | None = None,
     partitions: int = 3,
     replay_speed: float | None = None,
+    funding: Mapping[str, FundingConfig] | None = None,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
-    Live sources (Deribit) run until stopped; replays end by themselves (paced at
-    ``replay_speed`` × recorded time when given). Shutdown is orderly,
+    Live sources (Deribit, funding) run until stopped; replays end by themselves (paced at
+    ``replay_speed`` × recorded time when given). ``funding`` overrides a funding venue's
+    settings by venue name (URLs, timings). Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
     """
     stop = stop or asyncio.Event()
@@ -61,6 +65,11 @@ async def run_ingest(
             stages.append(stage)
             tasks.append(asyncio.create_task(client.run(), name="deribit"))
             services.add("deribit", client.stop)
+        clients = funding_clients(sources, producer, topics, funding)
+        for client in clients:
+            stages.append(client.stage)
+            tasks.append(asyncio.create_task(client.run(), name=f"funding-{client.spec.name}"))
+            services.add(f"funding-{client.spec.name}", client.stop)
         for source in (s for s in sources if s.kind == "replay"):
             stage = IngestStage("deribit", DeribitNormaliser(), producer, topics, source="replay")
             stages.append(stage)
@@ -88,6 +97,9 @@ async def run_ingest(
             await producer.flush()
         for stage in stages:
             report.counts.update(stage.counts)
+        for client in clients:
+            if client.counts["venue_errors"]:
+                report.counts["venue_errors"] += client.counts["venue_errors"]
         stats = producer.stats
         report.records_sent = stats.records
         report.batches_sent = stats.batches

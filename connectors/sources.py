@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 KNOWN_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
-IMPLEMENTED_KINDS = ("deribit", "replay")
+IMPLEMENTED_KINDS = ("deribit", "funding", "replay")
 DERIBIT_CURRENCIES = ("BTC", "ETH")
+# Perpetual symbols per funding venue (dated futures have no funding).
+FUNDING_SYMBOLS = {
+    "binance": (re.compile(r"[A-Z0-9]{2,30}"), "a USD-M perpetual such as BTCUSDT"),
+    "bybit": (re.compile(r"[A-Z0-9]{2,30}"), "a linear perpetual such as BTCUSDT"),
+    "okx": (re.compile(r"[A-Z0-9]+-[A-Z0-9]+-SWAP"), "a perpetual swap such as BTC-USDT-SWAP"),
+}
 
 
 class SourceError(ValueError):
@@ -16,16 +23,23 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    kind: str  # "deribit" | "replay" | …
-    target: str  # "BTC" for deribit:BTC; the path for replay:PATH
+    kind: str  # "deribit" | "funding" | "replay" | …
+    target: str  # "BTC" for deribit:BTC; "binance:BTCUSDT" for funding:…; the path for replay
 
     @property
     def spec(self) -> str:
         return f"{self.kind}:{self.target}"
 
+    @property
+    def funding_target(self) -> tuple[str, str]:
+        """(venue, symbol) of a ``funding:VENUE:SYMBOL`` source."""
+        venue, _, symbol = self.target.partition(":")
+        return venue, symbol
+
 
 def parse_source(spec: str) -> Source:
-    """Parse ``deribit:BTC``, ``replay:PATH`` …; SourceError with one line when not usable."""
+    """Parse ``deribit:BTC``, ``funding:binance:BTCUSDT``, ``replay:PATH`` …; SourceError with
+    one line when not usable."""
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise SourceError(f"bad source {spec!r}: expected KIND:TARGET, e.g. deribit:BTC")
@@ -34,12 +48,27 @@ def parse_source(spec: str) -> Source:
             f"unknown source kind {kind!r} in {spec!r}; known: {', '.join(KNOWN_KINDS)}"
         )
     if kind not in IMPLEMENTED_KINDS:
-        raise SourceError(f"source {spec!r} is not supported yet (supported: deribit, replay)")
+        supported = ", ".join(IMPLEMENTED_KINDS)
+        raise SourceError(f"source {spec!r} is not supported yet (supported: {supported})")
     if kind == "deribit":
         target = target.upper()
         if target not in DERIBIT_CURRENCIES:
             choices = ", ".join(DERIBIT_CURRENCIES)
             raise SourceError(f"bad source {spec!r}: Deribit currency must be one of {choices}")
+    if kind == "funding":
+        target = _funding_target(spec, target)
     if kind == "replay" and not Path(target).is_file():
         raise SourceError(f"bad source {spec!r}: no such capture file {target}")
     return Source(kind, target)
+
+
+def _funding_target(spec: str, target: str) -> str:
+    venue, sep, symbol = target.partition(":")
+    venue, symbol = venue.lower(), symbol.upper()
+    if venue not in FUNDING_SYMBOLS:
+        venues = ", ".join(FUNDING_SYMBOLS)
+        raise SourceError(f"bad source {spec!r}: funding venue must be one of {venues}")
+    pattern, example = FUNDING_SYMBOLS[venue]
+    if not sep or not pattern.fullmatch(symbol):
+        raise SourceError(f"bad source {spec!r}: expected funding:{venue}:SYMBOL, {example}")
+    return f"{venue}:{symbol}"

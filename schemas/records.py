@@ -55,22 +55,25 @@ class OptionTrade:
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class FundingRate:
-    """A perpetual's funding rate (``md.funding.v1``)."""
+    """A perpetual's funding rate (``md.funding.v1``); made by
+    ``connectors.funding.normalise.funding_rate`` for every venue."""
 
     SCHEMA: ClassVar[str] = "md.funding/1"
-    venue: str
-    underlying: str
-    instrument: str  # "BTC-PERPETUAL", "BTCUSDT"
-    rate: float  # fraction per funding interval as the venue states it
-    interval_hours: float  # the venue's funding interval (Deribit: continuous, stated per 8 h)
-    rate_8h: float  # 8-hour equivalent, fraction
+    venue: str  # "deribit" | "binance" | "bybit" | "okx"
+    underlying: str  # the coin: "BTC" for BTCUSDT, BTC-USDT-SWAP, BTC-PERPETUAL
+    instrument: str  # the venue's symbol: "BTC-PERPETUAL", "BTCUSDT", "BTC-USDT-SWAP"
+    rate: float  # fraction charged per funding interval, as the venue states it
+    # hours between the venue's funding settlements: Binance 8/4/1 (fundingInfo), Bybit
+    # fundingIntervalHour, OKX nextFundingTime − fundingTime; Deribit: continuous, stated per 8 h
+    interval_hours: float
+    rate_8h: float  # 8-hour equivalent, fraction: rate × 8 / interval_hours
     annualized: float  # rate_8h × 3 × 365, fraction
-    mark_price: float | None
-    index_price: float | None
-    next_funding_ns: int | None
-    ts_event_ns: int
+    mark_price: float | None  # perpetual's mark price, quote currency (USD, USDT); OKX: None
+    index_price: float | None  # quote currency; None where the venue does not send it
+    next_funding_ns: int | None  # when ``rate`` is next charged, ns since the epoch; Deribit: None
+    ts_event_ns: int  # venue time of the data (OKX pushes without ``ts``: the receive time)
     ts_recv_ns: int
-    open_interest_usd: float | None = None  # the perpetual's open interest, USD notional
+    open_interest_usd: float | None = None  # open interest, USD notional (Bybit); else None
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
 
 

@@ -17,6 +17,7 @@ from connectors.deribit.wire import (
 )
 from connectors.errors import ParseError
 from connectors.fields import optional_number, required_number
+from connectors.funding.normalise import funding_rate
 from connectors.settlement import deribit_expiry_ns, ms_to_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
@@ -361,15 +362,11 @@ def parse_perpetual_ticker(data: Any, recv_ns: int) -> FundingRate:
     """
     name = _required_str(data, "instrument_name", "Deribit perpetual ticker")
     where = f"Deribit ticker {name}"
-    rate_8h = required_number(data, "funding_8h", where)
-    return FundingRate(
+    return funding_rate(
         venue=VENUE,
-        underlying=name.split("-", 1)[0].split("_", 1)[0],
         instrument=name,
-        rate=rate_8h,
+        rate=required_number(data, "funding_8h", where),
         interval_hours=8.0,
-        rate_8h=rate_8h,
-        annualized=rate_8h * 3 * 365,
         mark_price=optional_number(data, "mark_price", where),
         index_price=optional_number(data, "index_price", where),
         next_funding_ns=None,

@@ -1,0 +1,1 @@
+"""Binance USD-M futures: mark-price stream and premium-index / funding-info REST."""

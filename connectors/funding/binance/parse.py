@@ -1,0 +1,147 @@
+"""Pure parsers for Binance USD-M funding: mark-price events, premium index, funding info.
+
+Binance does not put the funding interval in the stream. It is 8 h unless
+``GET /fapi/v1/fundingInfo`` lists the symbol with another ``fundingIntervalHours``
+(4 h, 1 h); the normaliser keeps that table and applies it to every event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.errors import ParseError
+from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
+from connectors.funding.normalise import (
+    IntervalFallback,
+    funding_rate,
+    optional_decimal,
+    required_decimal,
+    required_ms_ns,
+    required_text,
+)
+from schemas.records import FundingRate
+
+VENUE = "binance"
+FUNDING_INFO = "GET /fapi/v1/fundingInfo"
+PREMIUM_INDEX = "GET /fapi/v1/premiumIndex"
+
+
+def _perpetual(rate: float | None, next_funding_ns: int, symbol: str, where: str) -> float:
+    if rate is None or next_funding_ns == 0:
+        raise ParseError(f"{where}: no funding rate ({symbol} is not a perpetual)")
+    return rate
+
+
+def parse_mark_price_update(data: Any, interval_hours: float, recv_ns: int) -> FundingRate:
+    """A ``markPriceUpdate`` event → FundingRate; ``interval_hours`` is the symbol's."""
+    if not isinstance(data, dict) or data.get("e") != "markPriceUpdate":
+        raise ParseError(f"Binance: not a markPriceUpdate event: {str(data)[:80]}")
+    symbol = required_text(data, "s", "Binance markPriceUpdate")
+    where = f"Binance markPriceUpdate {symbol}"
+    next_funding_ns = required_ms_ns(data, "T", where)
+    return funding_rate(
+        venue=VENUE,
+        instrument=symbol,
+        rate=_perpetual(optional_decimal(data, "r", where), next_funding_ns, symbol, where),
+        interval_hours=interval_hours,
+        mark_price=required_decimal(data, "p", where),
+        index_price=optional_decimal(data, "i", where),
+        next_funding_ns=next_funding_ns,
+        ts_event_ns=required_ms_ns(data, "E", where),
+        ts_recv_ns=recv_ns,
+    )
+
+
+def parse_premium_index(entry: Any, interval_hours: float, recv_ns: int) -> FundingRate:
+    """One ``GET /fapi/v1/premiumIndex`` object → FundingRate (the seed at start)."""
+    if not isinstance(entry, dict):
+        raise ParseError(f"Binance premiumIndex: not an object: {str(entry)[:80]}")
+    symbol = required_text(entry, "symbol", "Binance premiumIndex")
+    where = f"Binance premiumIndex {symbol}"
+    next_funding_ns = required_ms_ns(entry, "nextFundingTime", where)
+    rate = optional_decimal(entry, "lastFundingRate", where)
+    return funding_rate(
+        venue=VENUE,
+        instrument=symbol,
+        rate=_perpetual(rate, next_funding_ns, symbol, where),
+        interval_hours=interval_hours,
+        mark_price=required_decimal(entry, "markPrice", where),
+        index_price=optional_decimal(entry, "indexPrice", where),
+        next_funding_ns=next_funding_ns,
+        ts_event_ns=required_ms_ns(entry, "time", where),
+        ts_recv_ns=recv_ns,
+    )
+
+
+def parse_funding_info(doc: Any) -> dict[str, float]:
+    """``GET /fapi/v1/fundingInfo`` → {symbol: fundingIntervalHours} (adjusted symbols only)."""
+    if not isinstance(doc, list):
+        raise ParseError(f"Binance fundingInfo: expected a list, got {str(doc)[:80]}")
+    out: dict[str, float] = {}
+    for entry in doc:
+        if not isinstance(entry, dict):
+            raise ParseError(f"Binance fundingInfo: entry is not an object: {str(entry)[:80]}")
+        symbol = required_text(entry, "symbol", "Binance fundingInfo")
+        hours = required_decimal(entry, "fundingIntervalHours", f"Binance fundingInfo {symbol}")
+        if hours <= 0:
+            raise ParseError(f"Binance fundingInfo {symbol}: fundingIntervalHours {hours} <= 0")
+        out[symbol] = hours
+    return out
+
+
+def control_frame(doc: Any) -> Control | None:
+    """Replies to WebSocket requests (``{"result": null, "id": 1}``) and errors."""
+    if not isinstance(doc, dict) or "stream" in doc or "e" in doc:
+        return None
+    error = doc.get("error")
+    if isinstance(error, dict):
+        return Control(ERROR, f"Binance error {error.get('code')}: {error.get('msg')}")
+    if "result" in doc and "id" in doc:
+        return Control(ACK, f"Binance reply to request {doc['id']}: {doc['result']}")
+    if "code" in doc and "msg" in doc:  # the older error shape
+        return Control(ERROR, f"Binance error {doc['code']}: {doc['msg']}")
+    return None
+
+
+class BinanceFundingNormaliser(FundingNormaliser):
+    """Mark-price events and REST responses → FundingRate, with the funding-interval table."""
+
+    venue = VENUE
+    control = staticmethod(control_frame)
+
+    def __init__(self, fallback: IntervalFallback | None = None) -> None:
+        super().__init__(fallback)
+        self.intervals: dict[str, float] = {}  # from the last fundingInfo response
+
+    def interval_hours(self, symbol: str) -> float:
+        """The venue's stated interval, else the configured fallback (8 h by default)."""
+        hours = self.intervals.get(symbol)
+        return hours if hours is not None else self.fallback.hours(symbol)
+
+    def records(self, doc: Any, recv_ns: int, request: dict[str, Any] | None) -> list[FundingRate]:
+        if request is not None:
+            return self._response(doc, recv_ns, request.get("method"))
+        if isinstance(doc, dict) and "stream" in doc:
+            data = doc.get("data")
+        elif isinstance(doc, dict) and "e" in doc:
+            data = doc  # a raw (non-combined) stream
+        else:
+            raise ParseError(f"unrecognised Binance message: {str(doc)[:80]}")
+        events = data if isinstance(data, list) else [data]
+        return [parse_mark_price_update(e, self._hours_of(e, "s"), recv_ns) for e in events]
+
+    def _response(self, doc: Any, recv_ns: int, method: Any) -> list[FundingRate]:
+        if method == FUNDING_INFO:
+            self.intervals = parse_funding_info(doc)  # replaces: unlisted symbols are 8 h again
+            return []
+        if method == PREMIUM_INDEX:
+            entries = doc if isinstance(doc, list) else [doc]
+            return [parse_premium_index(e, self._hours_of(e, "symbol"), recv_ns) for e in entries]
+        raise ParseError(f"Binance: response to an unknown request {method!r}")
+
+    def _hours_of(self, entry: Any, symbol_key: str) -> float:
+        """The interval of the entry's symbol (a malformed entry fails in its parser)."""
+        symbol = entry.get(symbol_key) if isinstance(entry, dict) else None
+        return (
+            self.interval_hours(symbol) if isinstance(symbol, str) else self.fallback.default_hours
+        )

@@ -1,0 +1,1 @@
+"""OKX v5 public ``funding-rate`` channel for perpetual swaps."""
