@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,15 +125,21 @@ class IngestStage:
 
 
 async def replay_messages(
-    messages: Iterable[CapturedMessage], stage: IngestStage, speed: float | None = None
+    messages: Iterable[CapturedMessage],
+    stage: IngestStage | Callable[[str], IngestStage],
+    speed: float | None = None,
 ) -> None:
     """Feed captured messages through a stage, in order, as if they arrived live.
 
+    ``stage`` is one stage, or a function from a message's venue to its stage (captures that
+    mix venues). Polled venues' bodies (messages with a ``url``) reach the normaliser as the
+    raw bytes, as the poller hands them over; other messages are decoded once first.
     ``speed`` paces the replay at that multiple of the recorded time (``None``: as fast as
     possible).
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"replay speed must be positive, got {speed!r}")
+    stage_for = stage if not isinstance(stage, IngestStage) else (lambda _venue: stage)
     loop = asyncio.get_running_loop()
     first_recv_ns: int | None = None
     started = loop.time()
@@ -145,12 +151,19 @@ async def replay_messages(
             delay = due - loop.time()
             if delay > 0.001:
                 await asyncio.sleep(delay)
-        doc, error = decode_json(message.raw)
-        await stage.on_message(
+        if message.url is not None:
+            doc, error = message.raw, None
+        else:
+            doc, error = decode_json(message.raw)
+        await stage_for(message.venue).on_message(
             message.raw, doc, message.recv_ns, message.request, message.url, error
         )
 
 
-async def replay_capture(path: str | Path, stage: IngestStage, speed: float | None = None) -> None:
-    """Replay a capture file through a stage (same parse path as live)."""
+async def replay_capture(
+    path: str | Path,
+    stage: IngestStage | Callable[[str], IngestStage],
+    speed: float | None = None,
+) -> None:
+    """Replay a capture file through a stage, or a stage per venue (same parse path as live)."""
     await replay_messages(read_capture(path), stage, speed)

@@ -364,9 +364,39 @@ class RegimeDetector:
         for name, state in self._buckets.items():
             bucket = levels.buckets.get(name)
             if bucket is None or bucket.contracts_used == 0:
+                if bucket is not None:
+                    out.extend(self._emptied_events(levels, name, bucket, state, trigger))
                 state.reset_pending()
                 continue
             out.extend(self._bucket_events(levels, name, bucket, state, trigger))
+        return out
+
+    def _emptied_events(
+        self,
+        levels: Levels,
+        name: str,
+        bucket: BucketLevels,
+        state: _BucketState,
+        trigger: Trigger,
+    ) -> list[RegimeEvent]:
+        """A bucket that had levels and now has no contracts (its expiry settled): each level
+        it had vanishes at once (a settlement is certain, not noise: no dwell), and the
+        bucket starts afresh, so the next expiry's levels appear as level shifts."""
+        out = []
+        fresh = _BucketState()
+        for level_name in LEVEL_NAMES:
+            previous = state.shifts[level_name].reference
+            fresh.shifts[level_name].seen = True  # reference None: the next value is a shift
+            if previous is None:
+                continue
+            detail = {"level_name": level_name, "from": previous, "to": None, "cause": "emptied"}
+            out.append(
+                self._event(
+                    levels, name, bucket, trigger, "level_shift", None, None, detail, level_name
+                )
+            )
+        if out:
+            self._buckets[name] = fresh
         return out
 
     # ------------------------------------------------------------ per bucket

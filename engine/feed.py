@@ -14,9 +14,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from connectors.capture import read_capture
-from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.ingest import IngestStage, replay_messages
+from connectors.ingest import replay_capture
+from connectors.venues import StagePerVenue
 from engine.book import GammaBook
 from engine.config import LevelsConfig
 from engine.levels import compute_levels
@@ -25,8 +24,6 @@ from schemas.contracts import OptionContract
 from schemas.levels import Levels
 from schemas.records import InstrumentState, OptionTrade, Record, UnderlyingTick
 from schemas.topics import Topics
-
-NORMALISERS = {"deribit": DeribitNormaliser}  # venues whose captures can be replayed
 
 _SEEN_TRADES_LIMIT = 100_000  # recent trade ids remembered for duplicate detection
 
@@ -178,19 +175,10 @@ async def levels_from_capture_async(path: str | Path, config: LevelsConfig) -> l
     """:func:`levels_from_capture` inside a running event loop."""
     feeder = BookFeeder(config)
     sink = FeederSink(feeder)
-    stages: dict[str, IngestStage] = {}
-
-    def stage_for(venue: str) -> IngestStage:
-        if venue not in stages:
-            if venue not in NORMALISERS:
-                raise ValueError(f"{path}: captures of venue {venue!r} are not supported yet")
-            stages[venue] = IngestStage(
-                venue, NORMALISERS[venue](), sink, Topics(), source="replay"
-            )
-        return stages[venue]
-
-    for message in read_capture(path):
-        await replay_messages([message], stage_for(message.venue))
+    try:
+        await replay_capture(path, StagePerVenue(sink, Topics()))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     sink.flush()
     if not feeder.books:
         raise ValueError(f"{path}: no option contracts in the capture")
