@@ -1,0 +1,577 @@
+"""Pure parsers for CME settlement JSON: price strings, rows, and whole option chains.
+
+No I/O: callers pass the response bodies (bytes, str or decoded JSON) and a receive time.
+The document shapes are described and sourced in :mod:`connectors.cme.wire`.
+
+A CME chain snapshot is built from one trade date's documents of one product:
+
+* the futures settlements (``…/FUT``): the price each option series is quoted against
+  (``underlying_price``: the settle of the futures month it exercises into) and the spot
+  (``index_price``: the settle of the front month, the nearest month with a settle);
+* one options settlements document (``…/OOF``) per expiry, with the facts the document
+  does not carry itself (:class:`CmeOptionSeries`: the option family's Globex code, the last
+  trading day, optionally the futures month it exercises into).
+
+Implied volatility is solved from each settlement premium with Black-76 on the futures
+settle (:mod:`connectors.cme.black76`; rate from :class:`CmeChainConfig`, 0 by default).
+CME settles out-of-the-money options from its volatility skew and in-the-money ones by
+put-call parity with a cost of carry ("In-the-money options settlement = (Out-of-the-money
+settlement + Intrinsic Value) – Cost of Carry + Early Risk", CME daily option settlement
+procedures), so by default (``iv_from="otm"``) both rights of a strike take the volatility
+of the out-of-the-money one; an in-the-money premium settled below intrinsic would
+otherwise have none. Rows are never dropped for want of a volatility: a row without a
+settle, settled at cabinet (below one tick: the premium, hence the volatility, is unknown),
+or whose premium no volatility explains keeps ``iv=None`` — its open interest is real, and
+the engine skips contracts without volatility when it sums gamma. ``gamma`` is left None:
+the engine re-prices gamma from the volatility.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import orjson
+
+from connectors.cme.black76 import implied_vol
+from connectors.cme.products import CmeOptionFamily, CmeProduct, Quoting, product
+from connectors.errors import ParseError
+from schemas.chain import ChainSnapshot
+from schemas.config import check_known_keys
+from schemas.contracts import OptionContract, OptionRight
+
+VENUE = "cme"
+PREMIUM_CURRENCY = "USD"
+NS_PER_YEAR = 365 * 86_400 * 1_000_000_000  # DESIGN §2.1: time to expiry / 365 days
+IV_SOURCES = ("otm", "own")
+
+# ---------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, slots=True)
+class CmeChainConfig:
+    """How a CME chain's implied volatilities are solved."""
+
+    rate: float = 0.0  # continuously compounded discount rate for Black-76, per year
+    iv_from: str = "otm"  # "otm": each strike's out-of-the-money premium; "own": each row's
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.rate, int | float) and math.isfinite(self.rate)):
+            raise ValueError(f"rate must be a finite number, got {self.rate!r}")
+        if not -0.5 < self.rate < 1.0:
+            raise ValueError(f"rate is a fraction per year (0.05 = 5 %), got {self.rate}")
+        if self.iv_from not in IV_SOURCES:
+            raise ValueError(
+                f"iv_from must be one of {', '.join(IV_SOURCES)}; got {self.iv_from!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CmeChainConfig:
+        """Build from a mapping (TOML, flags), rejecting unknown keys."""
+        check_known_keys(cls, values, "cme")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------- values
+
+
+class PriceFlag(StrEnum):
+    """What a settlement-page price is, from its suffix."""
+
+    PLAIN = ""  # a trade or a settlement
+    BID = "B"  # "B" suffix: a bid (high above the highest trade, or a bid last)
+    ASK = "A"  # "A" suffix: an ask (low below the lowest trade, or an ask last)
+    CABINET = "CAB"  # cabinet: settled below one tick
+
+
+@dataclass(frozen=True, slots=True)
+class CmePrice:
+    value: float  # per unit of underlying; the product's cabinet price (NaN if unknown) for CAB
+    flag: PriceFlag = PriceFlag.PLAIN
+
+
+_NONE = frozenset(("", "-"))
+_DECIMAL_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)?(?:\.(\d+))?", re.ASCII)
+# whole ' units-of-1/32-or-1/64 [quarter digit 0/2/5/7 | .fraction]: "110'165", "0'10.5"
+_FRACTION_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)?'(\d{2})(?:([0257])|\.(\d+))?", re.ASCII)
+_QUARTER = {"0": 0.0, "2": 0.25, "5": 0.5, "7": 0.75}  # "110'162" = 110 + 16.25/32
+_COUNT_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+", re.ASCII)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ParseError(f"{what} is not a string: {value!r}")
+    return value.strip()
+
+
+def _unsigned(text: str, quoting: Quoting, what: str, original: str) -> float:
+    if "'" in text:
+        if quoting is Quoting.DECIMAL:
+            raise ParseError(f"{what} {original!r}: fractional price in a decimal-quoted product")
+        match = _FRACTION_RE.fullmatch(text)
+        if match is None:
+            raise ParseError(
+                f"{what} {original!r}: expected WHOLE'NN[2|5|7] in {quoting.value} "
+                "(e.g. 110'165 = 110 16.5/32)"
+            )
+        whole, units, quarter, fraction = match.groups()
+        ticks = int(units) + (_QUARTER[quarter] if quarter else 0.0)
+        if fraction:
+            ticks += float("0." + fraction)
+        if ticks >= quoting.denominator:
+            raise ParseError(f"{what} {original!r}: {units} is not below {quoting.denominator}")
+        return int((whole or "0").replace(",", "")) + ticks / quoting.denominator
+    match = _DECIMAL_RE.fullmatch(text)
+    if match is None or not (match.group(1) or match.group(2)):
+        raise ParseError(f"{what} {original!r} is not a price")
+    return float(text.replace(",", ""))
+
+
+def parse_price(
+    value: Any, quoting: Quoting, *, what: str = "price", cabinet: float | None = None
+) -> CmePrice | None:
+    """A settlement-page price: ``"5,012.25"``, ``"110'165"``, ``"2.15B"``, ``"CAB"``.
+
+    None for ``"-"`` or ``""`` (no price). The ``A``/``B`` suffixes set the flag; ``CAB``
+    gives the product's cabinet price (NaN when it has none). Fractional prices (32nds,
+    64ths) are accepted only for products quoted that way; plain decimals are accepted for
+    every product. ParseError for anything else, naming ``what``.
+    """
+    text = _text(value, what)
+    if text in _NONE:
+        return None
+    if text.upper() == "CAB":
+        return CmePrice(math.nan if cabinet is None else cabinet, PriceFlag.CABINET)
+    flag = PriceFlag.PLAIN
+    if text[-1] in "AB":
+        flag = PriceFlag(text[-1])
+        text = text[:-1]
+    sign = 1.0
+    if text and text[0] in "+-":
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    return CmePrice(sign * _unsigned(text, quoting, what, value), flag)
+
+
+def parse_change(value: Any, quoting: Quoting, *, what: str = "change") -> float | None:
+    """The Change column: signed price difference, ``"UNCH"`` = 0.0, ``"-"`` = None."""
+    text = _text(value, what)
+    if text.upper() == "UNCH":
+        return 0.0
+    price = parse_price(text, quoting, what=what)
+    if price is None:
+        return None
+    if price.flag is not PriceFlag.PLAIN:
+        raise ParseError(f"{what} {value!r}: a change carries no bid/ask/cabinet flag")
+    return price.value
+
+
+def parse_count(value: Any, *, what: str = "count") -> float | None:
+    """A contract count with thousands separators (``"1,234"``); None for ``"-"``/``""``."""
+    text = _text(value, what)
+    if text in _NONE:
+        return None
+    if _COUNT_RE.fullmatch(text) is None:
+        raise ParseError(f"{what} {value!r} is not a count of contracts")
+    return float(text.replace(",", ""))
+
+
+def parse_strike(value: Any, *, what: str = "strike") -> Decimal:
+    """An exact, positive strike: ``"5,000"`` → 5000, ``"72.50"`` → 72.5."""
+    text = _text(value, what)
+    match = _DECIMAL_RE.fullmatch(text)
+    if not text or match is None:
+        raise ParseError(f"{what} {value!r} is not a number")
+    try:
+        strike = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        raise ParseError(f"{what} {value!r} is not a number") from None
+    if not strike > 0:
+        raise ParseError(f"{what} {value!r} is not positive")
+    # One spelling per strike ("72.50" and "72.5" are one instrument); no exponent form.
+    return (
+        strike.quantize(Decimal(1)) if strike == strike.to_integral_value() else strike.normalize()
+    )
+
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("JAN",),
+            ("FEB",),
+            ("MAR",),
+            ("APR",),
+            ("MAY",),
+            ("JUN",),
+            ("JUL", "JLY"),  # CME prints July as "JLY"
+            ("AUG",),
+            ("SEP",),
+            ("OCT",),
+            ("NOV",),
+            ("DEC",),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_MONTH_RE = re.compile(r"([A-Za-z]{3})[ -]?(\d{2}|\d{4})", re.ASCII)
+
+
+def parse_month(value: Any, *, what: str = "month") -> date:
+    """A contract month label (``"DEC 25"``, ``"JLY 26"``, ``"Dec 2025"``) → its first day."""
+    text = _text(value, what)
+    match = _MONTH_RE.fullmatch(text)
+    month = _MONTHS.get(match.group(1).upper()) if match else None
+    if match is None or month is None:
+        raise ParseError(f"{what} {value!r} is not a contract month like 'DEC 25'")
+    year = int(match.group(2))
+    return date(year + 2000 if year < 100 else year, month, 1)
+
+
+def parse_trade_date(value: Any) -> date:
+    """The document's ``tradeDate``: ``"MM/DD/YYYY"`` (or ``"YYYY-MM-DD"``)."""
+    text = _text(value, "tradeDate")
+    try:
+        if re.fullmatch(r"\d{2}/\d{2}/\d{4}", text):
+            return date(int(text[6:]), int(text[:2]), int(text[3:5]))
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ParseError(f"tradeDate {value!r} is not a date (expected MM/DD/YYYY)")
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementValues:
+    """The numbers of one settlements row, read."""
+
+    open: CmePrice | None
+    high: CmePrice | None
+    low: CmePrice | None
+    last: CmePrice | None
+    change: float | None  # settle − previous settle (0.0 for UNCH)
+    settle: CmePrice | None
+    volume: float | None  # estimated volume, contracts
+    prior_open_interest: float | None  # the PREVIOUS trade date's open interest, contracts
+
+
+@dataclass(frozen=True, slots=True)
+class FuturesSettlement:
+    month: date  # first day of the contract month
+    values: SettlementValues
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSettlement:
+    strike: Decimal
+    right: OptionRight
+    values: SettlementValues
+
+
+def _field(row: Mapping[str, Any], key: str, where: str) -> Any:
+    try:
+        return row[key]
+    except KeyError:
+        raise ParseError(f"{where}: missing {key!r}") from None
+
+
+def _values(
+    row: Mapping[str, Any], quoting: Quoting, cabinet: float | None, where: str
+) -> SettlementValues:
+    def price(key: str) -> CmePrice | None:
+        if key not in row:
+            return None
+        return parse_price(row[key], quoting, what=f"{where} {key}", cabinet=cabinet)
+
+    change = row.get("change")
+    volume = row.get("volume")
+    return SettlementValues(
+        open=price("open"),
+        high=price("high"),
+        low=price("low"),
+        last=price("last"),
+        change=None if change is None else parse_change(change, quoting, what=f"{where} change"),
+        settle=parse_price(
+            _field(row, "settle", where), quoting, what=f"{where} settle", cabinet=cabinet
+        ),
+        volume=None if volume is None else parse_count(volume, what=f"{where} volume"),
+        prior_open_interest=parse_count(
+            _field(row, "openInterest", where), what=f"{where} openInterest"
+        ),
+    )
+
+
+def _is_total(label: Any) -> bool:
+    return isinstance(label, str) and label.strip().lower() == "total"
+
+
+def parse_futures_row(row: Any, cme: CmeProduct, index: int = 0) -> FuturesSettlement | None:
+    """One futures ``settlements[]`` row; None for the closing ``"Total"`` row."""
+    where = f"CME {cme.code} futures settlements[{index}]"
+    if not isinstance(row, Mapping):
+        raise ParseError(f"{where} is not an object")
+    label = _field(row, "month", where)
+    if _is_total(label):
+        return None
+    month = parse_month(label, what=f"{where} month")
+    return FuturesSettlement(month, _values(row, cme.futures_quoting, None, where))
+
+
+def parse_option_row(row: Any, cme: CmeProduct, where: str) -> OptionSettlement | None:
+    """One options ``settlements[]`` row; None for the totals row (strike ``"Total"``)."""
+    if not isinstance(row, Mapping):
+        raise ParseError(f"{where} is not an object")
+    strike_text = _field(row, "strike", where)
+    if _is_total(strike_text):
+        return None
+    kind = _text(_field(row, "type", where), f"{where} type").lower()
+    if kind == "call":
+        right = OptionRight.CALL
+    elif kind == "put":
+        right = OptionRight.PUT
+    else:
+        raise ParseError(f"{where} type {row['type']!r} is neither Call nor Put")
+    strike = parse_strike(strike_text, what=f"{where} strike")
+    return OptionSettlement(strike, right, _values(row, cme.option_quoting, cme.cabinet, where))
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+def _decode(doc: Any, what: str) -> tuple[date, list[Any]]:
+    """(trade date, rows) of a settlements document; ParseError for anything else."""
+    if isinstance(doc, bytes | bytearray | memoryview | str):
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"{what}: not valid JSON: {exc}") from None
+    if not isinstance(doc, Mapping):
+        raise ParseError(f"{what}: expected a settlements object, got {type(doc).__name__}")
+    trade_date = parse_trade_date(_field(doc, "tradeDate", what))
+    rows = doc.get("settlements")
+    if doc.get("empty") is True or rows == []:
+        raise ParseError(f"{what}: CME has no settlements for trade date {trade_date} (empty)")
+    if not isinstance(rows, list):
+        raise ParseError(f"{what}: 'settlements' is missing or not a list")
+    return trade_date, rows
+
+
+@dataclass(frozen=True, slots=True)
+class FuturesCurve:
+    """A futures settlements document, read: one trade date's settle per contract month."""
+
+    product: str
+    trade_date: date
+    months: tuple[FuturesSettlement, ...]  # as listed, totals row left out
+    settles: MappingProxyType[date, float]  # month → settle, months with a settle only
+
+    @property
+    def front_month(self) -> date:
+        return min(self.settles)
+
+    @property
+    def front_settle(self) -> float:
+        return self.settles[self.front_month]
+
+
+def parse_cme_futures(doc: bytes | str | Mapping[str, Any], product_code: str) -> FuturesCurve:
+    """Parse a futures settlements document (``…/Settlements/Futures/Settlements/{id}/FUT``)."""
+    cme = product(product_code)
+    what = f"CME {cme.code} futures settlements"
+    trade_date, rows = _decode(doc, what)
+    months = [m for i, row in enumerate(rows) if (m := parse_futures_row(row, cme, i)) is not None]
+    settles: dict[date, float] = {}
+    for m in months:
+        if m.month in settles:
+            raise ParseError(f"{what}: month {m.month:%b %Y} listed twice")
+        settle = m.values.settle
+        if settle is None:
+            continue
+        if settle.flag is not PriceFlag.PLAIN or not settle.value > 0:
+            raise ParseError(f"{what}: month {m.month:%b %Y} has no usable settle {settle}")
+        settles[m.month] = settle.value
+    if not settles:
+        raise ParseError(f"{what}: no contract month has a settlement price")
+    return FuturesCurve(cme.code, trade_date, tuple(months), MappingProxyType(settles))
+
+
+@dataclass(frozen=True, slots=True)
+class CmeOptionSeries:
+    """One options settlements document (one expiry) and what the document does not say."""
+
+    document: bytes | str | Mapping[str, Any]  # the ``…/OOF`` response body
+    option_code: str  # Globex code of the option family: "ES", "EW3", "E1C", "LO", "OZN"
+    last_trading_day: date  # from TradeDateAndExpirations' lastTradeDate (or the calendar)
+    # Futures month the series exercises into ("MAR 25" or its first day); None: the
+    # product's rule (products.UnderlyingRule).
+    underlying_month: date | str | None = None
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The option rows of a chain, column-wise, before the volatility solve."""
+
+    series: list[int]
+    settled: list[OptionSettlement]
+    price: list[float]
+    forward: list[float]
+    strike: list[float]
+    tau: list[float]
+    is_call: list[bool]
+
+
+def _series_month(cme: CmeProduct, series: CmeOptionSeries, family: CmeOptionFamily) -> date:
+    month = series.underlying_month
+    if month is None:
+        return cme.underlying_month(family, series.last_trading_day)
+    if isinstance(month, str):
+        return parse_month(month, what=f"{series.option_code} underlying_month")
+    return month.replace(day=1)
+
+
+def _check_strikes(strikes: list[float], forward: float, what: str) -> None:
+    ratio = float(np.median(strikes)) / forward
+    if not 0.1 <= ratio <= 10.0:
+        raise ParseError(
+            f"{what}: median strike {np.median(strikes):g} against future {forward:g}; "
+            "strikes and futures prices are not in the same units"
+        )
+
+
+def parse_cme_settlements(
+    options: Iterable[CmeOptionSeries],
+    futures_doc: bytes | str | Mapping[str, Any],
+    product_code: str,
+    recv_ns: int,
+    config: CmeChainConfig | None = None,
+) -> ChainSnapshot:
+    """One trade date's option chain of a CME product from its settlements documents.
+
+    ``options``: one :class:`CmeOptionSeries` per expiry; ``futures_doc``: the product's
+    futures settlements of the same trade date. The snapshot's spot is the front month's
+    settle and its time the trade date's settlement instant (``CmeProduct.settlement_ns``).
+    ParseError for a malformed document, documents of different trade dates, an option
+    code the product table does not know, a series whose futures month has no settle, or a
+    duplicate strike and right.
+    """
+    config = config or CmeChainConfig()
+    cme = product(product_code)
+    curve = parse_cme_futures(futures_doc, cme.code)
+    asof_ns = cme.settlement_ns(curve.trade_date)
+    spot = curve.front_settle
+    rows = _Rows([], [], [], [], [], [], [])
+    families: list[tuple[CmeOptionSeries, CmeOptionFamily, int, float]] = []
+    seen_series: set[tuple[str, date]] = set()
+    for series_index, series in enumerate(options):
+        family = cme.family(series.option_code)
+        what = f"CME {cme.code} {family.code} {series.last_trading_day} option settlements"
+        if (family.code, series.last_trading_day) in seen_series:
+            raise ParseError(f"{what}: the same series is given twice")
+        seen_series.add((family.code, series.last_trading_day))
+        trade_date, raw_rows = _decode(series.document, what)
+        if trade_date != curve.trade_date:
+            raise ParseError(
+                f"{what}: trade date {trade_date} differs from the futures' {curve.trade_date}"
+            )
+        month = _series_month(cme, series, family)
+        forward = curve.settles.get(month)
+        if forward is None:
+            raise ParseError(
+                f"{what}: the futures document has no settle for {month:%b %Y}, the month "
+                "this series exercises into"
+            )
+        expiry_ns = family.expiry_ns(series.last_trading_day)
+        tau = (expiry_ns - asof_ns) / NS_PER_YEAR
+        families.append((series, family, expiry_ns, forward))
+        keys: set[tuple[Decimal, OptionRight]] = set()
+        first = len(rows.strike)
+        for i, raw in enumerate(raw_rows):
+            settled = parse_option_row(raw, cme, f"{what} settlements[{i}]")
+            if settled is None:
+                continue
+            if (settled.strike, settled.right) in keys:
+                raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
+            keys.add((settled.strike, settled.right))
+            settle = settled.values.settle
+            priced = settle is not None and settle.flag is PriceFlag.PLAIN
+            rows.series.append(series_index)
+            rows.settled.append(settled)
+            rows.price.append(settle.value if priced else math.nan)  # type: ignore[union-attr]
+            rows.forward.append(forward)
+            rows.strike.append(float(settled.strike))
+            rows.tau.append(tau)
+            rows.is_call.append(settled.right is OptionRight.CALL)
+        if len(rows.strike) == first:
+            raise ParseError(f"{what}: no option rows")
+        _check_strikes(rows.strike[first:], forward, what)
+    if not rows.strike:
+        raise ParseError(f"CME {cme.code}: no option series given")
+    ivs = _volatilities(rows, config)
+    contracts = []
+    for i, settled in enumerate(rows.settled):
+        series, family, expiry_ns, forward = families[rows.series[i]]
+        settle = settled.values.settle
+        mark = None if settle is None or math.isnan(settle.value) else settle.value
+        iv = float(ivs[i])
+        contracts.append(
+            OptionContract(
+                venue=VENUE,
+                underlying=cme.code,
+                instrument=(
+                    f"{family.code}-{series.last_trading_day:%Y%m%d}-{settled.strike}-"
+                    f"{settled.right.value}"
+                ),
+                root=family.code,
+                expiry_ns=expiry_ns,
+                strike=settled.strike,
+                right=settled.right,
+                multiplier=cme.multiplier,
+                open_interest=settled.values.prior_open_interest or 0.0,
+                iv=iv if math.isfinite(iv) else None,
+                underlying_price=forward,
+                index_price=spot,
+                ts_event_ns=asof_ns,
+                ts_recv_ns=recv_ns,
+                mark=mark,
+                premium_currency=PREMIUM_CURRENCY,
+            )
+        )
+    return ChainSnapshot(
+        venue=VENUE, underlying=cme.code, spot=spot, asof_ns=asof_ns, contracts=tuple(contracts)
+    )
+
+
+def _volatilities(rows: _Rows, config: CmeChainConfig) -> np.ndarray:
+    """Black-76 volatility per row (NaN: none), the OTM side's per strike for "otm"."""
+    forward = np.asarray(rows.forward)
+    strike = np.asarray(rows.strike)
+    own = implied_vol(
+        np.asarray(rows.price),
+        forward,
+        strike,
+        np.asarray(rows.tau),
+        np.asarray(rows.is_call),
+        config.rate,
+    )
+    if config.iv_from == "own":
+        return own
+    # The out-of-the-money right of each strike: the call at or above the future.
+    otm_right = np.where(strike >= forward, True, False)
+    otm_iv: dict[tuple[int, float], float] = {
+        (rows.series[i], rows.strike[i]): own[i]
+        for i in range(len(own))
+        if rows.is_call[i] == otm_right[i] and math.isfinite(own[i])
+    }
+    return np.array([otm_iv.get((rows.series[i], rows.strike[i]), own[i]) for i in range(len(own))])
