@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from connectors.capture import CaptureWriter
-from connectors.deribit.client import DeribitClient, DeribitConfig
-from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.ingest import IngestStage
+from connectors.cboe.client import CboeConfig
+from connectors.deribit.client import DeribitConfig
+from connectors.funding.client import FundingConfig
 from connectors.lifecycle import cancel_and_wait
+from connectors.run_ingest import live_clients
+from connectors.sources import Source
 from schemas.records import Record
 from schemas.topics import Topics
 
@@ -32,25 +35,42 @@ class DiscardSink:
         self.dead_letters += 1
 
 
-async def record_deribit(config: DeribitConfig, out: str | Path, duration_s: float | None) -> int:
-    """Record until ``duration_s`` elapses or SIGINT/SIGTERM; returns the messages written."""
+async def record_sources(
+    sources: Sequence[Source],
+    out: str | Path,
+    duration_s: float | None,
+    deribit: DeribitConfig | None = None,
+    cboe: CboeConfig | None = None,
+    funding: Mapping[str, FundingConfig] | None = None,
+) -> int:
+    """Record live sources until ``duration_s`` elapses or SIGINT/SIGTERM; returns the
+    messages written. The clients are the ingest's own, with a capture writer on the stage."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     with CaptureWriter(out) as writer:
-        stage = IngestStage("deribit", DeribitNormaliser(), DiscardSink(), Topics(), writer)
-        client = DeribitClient(config, stage)
-        task = asyncio.create_task(client.run(), name="deribit-record")
+        lives = live_clients(
+            sources,
+            DiscardSink(),
+            Topics(),
+            capture=writer,
+            deribit=deribit,
+            cboe=cboe,
+            funding=funding,
+        )
+        tasks = [asyncio.create_task(live.client.run(), name=live.name) for live in lives]
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration_s)
         finally:
-            await client.stop()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 5.0)
-            await cancel_and_wait(task)
+            for live in reversed(lives):
+                await live.client.stop()
+            for task in tasks:
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), 5.0)
+                await cancel_and_wait(task)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

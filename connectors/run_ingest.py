@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
+from connectors.capture import CaptureWriter
+from connectors.cboe.client import CboeClient, CboeConfig
+from connectors.cboe.normaliser import CboeNormaliser
 from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.funding.client import FundingConfig
 from connectors.funding.venues import funding_clients
-from connectors.ingest import IngestStage, replay_capture
+from connectors.ingest import IngestStage, RecordSink, replay_capture
 from connectors.kafka.embedded import ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
 from connectors.lifecycle import Services, cancel_and_wait
 from connectors.sources import Source
+from connectors.venues import StagePerVenue
 from engine.logs import get_logger
 from schemas.topics import Topics
 
@@ -38,10 +43,12 @@ async def run_ingest(
     partitions: int = 3,
     replay_speed: float | None = None,
     funding: Mapping[str, FundingConfig] | None = None,
+    cboe: CboeConfig | None = None,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
-    Live sources (Deribit, funding) run until stopped; replays end by themselves (paced at
+    Live sources (Deribit, CBOE, funding) run until stopped; replays end by themselves (each
+    captured message goes to its venue's normaliser; paced at
     ``replay_speed`` × recorded time when given). ``funding`` overrides a funding venue's
     settings by venue name (URLs, timings). Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
@@ -55,27 +62,18 @@ async def run_ingest(
         services.add("producer", producer.stop)
         stages: list[IngestStage] = []
         tasks: list[asyncio.Task[None]] = []
-        currencies = tuple(dict.fromkeys(s.target for s in sources if s.kind == "deribit"))
-        if currencies:
-            config = deribit or DeribitConfig()
-            stage = IngestStage("deribit", DeribitNormaliser(), producer, topics)
-            client = DeribitClient(
-                DeribitConfig(**{**_fields(config), "currencies": currencies}), stage
-            )
-            stages.append(stage)
-            tasks.append(asyncio.create_task(client.run(), name="deribit"))
-            services.add("deribit", client.stop)
-        clients = funding_clients(sources, producer, topics, funding)
-        for client in clients:
-            stages.append(client.stage)
-            tasks.append(asyncio.create_task(client.run(), name=f"funding-{client.spec.name}"))
-            services.add(f"funding-{client.spec.name}", client.stop)
+        lives = live_clients(sources, producer, topics, deribit=deribit, cboe=cboe, funding=funding)
+        for live in lives:
+            stages.append(live.stage)
+            tasks.append(asyncio.create_task(live.client.run(), name=live.name))
+            services.add(live.name, live.client.stop)
+        replays: list[StagePerVenue] = []
         for source in (s for s in sources if s.kind == "replay"):
-            stage = IngestStage("deribit", DeribitNormaliser(), producer, topics, source="replay")
-            stages.append(stage)
+            per_venue = StagePerVenue(producer, topics, source="replay")
+            replays.append(per_venue)
             tasks.append(
                 asyncio.create_task(
-                    replay_capture(source.target, stage, replay_speed), name=source.spec
+                    replay_capture(source.target, per_venue, replay_speed), name=source.spec
                 )
             )
         stopper = asyncio.create_task(stop.wait(), name="ingest-stop")
@@ -95,16 +93,50 @@ async def run_ingest(
             for task in tasks:
                 await cancel_and_wait(task)
             await producer.flush()
-        for stage in stages:
+        for stage in [*stages, *(s for r in replays for s in r.stages.values())]:
             report.counts.update(stage.counts)
-        for client in clients:
-            if client.counts["venue_errors"]:
-                report.counts["venue_errors"] += client.counts["venue_errors"]
+        for live in lives:  # venue error replies (funding venues) are counted by their clients
+            venue_errors = getattr(live.client, "counts", {}).get("venue_errors", 0)
+            if venue_errors:
+                report.counts["venue_errors"] += venue_errors
         stats = producer.stats
         report.records_sent = stats.records
         report.batches_sent = stats.batches
     log.info("ingest finished", **dict(report.counts), records_sent=report.records_sent)
     return report
+
+
+class LiveClient(NamedTuple):
+    name: str
+    stage: IngestStage
+    client: Any  # has ``run()`` and ``stop()``
+
+
+def live_clients(
+    sources: Sequence[Source],
+    sink: RecordSink,
+    topics: Topics,
+    *,
+    capture: CaptureWriter | None = None,
+    deribit: DeribitConfig | None = None,
+    cboe: CboeConfig | None = None,
+    funding: Mapping[str, FundingConfig] | None = None,
+) -> list[LiveClient]:
+    """The client (and ingest stage) of every live source: one per venue (ingest, record)."""
+    out: list[LiveClient] = []
+    currencies = tuple(dict.fromkeys(s.target for s in sources if s.kind == "deribit"))
+    if currencies:
+        config = DeribitConfig(**{**_fields(deribit or DeribitConfig()), "currencies": currencies})
+        stage = IngestStage("deribit", DeribitNormaliser(), sink, topics, capture)
+        out.append(LiveClient("deribit", stage, DeribitClient(config, stage)))
+    symbols = tuple(dict.fromkeys(s.target for s in sources if s.kind == "cboe"))
+    if symbols:
+        stage = IngestStage("cboe", CboeNormaliser(), sink, topics, capture)
+        client = CboeClient(replace(cboe or CboeConfig(), symbols=symbols), stage)
+        out.append(LiveClient("cboe", stage, client))
+    for client in funding_clients(sources, sink, topics, funding, capture):
+        out.append(LiveClient(f"funding-{client.spec.name}", client.stage, client))
+    return out
 
 
 def _fields(config: DeribitConfig) -> dict[str, object]:

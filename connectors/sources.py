@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.cboe.client import CBOE_SYMBOLS
+
 KNOWN_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
-IMPLEMENTED_KINDS = ("deribit", "funding", "replay")
+IMPLEMENTED_KINDS = ("deribit", "cboe", "funding", "replay")
 DERIBIT_CURRENCIES = ("BTC", "ETH")
 # Perpetual symbols per funding venue (dated futures have no funding).
 FUNDING_SYMBOLS = {
@@ -55,6 +57,11 @@ def parse_source(spec: str) -> Source:
         if target not in DERIBIT_CURRENCIES:
             choices = ", ".join(DERIBIT_CURRENCIES)
             raise SourceError(f"bad source {spec!r}: Deribit currency must be one of {choices}")
+    if kind == "cboe":
+        target = target.upper()
+        if target not in CBOE_SYMBOLS:
+            choices = ", ".join(sorted(CBOE_SYMBOLS))
+            raise SourceError(f"bad source {spec!r}: CBOE symbol must be one of {choices}")
     if kind == "funding":
         target = _funding_target(spec, target)
     if kind == "replay" and not Path(target).is_file():

@@ -20,7 +20,7 @@ from connectors.errors import ParseError
 from connectors.kafka.embedded import EmbeddedKafkaError
 from connectors.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
 from connectors.lifecycle import cancel_and_wait
-from connectors.record import record_deribit
+from connectors.record import record_sources
 from connectors.run_ingest import IngestReport, run_ingest
 from connectors.sources import SourceError, parse_source
 from engine.book import GammaBook
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     record = commands.add_parser("record", help="capture raw venue messages to a capture file")
     record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
     record.add_argument("--out", required=True, help="capture file to append to")
-    record.add_argument("--url", default=None, help="venue WebSocket URL (testnet, a local fake)")
+    record.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
     ingest = commands.add_parser("ingest", help="connectors → Kafka (the ingest half of run)")
@@ -370,13 +370,12 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
-    if any(s.kind != "deribit" for s in sources):
-        raise UsageError("record supports deribit:BTC / deribit:ETH sources")
+    if any(s.kind == "replay" for s in sources):
+        raise UsageError("record captures live sources; a replay is already a capture")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    currencies = tuple(dict.fromkeys(s.target for s in sources))
-    config = DeribitConfig(currencies=currencies, **({"url": args.url} if args.url else {}))
-    count = asyncio.run(record_deribit(config, args.out, args.duration))
+    deribit = DeribitConfig(**({"url": args.url} if args.url else {}))
+    count = asyncio.run(record_sources(sources, args.out, args.duration, deribit=deribit))
     print(f"recorded {count} messages to {args.out}", file=sys.stderr)
     return 0
 
