@@ -1,7 +1,15 @@
 """Pure parsers for CME settlement JSON: price strings, rows, and whole option chains.
 
 No I/O: callers pass the response bodies (bytes, str or decoded JSON) and a receive time.
-The document shapes are described and sourced in :mod:`connectors.cme.wire`.
+
+Supported shape (field by field, with how it was confirmed, in :mod:`connectors.cme.wire`):
+``{"settlements": [row, …], "tradeDate": "MM/DD/YYYY" | "YYYY-MM-DD", "empty": bool, …}``;
+futures rows keyed by ``month`` ("DEC 25", "JLY 26"), option rows by ``strike`` and ``type``
+("Call"/"Put"), both with string ``open high low last change settle volume openInterest``;
+a closing totals row (month / strike ``"Total"``) is skipped. Value strings: thousands
+commas, ``"-"``/``""`` for none, ``UNCH`` (change 0), ``A``/``B`` suffixes (ask / bid),
+``CAB`` (cabinet), and Treasury fractions (futures 32nds ``110'165``, options 64ths
+``1'05``). Anything else raises ParseError naming the document, row and field.
 
 A CME chain snapshot is built from one trade date's documents of one product:
 
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -107,19 +116,28 @@ _COUNT_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+", re.ASCII)
 
 
 def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise ParseError(f"{what} is not a string: {value!r}")
-    return value.strip()
+    return value
 
 
-def _unsigned(text: str, quoting: Quoting, what: str, original: str) -> float:
+def _located(what: str, parse: Any, *args: Any) -> Any:
+    """``parse(*args)``, its ParseError prefixed with ``what`` (the cached parsers below
+    raise without it, so their cache key stays the text alone)."""
+    try:
+        return parse(*args)
+    except ParseError as exc:
+        raise ParseError(f"{what} {exc.reason}") from None
+
+
+def _unsigned(text: str, quoting: Quoting, original: str) -> float:
     if "'" in text:
         if quoting is Quoting.DECIMAL:
-            raise ParseError(f"{what} {original!r}: fractional price in a decimal-quoted product")
+            raise ParseError(f"{original!r}: fractional price in a decimal-quoted product")
         match = _FRACTION_RE.fullmatch(text)
         if match is None:
             raise ParseError(
-                f"{what} {original!r}: expected WHOLE'NN[2|5|7] in {quoting.value} "
+                f"{original!r}: expected WHOLE'NN[2|5|7] in {quoting.value} "
                 "(e.g. 110'165 = 110 16.5/32)"
             )
         whole, units, quarter, fraction = match.groups()
@@ -127,25 +145,17 @@ def _unsigned(text: str, quoting: Quoting, what: str, original: str) -> float:
         if fraction:
             ticks += float("0." + fraction)
         if ticks >= quoting.denominator:
-            raise ParseError(f"{what} {original!r}: {units} is not below {quoting.denominator}")
+            raise ParseError(f"{original!r}: {units} is not below {quoting.denominator}")
         return int((whole or "0").replace(",", "")) + ticks / quoting.denominator
     match = _DECIMAL_RE.fullmatch(text)
     if match is None or not (match.group(1) or match.group(2)):
-        raise ParseError(f"{what} {original!r} is not a price")
+        raise ParseError(f"{original!r} is not a price")
     return float(text.replace(",", ""))
 
 
-def parse_price(
-    value: Any, quoting: Quoting, *, what: str = "price", cabinet: float | None = None
-) -> CmePrice | None:
-    """A settlement-page price: ``"5,012.25"``, ``"110'165"``, ``"2.15B"``, ``"CAB"``.
-
-    None for ``"-"`` or ``""`` (no price). The ``A``/``B`` suffixes set the flag; ``CAB``
-    gives the product's cabinet price (NaN when it has none). Fractional prices (32nds,
-    64ths) are accepted only for products quoted that way; plain decimals are accepted for
-    every product. ParseError for anything else, naming ``what``.
-    """
-    text = _text(value, what)
+@lru_cache(maxsize=65_536)
+def _price(value: str, quoting: Quoting, cabinet: float | None) -> CmePrice | None:
+    text = value.strip()
     if text in _NONE:
         return None
     if text.upper() == "CAB":
@@ -158,48 +168,74 @@ def parse_price(
     if text and text[0] in "+-":
         sign = -1.0 if text[0] == "-" else 1.0
         text = text[1:]
-    return CmePrice(sign * _unsigned(text, quoting, what, value), flag)
+    return CmePrice(sign * _unsigned(text, quoting, value), flag)
+
+
+def parse_price(
+    value: Any, quoting: Quoting, *, what: str = "price", cabinet: float | None = None
+) -> CmePrice | None:
+    """A settlement-page price: ``"5,012.25"``, ``"110'165"``, ``"2.15B"``, ``"CAB"``.
+
+    None for ``"-"`` or ``""`` (no price). The ``A``/``B`` suffixes set the flag; ``CAB``
+    gives the product's cabinet price (NaN when it has none). Fractional prices (32nds,
+    64ths) are accepted only for products quoted that way; plain decimals are accepted for
+    every product. ParseError for anything else, naming ``what``.
+    """
+    return _located(what, _price, _text(value, what), quoting, cabinet)
+
+
+@lru_cache(maxsize=4096)
+def _change(value: str, quoting: Quoting) -> float | None:
+    if value.strip().upper() == "UNCH":
+        return 0.0
+    price = _price(value, quoting, None)
+    if price is None:
+        return None
+    if price.flag is not PriceFlag.PLAIN:
+        raise ParseError(f"{value!r}: a change carries no bid/ask/cabinet flag")
+    return price.value
 
 
 def parse_change(value: Any, quoting: Quoting, *, what: str = "change") -> float | None:
     """The Change column: signed price difference, ``"UNCH"`` = 0.0, ``"-"`` = None."""
-    text = _text(value, what)
-    if text.upper() == "UNCH":
-        return 0.0
-    price = parse_price(text, quoting, what=what)
-    if price is None:
+    return _located(what, _change, _text(value, what), quoting)
+
+
+@lru_cache(maxsize=65_536)
+def _count(value: str) -> float | None:
+    text = value.strip()
+    if text in _NONE:
         return None
-    if price.flag is not PriceFlag.PLAIN:
-        raise ParseError(f"{what} {value!r}: a change carries no bid/ask/cabinet flag")
-    return price.value
+    if _COUNT_RE.fullmatch(text) is None:
+        raise ParseError(f"{value!r} is not a count of contracts")
+    return float(text.replace(",", ""))
 
 
 def parse_count(value: Any, *, what: str = "count") -> float | None:
     """A contract count with thousands separators (``"1,234"``); None for ``"-"``/``""``."""
-    text = _text(value, what)
-    if text in _NONE:
-        return None
-    if _COUNT_RE.fullmatch(text) is None:
-        raise ParseError(f"{what} {value!r} is not a count of contracts")
-    return float(text.replace(",", ""))
+    return _located(what, _count, _text(value, what))
 
 
-def parse_strike(value: Any, *, what: str = "strike") -> Decimal:
-    """An exact, positive strike: ``"5,000"`` → 5000, ``"72.50"`` → 72.5."""
-    text = _text(value, what)
-    match = _DECIMAL_RE.fullmatch(text)
-    if not text or match is None:
-        raise ParseError(f"{what} {value!r} is not a number")
+@lru_cache(maxsize=65_536)
+def _strike(value: str) -> Decimal:
+    text = value.strip()
+    if not text or _DECIMAL_RE.fullmatch(text) is None:
+        raise ParseError(f"{value!r} is not a number")
     try:
         strike = Decimal(text.replace(",", ""))
     except InvalidOperation:
-        raise ParseError(f"{what} {value!r} is not a number") from None
+        raise ParseError(f"{value!r} is not a number") from None
     if not strike > 0:
-        raise ParseError(f"{what} {value!r} is not positive")
+        raise ParseError(f"{value!r} is not positive")
     # One spelling per strike ("72.50" and "72.5" are one instrument); no exponent form.
     return (
         strike.quantize(Decimal(1)) if strike == strike.to_integral_value() else strike.normalize()
     )
+
+
+def parse_strike(value: Any, *, what: str = "strike") -> Decimal:
+    """An exact, positive strike: ``"5,000"`` → 5000, ``"72.50"`` → 72.5."""
+    return _located(what, _strike, _text(value, what))
 
 
 _MONTHS = {
@@ -228,7 +264,7 @@ _MONTH_RE = re.compile(r"([A-Za-z]{3})[ -]?(\d{2}|\d{4})", re.ASCII)
 
 def parse_month(value: Any, *, what: str = "month") -> date:
     """A contract month label (``"DEC 25"``, ``"JLY 26"``, ``"Dec 2025"``) → its first day."""
-    text = _text(value, what)
+    text = _text(value, what).strip()
     match = _MONTH_RE.fullmatch(text)
     month = _MONTHS.get(match.group(1).upper()) if match else None
     if match is None or month is None:
@@ -239,7 +275,7 @@ def parse_month(value: Any, *, what: str = "month") -> date:
 
 def parse_trade_date(value: Any) -> date:
     """The document's ``tradeDate``: ``"MM/DD/YYYY"`` (or ``"YYYY-MM-DD"``)."""
-    text = _text(value, "tradeDate")
+    text = _text(value, "tradeDate").strip()
     try:
         if re.fullmatch(r"\d{2}/\d{2}/\d{4}", text):
             return date(int(text[6:]), int(text[:2]), int(text[3:5]))
@@ -280,20 +316,16 @@ class OptionSettlement:
     values: SettlementValues
 
 
-def _field(row: Mapping[str, Any], key: str, where: str) -> Any:
+def _field(row: Mapping[str, Any], key: str) -> Any:
     try:
         return row[key]
     except KeyError:
-        raise ParseError(f"{where}: missing {key!r}") from None
+        raise ParseError(f"missing {key!r}") from None
 
 
-def _values(
-    row: Mapping[str, Any], quoting: Quoting, cabinet: float | None, where: str
-) -> SettlementValues:
+def _values(row: Mapping[str, Any], quoting: Quoting, cabinet: float | None) -> SettlementValues:
     def price(key: str) -> CmePrice | None:
-        if key not in row:
-            return None
-        return parse_price(row[key], quoting, what=f"{where} {key}", cabinet=cabinet)
+        return None if key not in row else parse_price(row[key], quoting, what=key, cabinet=cabinet)
 
     change = row.get("change")
     volume = row.get("volume")
@@ -302,49 +334,58 @@ def _values(
         high=price("high"),
         low=price("low"),
         last=price("last"),
-        change=None if change is None else parse_change(change, quoting, what=f"{where} change"),
-        settle=parse_price(
-            _field(row, "settle", where), quoting, what=f"{where} settle", cabinet=cabinet
-        ),
-        volume=None if volume is None else parse_count(volume, what=f"{where} volume"),
-        prior_open_interest=parse_count(
-            _field(row, "openInterest", where), what=f"{where} openInterest"
-        ),
+        change=None if change is None else parse_change(change, quoting),
+        settle=parse_price(_field(row, "settle"), quoting, what="settle", cabinet=cabinet),
+        volume=None if volume is None else parse_count(volume, what="volume"),
+        prior_open_interest=parse_count(_field(row, "openInterest"), what="openInterest"),
     )
 
 
 def _is_total(label: Any) -> bool:
-    return isinstance(label, str) and label.strip().lower() == "total"
+    return type(label) is str and label.strip().lower() == "total"
+
+
+def _futures_row(row: Any, cme: CmeProduct) -> FuturesSettlement | None:
+    if not isinstance(row, Mapping):
+        raise ParseError("is not an object")
+    label = _field(row, "month")
+    if _is_total(label):
+        return None
+    return FuturesSettlement(parse_month(label), _values(row, cme.futures_quoting, None))
 
 
 def parse_futures_row(row: Any, cme: CmeProduct, index: int = 0) -> FuturesSettlement | None:
     """One futures ``settlements[]`` row; None for the closing ``"Total"`` row."""
-    where = f"CME {cme.code} futures settlements[{index}]"
-    if not isinstance(row, Mapping):
-        raise ParseError(f"{where} is not an object")
-    label = _field(row, "month", where)
-    if _is_total(label):
-        return None
-    month = parse_month(label, what=f"{where} month")
-    return FuturesSettlement(month, _values(row, cme.futures_quoting, None, where))
+    return _located(f"CME {cme.code} futures settlements[{index}]", _futures_row, row, cme)
 
 
-def parse_option_row(row: Any, cme: CmeProduct, where: str) -> OptionSettlement | None:
-    """One options ``settlements[]`` row; None for the totals row (strike ``"Total"``)."""
+_RIGHTS = {"call": OptionRight.CALL, "put": OptionRight.PUT}
+_CALL = OptionRight.CALL
+_PLAIN = PriceFlag.PLAIN
+_RIGHT_LETTER = {OptionRight.CALL: "C", OptionRight.PUT: "P"}
+
+
+def _option_row(row: Any, cme: CmeProduct) -> OptionSettlement | None:
     if not isinstance(row, Mapping):
-        raise ParseError(f"{where} is not an object")
-    strike_text = _field(row, "strike", where)
+        raise ParseError("is not an object")
+    strike_text = _field(row, "strike")
     if _is_total(strike_text):
         return None
-    kind = _text(_field(row, "type", where), f"{where} type").lower()
-    if kind == "call":
-        right = OptionRight.CALL
-    elif kind == "put":
-        right = OptionRight.PUT
-    else:
-        raise ParseError(f"{where} type {row['type']!r} is neither Call nor Put")
-    strike = parse_strike(strike_text, what=f"{where} strike")
-    return OptionSettlement(strike, right, _values(row, cme.option_quoting, cme.cabinet, where))
+    right = _RIGHTS.get(_text(_field(row, "type"), "type").strip().lower())
+    if right is None:
+        raise ParseError(f"type {row['type']!r} is neither Call nor Put")
+    strike = parse_strike(strike_text)
+    return OptionSettlement(strike, right, _values(row, cme.option_quoting, cme.cabinet))
+
+
+def parse_option_row(
+    row: Any, cme: CmeProduct, what: str = "CME options settlements", index: int = 0
+) -> OptionSettlement | None:
+    """One options ``settlements[]`` row; None for the totals row (strike ``"Total"``)."""
+    try:
+        return _option_row(row, cme)
+    except ParseError as exc:  # located only when it fails: this runs for every row
+        raise ParseError(f"{what} settlements[{index}] {exc.reason}") from None
 
 
 # ---------------------------------------------------------------------------- documents
@@ -359,7 +400,9 @@ def _decode(doc: Any, what: str) -> tuple[date, list[Any]]:
             raise ParseError(f"{what}: not valid JSON: {exc}") from None
     if not isinstance(doc, Mapping):
         raise ParseError(f"{what}: expected a settlements object, got {type(doc).__name__}")
-    trade_date = parse_trade_date(_field(doc, "tradeDate", what))
+    trade_date = _located(
+        f"{what}:", parse_trade_date, _located(f"{what}:", _field, doc, "tradeDate")
+    )
     rows = doc.get("settlements")
     if doc.get("empty") is True or rows == []:
         raise ParseError(f"{what}: CME has no settlements for trade date {trade_date} (empty)")
@@ -498,41 +541,42 @@ def parse_cme_settlements(
         keys: set[tuple[Decimal, OptionRight]] = set()
         first = len(rows.strike)
         for i, raw in enumerate(raw_rows):
-            settled = parse_option_row(raw, cme, f"{what} settlements[{i}]")
+            settled = parse_option_row(raw, cme, what, i)
             if settled is None:
                 continue
             if (settled.strike, settled.right) in keys:
                 raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
             keys.add((settled.strike, settled.right))
             settle = settled.values.settle
-            priced = settle is not None and settle.flag is PriceFlag.PLAIN
+            priced = settle is not None and settle.flag is _PLAIN
             rows.series.append(series_index)
             rows.settled.append(settled)
             rows.price.append(settle.value if priced else math.nan)  # type: ignore[union-attr]
             rows.forward.append(forward)
             rows.strike.append(float(settled.strike))
             rows.tau.append(tau)
-            rows.is_call.append(settled.right is OptionRight.CALL)
+            rows.is_call.append(settled.right is _CALL)
         if len(rows.strike) == first:
             raise ParseError(f"{what}: no option rows")
         _check_strikes(rows.strike[first:], forward, what)
     if not rows.strike:
         raise ParseError(f"CME {cme.code}: no option series given")
-    ivs = _volatilities(rows, config)
+    ivs = _volatilities(rows, config).tolist()
+    prefixes = [
+        f"{family.code}-{series.last_trading_day:%Y%m%d}-" for series, family, *_ in families
+    ]
     contracts = []
     for i, settled in enumerate(rows.settled):
-        series, family, expiry_ns, forward = families[rows.series[i]]
+        series_index = rows.series[i]
+        _, family, expiry_ns, forward = families[series_index]
         settle = settled.values.settle
         mark = None if settle is None or math.isnan(settle.value) else settle.value
-        iv = float(ivs[i])
+        iv = ivs[i]
         contracts.append(
             OptionContract(
                 venue=VENUE,
                 underlying=cme.code,
-                instrument=(
-                    f"{family.code}-{series.last_trading_day:%Y%m%d}-{settled.strike}-"
-                    f"{settled.right.value}"
-                ),
+                instrument=f"{prefixes[series_index]}{settled.strike}-{_RIGHT_LETTER[settled.right]}",
                 root=family.code,
                 expiry_ns=expiry_ns,
                 strike=settled.strike,
@@ -568,10 +612,13 @@ def _volatilities(rows: _Rows, config: CmeChainConfig) -> np.ndarray:
     if config.iv_from == "own":
         return own
     # The out-of-the-money right of each strike: the call at or above the future.
-    otm_right = np.where(strike >= forward, True, False)
-    otm_iv: dict[tuple[int, float], float] = {
-        (rows.series[i], rows.strike[i]): own[i]
-        for i in range(len(own))
-        if rows.is_call[i] == otm_right[i] and math.isfinite(own[i])
-    }
-    return np.array([otm_iv.get((rows.series[i], rows.strike[i]), own[i]) for i in range(len(own))])
+    strike_of = rows.strike
+    series_of = rows.series
+    otm = np.flatnonzero((np.asarray(rows.is_call) == (strike >= forward)) & np.isfinite(own))
+    otm_iv = {(series_of[i], strike_of[i]): own[i] for i in otm.tolist()}
+    return np.array(
+        [
+            otm_iv.get(key, v)
+            for key, v in zip(zip(series_of, strike_of, strict=True), own.tolist(), strict=True)
+        ]
+    )
