@@ -626,6 +626,12 @@ def test_bad_documents_raise_parse_error(options, futures, match):
         parse_cme_settlements(options, futures, "ES", RECV)
 
 
+def test_a_month_listed_twice_raises_even_without_settles():
+    rows = [*ES_FUTURES["settlements"][:4], ES_FUTURES["settlements"][3]]
+    with pytest.raises(ParseError, match="month Dec 2025 listed twice"):
+        parse_cme_futures(document("03/14/2025", rows), "ES")
+
+
 def test_missing_settle_key_raises():
     rows = copy.deepcopy(ew3_rows())
     del rows[2]["settle"]

@@ -436,9 +436,11 @@ def parse_cme_futures(doc: bytes | str | Mapping[str, Any], product_code: str) -
     trade_date, rows = _decode(doc, what)
     months = [m for i, row in enumerate(rows) if (m := parse_futures_row(row, cme, i)) is not None]
     settles: dict[date, float] = {}
+    listed: set[date] = set()
     for m in months:
-        if m.month in settles:
+        if m.month in listed:
             raise ParseError(f"{what}: month {m.month:%b %Y} listed twice")
+        listed.add(m.month)
         settle = m.values.settle
         if settle is None:
             continue
