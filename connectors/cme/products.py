@@ -1,10 +1,13 @@
 """CME product table: futures, their option families, multipliers, quoting and clocks.
 
 Keyed by the futures product code, which is also the Redis ``{underlying}`` (DESIGN §2.4).
-Every number below was checked against CME's published contract specifications (the
-``…_contractSpecs_options.html`` / ``…_contractSpecs_futures.html`` pages and the "Daily
-Settlement Times Details" page, as stored by the search corpus); the source is named next
-to each entry. What could not be confirmed is marked ``None`` or says so.
+Multipliers, quoting, cabinet prices, option codes and their last trading times were
+checked against CME's contract specifications (the ``…_contractSpecs_options.html`` /
+``…_contractSpecs_futures.html`` pages) and the "Daily Settlement Times Details" page as
+stored by the search corpus; the quoted wording stands next to each entry. Two option
+expiry times are inferred, not quoted, and say so: ZN monthly options (14:00 CT) and CL
+LO (14:30 ET). Product ids come from public clients of the CmeWS endpoints; ids that no
+source confirmed are ``None``.
 
 Times of day:
 
@@ -255,8 +258,10 @@ PRODUCTS: MappingProxyType[str, CmeProduct] = MappingProxyType(
                 tz=NEW_YORK,
                 underlying_rule=UnderlyingRule.NEXT_MONTH,
                 families=_families(
-                    # LO, American; expiring options end with the 2:30 p.m. ET settlement of
-                    # the underlying future (Energy 14:28–14:30 ET). Product id unconfirmed.
+                    # LO, American. Inferred: expiring options end with the 2:30 p.m. ET
+                    # settlement of the underlying future (Energy 14:28–14:30 ET; "crude
+                    # options settle based off the … close … at 2:30" in a traders' forum).
+                    # Product id unconfirmed.
                     CmeOptionFamily("LO", "monthly", time(14, 30), NEW_YORK, False),
                 ),
             ),
