@@ -179,8 +179,11 @@ def pandas_method(raw: bytes) -> dict[str, Any]:
     frame["strike"] = frame["option"].str[-8:].astype(int) / 1000.0
     calls = frame[frame["right"] == "C"].set_index(["expiration", "strike"])
     puts = frame[frame["right"] == "P"].set_index(["expiration", "strike"])
-    df = calls[["iv", "open_interest", "gamma"]].join(
-        puts[["iv", "open_interest", "gamma"]], lsuffix="_call", rsuffix="_put", how="inner"
+    df = calls[["iv", "open_interest", "gamma"]].merge(
+        puts[["iv", "open_interest", "gamma"]],
+        left_index=True,
+        right_index=True,
+        suffixes=("_call", "_put"),
     )
     df = df.reset_index()
     business_days = np.busday_count(
