@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/kernels.py --json
 	$(PY) benchmarks/deribit_ingest.py --json
 	$(PY) benchmarks/pipeline.py --json
+	$(PY) benchmarks/snapshot.py --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
