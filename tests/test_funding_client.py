@@ -13,6 +13,7 @@ from connectors.capture import CaptureWriter, read_capture
 from connectors.funding.client import FundingClient, FundingConfig
 from connectors.funding.venues import funding_clients, funding_normaliser
 from connectors.ingest import IngestStage, MemorySink, replay_messages
+from connectors.record import record_sources
 from connectors.sources import parse_source
 from schemas.topics import Topics
 from tests.fakes.funding import (
@@ -292,6 +293,34 @@ async def test_a_capture_replays_to_the_same_records(tmp_path):
     assert funding(replayed) == funding(live)
     assert {r.interval_hours for r in funding(replayed)} == {4.0}
     assert [d[0] for d in replayed.dead_letters] == [d[0] for d in live.dead_letters]
+
+
+@pytest.mark.asyncio
+async def test_record_captures_a_funding_session(tmp_path):
+    """``regime-engine record --source funding:…``: the same client, with a capture writer."""
+    fake = await FakeOkx(
+        {"BTC-USDT-SWAP": okx_funding("BTC-USDT-SWAP", "0.0001")}, tick_every_s=0.02
+    ).start()
+    path = tmp_path / "okx.jsonl"
+    try:
+        count = await record_sources(
+            [parse_source("funding:okx:BTC-USDT-SWAP")],
+            path,
+            0.5,
+            funding={"okx": FundingConfig(url=fake.url, **FAST)},
+        )
+    finally:
+        await fake.stop()
+    lines = list(read_capture(path))
+    assert count == len(lines) >= 5 and {m.venue for m in lines} == {"okx"}
+    assert orjson.loads(lines[0].raw)["event"] == "subscribe"
+    replayed = MemorySink()
+    stage = IngestStage("okx", funding_normaliser("okx"), replayed, TOPICS, source="replay")
+    await replay_messages(lines, stage)
+    assert len(funding(replayed)) == count - 1 and not replayed.dead_letters
+    assert {(r.instrument, r.rate, r.interval_hours) for r in funding(replayed)} == {
+        ("BTC-USDT-SWAP", 0.0001, 8.0)
+    }
 
 
 def test_config_rejects_unknown_keys_and_bad_values():

@@ -185,6 +185,30 @@ def test_binance_interval_comes_from_funding_info_and_follows_its_changes():
     assert one(normaliser.normalise(event, RECV)).interval_hours == 8.0
 
 
+def test_binance_settlement_that_moves_t_by_4h_switches_the_interval_at_once():
+    normaliser = BinanceFundingNormaliser()
+    t1 = NEXT_FUNDING_MS
+
+    def event(event_ms: int, next_ms: int) -> FundingRate:
+        raw = binance_combined(binance_mark_price("BTCUSDT", "0.00300000", next_ms, event_ms))
+        return one(normaliser.normalise(doc(raw), RECV))
+
+    assert event(t1 - 2_000, t1).interval_hours == 8.0
+    assert event(t1 - 1_000, t1).interval_hours == 8.0
+    assert event(t1 + 500, t1).interval_hours == 8.0  # T not rolled yet
+    after = event(t1 + 1_500, t1 + 4 * H_MS)  # settled; the next one is 4 h later
+    assert (after.interval_hours, after.rate_8h) == (4.0, pytest.approx(0.006))
+    assert event(t1 + 2_500, t1 + 4 * H_MS).interval_hours == 4.0
+    assert event(t1 + 4 * H_MS - 100, t1 + 4 * H_MS).interval_hours == 4.0
+    assert event(t1 + 4 * H_MS + 900, t1 + 12 * H_MS).interval_hours == 8.0  # and back
+    # a gap across a settlement proves nothing: T may have moved on by several intervals
+    gap = BinanceFundingNormaliser()
+    gap.normalise(doc(binance_combined(binance_mark_price("BTCUSDT", "0.1", t1, t1 - 600_000))), 0)
+    later = binance_combined(binance_mark_price("BTCUSDT", "0.1", t1 + 4 * H_MS, t1 + 1_000))
+    assert one(gap.normalise(doc(later), 0)).interval_hours == 8.0
+    assert gap.intervals == {}
+
+
 def test_binance_premium_index_seed_and_array_stream():
     normaliser = BinanceFundingNormaliser()
     normaliser.normalise([binance_funding_info("SOLUSDT", 4)], RECV, {"method": FUNDING_INFO})

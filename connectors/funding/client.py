@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +176,10 @@ class FundingClient:
                     break
                 delay = self.backoff.next_delay()
                 log.warning(
-                    "funding reconnecting", venue=self.spec.name, reason=reason, delay_s=delay
+                    "funding reconnecting",
+                    venue=self.spec.name,
+                    reason=reason,
+                    delay_s=round(delay, 3),
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -191,7 +194,7 @@ class FundingClient:
         if session is not None:
             await session.ws.close()
 
-    async def _until_stopped(self, work: Any) -> str | None:
+    async def _until_stopped(self, work: Coroutine[Any, Any, str]) -> str | None:
         """Run one connection; None when stop() came first (the connection is cancelled)."""
         task = asyncio.create_task(work, name=f"{self.spec.name}-connection")
         stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.spec.name}-stop")

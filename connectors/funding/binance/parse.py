@@ -2,7 +2,10 @@
 
 Binance does not put the funding interval in the stream. It is 8 h unless
 ``GET /fapi/v1/fundingInfo`` lists the symbol with another ``fundingIntervalHours``
-(4 h, 1 h); the normaliser keeps that table and applies it to every event.
+(4 h, 1 h); the normaliser keeps that table and applies it to every event. Binance changes
+a symbol's interval at a settlement, so the next funding time ``T`` then moves on by the new
+interval: seen in a continuous stream, that jump updates the table at once (the periodic
+fundingInfo refresh would see it minutes later).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from connectors.errors import ParseError
 from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
 from connectors.funding.normalise import (
+    NS_PER_HOUR,
     IntervalFallback,
     funding_rate,
     optional_decimal,
@@ -24,6 +28,10 @@ from schemas.records import FundingRate
 VENUE = "binance"
 FUNDING_INFO = "GET /fapi/v1/fundingInfo"
 PREMIUM_INDEX = "GET /fapi/v1/premiumIndex"
+# A jump of T is read as the new interval only when the stream was seen this shortly
+# before it: after a gap T may have moved on by several intervals.
+SETTLEMENT_GAP_NS = 120 * 1_000_000_000
+MAX_INTERVAL_HOURS = 24
 
 
 def _perpetual(rate: float | None, next_funding_ns: int, symbol: str, where: str) -> float:
@@ -111,7 +119,9 @@ class BinanceFundingNormaliser(FundingNormaliser):
 
     def __init__(self, fallback: IntervalFallback | None = None) -> None:
         super().__init__(fallback)
-        self.intervals: dict[str, float] = {}  # from the last fundingInfo response
+        self.intervals: dict[str, float] = {}  # fundingInfo, and settlements seen since
+        # symbol → (next funding time, venue time of the last record before it)
+        self._next_funding: dict[str, tuple[int, int | None]] = {}
 
     def interval_hours(self, symbol: str) -> float:
         """The venue's stated interval, else the configured fallback (8 h by default)."""
@@ -128,7 +138,10 @@ class BinanceFundingNormaliser(FundingNormaliser):
         else:
             raise ParseError(f"unrecognised Binance message: {str(doc)[:80]}")
         events = data if isinstance(data, list) else [data]
-        return [parse_mark_price_update(e, self._hours_of(e, "s"), recv_ns) for e in events]
+        return [
+            self._follow(parse_mark_price_update(e, self._hours_of(e, "s"), recv_ns))
+            for e in events
+        ]
 
     def _response(self, doc: Any, recv_ns: int, method: Any) -> list[FundingRate]:
         if method == FUNDING_INFO:
@@ -136,7 +149,10 @@ class BinanceFundingNormaliser(FundingNormaliser):
             return []
         if method == PREMIUM_INDEX:
             entries = doc if isinstance(doc, list) else [doc]
-            return [parse_premium_index(e, self._hours_of(e, "symbol"), recv_ns) for e in entries]
+            return [
+                self._follow(parse_premium_index(e, self._hours_of(e, "symbol"), recv_ns))
+                for e in entries
+            ]
         raise ParseError(f"Binance: response to an unknown request {method!r}")
 
     def _hours_of(self, entry: Any, symbol_key: str) -> float:
@@ -145,3 +161,41 @@ class BinanceFundingNormaliser(FundingNormaliser):
         return (
             self.interval_hours(symbol) if isinstance(symbol, str) else self.fallback.default_hours
         )
+
+    def _follow(self, record: FundingRate) -> FundingRate:
+        """The record, with the interval a settlement just showed (see the module doc)."""
+        hours = self._settlement_interval(record)
+        if hours is None or hours == record.interval_hours:
+            return record
+        self.intervals[record.instrument] = hours
+        return funding_rate(
+            venue=VENUE,
+            instrument=record.instrument,
+            rate=record.rate,
+            interval_hours=hours,
+            mark_price=record.mark_price,
+            index_price=record.index_price,
+            next_funding_ns=record.next_funding_ns,
+            ts_event_ns=record.ts_event_ns,
+            ts_recv_ns=record.ts_recv_ns,
+        )
+
+    def _settlement_interval(self, record: FundingRate) -> float | None:
+        """Hours by which ``T`` moved on, when this record is the first after a settlement."""
+        symbol, now, next_ns = record.instrument, record.ts_event_ns, record.next_funding_ns
+        assert next_ns is not None  # the parsers require T
+        known = self._next_funding.get(symbol)
+        before_next = now if now < next_ns else None
+        if known is None or next_ns < known[0]:
+            self._next_funding[symbol] = (next_ns, before_next)
+            return None
+        known_next, last_before = known
+        if next_ns == known_next:
+            if before_next is not None:
+                self._next_funding[symbol] = (known_next, before_next)
+            return None
+        self._next_funding[symbol] = (next_ns, before_next)
+        if last_before is None or now - last_before > SETTLEMENT_GAP_NS:
+            return None
+        hours = (next_ns - known_next) / NS_PER_HOUR
+        return hours if hours.is_integer() and 1 <= hours <= MAX_INTERVAL_HOURS else None
