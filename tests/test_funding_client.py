@@ -100,6 +100,25 @@ async def test_binance_seeds_over_rest_then_streams_with_the_venue_interval():
 
 
 @pytest.mark.asyncio
+async def test_binance_reconnects_after_a_drop_reseeds_and_keeps_streaming():
+    fake = await FakeBinance({"BTCUSDT": "0.00010000"}, tick_every_s=0.02).start()
+    config = FundingConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
+    try:
+        async with running("funding:binance:BTCUSDT", config) as (client, sink):
+            await eventually(lambda: len(funding(sink)) >= 3)
+            await fake.drop()
+            await eventually(lambda: fake.connections == 2)
+            before = len(funding(sink))
+            await eventually(lambda: len(funding(sink)) >= before + 3)
+            assert fake.paths == ["/stream?streams=btcusdt@markPrice@1s"] * 2
+            premium = [q for p, q in fake.rest_requests if p == "/fapi/v1/premiumIndex"]
+            assert premium == [{"symbol": "BTCUSDT"}] * 2  # seeded again on reconnect
+            assert client.connections == 2 and client.stage.counts["dead_letters"] == 0
+    finally:
+        await fake.stop()
+
+
+@pytest.mark.asyncio
 async def test_binance_rest_failure_backs_off_and_retries_the_seed():
     fake = await FakeBinance({"BTCUSDT": "0.0001"}).start()
     fake.rest_status = 429
