@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 from connectors.capture import CaptureWriter
 from connectors.cboe.client import CboeClient, CboeConfig
 from connectors.cboe.normaliser import CboeNormaliser
+from connectors.cme.client import CmeClient, CmeConfig
+from connectors.cme.normaliser import CmeNormaliser
 from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.funding.client import FundingConfig
@@ -44,6 +46,7 @@ async def run_ingest(
     replay_speed: float | None = None,
     funding: Mapping[str, FundingConfig] | None = None,
     cboe: CboeConfig | None = None,
+    cme: CmeConfig | None = None,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
@@ -62,7 +65,9 @@ async def run_ingest(
         services.add("producer", producer.stop)
         stages: list[IngestStage] = []
         tasks: list[asyncio.Task[None]] = []
-        lives = live_clients(sources, producer, topics, deribit=deribit, cboe=cboe, funding=funding)
+        lives = live_clients(
+            sources, producer, topics, deribit=deribit, cboe=cboe, cme=cme, funding=funding
+        )
         for live in lives:
             stages.append(live.stage)
             tasks.append(asyncio.create_task(live.client.run(), name=live.name))
@@ -121,6 +126,7 @@ def live_clients(
     deribit: DeribitConfig | None = None,
     cboe: CboeConfig | None = None,
     funding: Mapping[str, FundingConfig] | None = None,
+    cme: CmeConfig | None = None,
 ) -> list[LiveClient]:
     """The client (and ingest stage) of every live source: one per venue (ingest, record)."""
     out: list[LiveClient] = []
@@ -134,6 +140,16 @@ def live_clients(
         stage = IngestStage("cboe", CboeNormaliser(), sink, topics, capture)
         client = CboeClient(replace(cboe or CboeConfig(), symbols=symbols), stage)
         out.append(LiveClient("cboe", stage, client))
+    products = tuple(dict.fromkeys(s.target for s in sources if s.kind == "cme"))
+    if products:
+        if len(products) > 1 or cme is None:
+            raise ValueError(
+                f"cme:{products[0]} needs a CME config (option series URLs or a directory of "
+                "settlement files), one product per run"
+            )
+        stage = IngestStage("cme", CmeNormaliser(), sink, topics, capture)
+        client = CmeClient(replace(cme, product=products[0]), stage)
+        out.append(LiveClient("cme", stage, client))
     for client in funding_clients(sources, sink, topics, funding, capture):
         out.append(LiveClient(f"funding-{client.spec.name}", client.stage, client))
     return out

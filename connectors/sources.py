@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.cboe.client import CBOE_SYMBOLS
+from connectors.cme.products import PRODUCTS as CME_PRODUCTS
 
 KNOWN_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
-IMPLEMENTED_KINDS = ("deribit", "cboe", "funding", "replay")
+IMPLEMENTED_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
 DERIBIT_CURRENCIES = ("BTC", "ETH")
 # Perpetual symbols per funding venue (dated futures have no funding).
 FUNDING_SYMBOLS = {
@@ -62,6 +63,11 @@ def parse_source(spec: str) -> Source:
         if target not in CBOE_SYMBOLS:
             choices = ", ".join(sorted(CBOE_SYMBOLS))
             raise SourceError(f"bad source {spec!r}: CBOE symbol must be one of {choices}")
+    if kind == "cme":
+        target = target.upper()
+        if target not in CME_PRODUCTS:
+            choices = ", ".join(sorted(CME_PRODUCTS))
+            raise SourceError(f"bad source {spec!r}: CME product must be one of {choices}")
     if kind == "funding":
         target = _funding_target(spec, target)
     if kind == "replay" and not Path(target).is_file():

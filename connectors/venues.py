@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from connectors.capture import CaptureWriter
 from connectors.cboe.normaliser import CboeNormaliser
+from connectors.cme.normaliser import CmeNormaliser
 from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.ingest import IngestStage, Normaliser, RecordSink
 from schemas.topics import Topics
@@ -13,6 +14,7 @@ from schemas.topics import Topics
 NORMALISERS: dict[str, Callable[[], Normaliser]] = {
     "deribit": DeribitNormaliser,
     "cboe": CboeNormaliser,
+    "cme": CmeNormaliser,
 }
 
 

@@ -124,7 +124,7 @@ async def test_record_cli_against_the_fake(fake, tmp_path, capsys):  # noqa: F81
             ["record", "--source", "deribit:DOGE", "--out", "x"],
             "Deribit currency must be one of BTC, ETH",
         ),
-        (["record", "--source", "cme:ES", "--out", "x"], "not supported yet"),
+        (["record", "--source", "cme:SPX", "--out", "x"], "CME product must be one of"),
         (["record", "--source", "cboe:XYZ", "--out", "x"], "CBOE symbol must be one of"),
         (["record", "--source", "nonsense", "--out", "x"], "expected KIND:TARGET"),
         (["levels", "missing.jsonl", "--format", "capture"], "missing.jsonl"),
