@@ -313,3 +313,26 @@ def test_normaliser_rejects_a_chain_that_does_not_build():
     assert feed(n, futures_msg(ES_FUTURES)) == [[]]
     [[*parts]] = feed(n, series_msg(EW3_1, "EW3", EW3_LTD))
     assert len(merged(parts)[0][1]) == 26
+
+
+@pytest.mark.asyncio
+async def test_saved_files_by_name_make_the_same_chain(tmp_path):
+    (tmp_path / "futures.json").write_bytes(orjson.dumps(ES_FUTURES))
+    (tmp_path / "options_EW3_20250321.json").write_bytes(orjson.dumps(EW3_1))
+    (tmp_path / "options_ES_20250321.json").write_bytes(orjson.dumps(ES_1))
+    (tmp_path / "notes.json").write_bytes(b"{}")  # not a settlement file name: not read
+    config = CmeConfig.from_mapping(
+        {"directory": str(tmp_path), "file_poll_interval_s": 1.0, "warm_up": False}
+    )
+    sink = MemorySink()
+    stage = IngestStage("cme", CmeNormaliser(), sink, TOPICS)
+    fake_time = FakeTime(budget=3)
+    client = CmeClient(config, stage, sleep=fake_time.sleep)
+    task = asyncio.create_task(client.run())
+    await asyncio.wait_for(fake_time.exhausted.wait(), 10)
+    await client.stop()
+    await task
+    assert client.counts["delivered"] == 3 and sink.dead_letters == []
+    [(full, upserts, removed)] = merged(sink.on(TOPICS.options))
+    day1 = values(chain(ES_FUTURES, (EW3_1, "EW3", EW3_LTD), (ES_1, "ES", ES_LTD)))
+    assert full and removed == [] and same(upserts, day1)
