@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from connectors.capture import CaptureWriter
 from connectors.cboe.normaliser import CboeNormaliser
 from connectors.cme.normaliser import CmeNormaliser
 from connectors.deribit.normaliser import DeribitNormaliser
+from connectors.funding.venues import VENUES as FUNDING_VENUES
+from connectors.funding.venues import funding_normaliser
 from connectors.ingest import IngestStage, Normaliser, RecordSink
 from schemas.topics import Topics
 
@@ -15,6 +18,7 @@ NORMALISERS: dict[str, Callable[[], Normaliser]] = {
     "deribit": DeribitNormaliser,
     "cboe": CboeNormaliser,
     "cme": CmeNormaliser,
+    **{venue: partial(funding_normaliser, venue) for venue in FUNDING_VENUES},
 }
 
 
