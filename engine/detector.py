@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import ConfigError
-from engine.crypto_regime import FundingConfig, VolConfig
+from engine.crypto_regime import GAMMA_STATES, FundingConfig, VolConfig
 from schemas.config import check_known_keys
 from schemas.events import RegimeEvent
 from schemas.levels import BUCKETS, BucketLevels, Levels
@@ -491,7 +491,7 @@ class RegimeDetector:
                     suffix=wall_name,
                 )
 
-        if bucket.regime is not None:
+        if bucket.regime in GAMMA_STATES:
             state.gamma.update(self._gamma_label(spot, bucket, state.gamma.label), ts, dwell)
         sign = state.regime.update(_REGIME_SIGN.get(bucket.regime or "", 0), ts, dwell)
         if sign:
@@ -526,7 +526,7 @@ class RegimeDetector:
         return out
 
     def _gamma_label(self, spot: float, bucket: BucketLevels, current: str | None) -> str:
-        observed = bucket.regime or "transition"
+        observed = bucket.regime or ""
         band = self._transition_band_bps
         if (
             current == "transition"

@@ -31,6 +31,12 @@ live book into an :class:`engine.book.GammaBook` and reads the net GEX and level
 :func:`engine.levels.compute_levels` (model ``long_calls_short_puts``). The default scenario
 (``"flip_and_wall"``) adds a scripted drift: calm at first, then a sell-off through the
 zero-gamma level (which the chain puts a little below spot), then on through the put wall.
+
+Scripted funding and DVOL (``funding_path``, ``dvol_path``: piecewise-linear knots
+``(seconds from the start, value)``): the perpetual's premium reverts to three times the
+scripted 8-hour funding rate, so the published ``funding_8h`` follows the path with noise;
+every option IV is scaled so that DVOL follows the path at the initial spot (the spot-vol
+link and the slow vol wiggle stay on top). Without paths a session is unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +128,10 @@ class SessionConfig:
     trades_rate_per_s: float = 1.0  # option trades per second (whole chain)
     feedback: bool = True  # dealer-hedging feedback on the index volatility
     scenario: str = "flip_and_wall"  # scripted drift, or "none"
+    # Knots (seconds from the start, funding_8h fraction): the perpetual's funding follows it.
+    funding_path: tuple[tuple[float, float], ...] = ()
+    # Knots (seconds from the start, DVOL points at the initial spot): option IVs follow it.
+    dvol_path: tuple[tuple[float, float], ...] = ()
     feedback_interval_s: float = 2.0  # seconds between refreshes of the simulator's GEX
 
     def __post_init__(self) -> None:
@@ -156,11 +167,38 @@ class SessionConfig:
             raise ValueError(f"feedback must be a bool, got {self.feedback!r}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+        object.__setattr__(self, "funding_path", _knots("funding_path", self.funding_path, 0.05))
+        object.__setattr__(self, "dvol_path", _knots("dvol_path", self.dvol_path, 500.0, 1.0))
 
     @property
     def initial_spot(self) -> float:
         """The index at the session start, USD."""
         return self.spot0 if self.spot0 is not None else _CURRENCIES[self.currency].spot0
+
+
+def _knots(
+    name: str, value: object, limit: float, low: float | None = None
+) -> tuple[tuple[float, float], ...]:
+    """``value`` as a tuple of (seconds, value) knots, times rising; ValueError when not."""
+    low = -limit if low is None else low
+    try:
+        knots = tuple((t, v) for t, v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (seconds, value) pairs, got {value!r}") from None
+    for t, v in knots:
+        for x in (t, v):
+            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+                raise ValueError(f"{name} must hold finite numbers, got {(t, v)!r}")
+        if t < 0 or not low <= v <= limit:
+            raise ValueError(f"{name}: seconds must be >= 0 and values in [{low}, {limit}]")
+    if any(b[0] < a[0] for a, b in pairwise(knots)):
+        raise ValueError(f"{name}: times must not decrease")
+    return tuple((float(t), float(v)) for t, v in knots)
+
+
+def _path_at(knots: tuple[tuple[float, float], ...], t_s: float) -> float:
+    """The piecewise-linear path through ``knots`` at ``t_s`` (flat beyond the ends)."""
+    return float(np.interp(t_s, [t for t, _ in knots], [v for _, v in knots]))
 
 
 def _positive(name: str, value: object, low: float, high: float) -> None:
@@ -594,6 +632,9 @@ class _Session:
         self.spot0 = config.initial_spot
         self.spot = self.spot0
         self.vol_factor = 1.0  # common multiplier of every sticky-strike IV
+        self.dvol_base = _atm_vol(self.spec, 30 / 365) * 100.0  # DVOL at vol_factor 1
+        if config.dvol_path:
+            self.vol_factor = _path_at(config.dvol_path, 0.0) / self.dvol_base
         self.vol_noise = 0.0
         self.last_recv_ns = 0
         self.rpc_id = 0
@@ -660,6 +701,8 @@ class _Session:
         self.perp_oi = float(round(self.spec.perp_oi_usd * (1 + 0.05 * rng.normal()) / 10) * 10)
         self.perp_volume = float(rng.uniform(8_000, 15_000))
         self.perp_premium = 0.0004
+        if self.config.funding_path:
+            self.perp_premium = 3.0 * _path_at(self.config.funding_path, 0.0)
         self.perp_last = round(self.spot0 * 1.0004 * 2) / 2
         self.perp_open = round(self.spot0 * (1 + rng.normal(0, 0.015)) * 2) / 2
         high = max(self.spot0, self.perp_open) * (1 + abs(rng.normal(0, 0.01)))
@@ -988,6 +1031,8 @@ class _Session:
             self.rng_vol.standard_normal()
         )
         self.vol_factor = math.exp(-1.5 * math.log(self.spot / self.spot0) + self.vol_noise)
+        if cfg.dvol_path:
+            self.vol_factor *= _path_at(cfg.dvol_path, step * dt) / self.dvol_base
 
     def _check_crossings(self, ts_ms: int) -> None:
         """Record the index crossing a level: beyond it by CROSSING_BAND, as the book sees it.
@@ -1160,7 +1205,11 @@ class _Session:
     def _perpetual_ticker(self, ts_ms: int) -> bytes:
         rng = self.rng_perp
         index = _dec(self.spot, 100.0)
-        self.perp_premium += -0.05 * (self.perp_premium - 0.0004) + 0.00005 * rng.normal()
+        target = 0.0004  # the premium's resting level: funding_8h ≈ 0.0133 %
+        if self.config.funding_path:
+            t_s = (ts_ms - self.start_ms) / 1000.0
+            target = 3.0 * _path_at(self.config.funding_path, t_s)
+        self.perp_premium += -0.05 * (self.perp_premium - target) + 0.00005 * rng.normal()
         mark = round(index * (1.0 + self.perp_premium), 2)
         spread = 0.5 * int(rng.integers(1, 4))
         bid = math.floor((mark - spread / 2) * 2) / 2
