@@ -10,6 +10,7 @@ from pathlib import Path
 
 from connectors.capture import CaptureWriter
 from connectors.cboe.client import CboeConfig
+from connectors.cme.client import CmeConfig
 from connectors.deribit.client import DeribitConfig
 from connectors.funding.client import FundingConfig
 from connectors.lifecycle import cancel_and_wait
@@ -42,6 +43,7 @@ async def record_sources(
     deribit: DeribitConfig | None = None,
     cboe: CboeConfig | None = None,
     funding: Mapping[str, FundingConfig] | None = None,
+    cme: CmeConfig | None = None,
 ) -> int:
     """Record live sources until ``duration_s`` elapses or SIGINT/SIGTERM; returns the
     messages written. The clients are the ingest's own, with a capture writer on the stage."""
@@ -58,6 +60,7 @@ async def record_sources(
             capture=writer,
             deribit=deribit,
             cboe=cboe,
+            cme=cme,
             funding=funding,
         )
         tasks = [asyncio.create_task(live.client.run(), name=live.name) for live in lives]

@@ -22,7 +22,7 @@ from connectors.kafka.producer import DeliveryError, ProducerConfig, ProducerSta
 from connectors.lifecycle import cancel_and_wait
 from connectors.record import record_sources
 from connectors.run_ingest import IngestReport, run_ingest
-from connectors.sources import SourceError, parse_source
+from connectors.sources import Source, SourceError, parse_source
 from engine.book import GammaBook
 from engine.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
 from engine.demo import DemoConfig, PlainView, RichView, describe_event, render_summary, run_demo
@@ -38,6 +38,8 @@ from schemas.chain import ChainSnapshot
 from schemas.events import encode_event
 from schemas.levels import BUCKETS, Levels
 from schemas.topics import Topics
+
+SOURCE_HELP = "deribit:BTC, cboe:SPX, cme:ES, funding:binance:BTCUSDT, replay:PATH"
 
 EXIT_USAGE = 2
 T = TypeVar("T")
@@ -75,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--out", required=True, help="capture file to append to")
     record.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    record.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
 
     ingest = commands.add_parser("ingest", help="connectors → Kafka (the ingest half of run)")
-    ingest.add_argument("--source", action="append", required=True, help="deribit:BTC, replay:PATH")
+    ingest.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
     ingest.add_argument("--kafka", required=True, help="bootstrap HOST:PORT")
     ingest.add_argument("--topic-prefix", default="")
     ingest.add_argument(
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="plain acks=all producer (for brokers without InitProducerId, e.g. the embedded one)",
     )
     ingest.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+    ingest.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_flags(engine, required=True)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
-    run.add_argument("--source", action="append", required=True, help="deribit:BTC, replay:PATH")
+    run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
     _add_service_flags(run, required=True)
     run.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
 
@@ -298,7 +302,13 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
         engine_task = asyncio.create_task(engine.run(stop), name="engine")
         try:
             ingest = await run_ingest(
-                sources, producer, config.topics, stop, deribit, partitions=config.partitions
+                sources,
+                producer,
+                config.topics,
+                stop,
+                deribit,
+                partitions=config.partitions,
+                **_connector_configs(settings, sources),
             )
             if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
                 while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
@@ -368,6 +378,16 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _connector_configs(settings: Settings, sources: list[Source]) -> dict[str, Any]:
+    """The [cboe] / [cme] / [funding.*] tables for run_ingest and record_sources."""
+    if any(s.kind == "cme" for s in sources) and settings.cme is None:
+        raise UsageError(
+            "cme sources need a [cme] table in the config file (--config): the settlement "
+            "URLs or a directory of saved files (see the README)"
+        )
+    return {"cboe": settings.cboe, "cme": settings.cme, "funding": settings.funding or None}
+
+
 def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
     if any(s.kind == "replay" for s in sources):
@@ -375,7 +395,10 @@ def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
     deribit = DeribitConfig(**({"url": args.url} if args.url else {}))
-    count = asyncio.run(record_sources(sources, args.out, args.duration, deribit=deribit))
+    connectors = _connector_configs(load_settings({}, env, args.config), sources)
+    count = asyncio.run(
+        record_sources(sources, args.out, args.duration, deribit=deribit, **connectors)
+    )
     print(f"recorded {count} messages to {args.out}", file=sys.stderr)
     return 0
 
@@ -387,13 +410,16 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
     deribit = DeribitConfig(url=args.url) if args.url else None
+    connectors = _connector_configs(load_settings({}, env, args.config), sources)
 
     async def run() -> IngestReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, deribit)
+        return await run_ingest(
+            sources, producer, Topics(args.topic_prefix), stop, deribit, **connectors
+        )
 
     try:
         report = asyncio.run(run())

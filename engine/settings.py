@@ -3,7 +3,9 @@
 Precedence: flags > environment > TOML file > defaults. Only the CLI entry point reads the
 environment; it passes it here as a mapping. The TOML file (``--config PATH`` or
 ``REGIME_ENGINE_CONFIG``) holds the top-level keys of :class:`Settings` and the tables
-``[levels]``, ``[detector]``, ``[task]``; an unknown key anywhere is an error::
+``[levels]``, ``[detector]``, ``[task]`` and the connector tables ``[cboe]``, ``[cme]``,
+``[funding.binance]`` / ``[funding.bybit]`` / ``[funding.okx]``; an unknown key anywhere is
+an error::
 
     kafka = "kafka-1:9092"
     redis = "redis://cache:6379/0"
@@ -22,6 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from connectors.cboe.client import CboeConfig
+from connectors.cme.client import CmeConfig
+from connectors.funding.client import FundingConfig
+from connectors.funding.venues import VENUES as FUNDING_VENUES
 from engine.config import ConfigError, LevelsConfig, resolve_config
 from engine.detector import DetectorConfig
 from engine.runtime import EngineConfig
@@ -57,6 +63,9 @@ class Settings:
     levels: LevelsConfig = field(default_factory=LevelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    cboe: CboeConfig | None = None  # [cboe]: polling settings of cboe:SYMBOL sources
+    cme: CmeConfig | None = None  # [cme]: what cme:PRODUCT polls or watches (required)
+    funding: Mapping[str, FundingConfig] = field(default_factory=dict)  # [funding.VENUE]
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
@@ -140,7 +149,26 @@ def load_settings(
         task_config = TaskConfig(**task)
     except (ValueError, TypeError) as exc:  # ConfigError too: the same one line
         raise ConfigError(str(exc)) from None
-    return Settings(**data, levels=levels_config, detector=detector_config, task=task_config)
+    connectors: dict[str, Any] = {}
+    try:
+        if "cboe" in data:
+            connectors["cboe"] = CboeConfig.from_mapping(_table("cboe", data.pop("cboe")))
+        if "cme" in data:
+            connectors["cme"] = CmeConfig.from_mapping(_table("cme", data.pop("cme")))
+        if "funding" in data:
+            venues = _table("funding", data.pop("funding"))
+            unknown = sorted(set(venues) - set(FUNDING_VENUES))
+            if unknown:
+                raise ConfigError(f"[funding]: unknown venues {', '.join(unknown)}")
+            connectors["funding"] = {
+                venue: FundingConfig.from_mapping(_table(f"funding.{venue}", table))
+                for venue, table in venues.items()
+            }
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    return Settings(
+        **data, levels=levels_config, detector=detector_config, task=task_config, **connectors
+    )
 
 
 def _table(name: str, value: object) -> Mapping[str, Any]:

@@ -143,7 +143,7 @@ def test_settings_reject_bad_input_with_one_line(
         (["engine", "--kafka", "x:1"], "engine needs --redis"),
         (["engine", "--kafka", "nohost", "--redis", "redis://a:1/0"], "kafka must be HOST:PORT"),
         (["engine", "--kafka", "a:1", "--redis", "http://a"], "redis must be a redis:// URL"),
-        (["run", "--source", "cboe:SPX", "--kafka", "a:1", "--redis", "redis://a:1"], "cboe"),
+        (["run", "--source", "cboe:XYZ", "--kafka", "a:1", "--redis", "redis://a:1"], "XYZ"),
         (["subscribe"], "subscribe needs --redis"),
         (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--from", "yesterday"], "stream id"),
         (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--count", "0"], "--count"),
@@ -169,3 +169,47 @@ def test_engine_against_an_unreachable_broker_fails_with_one_line(
     err = capsys.readouterr().err
     assert err.startswith("regime-engine: error: kafka 127.0.0.1:1")
     assert "Traceback" not in err
+
+
+def test_connector_tables_in_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "regime.toml"
+    path.write_text(
+        "[cboe]\n"
+        'symbols = ["SPX", "NDX"]\n'
+        "[cboe.poller]\n"
+        "interval_s = 30.0\n"
+        "[cme]\n"
+        'product = "ES"\n'
+        f'directory = "{tmp_path}"\n'
+        "[funding.okx]\n"
+        "stale_after_s = 240.0\n"
+    )
+    loaded = load_settings({}, {}, str(path))
+    assert loaded.cboe is not None and loaded.cboe.symbols == ("SPX", "NDX")
+    assert loaded.cboe.poller.interval_s == 30.0
+    assert loaded.cme is not None and (loaded.cme.product, loaded.cme.directory) == (
+        "ES",
+        str(tmp_path),
+    )
+    assert set(loaded.funding) == {"okx"} and loaded.funding["okx"].stale_after_s == 240.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[cme]\nproduct = "ES"\nbogus = 1\n', "unknown CME config keys: bogus"),
+        ("[funding.kraken]\nstale_after_s = 1.0\n", "unknown venues kraken"),
+        ('[cboe]\nsymbols = ["ZZZ"]\n', "ZZZ"),
+    ],
+)
+def test_bad_connector_tables_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "regime.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, {}, str(path))
+
+
+def test_cme_source_without_its_table_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ingest", "--source", "cme:ES", "--kafka", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "need a [cme] table" in err
