@@ -473,28 +473,31 @@ def atm_iv(book: GammaBook, expiry_ns: int) -> float | None:
     the IV is interpolated linearly in log-strike. None when the forward is outside the
     expiry's quoted strikes.
     """
+    return _atm_iv(book, _quoted_slots(book), expiry_ns)
+
+
+def _quoted_slots(book: GammaBook) -> np.ndarray:
+    """Slots of listed contracts with a usable IV."""
     n = book.n_slots
-    f, i = book.slot_f, book.slot_i
-    iv = f[k.F_IV, :n]
-    sel = (
-        (i[k.I_STATE, :n] == k.SLOT_PRESENT)
-        & (book.slot_expiry_ns[:n] == expiry_ns)
-        & np.isfinite(iv)
-        & (iv > 0)
-    )
-    if not sel.any():
+    iv = book.slot_f[k.F_IV, :n]
+    return np.flatnonzero((book.slot_i[k.I_STATE, :n] == k.SLOT_PRESENT) & (iv > 0))
+
+
+def _atm_iv(book: GammaBook, quoted: np.ndarray, expiry_ns: int) -> float | None:
+    slots = quoted[book.slot_expiry_ns[quoted] == expiry_ns]
+    if slots.size == 0:
         return None
-    strikes = f[k.F_STRIKE, :n][sel]
-    ivs = iv[sel]
-    basis = f[k.F_BASIS, :n][sel]
-    basis = basis[np.isfinite(basis) & (basis > 0)]
+    f = book.slot_f
+    strikes = f[k.F_STRIKE, slots]
+    ivs = f[k.F_IV, slots]
+    basis = f[k.F_BASIS, slots]
+    basis = basis[basis > 0]  # NaN compares False
     forward = book.spot * (float(basis.mean()) if basis.size else 1.0)
-    below = strikes <= forward
-    above = strikes >= forward
-    if not (below.any() and above.any()):
+    below = strikes[strikes <= forward]
+    above = strikes[strikes >= forward]
+    if below.size == 0 or above.size == 0:
         return None
-    k_low = float(strikes[below].max())
-    k_high = float(strikes[above].min())
+    k_low, k_high = float(below.max()), float(above.min())
     iv_low = float(ivs[strikes == k_low].mean())
     iv_high = float(ivs[strikes == k_high].mean())
     if k_high == k_low:
@@ -511,18 +514,21 @@ def term_structure(
     Front is the nearest expiry at least ``term_front_min_days`` away whose ATM IV is known,
     back the nearest at least ``term_back_min_days`` away.
     """
-    expiries = sorted(e for e in book.expiry_index if e > ts_ns)
     front_from = ts_ns + cfg.term_front_min_days * NS_PER_DAY
     back_from = ts_ns + cfg.term_back_min_days * NS_PER_DAY
+    expiries = sorted(e for e in book.expiry_index if e >= front_from)
+    if not expiries or expiries[-1] < back_from:
+        return None
+    quoted = _quoted_slots(book)
     front = back = None
     for expiry in expiries:
-        if front is None and expiry >= front_from:
-            iv = atm_iv(book, expiry)
-            if iv is not None:
+        if front is None or expiry >= back_from:
+            iv = _atm_iv(book, quoted, expiry)
+            if iv is None:
+                continue
+            if front is None:
                 front = (expiry, iv * 100.0)
-        if expiry >= back_from:
-            iv = atm_iv(book, expiry)
-            if iv is not None:
+            if expiry >= back_from:
                 back = (expiry, iv * 100.0)
                 break
     if front is None or back is None or front[0] >= back[0]:

@@ -7,11 +7,13 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.simulator.deribit_session import SessionConfig, generate_session
 from engine.book import GammaBook
 from engine.config import ConfigError, LevelsConfig
 from engine.crypto_regime import (
@@ -655,3 +657,33 @@ def test_task_emits_funding_and_dvol_events_at_their_records_with_the_read_stamp
     assert second_read.detail["to"] == "long_squeeze_risk"
     assert venue_event.detail["composite"]["read"] == "long_squeeze_risk"
     assert task.crypto["BTC"].term_inverted is False
+
+
+# --------------------------------------------------------------------------- simulator paths
+
+
+def test_simulator_paths_are_checked_and_followed() -> None:
+    for bad in ({"funding_path": ((10, 0.001), (5, 0.002))}, {"dvol_path": ((0, 0.5),)}):
+        with pytest.raises(ValueError):
+            SessionConfig(n_instruments=300, duration_s=10.0, **bad)  # type: ignore[arg-type]
+    config = SessionConfig(
+        n_instruments=300,
+        duration_s=60.0,
+        scenario="none",
+        funding_path=[(0, 0.0001), (10, 0.002)],  # type: ignore[arg-type]
+        dvol_path=[(0, 40.0), (15, 120.0)],  # type: ignore[arg-type]
+    )
+    assert config.funding_path == ((0.0, 0.0001), (10.0, 0.002))
+    funding_8h, dvol_values = [], []
+    for message in generate_session(config):
+        params = orjson.loads(message.raw).get("params", {})
+        channel = params.get("channel", "")
+        if channel.startswith("ticker.BTC-PERPETUAL"):
+            funding_8h.append(params["data"]["funding_8h"])
+        elif channel.startswith("deribit_volatility_index"):
+            dvol_values.append(params["data"]["volatility"])
+    assert funding_8h[0] == pytest.approx(0.0001, abs=1e-4)
+    # The premium reverts to the path with a 20 s time constant.
+    assert funding_8h[-1] == pytest.approx(0.002, abs=3e-4)
+    assert dvol_values[0] == pytest.approx(40.0, rel=0.03)
+    assert dvol_values[-1] == pytest.approx(120.0, rel=0.03)
