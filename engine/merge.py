@@ -5,8 +5,11 @@ partition of its own. To make the engine's state at every evaluation point depen
 the input (not on how fetches happened to interleave), a task releases records in
 event-time order, ``(ts_event, topic rank, offset)``, and only while every input partition
 either has a record buffered or is caught up with the broker (its high watermark reached),
-as Kafka Streams does for the partitions of one task. A partition that is behind but
-delivers nothing holds the merge back for at most ``max_idle_s`` of wall time.
+as Kafka Streams does for the partitions of one task (KIP-695: a partition known to have
+more data on the broker is waited for). A partition that is behind but delivers nothing
+holds the merge back for at most ``max_idle_s`` of wall time: a guard against a broker
+whose high watermark is stale, long enough that a partition which is merely slower to
+fetch (a backlog on a loaded machine) is never overtaken.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class EventTimeMerge:
     def __init__(
         self,
         tps: Sequence[TopicPartition],
-        max_idle_s: float = 0.5,
+        max_idle_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tps = tuple(tps)

@@ -69,7 +69,7 @@ class EngineConfig:
     fetch_max_wait_ms: int = 10
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
-    merge_max_idle_s: float = 0.5
+    merge_max_idle_s: float = 10.0  # a partition behind the broker holds the merge this long
     max_buffered_per_partition: int = 100_000
     commit_interval_s: float = 0.5  # offsets are committed at most this often (and at stop)
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
