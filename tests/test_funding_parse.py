@@ -601,3 +601,21 @@ def test_stage_dead_letters_malformed_frames_and_passes_control_frames():
     ]
     assert "fundingRate is not a number" in sink.dead_letters[1][1]
     assert stage.counts == {"messages": 5, "records": 2, "dead_letters": 2}
+
+
+@pytest.mark.parametrize(
+    ("name", "open_interest", "expected_usd"),
+    [
+        ("BTC-PERPETUAL", 812_345_670.0, 812_345_670.0),  # inverse: OI already in USD
+        ("BTC_USDC-PERPETUAL", 120.5, 120.5 * 65_010.0),  # linear: coins x mark
+    ],
+)
+def test_deribit_perpetual_open_interest_in_usd(name, open_interest, expected_usd):
+    data = {
+        "instrument_name": name,
+        "timestamp": T0_MS,
+        "mark_price": 65_010.0,
+        "funding_8h": 0.00012,
+        "open_interest": open_interest,
+    }
+    assert parse_perpetual_ticker(data, RECV).open_interest_usd == pytest.approx(expected_usd)

@@ -359,15 +359,22 @@ def parse_perpetual_ticker(data: Any, recv_ns: int) -> FundingRate:
     """``ticker.{CCY}-PERPETUAL.{interval}`` payload → FundingRate.
 
     Deribit funding accrues continuously; ``funding_8h`` is the rate stated per 8 hours.
+    The inverse perpetuals (``BTC-PERPETUAL``, ``ETH-PERPETUAL``) state ``open_interest`` in
+    USD; linear ones (``BTC_USDC-PERPETUAL``) in coins, so it is valued at the mark.
     """
     name = _required_str(data, "instrument_name", "Deribit perpetual ticker")
     where = f"Deribit ticker {name}"
+    open_interest = optional_number(data, "open_interest", where)
+    mark = optional_number(data, "mark_price", where)
+    if open_interest is not None and "_" in name.split("-", 1)[0]:
+        open_interest = open_interest * mark if mark is not None else None
     return funding_rate(
         venue=VENUE,
         instrument=name,
         rate=required_number(data, "funding_8h", where),
         interval_hours=8.0,
-        mark_price=optional_number(data, "mark_price", where),
+        mark_price=mark,
+        open_interest_usd=open_interest,
         index_price=optional_number(data, "index_price", where),
         next_funding_ns=None,
         ts_event_ns=_ms(data, where),
