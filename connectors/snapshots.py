@@ -40,6 +40,7 @@ class _Previous:
     instruments: list[str]
     index: dict[str, int]  # instrument → row of ``values``
     values: np.ndarray  # (rows, len(VALUE_COLUMNS)) float64
+    row_bytes: tuple[int, int]  # encoded size bound of one row with / without its terms
     asof_ns: int
     spot: float
 
@@ -52,6 +53,8 @@ class SnapshotDiff:
     added: int
     removed: list[str]
     full: bool
+    row_bytes: tuple[int, int]  # encoded size bound of a row with / without its terms
+    new_rows: np.ndarray  # rows the previous snapshot did not list
 
 
 @dataclass
@@ -80,16 +83,17 @@ class SnapshotDiffer:
         count = self._since_keyframe.get(key, self.config.keyframe_every)
         full = previous is None or count >= self.config.keyframe_every
         self._since_keyframe[key] = 1 if full else count + 1
+        row_bytes = previous.row_bytes if same_listing else _row_bytes(snapshot)
         self._previous[key] = _Previous(
-            snapshot.instrument, index, values, snapshot.asof_ns, snapshot.spot
+            snapshot.instrument, index, values, row_bytes, snapshot.asof_ns, snapshot.spot
         )
         if previous is None:
             rows = np.arange(len(snapshot), dtype=np.int64)
-            return SnapshotDiff(rows, len(rows), [], full)
+            return SnapshotDiff(rows, len(rows), [], full, row_bytes, rows)
         if same_listing:  # the usual case: the same contracts in the same order
             changed = ~_same(previous.values, values).all(axis=1)
             send = np.ones(len(snapshot), dtype=bool) if full else changed
-            return SnapshotDiff(np.flatnonzero(send), 0, [], full)
+            return SnapshotDiff(np.flatnonzero(send), 0, [], full, row_bytes, _NO_ROWS)
         old_rows = np.fromiter(
             (previous.index.get(name, -1) for name in snapshot.instrument),
             dtype=np.int64,
@@ -101,7 +105,8 @@ class SnapshotDiffer:
         unchanged[known] = _same(previous.values[old_rows[known]], values[known]).all(axis=1)
         send = np.ones(len(snapshot), dtype=bool) if full else ~unchanged
         removed = [name for name in previous.index if name not in index]
-        return SnapshotDiff(np.flatnonzero(send), int(is_new.sum()), removed, full)
+        new_rows = np.flatnonzero(is_new)
+        return SnapshotDiff(np.flatnonzero(send), len(new_rows), removed, full, row_bytes, new_rows)
 
     def frame(self, snapshot: ChainColumns, recv_ns: int) -> list[ChainDelta]:
         """The ChainDelta parts of a snapshot, in order (empty when nothing is new at all)."""
@@ -138,38 +143,54 @@ def cut_parts(
 ) -> list[ChainDelta]:
     """Cut a diff into parts whose encoded size is bounded by ``max_record_bytes``.
 
-    The bound is computed, not measured: a row costs at most the longest string of each
-    string column plus quotes and a comma (instrument ids, roots and strikes are plain
-    ASCII) and ``_NUMBER_BYTES`` per number; the removed instruments travel in their own
-    leading parts.
+    The bound is computed, not measured (see :func:`_row_bytes`; instrument ids, roots and
+    strikes are plain ASCII); the removed instruments travel in their own leading parts.
     """
     budget = config.max_record_bytes - _HEADER_BYTES
-    pieces: list[tuple[np.ndarray, list[str]]] = []
+    pieces: list[tuple[np.ndarray, list[str], bool]] = []
     if diff.removed:
         cost = np.fromiter((len(name) + 3 for name in diff.removed), np.int64, len(diff.removed))
         for start, stop in _cuts(cost, budget):
-            pieces.append((diff.upserts[:0], diff.removed[start:stop]))
+            pieces.append((diff.upserts[:0], diff.removed[start:stop], False))
     rows = diff.upserts
-    if len(rows):
-        # Per-row bound from the longest string of each column: O(columns), not O(rows).
-        row_bytes = _ROW_FIXED_BYTES + sum(
-            max(map(len, getattr(snapshot, name))) + 3 for name in _STRING_COLUMNS
-        )
+    # Rows the previous snapshot did not list carry their terms; known rows carry only the
+    # instrument and the values (a full snapshot carries terms for every row).
+    if diff.full or diff.added == len(rows):
+        groups = [(rows, True)]
+    else:
+        new = np.zeros(len(snapshot), dtype=bool)
+        new[diff.new_rows] = True
+        groups = [(rows[new[rows]], True), (rows[~new[rows]], False)]
+    for group, with_terms in groups:
+        row_bytes = diff.row_bytes[0] if with_terms else diff.row_bytes[1]
         per_part = max(1, budget // row_bytes)
-        for start in range(0, len(rows), per_part):
-            pieces.append((rows[start : start + per_part], []))
+        for start in range(0, len(group), per_part):
+            pieces.append((group[start : start + per_part], [], with_terms))
     if not pieces:
-        pieces.append((rows, []))  # nothing changed: one empty part still completes the snapshot
+        pieces.append((rows, [], False))  # nothing changed: one empty part completes it
     return [
-        _delta(snapshot, part_rows, gone, i, len(pieces), diff.full, len(rows), recv_ns)
-        for i, (part_rows, gone) in enumerate(pieces)
+        _delta(snapshot, part_rows, gone, with_terms, i, len(pieces), diff.full, len(rows), recv_ns)
+        for i, (part_rows, gone, with_terms) in enumerate(pieces)
     ]
 
 
-_NUMBER_BYTES = 25  # orjson's longest float ("-1.2345678901234567e-300") or int, plus a comma
+_NUMBER_BYTES = 11  # a packed number: 8 bytes in base64 (10.7 characters)
 _STRING_COLUMNS = tuple(name for name in TERM_COLUMNS if name not in ("expiry_ns", "multiplier"))
 _ROW_FIXED_BYTES = _NUMBER_BYTES * (len(CHAIN_COLUMNS) - len(_STRING_COLUMNS))
 _HEADER_BYTES = 4_096  # the record's scalar fields and column names
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _row_bytes(snapshot: ChainColumns) -> tuple[int, int]:
+    """Encoded size bounds of one row with and without its terms: the longest string of
+    each string column plus quotes and a comma, a packed number (base64 of 8 bytes) per
+    numeric column."""
+    if not len(snapshot):
+        return _ROW_FIXED_BYTES, _ROW_FIXED_BYTES
+    longest = {name: max(map(len, getattr(snapshot, name))) + 3 for name in _STRING_COLUMNS}
+    with_terms = _ROW_FIXED_BYTES + sum(longest.values())
+    without = _NUMBER_BYTES * len(VALUE_COLUMNS) + longest["instrument"]
+    return with_terms, without
 
 
 def _cuts(cost: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -191,6 +212,7 @@ def _delta(
     snapshot: ChainColumns,
     rows: np.ndarray,
     removed: list[str],
+    with_terms: bool,
     part: int,
     parts: int,
     full: bool,
@@ -198,7 +220,7 @@ def _delta(
     recv_ns: int,
 ) -> ChainDelta:
     columns: dict[str, Any] = {}
-    for name in TERM_COLUMNS + VALUE_COLUMNS:
+    for name in CHAIN_COLUMNS if with_terms else ("instrument", *VALUE_COLUMNS):
         column = getattr(snapshot, name)
         if isinstance(column, np.ndarray):
             columns[name] = column[rows]  # orjson writes numpy arrays natively (NaN → null)

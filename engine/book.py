@@ -14,7 +14,7 @@ from engine.calendar import TIME_MODELS, session_end_ns
 from engine.config import LevelsConfig
 from engine.flow import FlowInventory
 from engine.models import DEALER_MODELS, FLOW_MODEL, dealer_position
-from schemas.chain import CHAIN_COLUMNS, ChainDelta, ChainSnapshot
+from schemas.chain import CHAIN_COLUMNS, TERM_COLUMNS, VALUE_COLUMNS, ChainDelta, ChainSnapshot
 from schemas.contracts import OptionContract
 
 BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
@@ -68,6 +68,7 @@ class GammaBook:
         self._set_grid(self.spot)
         self._batch = _QuoteBatch(64)
         self._profile_stale = False  # quotes stored, profile rebuilt at the snapshot's end
+        self.skipped_unknown = 0  # delta updates of never-seen contracts (no terms came along)
 
     # ------------------------------------------------------------ grid
 
@@ -218,7 +219,7 @@ class GammaBook:
         and re-adding each contribution. Returns the number of contracts upserted.
         """
         columns = delta.columns
-        n = _checked_length(columns)
+        n, with_terms = _checked_length(columns)
         if delta.removed:
             self.remove_many(delta.removed)
         self.ts_event_ns = max(self.ts_event_ns, int(delta.ts_event_ns))
@@ -229,7 +230,19 @@ class GammaBook:
         open_interest = _floats(columns["open_interest"], "open_interest")
         gamma = _floats(columns["gamma"], "gamma")
         forward = _floats(columns["underlying_price"], "underlying_price")
-        slots = self._slots_of(instruments, columns)
+        slots = self._slots_of(instruments, columns, with_terms)
+        known = slots >= 0
+        if not known.all():
+            # Updates of contracts this book has never seen, without their terms (the engine
+            # joined mid-stream): they wait for the next full snapshot.
+            self.skipped_unknown += int((~known).sum())
+            slots, iv, open_interest, gamma, forward = (
+                a[known] for a in (slots, iv, open_interest, gamma, forward)
+            )
+            instruments = [name for name, ok in zip(instruments, known, strict=True) if ok]
+            n = len(slots)
+            if n == 0:
+                return 0
         is_call = self.slot_i[k.I_IS_CALL, slots] == 1
         if self.flow is not None:
             position = np.array(
@@ -267,8 +280,11 @@ class GammaBook:
             self.rebuild()
         return n
 
-    def _slots_of(self, instruments: list[str], columns: dict[str, list]) -> np.ndarray:
-        """Slots of a part's instruments, allocating the new ones."""
+    def _slots_of(
+        self, instruments: list[str], columns: dict[str, list], with_terms: bool
+    ) -> np.ndarray:
+        """Slots of a part's instruments, allocating the new ones when their terms came along
+        (-1 for unknown instruments without terms)."""
         try:  # the usual case, every instrument known: one C-level lookup of them all
             found = itemgetter(*instruments)(self.instrument_slot)
             return np.array(found if len(instruments) > 1 else [found], dtype=np.int64)
@@ -277,7 +293,7 @@ class GammaBook:
         get = self.instrument_slot.get
         slots = np.fromiter((get(name, -1) for name in instruments), np.int64, len(instruments))
         new_rows = np.flatnonzero(slots < 0)
-        if len(new_rows):
+        if len(new_rows) and with_terms:
             slots[new_rows] = self._allocate_rows(columns, new_rows)
         return slots
 
@@ -296,8 +312,11 @@ class GammaBook:
             raise ValueError(f"right must be 'C' or 'P', got {sorted(set(rights))}")
         if len(set(names)) != count:
             raise ValueError("an instrument appears twice in one part")
-        expiry = np.array([columns["expiry_ns"][j] for j in picked], dtype=np.int64)
-        multiplier = _floats([columns["multiplier"][j] for j in picked], "multiplier")
+        try:
+            expiry = np.asarray(columns["expiry_ns"], dtype=np.int64)[rows]
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError("column expiry_ns holds a value that is not an integer") from None
+        multiplier = _floats(columns["multiplier"], "multiplier")[rows]
         if not (np.isfinite(multiplier) & (multiplier > 0)).all():
             raise ValueError("multiplier must be positive")
         strike_texts = [columns["strike"][j] for j in picked]
@@ -524,14 +543,18 @@ class _QuoteBatch:
         self.size = j + 1
 
 
-def _checked_length(columns: dict[str, list]) -> int:
-    missing = [name for name in CHAIN_COLUMNS if name not in columns]
+def _checked_length(columns: dict[str, list]) -> tuple[int, bool]:
+    """(rows, whether the term columns came along); ValueError for a malformed set."""
+    terms = [name for name in TERM_COLUMNS if name != "instrument"]
+    with_terms = any(name in columns for name in terms)
+    wanted = CHAIN_COLUMNS if with_terms else ("instrument", *VALUE_COLUMNS)
+    missing = [name for name in wanted if name not in columns]
     if missing:
         raise ValueError(f"chain delta lacks columns {missing}")
-    lengths = {len(columns[name]) for name in CHAIN_COLUMNS}
+    lengths = {len(columns[name]) for name in wanted}
     if len(lengths) != 1:
         raise ValueError(f"chain delta columns differ in length: {sorted(lengths)}")
-    return lengths.pop()
+    return lengths.pop(), with_terms
 
 
 def _floats(values: list, name: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from schemas.codec import fast_frozen_init
+from schemas.codec import fast_frozen_init, unpack_array
 from schemas.contracts import OptionContract, OptionRight
 
 # Columns of ChainDelta.columns: one list per OptionContract field, row i = one contract.
@@ -138,12 +138,15 @@ class ChainDelta:
     A connector that polls whole chains (CBOE, CME) sends each snapshot as ``parts``
     records, in order, on the underlying's partition of ``md.options.v1``. Each part upserts
     the contracts in ``columns`` (added or changed since the previous snapshot) and drops
-    the instruments in ``removed``. The snapshot is complete after part ``parts - 1``:
-    the engine evaluates there. A ``full`` snapshot lists every live contract (the first
-    one a connector sends, and periodic keyframes): at its completion the engine also drops
-    every contract of this venue and underlying that none of its parts listed, so a
-    restarted connector never leaves vanished contracts behind. Parts are sized to stay
-    under the broker's message size limit.
+    the instruments in ``removed``. Contracts new to the connector carry every column;
+    known contracts carry only ``instrument`` and the value columns (an engine that has
+    never seen one of those skips it until the next full snapshot). The snapshot is
+    complete after part ``parts - 1``: the engine evaluates there. A ``full`` snapshot
+    lists every live contract, with every column (the first one a connector sends, and
+    periodic keyframes): at its completion the engine also drops every contract of this
+    venue and underlying that none of its parts listed, so a restarted connector never
+    leaves vanished contracts behind. Parts are sized to stay under the broker's message
+    size limit.
     """
 
     SCHEMA: ClassVar[str] = "md.chain_delta/1"
@@ -157,10 +160,19 @@ class ChainDelta:
     spot: float  # spot / index at the snapshot (every contract's index_price)
     premium_currency: str  # "USD"
     removed: list[str]  # instruments gone since the previous snapshot
-    columns: dict[str, list[Any]]  # upserted contracts, one list per CHAIN_COLUMNS name
+    # upserted contracts, one column per CHAIN_COLUMNS name: string columns as JSON lists,
+    # numeric ones as numpy arrays in memory and packed on the wire (schemas.codec.pack_array)
+    columns: dict[str, Any]
     ts_event_ns: int  # = snapshot_ns
     ts_recv_ns: int
     schema: str = field(default=SCHEMA, repr=False)  # the record type tag on the wire
+
+    @staticmethod
+    def unpack_columns(columns: Any) -> dict[str, Any]:
+        """Decoder of ``columns``: packed numeric columns back to arrays."""
+        if not isinstance(columns, dict):
+            raise ValueError("chain delta columns must be an object")
+        return {name: unpack_array(value, name) for name, value in columns.items()}
 
     @property
     def size(self) -> int:

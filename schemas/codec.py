@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 
 T = TypeVar("T")
@@ -29,15 +31,45 @@ def record_to_dict(record: Any) -> dict[str, Any]:
 def _encode_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, np.ndarray):
+        return pack_array(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# Numeric arrays travel packed: {"f8": base64 of little-endian float64} (or "i8" for int64).
+# Decoding 24,000 numbers from JSON text costs milliseconds; unpacking them costs microseconds.
+_PACKED_DTYPES = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8")}
+
+
+def pack_array(array: np.ndarray) -> dict[str, str]:
+    """A 1-d numeric array as ``{"f8": base64}`` / ``{"i8": base64}`` (NaN stays NaN)."""
+    code = "i8" if array.dtype.kind in "iu" else "f8"
+    data = np.ascontiguousarray(array, dtype=_PACKED_DTYPES[code]).tobytes()
+    return {code: base64.b64encode(data).decode("ascii")}
+
+
+def unpack_array(value: Any, name: str) -> Any:
+    """The inverse of :func:`pack_array` (read-only array); other values are returned as is."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or next(iter(value)) not in _PACKED_DTYPES:
+        raise ValueError(f"column {name}: expected a list or {{'f8'|'i8': base64}}")
+    ((code, text),) = value.items()
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise ValueError(f"column {name}: bad base64") from None
+    if len(data) % 8:
+        raise ValueError(f"column {name}: {len(data)} bytes is not a whole number of values")
+    return np.frombuffer(data, dtype=_PACKED_DTYPES[code])
 
 
 def encode_slotted(record: Any) -> bytes:
     """JSON bytes of a slotted record dataclass (orjson serialises it natively, in C).
 
-    numpy arrays (the columns of a chain delta) serialise as lists, NaN as null.
+    numpy arrays (the numeric columns of a chain delta) are packed, see :func:`pack_array`.
     """
-    return orjson.dumps(record, default=_encode_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(record, default=_encode_default)
 
 
 _REQUIRED = object()

@@ -137,6 +137,7 @@ _DECODERS = {
     schema: OptionContract.from_dict if cls is OptionContract else slotted_decoder(cls)
     for schema, cls in RECORD_TYPES.items()
 }
+_DECODERS[ChainDelta.SCHEMA] = slotted_decoder(ChainDelta, {"columns": ChainDelta.unpack_columns})
 
 
 def encode_record(record: Record) -> bytes:

@@ -220,11 +220,13 @@ def summarise(deltas: list[ChainDelta]) -> list[dict[str, Any]]:
         snap["removed"].extend(delta.removed)
         cols = delta.columns
         for i, name in enumerate(cols["instrument"]):
+            terms = (  # only contracts new to the connector carry their terms
+                (cols["root"][i], int(cols["expiry_ns"][i]), cols["strike"][i], cols["right"][i])
+                if "root" in cols
+                else (None, None, None, None)
+            )
             snap["upserts"][name] = (
-                cols["root"][i],
-                int(cols["expiry_ns"][i]),
-                cols["strike"][i],
-                cols["right"][i],
+                *terms,
                 float(cols["open_interest"][i]),
                 float(cols["iv"][i]),
                 float(cols["gamma"][i]),
@@ -237,11 +239,15 @@ def summarise(deltas: list[ChainDelta]) -> list[dict[str, Any]]:
     return out
 
 
-def expected_row(name: str, rows: dict[str, tuple[float, ...]]) -> tuple[Any, ...]:
+def expected_row(
+    name: str, rows: dict[str, tuple[float, ...]], new: bool = True
+) -> tuple[Any, ...]:
+    oi, iv, gamma, _, _ = rows[name]
+    if not new:
+        return (None, None, None, None, oi, iv, gamma)
     root = name[:-15]
     expiry = {"SPXW250314": SPXW_0314_PM, "SPX250321": SPX_0321_AM, "SPXW250321": SPXW_0321_PM}
     strike = str(int(name[-8:]) // 1000)
-    oi, iv, gamma, _, _ = rows[name]
     return (root, expiry[name[:-9]], strike, name[-9], oi, iv, gamma)
 
 
@@ -258,8 +264,9 @@ EXPECTED = [
         "spot": 5594.10,
         "full": False,
         "upserts": {
-            name: expected_row(name, ROWS_2)
-            for name in ("SPXW250314C05590000", "SPX250321P05600000", "SPXW250321C05650000")
+            "SPXW250314C05590000": expected_row("SPXW250314C05590000", ROWS_2, new=False),
+            "SPX250321P05600000": expected_row("SPX250321P05600000", ROWS_2, new=False),
+            "SPXW250321C05650000": expected_row("SPXW250321C05650000", ROWS_2),
         },
         "removed": [],
     },
@@ -267,7 +274,7 @@ EXPECTED = [
         "snapshot_ns": ASOF_3,
         "spot": 5595.00,
         "full": False,
-        "upserts": {"SPX250321C05600000": expected_row("SPX250321C05600000", ROWS_3)},
+        "upserts": {"SPX250321C05600000": expected_row("SPX250321C05600000", ROWS_3, new=False)},
         "removed": [name for name in ROWS_1 if name.startswith("SPXW250314")],
     },
 ]

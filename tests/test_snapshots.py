@@ -29,7 +29,7 @@ from engine.book import GammaBook
 from engine.config import LevelsConfig
 from engine.feed import BookFeeder
 from engine.levels import compute_levels
-from schemas.chain import CHAIN_COLUMNS, ChainColumns, ChainDelta
+from schemas.chain import CHAIN_COLUMNS, VALUE_COLUMNS, ChainColumns, ChainDelta
 from schemas.records import decode_record, encode_record
 
 DATA = Path(__file__).parent / "data"
@@ -180,6 +180,7 @@ def test_first_snapshot_is_full_then_only_changes_travel():
     assert len(parts) == 1 and not parts[0].full
     assert upserted(parts) == [first.instrument[i] for i in (5, 17, 40)]
     assert parts[0].spot == first.spot + 2 and parts[0].snapshot_ns == second.asof_ns
+    assert set(parts[0].columns) == {"instrument", *VALUE_COLUMNS}  # known: no terms
 
     third = moved(second, 15)  # nothing changed but time: one empty part completes it
     parts = differ.frame(third, RECV)
@@ -201,9 +202,16 @@ def test_removed_expiry_and_added_contracts():
     parts = differ.frame(without, RECV)
     gone = {first.instrument[i] for i in np.flatnonzero(first.expiry_ns == expiry)}
     assert set(removed(parts)) == gone and upserted(parts) == []
-    back = moved(without, 15, **{name: getattr(first, name) for name in CHAIN_COLUMNS})
+    iv = first.iv.copy()
+    kept = int(keep[0])
+    iv[kept] += 0.01  # one known contract changes as the expiry comes back
+    columns = {name: getattr(first, name) for name in CHAIN_COLUMNS}
+    back = moved(without, 15, **{**columns, "iv": iv})
     parts = differ.frame(back, RECV)
-    assert set(upserted(parts)) == gone and removed(parts) == []
+    assert set(upserted(parts)) == gone | {first.instrument[kept]} and removed(parts) == []
+    with_terms = [p for p in parts if "root" in p.columns]
+    assert set(upserted(with_terms)) == gone  # the returning contracts carry their terms
+    assert upserted([p for p in parts if "root" not in p.columns]) == [first.instrument[kept]]
 
 
 def test_keyframes_resend_everything():
@@ -248,8 +256,28 @@ def test_chain_delta_round_trips_through_the_record_codec():
     decoded = decode_record(encode_record(parts[0]))
     assert isinstance(decoded, ChainDelta)
     assert decoded.columns["instrument"] == parts[0].columns["instrument"]
-    assert decoded.columns["iv"] == parts[0].columns["iv"].tolist()
-    assert decoded.columns["expiry_ns"] == parts[0].columns["expiry_ns"].tolist()
+    np.testing.assert_array_equal(decoded.columns["iv"], parts[0].columns["iv"])  # NaN kept
+    assert decoded.columns["expiry_ns"].dtype == np.int64
+    np.testing.assert_array_equal(decoded.columns["expiry_ns"], parts[0].columns["expiry_ns"])
+    raw = orjson.loads(encode_record(parts[0]))
+    assert set(raw["columns"]["iv"]) == {"f8"} and set(raw["columns"]["expiry_ns"]) == {"i8"}
+    assert raw["columns"]["right"][:2] == ["C", "P"]
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"f8": "!!!"}, "bad base64"),
+        ({"f8": "AAAA"}, "not a whole number"),
+        ({"f4": "AAAAAAAAAAA="}, "expected a list"),
+    ],
+)
+def test_bad_packed_columns_are_rejected(column, message):
+    part = SnapshotDiffer().frame(chain(20), RECV)[0]
+    raw = orjson.loads(encode_record(part))
+    raw["columns"]["iv"] = column
+    with pytest.raises(ValueError, match=message):
+        decode_record(orjson.dumps(raw))
 
 
 # ---------------------------------------------------------------------------- engine apply
@@ -325,6 +353,23 @@ def test_full_snapshot_drops_what_it_no_longer_lists():
     assert feeder.books["SPX"].n_contracts == len(first)  # not complete yet: nothing dropped
     feed(feeder, parts[-1:])
     assert_same_state(feeder.books["SPX"], reference_book(half, feeder.books["SPX"]))
+
+
+def test_updates_of_unknown_contracts_wait_for_a_full_snapshot():
+    """An engine that joined mid-stream gets value-only updates of contracts it never saw."""
+    config = LevelsConfig()
+    first = chain(80)
+    differ = SnapshotDiffer(SnapshotFramingConfig(keyframe_every=2))
+    differ.frame(first, RECV)  # the engine missed this full snapshot
+    second = moved(first, 15, iv=first.iv * 1.02)
+    parts = differ.frame(second, RECV)
+    assert not parts[0].full and "root" not in parts[0].columns
+    feeder = BookFeeder(config)
+    feed(feeder, parts)
+    book = feeder.books["SPX"]
+    assert book.n_contracts == 0 and book.skipped_unknown == len(first)
+    feed(feeder, differ.frame(moved(second, 15), RECV))  # the keyframe
+    assert_same_state(book, reference_book(moved(second, 15), book))
 
 
 def test_bad_columns_are_rejected_before_anything_changes():

@@ -423,7 +423,7 @@ def parse_cboe_json(
 # ---------------------------------------------------------------------------- JSON, fast path
 
 
-class _Row(msgspec.Struct):
+class _Row(msgspec.Struct, gc=False):
     """The fields of ``CboeDelayedOptionRow`` (wire.py) that the columns need."""
 
     option: str
@@ -432,12 +432,12 @@ class _Row(msgspec.Struct):
     gamma: float | None = None
 
 
-class _Data(msgspec.Struct):
+class _Data(msgspec.Struct, gc=False):
     current_price: float
     options: list[_Row]
 
 
-class _Document(msgspec.Struct):
+class _Document(msgspec.Struct, gc=False):
     timestamp: str
     data: _Data
 
