@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from operator import itemgetter
 
+import numba
 import numpy as np
 
 from engine import kernels as k
@@ -19,6 +20,7 @@ from schemas.contracts import OptionContract
 
 BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
 BUCKET_ROWS = {"all": 0, "0dte": 1, "front": 2}
+PARALLEL_REBUILD_SLOTS = 4_096  # below this a serial rebuild is as fast (thread start-up)
 
 
 class GammaBook:
@@ -68,6 +70,9 @@ class GammaBook:
         self._set_grid(self.spot)
         self._batch = _QuoteBatch(64)
         self._profile_stale = False  # quotes stored, profile rebuilt at the snapshot's end
+        threads = max(1, min(numba.get_num_threads(), 8))
+        self._partial = np.zeros((threads, *self.profile.shape))  # per-thread rebuild profiles
+        self._live_counts = np.zeros(threads, dtype=np.int64)
         self.skipped_unknown = 0  # delta updates of never-seen contracts (no terms came along)
 
     # ------------------------------------------------------------ grid
@@ -494,8 +499,16 @@ class GammaBook:
         self.rebuild()
 
     def rebuild(self) -> int:
-        """Full rebuild of every bucket's profile (also bounds floating-point drift)."""
+        """Full rebuild of every bucket's profile (also bounds floating-point drift).
+
+        Large books are rebuilt on parallel threads (one partial profile per thread).
+        """
         self._profile_stale = False
+        if self.n_slots >= PARALLEL_REBUILD_SLOTS and self._partial.shape[0] > 1:
+            return k.rebuild_profile_parallel(
+                self.profile, self._partial, self._live_counts, self.log_s, self.log_step,
+                self.slot_f, self.slot_i, self.n_slots,
+            )  # fmt: skip
         return k.rebuild_profile(
             self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i, self.n_slots
         )

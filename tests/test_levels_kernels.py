@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.simulator.chains import spx_like_chain
 from engine import kernels as k
@@ -167,3 +169,50 @@ def test_venue_gamma_source_uses_published_gamma():
         if c.expiry_ns > CHAIN.asof_ns
     )
     assert compute_levels(b).net_gex == pytest.approx(expected, rel=1e-12)
+
+
+@given(
+    n=st.integers(min_value=0, max_value=300),
+    chunks=st.integers(min_value=1, max_value=5),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=40, deadline=None)
+def test_parallel_rebuild_equals_the_serial_one(n, chunks, seed):
+    rng = np.random.default_rng(seed)
+    cap = max(n, 1)
+    slot_f = np.zeros((k.N_SLOT_F, cap))
+    slot_i = np.zeros((k.N_SLOT_I, cap), dtype=np.int64)
+    slot_i[k.I_STATE, :n] = np.where(rng.random(n) < 0.9, k.SLOT_PRESENT, k.SLOT_EMPTY)
+    slot_i[k.I_BUCKETS, :n] = rng.integers(0, 8, n)
+    slot_f[k.F_STRIKE, :n] = rng.uniform(60, 140, n)
+    slot_f[k.F_TAU, :n] = rng.uniform(-0.01, 1.0, n)
+    slot_f[k.F_IV, :n] = np.where(rng.random(n) < 0.95, rng.uniform(0.05, 1.5, n), np.nan)
+    slot_f[k.F_BASIS, :n] = rng.uniform(0.95, 1.05, n)
+    slot_f[k.F_POSITION, :n] = rng.normal(0, 500, n)
+    slot_f[k.F_MULTIPLIER, :n] = 100.0
+    log_s = np.log(100.0 * 0.8) + np.log(1.5) / 99 * np.arange(100)
+    step = np.log(1.5) / 99
+    serial = np.zeros((k.N_BUCKETS, 100))
+    serial_f, serial_i = slot_f.copy(), slot_i.copy()
+    live_serial = k.rebuild_profile(serial, log_s, step, serial_f, serial_i, n)
+    parallel = np.full((k.N_BUCKETS, 100), 123.0)  # overwritten, not added to
+    partial = np.full((chunks, k.N_BUCKETS, 100), 7.0)
+    live = np.zeros(chunks, dtype=np.int64)
+    got = k.rebuild_profile_parallel(parallel, partial, live, log_s, step, slot_f, slot_i, n)
+    assert got == live_serial == live.sum()
+    np.testing.assert_allclose(parallel, serial, rtol=1e-12, atol=1e-6)
+    np.testing.assert_array_equal(slot_i, serial_i)  # live flags and applied buckets
+    np.testing.assert_array_equal(slot_f, serial_f)  # derived parameters
+
+
+def test_a_large_book_rebuilds_in_parallel_to_the_same_profile():
+    snapshot = spx_like_chain(6_000, n_expiries=30)
+    book = GammaBook("SPX", "cboe", LevelsConfig(), snapshot.spot, snapshot.asof_ns)
+    book.upsert(snapshot.contracts)
+    assert book.n_slots >= 4_096
+    incremental = book.profile.copy()  # built contract by contract
+    book.rebuild()  # the parallel path
+    np.testing.assert_allclose(book.profile, incremental, rtol=1e-9, atol=1e-3)
+    serial = np.zeros_like(book.profile)
+    k.rebuild_profile(serial, book.log_s, book.log_step, book.slot_f, book.slot_i, book.n_slots)
+    np.testing.assert_allclose(book.profile, serial, rtol=1e-12, atol=1e-6)
