@@ -28,6 +28,9 @@ class Routed:
 
     topic: str  # logical topic: an attribute name of schemas.topics.Topics
     record: Record
+    # a streaming ticker update a sink may pack with others (``send_tick``); snapshots
+    # (terms included) and every other record go out as they are
+    packable: bool = False
 
 
 class Normaliser(Protocol):
@@ -37,7 +40,11 @@ class Normaliser(Protocol):
 
 
 class RecordSink(Protocol):
-    """Where normalised records and dead letters go (the Kafka producer, or memory)."""
+    """Where normalised records and dead letters go (the Kafka producer, or memory).
+
+    A sink that packs ticker updates (the Kafka producer with packing on) also has
+    ``async send_tick(topic, record)``; the stage hands it the ``packable`` records.
+    """
 
     async def send_record(self, topic: str, record: Record) -> None: ...
 
@@ -92,6 +99,7 @@ class IngestStage:
         self.capture = capture
         self.source = source
         self.counts: Counter[str] = Counter()
+        self._send_tick = getattr(sink, "send_tick", None)
 
     async def on_message(
         self,
@@ -114,8 +122,13 @@ class IngestStage:
         except ParseError as exc:
             await self._dead_letter(raw, exc.reason, recv_ns)
             return []
+        send_record, send_tick = self.sink.send_record, self._send_tick
         for item in routed:
-            await self.sink.send_record(getattr(self.topics, item.topic), item.record)
+            topic = getattr(self.topics, item.topic)
+            if item.packable and send_tick is not None:
+                await send_tick(topic, item.record)
+            else:
+                await send_record(topic, item.record)
         self.counts["records"] += len(routed)
         return routed
 

@@ -17,6 +17,7 @@ from engine.flow import FlowInventory
 from engine.models import DEALER_MODELS, FLOW_MODEL, dealer_position
 from schemas.chain import CHAIN_COLUMNS, TERM_COLUMNS, VALUE_COLUMNS, ChainDelta, ChainSnapshot
 from schemas.contracts import OptionContract
+from schemas.ticks import OptionTicks
 
 BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
 BUCKET_ROWS = {"all": 0, "0dte": 1, "front": 2}
@@ -284,6 +285,72 @@ class GammaBook:
         elif self._profile_stale and delta.last:
             self.rebuild()
         return n
+
+    def apply_ticks(self, ticks: OptionTicks) -> int:
+        """Apply a pack of ticker updates in one kernel call (in order, as ``upsert`` would).
+
+        Ticks of instruments this book has no slot for (their terms never came) are skipped
+        and counted in ``skipped_unknown``. Returns the number of ticks applied.
+        """
+        if ticks.underlying != self.underlying:
+            raise ValueError(f"ticks of {ticks.underlying} cannot go to the {self.underlying} book")
+        self.ts_event_ns = max(self.ts_event_ns, int(ticks.ts_event_ns))
+        instruments = ticks.instrument
+        slots = self._slots_of(instruments, {}, with_terms=False)
+        iv, open_interest, gamma = ticks.iv, ticks.open_interest, ticks.gamma
+        forward, index = ticks.underlying_price, ticks.index_price
+        known = slots >= 0
+        if not known.all():
+            self.skipped_unknown += int((~known).sum())
+            slots, iv, open_interest, gamma, forward, index = (
+                a[known] for a in (slots, iv, open_interest, gamma, forward, index)
+            )
+            instruments = [name for name, ok in zip(instruments, known, strict=True) if ok]
+        n = len(slots)
+        if n == 0:
+            return 0
+        is_call = self.slot_i[k.I_IS_CALL, slots] == 1
+        if self.flow is not None:  # the flow model's inventory is per instrument, in order
+            position = np.array(
+                [
+                    self.flow.position(instruments[j], bool(is_call[j]), float(open_interest[j]))
+                    for j in range(n)
+                ]
+            )
+        else:
+            call_sign, put_sign = DEALER_MODELS[self.config.model]
+            position = np.where(is_call, call_sign, put_sign) * open_interest
+        if self.config.use_forwards:  # as _basis: 1 where the index is missing or zero
+            usable = np.isfinite(index) & (index != 0)
+            basis = np.where(usable, forward / np.where(usable, index, 1.0), 1.0)
+        else:
+            basis = np.ones(n)
+        k.apply_quotes(
+            self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i,
+            slots, np.array(iv), position, basis, np.array(gamma),
+        )  # fmt: skip
+        return n
+
+    def requote(self, instrument: str) -> bool:
+        """Re-apply a contract's stored quote with its current dealer position (the flow
+        model after a trade); False when the contract is unknown."""
+        slot = self.instrument_slot.get(instrument)
+        if slot is None:
+            return False
+        f = self.slot_f
+        is_call = bool(self.slot_i[k.I_IS_CALL, slot] == 1)
+        if self.flow is not None:
+            oi = self.flow.open_interest.get(instrument, 0.0)
+            position = self.flow.position(instrument, is_call, oi)
+        else:
+            position = float(f[k.F_POSITION, slot])
+        one = np.ones(1)
+        k.apply_quotes(
+            self.profile, self.log_s, self.log_step, self.slot_f, self.slot_i,
+            np.array([slot], dtype=np.int64), one * f[k.F_IV, slot], one * position,
+            one * f[k.F_BASIS, slot], one * f[k.F_VENUE_GAMMA, slot],
+        )  # fmt: skip
+        return True
 
     def _slots_of(
         self, instruments: list[str], columns: dict[str, list], with_terms: bool

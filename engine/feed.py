@@ -1,6 +1,7 @@
 """Apply normalised market-data records to per-underlying gamma books (the engine's apply step).
 
-Option updates of a batch reach each book in one kernel call; polled chain snapshots
+Option updates of a batch reach each book in one kernel call (packed ticker updates, one
+call per pack; their instruments' terms came earlier as full contracts); polled chain snapshots
 arrive as columnar deltas (a full one also drops what it no longer lists); index ticks move spot;
 taker trades move the flow model's dealer inventory; instruments that settle or are
 delisted leave the book. Applying the same record twice changes nothing (an option
@@ -23,6 +24,7 @@ from schemas.chain import ChainDelta
 from schemas.contracts import OptionContract
 from schemas.levels import Levels
 from schemas.records import InstrumentState, OptionTrade, Record, UnderlyingTick
+from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 _SEEN_TRADES_LIMIT = 100_000  # recent trade ids remembered for duplicate detection
@@ -35,13 +37,13 @@ class BookFeeder:
         self.config = config
         self.capacity = capacity
         self.books: dict[str, GammaBook] = {}
-        self.latest: dict[str, OptionContract] = {}  # last update per instrument
         self.last_event_ns: dict[str, int] = {}  # per underlying
         self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         # (venue, underlying) → (snapshot_ns, instruments listed so far) of a full snapshot
         self._listed: dict[tuple[str, str], tuple[int, set[str]]] = {}
         self.applied = 0
         self.ignored = 0
+        self.ticks_without_book = 0  # packed ticks of an underlying with no book yet
 
     def book_for(self, underlying: str, venue: str, spot: float, ts_ns: int) -> GammaBook:
         book = self.books.get(underlying)
@@ -64,9 +66,16 @@ class BookFeeder:
             self.last_event_ns[underlying] = max(
                 self.last_event_ns.get(underlying, 0), record.ts_event_ns
             )
-            if isinstance(record, OptionContract):
+            if type(record) is OptionTicks:
+                book = self.books.get(underlying)
+                if book is None:  # no contract of it seen yet: no slot for any tick
+                    self.ticks_without_book += len(record)
+                    self.ignored += 1
+                    continue
+                flush(underlying)
+                book.apply_ticks(record)
+            elif isinstance(record, OptionContract):
                 self.book_for(underlying, record.venue, record.spot, record.ts_event_ns)
-                self.latest[record.instrument] = record
                 pending[underlying].append(record)
             elif isinstance(record, UnderlyingTick) and record.kind == "index":
                 book = self.books.get(underlying)
@@ -86,7 +95,6 @@ class BookFeeder:
                 book = self.books.get(underlying)
                 if book is not None:
                     book.remove(record.instrument)
-                self.latest.pop(record.instrument, None)
             else:
                 self.ignored += 1
                 continue
@@ -121,9 +129,7 @@ class BookFeeder:
             self._seen_trades.popitem(last=False)
         if book.flow.apply_trade(trade.instrument, trade.direction, trade.amount) is None:
             return
-        contract = self.latest.get(trade.instrument)
-        if contract is not None:
-            book.upsert([contract])  # same quote, new dealer position
+        book.requote(trade.instrument)  # same quote, new dealer position
 
     def levels(self, underlying: str, asof_ns: int | None = None) -> Levels:
         """Levels of one underlying as of ``asof_ns`` (default: its last record's venue time).

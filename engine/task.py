@@ -41,6 +41,7 @@ from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
 from schemas.records import FundingRate, InstrumentState, Record, UnderlyingTick, VolIndexTick
+from schemas.ticks import OptionTicks
 
 NS_PER_S = 1_000_000_000
 
@@ -71,8 +72,8 @@ class TaskOutput:
 
 def feed_of(record: Record) -> str | None:
     """The input feed a record keeps fresh: ``"options"`` or ``"index"`` (None: neither)."""
-    if isinstance(record, OptionContract | InstrumentState | ChainDelta):
-        return "options"
+    if isinstance(record, OptionContract | OptionTicks | InstrumentState | ChainDelta):
+        return "options"  # a pack's time is its last tick's
     if isinstance(record, UnderlyingTick) and record.kind == "index":
         return "index"
     return None

@@ -10,6 +10,7 @@ import orjson
 from schemas.chain import ChainDelta
 from schemas.codec import encode_slotted, fast_frozen_init, slotted_decoder
 from schemas.contracts import OPTION_CONTRACT_SCHEMA, OptionContract
+from schemas.ticks import OptionTicks, decode_option_ticks
 
 # InstrumentState.state values after which an instrument no longer trades.
 ENDED_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
@@ -120,6 +121,7 @@ RECORD_TYPES: dict[str, type] = {
     VolIndexTick.SCHEMA: VolIndexTick,
     InstrumentState.SCHEMA: InstrumentState,
     ChainDelta.SCHEMA: ChainDelta,
+    OptionTicks.SCHEMA: OptionTicks,
 }
 
 Record = (
@@ -130,13 +132,16 @@ Record = (
     | VolIndexTick
     | InstrumentState
     | ChainDelta
+    | OptionTicks
 )
 
 
 _DECODERS = {
     schema: OptionContract.from_dict if cls is OptionContract else slotted_decoder(cls)
     for schema, cls in RECORD_TYPES.items()
+    if cls is not OptionTicks
 }
+_DECODERS[OptionTicks.SCHEMA] = decode_option_ticks
 _DECODERS[ChainDelta.SCHEMA] = slotted_decoder(ChainDelta, {"columns": ChainDelta.unpack_columns})
 
 

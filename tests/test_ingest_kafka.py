@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -15,6 +16,7 @@ from connectors.run_ingest import run_ingest
 from connectors.sources import Source
 from engine.cli import main
 from schemas.records import decode_record
+from schemas.ticks import OptionTicks
 from tests.fakes.deribit import (
     T0_MS,
     envelope,
@@ -176,3 +178,101 @@ def test_ingest_cli_unreachable_broker_is_one_line(tmp_path, capsys):
     assert main(["ingest", "--source", f"replay:{path}", "--kafka", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "kafka 127.0.0.1:1" in err and "Traceback" not in err
+
+
+def unpacked(records: list) -> list[tuple]:
+    """Option records as (instrument, iv, open interest, forward, index, gamma, event time),
+    a pack's ticks one by one."""
+    rows = []
+    for r in records:
+        if type(r) is OptionTicks:
+            for i, name in enumerate(r.instrument):
+                iv, gamma = float(r.iv[i]), float(r.gamma[i])
+                rows.append(
+                    (
+                        name,
+                        None if math.isnan(iv) else iv,
+                        float(r.open_interest[i]),
+                        float(r.underlying_price[i]),
+                        float(r.index_price[i]),
+                        None if math.isnan(gamma) else gamma,
+                        int(r.event_ns[i]),
+                        int(r.recv_ns[i]),
+                    )
+                )
+        else:
+            rows.append(
+                (
+                    r.instrument,
+                    r.iv,
+                    r.open_interest,
+                    r.underlying_price,
+                    r.index_price,
+                    r.gamma,
+                    r.ts_event_ns,
+                    r.ts_recv_ns,
+                )
+            )
+    return rows
+
+
+@pytest.mark.asyncio
+async def test_replay_with_packing_sends_terms_once_then_packed_ticks(
+    kafka_bootstrap, topics, tmp_path
+):
+    path = tmp_path / "session.jsonl"
+    write_session(path)
+    expected = MemorySink()
+    await replay_capture(
+        path, IngestStage("deribit", DeribitNormaliser(), expected, topics, source="replay")
+    )
+    config = ProducerConfig(
+        bootstrap=kafka_bootstrap, enable_idempotence=False, pack_max_ticks=256, pack_wait_ms=50
+    )
+    report = await run_ingest([Source("replay", str(path))], config, topics, partitions=3)
+    assert report.counts == {"messages": 12, "records": 15, "dead_letters": 2}
+    # The book summary's 6 contracts in full, then the 6 tickers in one pack (the index
+    # tick that follows them sends the pack first; 50 ms is far longer than the replay).
+    got = [decode_record(m.value) for m in await consume(kafka_bootstrap, topics.options, 7)]
+    assert [type(r).__name__ for r in got] == ["OptionContract"] * 6 + ["OptionTicks"]
+    assert got[:6] == expected.on(topics.options)[:6]
+    assert got[6].instrument == NAMES and got[6].ts_event_ns == (T0_MS + 15) * 1_000_000
+    assert unpacked(got) == unpacked(expected.on(topics.options))
+    assert report.records_sent == 7 + 2 + 1 + 2  # options, underlying, volindex, dead letters
+    for topic in (topics.underlying, topics.volindex):
+        got = await consume(kafka_bootstrap, topic, len(expected.on(topic)))
+        assert [decode_record(m.value) for m in got] == expected.on(topic)
+
+
+@pytest.mark.asyncio
+async def test_live_ticker_is_packed_and_sent_within_the_pack_wait(fake, kafka_bootstrap, topics):  # noqa: F811
+    stop = asyncio.Event()
+    config = ProducerConfig(
+        bootstrap=kafka_bootstrap,
+        enable_idempotence=False,
+        linger_ms=1.0,
+        pack_max_ticks=256,
+        pack_wait_ms=1.0,
+    )
+    deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
+    task = asyncio.create_task(
+        run_ingest([Source("deribit", "BTC")], config, topics, stop, deribit)
+    )
+    await eventually(lambda: "public/subscribe" in fake.methods())
+    data = option_ticker(NAMES[3], T0_MS + 77, 65_222.0, 65_111.0, 48.5, 12.5, 0.00003)
+    await fake.notify(f"ticker.{NAMES[3]}.100ms", data)
+    # No other record follows: only the flush timer sends the pack.
+    got = await consume(kafka_bootstrap, topics.options, len(NAMES) + 1, timeout=5)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    pack = decode_record(got[-1].value)
+    assert type(pack) is OptionTicks and got[-1].key == b"BTC"
+    assert unpacked([pack])[0][:7] == (
+        NAMES[3],
+        0.485,
+        12.5,
+        65_222.0,
+        65_111.0,
+        0.00003,
+        (T0_MS + 77) * 1_000_000,
+    )

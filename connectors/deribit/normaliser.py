@@ -144,7 +144,8 @@ class DeribitNormaliser:
                     raise ParseError(
                         f"Deribit {channel}: data is for {data.get('instrument_name')}"
                     )
-                return [Routed(OPTIONS, parse_option_ticker(data, self.terms(name), recv_ns))]
+                contract = parse_option_ticker(data, self.terms(name), recv_ns)
+                return [Routed(OPTIONS, contract, packable=True)]
         elif kind == "deribit_price_index":
             return [Routed(UNDERLYING, parse_price_index(data, recv_ns))]
         elif kind == "deribit_volatility_index":

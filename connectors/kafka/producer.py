@@ -11,6 +11,11 @@ handed to aiokafka and not yet acknowledged; when that many are pending, ``send`
 full batch), ``flush`` and the linger task wait. Sealed batches wait in a FIFO that only
 grows by one per sender currently waiting, so nothing queues without bound.
 
+Option tickers (``send_tick``) are packed per underlying into ``OptionTicks`` records when
+``pack_max_ticks`` > 0 (see :mod:`connectors.packing`): a pack goes out when full, when its
+first tick has waited ``pack_wait_ms`` (the same flush task as the linger), and before any
+other record of its underlying.
+
 Errors: a batch the broker does not acknowledge means records are lost, so the first
 delivery error is sticky: ``flush``, ``stop`` and every later ``send`` raise
 :class:`DeliveryError`. The owner decides whether to restart the producer.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -34,7 +40,9 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
+from connectors.packing import PackConfig, TickPacker
 from schemas.config import check_known_keys
+from schemas.contracts import OptionContract
 from schemas.records import Record, encode_record
 from schemas.topics import Topics
 
@@ -81,6 +89,8 @@ class ProducerConfig:
     ``enable_idempotence`` defaults to True (Apache Kafka); it must be False against the
     embedded Tansu broker, which has no InitProducerId (``start()`` then fails).
     ``max_in_flight_batches`` bounds batches sent and not yet acknowledged (backpressure).
+    ``pack_max_ticks`` > 0 packs option tickers (``send_tick``) up to that many per record,
+    each tick waiting at most ``pack_wait_ms``; 0 sends every ticker as its own record.
     """
 
     bootstrap: str
@@ -93,6 +103,9 @@ class ProducerConfig:
     compression: str | None = None
     request_timeout_ms: int = 30_000
     max_request_bytes: int = 1024 * 1024
+    pack_max_ticks: int = 0
+    pack_wait_ms: float = 1.0
+    pack_keyframe_s: float = 600.0  # a packed instrument's terms are re-sent this often
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -114,6 +127,16 @@ class ProducerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.pack_max_ticks, int) or self.pack_max_ticks < 0:
+            raise ValueError(f"pack_max_ticks must be an integer >= 0, got {self.pack_max_ticks!r}")
+        if self.pack_max_ticks:
+            self.packing()  # checks the other pack settings
+
+    def packing(self) -> PackConfig | None:
+        """The tick packing settings, None when packing is off."""
+        if not self.pack_max_ticks:
+            return None
+        return PackConfig(self.pack_max_ticks, self.pack_wait_ms / 1000.0, self.pack_keyframe_s)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ProducerConfig:
@@ -177,6 +200,8 @@ class RecordProducer:
         self._linger_s = config.linger_ms / 1000.0
         self._max_in_flight = config.max_in_flight_batches
         self._large_value = config.max_request_bytes // 2
+        packing = config.packing()
+        self.packer: TickPacker | None = TickPacker(packing) if packing is not None else None
         # topic → sorted partition ids; topic → {key: TopicPartition}
         self._partitions: dict[str, tuple[int, ...]] = {}
         self._routes: dict[str, dict[bytes, TopicPartition]] = {}
@@ -247,6 +272,9 @@ class RecordProducer:
         """Send every open batch, await all acknowledgements, close; raises DeliveryError."""
         if self._closed:
             return
+        if self._producer is not None and self._error is None:
+            with contextlib.suppress(DeliveryError, ProducerClosedError):
+                await self._send_packs(self.packer.drain() if self.packer else [])
         self._closed = True
         producer = self._producer
         try:
@@ -320,8 +348,31 @@ class RecordProducer:
         await self._drain_sealed()
 
     async def send_record(self, topic: str, record: Record) -> None:
-        """Send a normalised record keyed by its underlying."""
+        """Send a normalised record keyed by its underlying (after its underlying's pack)."""
+        packer = self.packer
+        if packer is not None:
+            earlier = packer.before(record, time.monotonic())
+            if earlier:
+                await self._send_packs(earlier)
         await self.send(topic, record.underlying.encode(), encode_record(record))
+
+    async def send_tick(self, topic: str, record: Record) -> None:
+        """Send an option ticker update: packed with others when packing is on."""
+        packer = self.packer
+        if packer is None or type(record) is not OptionContract:
+            await self.send_record(topic, record)
+            return
+        was_open = packer.holds(record.underlying)
+        out = packer.add(topic, record, time.monotonic())
+        if out:
+            await self._send_packs(out)
+        if not was_open and packer.holds(record.underlying):
+            self._linger_idle = False
+            self._wake.set()  # the flush task times the new pack
+
+    async def _send_packs(self, out: list[tuple[str, Record]]) -> None:
+        for topic, record in out:
+            await self.send(topic, record.underlying.encode(), encode_record(record))
 
     async def send_dead_letter(
         self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
@@ -354,6 +405,8 @@ class RecordProducer:
         if self._closed or self._producer is None:
             raise ProducerClosedError("RecordProducer is not running")
         self._raise_if_failed()
+        if self.packer is not None:
+            await self._send_packs(self.packer.drain())
         await self._flush()
         self._raise_if_failed()
 
@@ -495,18 +548,28 @@ class RecordProducer:
                 self._on_ack(fut)
 
     async def _linger_loop(self) -> None:
-        """The one flush task: seals batches older than ``linger_ms`` and submits them."""
+        """The one flush task: sends packs that waited ``pack_wait_ms``, seals batches older
+        than ``linger_ms`` and submits them."""
         linger = self._linger_s
         wake = self._wake
+        packer = self.packer
         while not self._closed and self._error is None:
-            if not self._open:
+            pack_due = packer.next_due() if packer is not None else None
+            if not self._open and pack_due is None:
                 wake.clear()
                 self._linger_idle = True
                 await wake.wait()
                 continue
             now = time.monotonic()
-            oldest = min(batch.created for batch in self._open.values())
-            delay = oldest + linger - now
+            if pack_due is not None and pack_due <= now:
+                assert packer is not None
+                try:
+                    await self._send_packs(packer.due(now))
+                except (DeliveryError, ProducerClosedError):
+                    return  # the error is kept; send/flush/stop raise it
+                continue
+            oldest = min((batch.created for batch in self._open.values()), default=math.inf)
+            delay = min(oldest + linger, pack_due if pack_due is not None else math.inf) - now
             if delay > 0:
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
