@@ -69,16 +69,19 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 import engine.task as engine_task
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.ingest import IngestStage, MemorySink, replay_messages
+from connectors.ingest import IngestStage, replay_messages
 from connectors.kafka.embedded import EmbeddedKafka, ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
+from connectors.packing import PackConfig, TickPacker
 from connectors.simulator.deribit_session import SessionConfig, generate_session
 from engine.logs import configure_logging
 from engine.merge import InputItem
 from engine.redis_embedded import EmbeddedRedis
 from engine.runtime import EngineConfig, EngineReport, EngineRuntime
 from engine.task import TaskOutput
+from schemas.contracts import OptionContract
 from schemas.records import Record, UnderlyingTick, decode_record, encode_record
+from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 TOPIC_ATTRS = ("options", "underlying", "trades", "funding", "volindex")
@@ -87,20 +90,74 @@ TARGET_P99_MS = 5.0
 TARGET_RATE = 30_000
 
 Item = tuple[str, Record]  # (Topics attribute, record), in ingest (receive) order
+RawItem = tuple[str, Record, bool]  # … and whether it is a packable ticker update
 
 
 # ---------------------------------------------------------------------------- data
 
 
-async def build_records(config: SessionConfig) -> list[Item]:
+class RawSink:
+    """What an ingest stage hands its sink, in order, with the ticker flag (a packing sink's
+    ``send_tick``): the input of :func:`pack_items` and of the paced producer."""
+
+    def __init__(self) -> None:
+        self.items: list[RawItem] = []
+        self.dead_letters = 0
+        self._attr_of = {getattr(Topics(), attr): attr for attr in TOPIC_ATTRS}
+
+    async def send_record(self, topic: str, record: Record) -> None:
+        self.items.append((self._attr_of[topic], record, False))
+
+    async def send_tick(self, topic: str, record: Record) -> None:
+        self.items.append((self._attr_of[topic], record, True))
+
+    async def send_dead_letter(self, *_: Any) -> None:
+        self.dead_letters += 1
+
+
+async def build_raw(config: SessionConfig) -> list[RawItem]:
     """The session's records as the live ingest path normalises them, in receive order."""
-    sink = MemorySink()
+    sink = RawSink()
     stage = IngestStage("deribit", DeribitNormaliser(), sink, Topics(), source="bench")
     await replay_messages(generate_session(config), stage)
     if sink.dead_letters:
-        raise RuntimeError(f"{len(sink.dead_letters)} simulated messages were dead-lettered")
+        raise RuntimeError(f"{sink.dead_letters} simulated messages were dead-lettered")
+    return sink.items
+
+
+def pack_items(raw: list[RawItem], packer: TickPacker) -> list[Item]:
+    """The records the producer's packer sends for ``raw``, on the simulated receive clock.
+
+    The live producer flushes a pack ``max_wait_s`` after its first tick by a timer; here
+    the next tick or record after that moment does, which gives the same packs.
+    """
+    out: list[Item] = []
     attr_of = {getattr(Topics(), attr): attr for attr in TOPIC_ATTRS}
-    return [(attr_of[topic], record) for topic, record in sink.records]
+    for attr, record, packable in raw:
+        now = record.ts_recv_ns / 1e9
+        topic = getattr(Topics(), attr)
+        if packable and type(record) is OptionContract:
+            sent = packer.add(topic, record, now)
+        else:
+            sent = [*packer.before(record, now), (topic, record)]
+        out.extend((attr_of[t], r) for t, r in sent)
+    out.extend((attr_of[t], r) for t, r in packer.drain())
+    return out
+
+
+def pack_config(args: argparse.Namespace) -> PackConfig:
+    return PackConfig(max_ticks=args.pack_max_ticks, max_wait_s=args.pack_wait_ms / 1000.0)
+
+
+def ticks_in_packs(items: list[Item]) -> int:
+    return sum(len(record) for _, record in items if type(record) is OptionTicks)
+
+
+def option_ticks(record: Record | None) -> int:
+    """Option ticks a record carries: a pack's rows, one for a full contract."""
+    if type(record) is OptionTicks:
+        return len(record)
+    return 1 if type(record) is OptionContract else 0
 
 
 def record_mix(items: list[Item]) -> dict[str, int]:
@@ -320,13 +377,16 @@ async def engine_throughput(
     topics: Topics,
     run: str,
     total: int,
+    ticks: int,
     profile: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
     released = 0
+    released_ticks = 0
 
     def on_batch(items: list[InputItem]) -> None:
-        nonlocal released
+        nonlocal released, released_ticks
         released += len(items)
+        released_ticks += sum(option_ticks(item.record) for item in items)
 
     runtime = BenchRuntime(engine_config(args, bootstrap, redis_url, topics, run), on_batch)
     with timed_compute_levels(runtime.timers):
@@ -359,7 +419,12 @@ async def engine_throughput(
         await stop_engine(task, stop)
     assert runtime.assigned_at is not None
     seconds = end - runtime.assigned_at
-    if counters["records"] != total or released != total or runtime.assignments != 1:
+    if (
+        counters["records"] != total
+        or released != total
+        or released_ticks != ticks
+        or runtime.assignments != 1
+    ):
         raise RuntimeError(
             f"engine consumed {counters['records']} of {total} records "
             f"in {runtime.assignments} assignments"
@@ -368,7 +433,8 @@ async def engine_throughput(
     stages["other"] = max(seconds - accounted, 0.0)
     return {
         "seconds": seconds,
-        "ticks_per_s": total / seconds,
+        "ticks_per_s": ticks / seconds,
+        "records_per_s": total / seconds,
         # Engine process CPU / wall time: well below 1 means it waited (broker, or the
         # machine was busy with something else).
         "engine_cpu_share": cpu / seconds,
@@ -380,7 +446,8 @@ async def engine_throughput(
 async def decode_only(
     args: argparse.Namespace, bootstrap: str, topics: Topics, total: int
 ) -> dict[str, Any]:
-    """The naive baseline: plain consumer, manual assignment, getmany + decode_record only."""
+    """The naive baseline: plain consumer, manual assignment, getmany + decode_record only
+    (packs included), counting the option ticks decoded."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id=f"{topics.prefix}decode-only",
@@ -402,7 +469,7 @@ async def decode_only(
         await consumer.seek_to_beginning(*tps)
         start = time.perf_counter()
         deadline = start + 300
-        decoded = 0
+        decoded = ticks = 0
         while decoded < total:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"decode-only consumer got {decoded} of {total} records")
@@ -411,60 +478,68 @@ async def decode_only(
             )
             for messages in batch.values():
                 for message in messages:
-                    decode_record(message.value)
+                    ticks += option_ticks(decode_record(message.value))
                 decoded += len(messages)
         seconds = time.perf_counter() - start
     finally:
         await consumer.stop()
-    return {"seconds": seconds, "ticks_per_s": decoded / seconds, "records": decoded}
+    return {
+        "seconds": seconds,
+        "ticks_per_s": ticks / seconds,
+        "records_per_s": decoded / seconds,
+        "records": decoded,
+        "ticks": ticks,
+    }
 
 
 # ---------------------------------------------------------------------------- latency
 
 
-STAMP_SENTINEL = 1_111_111_111_111_111_111  # 19 digits, as every ns time 2001..2286
-
-
-def stamp_template(record: Record) -> tuple[bytes, bytes]:
-    """``encode_record`` of ``record`` split around its ``ts_recv_ns`` digits."""
-    raw = encode_record(replace(record, ts_recv_ns=STAMP_SENTINEL))
-    marker = b'"ts_recv_ns":%d' % STAMP_SENTINEL
-    at = raw.index(marker) + len(marker) - 19
-    return raw[:at], raw[at + 19 :]
-
-
 def paced_producer_main(
-    bootstrap: str, prefix: str, path: str, rate: float, linger_ms: float, stamp: str, queue: Any
+    bootstrap: str,
+    prefix: str,
+    path: str,
+    rate: float,
+    linger_ms: float,
+    pack_max_ticks: int,
+    queue: Any,
 ) -> None:
-    """Child process: send the pickled records at ``rate``/s, stamping ``ts_recv_ns``."""
+    """Child process: the ingest side at ``rate`` ticks/s, packing as the producer does."""
     try:
-        queue.put(asyncio.run(_pace(bootstrap, prefix, path, rate, linger_ms, stamp, queue)))
+        queue.put(
+            asyncio.run(_pace(bootstrap, prefix, path, rate, linger_ms, pack_max_ticks, queue))
+        )
     except BaseException as exc:
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
         raise
 
 
 async def _pace(
-    bootstrap: str, prefix: str, path: str, rate: float, linger_ms: float, stamp: str, queue: Any
+    bootstrap: str,
+    prefix: str,
+    path: str,
+    rate: float,
+    linger_ms: float,
+    pack_max_ticks: int,
+    queue: Any,
 ) -> dict:
-    """Send ``items`` at ``rate``/s in ~1 ms rounds; each record stamped as it is sent.
+    """Send the paced records at ``rate``/s in ~1 ms rounds, option tickers packed.
 
-    ``stamp="replace"``: ``dataclasses.replace(record, ts_recv_ns=now)`` + ``encode_record``
-    per record. ``stamp="splice"``: the record is encoded beforehand and only the 19 digits
-    of ``ts_recv_ns`` are written at send time; the bytes are identical (checked below), the
-    load generator just needs less of the machine's CPU.
+    Record ``i`` of the schedule arrives at ``start + i / rate``. Each round takes the
+    records that have arrived since the previous round and stamps each one's ``ts_recv_ns``
+    with its arrival time (never before the previous round: a generator running late
+    cannot have received anything earlier than it looked). They go through the producer's
+    :class:`TickPacker` (the seed's full contracts announced the instruments) and every
+    pack is flushed at the end of the round, the way a connector flushes at the end of a
+    read: a tick waits for the rest of its round, at most ~1 ms when the generator keeps up.
     """
     with open(path, "rb") as f:
-        items: list[Item] = pickle.load(f)
+        paced, seed_contracts = pickle.load(f)
     topics = Topics(prefix)
-    names = [getattr(topics, attr) for attr, _ in items]
-    keys = [record.underlying.encode() for _, record in items]
-    templates = [stamp_template(record) for _, record in items] if stamp == "splice" else []
-    for i in range(0, len(templates), max(len(templates) // 50, 1)):
-        when = time.time_ns()
-        head, tail = templates[i]
-        if head + b"%d" % when + tail != encode_record(replace(items[i][1], ts_recv_ns=when)):
-            raise AssertionError("spliced stamp differs from encode_record(replace(...))")
+    packer = TickPacker(PackConfig(max_ticks=pack_max_ticks, max_wait_s=1e9, keyframe_s=1e9))
+    for contract in seed_contracts:
+        packer.before(contract, 0.0)
+    names = [getattr(topics, attr) for attr, _, _ in paced]
     config = ProducerConfig(
         bootstrap, client_id="bench-paced", enable_idempotence=False, linger_ms=linger_ms
     )
@@ -473,27 +548,38 @@ async def _pace(
     try:
         for name in set(names):  # metadata and routes before the clock starts
             await producer.partition_for(name, b"BTC")
-        send, send_record = producer.send, producer.send_record
+        send = producer.send
         now_ns, clock = time.time_ns, time.perf_counter
-        n = len(items)
+        step_ns = 1e9 / rate
+        n = len(paced)
         sent = 0
         max_backlog = 0
         rounds = 0
+        records = 0
         queue.put({"started": True})
         cpu0 = time.process_time()
         start = clock()
+        start_ns = previous_ns = now_ns()
         while sent < n:
             due = min(n, int((clock() - start) * rate) + 1)
             max_backlog = max(max_backlog, due - sent)
-            if templates:
-                while sent < due:
-                    head, tail = templates[sent]
-                    await send(names[sent], keys[sent], head + b"%d" % now_ns() + tail)
-                    sent += 1
-            else:
-                while sent < due:
-                    await send_record(names[sent], replace(items[sent][1], ts_recv_ns=now_ns()))
-                    sent += 1
+            round_ns = now_ns()
+            out: list[tuple[str, Record]] = []
+            for i in range(sent, due):
+                _, record, packable = paced[i]
+                stamp = min(max(start_ns + int(i * step_ns), previous_ns), round_ns)
+                record = replace(record, ts_recv_ns=stamp)
+                if packable and type(record) is OptionContract:
+                    out.extend(packer.add(names[i], record, 0.0))
+                else:
+                    out.extend(packer.before(record, 0.0))
+                    out.append((names[i], record))
+            out.extend(packer.drain())
+            for topic, record in out:
+                await send(topic, record.underlying.encode(), encode_record(record))
+            records += len(out)
+            sent = due
+            previous_ns = round_ns
             rounds += 1
             await asyncio.sleep(0.001)
         send_seconds = clock() - start
@@ -504,6 +590,8 @@ async def _pace(
         await producer.stop()
     return {
         "sent": sent,
+        "records": records,
+        "packs": packer.packs_sent,
         "send_seconds": send_seconds,
         "achieved_rate": sent / send_seconds,
         "max_backlog_records": max_backlog,
@@ -547,19 +635,20 @@ async def latency_run(
     args: argparse.Namespace,
     bootstrap: str,
     redis_url: str,
-    items: list[Item],
+    raw: list[RawItem],
     pids: dict[str, int | None],
     rate: float,
     seconds: float,
 ) -> dict[str, Any]:
     topics = new_topics(f"lat{round(rate)}")
     await ensure_topics(bootstrap, topics.all(), partitions=3)
-    # Seed: the book summary (it carries an index tick) and the tickers up to the first
+    # Seed: the book summary (it carries an index tick) and the tickers up to the second
     # price-index tick, so the book is full and an evaluation has run (numba compiled).
-    index_positions = [i for i, (_, record) in enumerate(items) if is_index(record)]
-    cut = index_positions[1] + 1 if len(index_positions) > 1 else len(items) // 20
-    seed = items[:cut]
-    paced = items[cut : cut + int(rate * seconds)]
+    index_positions = [i for i, (_, record, _) in enumerate(raw) if is_index(record)]
+    cut = index_positions[1] + 1 if len(index_positions) > 1 else len(raw) // 20
+    seed = pack_items(raw[:cut], TickPacker(pack_config(args)))
+    paced = raw[cut : cut + int(rate * seconds)]
+    seed_contracts = [record for _, record in seed if type(record) is OptionContract]
     await produce(bootstrap, topics, seed)
 
     samples: list[int] = []
@@ -577,12 +666,17 @@ async def latency_run(
         for item in batch:
             fetched_ns = fetched.pop((item.tp, item.offset), None)
             record = item.record
-            if record is not None and record.ts_recv_ns > marker_ns:
-                samples.append(now - record.ts_recv_ns)
-                sent_at.append(record.ts_recv_ns)
-                if fetched_ns is not None:
-                    engine_side.append(now - fetched_ns)
-                    to_engine.append(fetched_ns - record.ts_recv_ns)
+            if record is None or record.ts_recv_ns <= marker_ns:
+                continue
+            if type(record) is OptionTicks:  # one sample per tick, from its own stamp
+                recv = record.recv_ns[record.recv_ns > marker_ns].tolist()
+            else:
+                recv = [record.ts_recv_ns]
+            samples.extend(now - r for r in recv)
+            sent_at.extend(recv)
+            if fetched_ns is not None:
+                engine_side.extend([now - fetched_ns] * len(recv))
+                to_engine.extend(fetched_ns - r for r in recv)
 
     runtime = BenchRuntime(
         engine_config(args, bootstrap, redis_url, topics, "latency"), on_batch, track_fetch=True
@@ -598,12 +692,20 @@ async def latency_run(
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         path = os.path.join(tmp, "paced.pickle")
         with open(path, "wb") as f:
-            pickle.dump(paced, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((paced, seed_contracts), f, protocol=pickle.HIGHEST_PROTOCOL)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         child = ctx.Process(
             target=paced_producer_main,
-            args=(bootstrap, topics.prefix, path, rate, args.linger_ms, args.stamp, queue),
+            args=(
+                bootstrap,
+                topics.prefix,
+                path,
+                rate,
+                args.linger_ms,
+                args.pack_max_ticks,
+                queue,
+            ),
             name="bench-paced-producer",
         )
         child.start()
@@ -661,14 +763,16 @@ async def latency_run(
     by_second = [round(float(np.percentile(lat[second == s], 99)), 2) for s in np.unique(second)]
     return {
         "seed_records": len(seed),
-        "records": len(paced),
+        "ticks": len(paced),  # ticker updates (and the few other records) paced
+        "kafka_records": sent["records"],  # what they became: packs and whole records
+        "packs": sent["packs"],
         "target_rate": rate,
         "achieved_send_rate": sent["achieved_rate"],
         "send_seconds": sent["send_seconds"],
         "producer_max_backlog_records": sent["max_backlog_records"],
         "producer_kafka_batches": sent["kafka_batches"],
         "engine_batches": batches,
-        "records_per_batch": len(paced) / max(batches, 1),
+        "kafka_records_per_batch": sent["records"] / max(batches, 1),
         "evaluations": evaluations,
         "events": events,
         "p50_ms": float(np.percentile(lat, 50)),
@@ -695,7 +799,7 @@ async def latency_run(
         # CPU seconds per process while pacing (window: first send → last on_batch).
         "window_seconds": window,
         "cpu_seconds": {k: None if v is None else round(v, 2) for k, v in cpu.items()},
-        "stamp": args.stamp,
+        "stamp": "per tick: its scheduled arrival, not before the previous round",
     }
 
 
@@ -712,9 +816,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ticker_interval_s=args.ticker_interval,
     )
     t = time.perf_counter()
-    items = await build_records(session)
+    raw = await build_raw(session)
+    items = pack_items(raw, TickPacker(pack_config(args)))
     generate_s = time.perf_counter() - t
     total = len(items)
+    ticks = sum(option_ticks(record) for _, record in items)
     mix = record_mix(items)
     index_ticks = sum(1 for _, record in items if is_index(record))
 
@@ -730,14 +836,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             decode_runs.append(await decode_only(args, bootstrap, topics, total))
             engine_runs.append(
                 await engine_throughput(
-                    args, bootstrap, f"{base}/{1 + r % 8}", topics, f"r{r}", total
+                    args, bootstrap, f"{base}/{1 + r % 8}", topics, f"r{r}", total, ticks
                 )
             )
 
         profile_text = None
         if args.profile:
             profile = cProfile.Profile()
-            await engine_throughput(args, bootstrap, f"{base}/9", topics, "profile", total, profile)
+            await engine_throughput(
+                args, bootstrap, f"{base}/9", topics, "profile", total, ticks, profile
+            )
             stream = io.StringIO()
             stats = pstats.Stats(profile, stream=stream)
             stats.sort_stats("tottime").print_stats(25)
@@ -748,10 +856,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         low = None
         if args.low_rate > 0:  # below saturation: the pipeline's latency floor
             low = await latency_run(
-                args, bootstrap, f"{base}/11", items, pids, args.low_rate, args.low_rate_seconds
+                args, bootstrap, f"{base}/11", raw, pids, args.low_rate, args.low_rate_seconds
             )
         latency = await latency_run(
-            args, bootstrap, f"{base}/10", items, pids, args.rate, args.latency_seconds
+            args, bootstrap, f"{base}/10", raw, pids, args.rate, args.latency_seconds
         )
 
     engine = sorted(engine_runs, key=lambda x: x["ticks_per_s"])[len(engine_runs) // 2]
@@ -763,8 +871,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_vs_decode_only": ticks_per_s / decode_per_s,
         "p50_ms_at_30k": latency["p50_ms"],
         "p99_ms_at_30k": latency["p99_ms"],
+        "records_per_s": statistics.median(x["records_per_s"] for x in engine_runs),
+        "decode_only_records_per_s": statistics.median(x["records_per_s"] for x in decode_runs),
         "throughput": {
-            "ticks": total,
+            "ticks": ticks,
+            "records": total,
+            "ticks_per_pack": mix.get("OptionTicks") and ticks_in_packs(items) / mix["OptionTicks"],
             "seconds": engine["seconds"],
             "batches": engine["batches"],
             "records_per_batch": total / max(engine["batches"], 1),
@@ -786,7 +898,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "session_seconds": args.session_seconds,
             "ticker_interval_s": args.ticker_interval,
             "seed": args.seed,
-            "ticks": total,
+            "ticks": ticks,
+            "records": total,
+            "raw_records": len(raw),
+            "pack_max_ticks": args.pack_max_ticks,
+            "pack_wait_ms": args.pack_wait_ms,
             "index_ticks": index_ticks,
             "record_mix": mix,
             "partitions": 3,
@@ -794,7 +910,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "fetch_max_wait_ms": args.fetch_max_wait_ms,
             "poll_timeout_ms": args.poll_timeout_ms,
             "paced_producer_linger_ms": args.linger_ms,
-            "paced_producer_stamp": args.stamp,
             "latency_rate": args.rate,
             "latency_seconds": args.latency_seconds,
             "rounds": args.rounds,
@@ -850,8 +965,9 @@ def summary(out: dict[str, Any]) -> str:
     thr, lat, cfg = out["throughput"], out["latency"], out["config"]
     met = out["targets_met"]
     lines = [
-        f"pipeline benchmark: {cfg['instruments']} instruments, {cfg['ticks']:,} ticks "
-        f"({cfg['index_ticks']} index ticks), {out['machine']['cpu_count']} CPUs, "
+        f"pipeline benchmark: {cfg['instruments']} instruments, {cfg['ticks']:,} option ticks "
+        f"in {cfg['records']:,} records ({cfg['index_ticks']} index ticks), "
+        f"{out['machine']['cpu_count']} CPUs, "
         f"Python {out['machine']['python']}",
         f"  throughput      {out['ticks_per_s']:>10,.0f} ticks/s  "
         f"(target >= {TARGET_TICKS_PER_S:,}: {'met' if met['ticks_per_s'] else 'MISSED'})",
@@ -872,7 +988,7 @@ def summary(out: dict[str, Any]) -> str:
         f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.1f} ms "
         f"(target p99 <= {TARGET_P99_MS} ms: {'met' if met['p99_ms_at_30k'] else 'MISSED'})",
         f"  engine part     p50 {lat['engine_p50_ms']:.2f} ms, p99 {lat['engine_p99_ms']:.2f} ms"
-        f" ({lat['engine_batches']} batches, {lat['records_per_batch']:.0f} records/batch)",
+        f" ({lat['engine_batches']} batches, {lat['kafka_records_per_batch']:.1f} records/batch)",
     ]
     low = out.get("latency_low_rate")
     if low:
@@ -905,11 +1021,9 @@ def main() -> int:
     )
     parser.add_argument("--low-rate-seconds", type=float, default=5.0)
     parser.add_argument("--linger-ms", type=float, default=1.0, help="paced producer linger")
+    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
     parser.add_argument(
-        "--stamp",
-        choices=("splice", "replace"),
-        default="splice",
-        help="how the paced producer stamps ts_recv_ns (same bytes; splice costs less CPU)",
+        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile run, top to stderr")
     args = parser.parse_args()
