@@ -5,27 +5,33 @@
 Starts its own embedded Tansu broker and Redis. The data is a seeded simulated Deribit
 session (``connectors.simulator``: 2,000 BTC options, every option ticking ~10 times a
 second, the index once a second), normalised by the live parse path (``IngestStage`` +
-``DeribitNormaliser``), so the engine sees the record mix a busy session gives it.
+``DeribitNormaliser``) and packed as the Kafka producer packs option tickers
+(``connectors.packing.TickPacker``: up to ``--pack-max-ticks`` ticks of one underlying per
+``OptionTicks`` record, none waiting longer than ``--pack-wait-ms``, on the simulated
+receive clock), so the engine sees the record mix a busy session gives it. A "tick" is one
+option ticker update, packed or sent whole; rates are in ticks, records are reported too.
 
 1. Throughput. Every record is produced into fresh topics first (not timed). Then an
-   ``EngineRuntime`` with its real configuration (Redis publishing, one commit per batch)
-   runs from partition assignment until ``caught_up``: ``ticks_per_s`` = records / seconds.
+   ``EngineRuntime`` with its real configuration (Redis publishing, offset commits) runs
+   from partition assignment until ``caught_up``: ``ticks_per_s`` = option ticks / seconds.
    Broker start and group join are outside that window; fetch, decode, merge, apply,
    evaluate, publish and commit are inside. The naive baseline in the same run is a plain
    ``AIOKafkaConsumer`` over the same topics (manual assignment, from the beginning) doing
-   ``getmany`` + ``decode_record`` only, timed from assignment until it has decoded every
-   record (``decode_only_ticks_per_s``).
+   ``getmany`` + ``decode_record`` only (packs decoded to arrays), timed from assignment
+   until it has decoded every record (``decode_only_ticks_per_s``).
 2. Latency at 30,000 ticks/s (and, below saturation, at 10,000 ticks/s). A fresh engine
    (own topics, group, Redis db) first catches up on the start of the session (the book
-   summary and the tickers up to the first price-index tick). Then another process paces
-   the rest of the session into the broker at the target rate in ~1 ms rounds (producer
-   ``linger_ms`` 1), stamping each record's ``ts_recv_ns`` with the wall clock as it hands
-   the record to the producer. In ``on_batch`` (called once the batch's events are in Redis
-   and its offsets committed) every released record gives one sample: now − ``ts_recv_ns``.
-   The samples are also split at the engine's ``getmany``: ``to_engine_*`` (linger,
-   produce, broker, fetch) and ``engine_*`` (the engine's own part, merge hold included).
-   Engine knobs that matter: ``fetch_max_wait_ms`` and ``poll_timeout_ms`` (engine defaults
-   here; ``fetch_max_wait_ms=1`` makes Tansu stop serving a partition, see the README).
+   summary and the tickers up to the second price-index tick). Then another process paces
+   the rest of the session into the broker at the target rate in ~1 ms rounds: each tick
+   is stamped (``ts_recv_ns``) with its scheduled arrival time, packed as the producer's
+   packer packs it, and every round's packs are sent at the end of the round (the flush at
+   the end of a read), producer ``linger_ms`` 0 by default (the packs are the batching).
+   In ``on_batch`` (called once the batch's events are in Redis) every tick gives one
+   sample: now − its own ``ts_recv_ns``. The samples are also split at the engine's
+   ``getmany``: ``to_engine_*`` (packing wait, produce, broker, fetch) and ``engine_*`` (the
+   engine's own part, merge hold included). Engine knobs that matter: ``fetch_max_wait_ms``
+   and ``poll_timeout_ms`` (engine defaults here; ``fetch_max_wait_ms=1`` makes Tansu stop
+   serving a partition, see the README).
 
 The engine runs unmodified; the benchmark wraps a few of its methods (one clock read per
 call, per batch or per chunk, not per record) for a time breakdown per stage.
@@ -43,6 +49,7 @@ import cProfile
 import io
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -514,6 +521,123 @@ def paced_producer_main(
         raise
 
 
+class PacedTicks:
+    """The paced records as columns, packed per round without an object per tick.
+
+    Which record is a packed tick and which goes out whole is decided once, by the
+    producer's :class:`TickPacker` itself (seeded with the instruments the seed announced).
+    A round's ticks are then cut into packs from array slices: consecutive ticks of one
+    underlying, at most ``max_ticks`` each, cut at every other record (the packer flushes
+    an underlying's pack before any other record of it; cutting at every record is the same
+    for one underlying). :meth:`round` gives what a TickPacker drained at the end of the
+    round would send, byte for byte (checked at start-up: :meth:`check`).
+    """
+
+    def __init__(
+        self,
+        paced: list[RawItem],
+        seed_contracts: list[OptionContract],
+        names: list[str],
+        max_ticks: int,
+    ) -> None:
+        self.paced, self.names, self.max_ticks = paced, names, max_ticks
+        self.seed_contracts = seed_contracts
+        packer = self.packer()
+        n = len(paced)
+        is_tick = np.zeros(n, dtype=bool)
+        for i, (_, record, packable) in enumerate(paced):
+            if packable and type(record) is OptionContract:
+                out = packer.add(names[i], record, 0.0)
+                is_tick[i] = not any(r is record for _, r in out)
+            else:
+                packer.before(record, 0.0)
+            if packer.pending > 100_000:
+                packer.drain()
+        self.is_tick = is_tick
+        ticks = [record if is_tick[i] else None for i, (_, record, _) in enumerate(paced)]
+        nan = math.nan
+
+        def column(get: Callable[[OptionContract], Any], dtype: Any, missing: Any) -> np.ndarray:
+            return np.array([missing if c is None else get(c) for c in ticks], dtype=dtype)
+
+        self.instrument = [c.instrument if c is not None else "" for c in ticks]
+        self.iv = column(lambda c: nan if c.iv is None else c.iv, np.float64, nan)
+        self.open_interest = column(lambda c: c.open_interest, np.float64, nan)
+        self.forward = column(lambda c: c.underlying_price, np.float64, nan)
+        self.index = column(lambda c: nan if c.index_price is None else c.index_price, float, nan)
+        self.gamma = column(lambda c: nan if c.gamma is None else c.gamma, np.float64, nan)
+        self.event_ns = column(lambda c: c.ts_event_ns, np.int64, 0)
+        # run_end[i]: where the run of ticks of one underlying that holds i ends
+        underlying = [record.underlying for _, record, _ in paced]
+        run_end = np.empty(n, dtype=np.int64)
+        end = n
+        for i in range(n - 1, -1, -1):
+            if not is_tick[i]:
+                end = i  # the ticks before it end here
+            elif i + 1 < n and underlying[i + 1] != underlying[i]:
+                end = i + 1
+            run_end[i] = end
+        self.run_end = run_end
+
+    def packer(self) -> TickPacker:
+        packer = TickPacker(PackConfig(max_ticks=self.max_ticks, max_wait_s=1e9, keyframe_s=1e9))
+        for contract in self.seed_contracts:
+            packer.before(contract, 0.0)
+        return packer
+
+    def round(self, start: int, stop: int, stamps: np.ndarray) -> list[tuple[str, bytes, bytes]]:
+        """(topic, key, value) of records ``start``…``stop - 1``, stamped ``stamps``."""
+        out = []
+        i = start
+        while i < stop:
+            _, record, _ = self.paced[i]
+            if not self.is_tick[i]:
+                stamped = replace(record, ts_recv_ns=int(stamps[i - start]))
+                out.append((self.names[i], record.underlying.encode(), encode_record(stamped)))
+                i += 1
+                continue
+            j = min(int(self.run_end[i]), stop, i + self.max_ticks)
+            recv = stamps[i - start : j - start]
+            event = self.event_ns[i:j]
+            pack = OptionTicks(
+                record.venue,
+                record.underlying,
+                self.instrument[i:j],
+                self.iv[i:j],
+                self.open_interest[i:j],
+                self.forward[i:j],
+                self.index[i:j],
+                self.gamma[i:j],
+                event,
+                recv,
+                int(event.max()),
+                int(recv.max()),
+            )
+            out.append((self.names[i], record.underlying.encode(), encode_record(pack)))
+            i = j
+        return out
+
+    def check(self, rounds: int = 60, size: int = 37) -> None:
+        """The fast path against the TickPacker over the first rounds (same bytes)."""
+        packer = self.packer()
+        for r in range(min(rounds, len(self.paced) // size)):
+            a, b = r * size, (r + 1) * size
+            stamps = np.arange(a, b, dtype=np.int64) + 1_700_000_000_000_000_000
+            expected: list[tuple[str, Record]] = []
+            for i in range(a, b):
+                _, record, packable = self.paced[i]
+                record = replace(record, ts_recv_ns=int(stamps[i - a]))
+                if packable and type(record) is OptionContract:
+                    expected.extend(packer.add(self.names[i], record, 0.0))
+                else:
+                    expected.extend(packer.before(record, 0.0))
+                    expected.append((self.names[i], record))
+            expected.extend(packer.drain())
+            want = [(t, r.underlying.encode(), encode_record(r)) for t, r in expected]
+            if self.round(a, b, stamps) != want:
+                raise AssertionError(f"paced packs differ from the TickPacker's in round {r}")
+
+
 async def _pace(
     bootstrap: str,
     prefix: str,
@@ -528,18 +652,17 @@ async def _pace(
     Record ``i`` of the schedule arrives at ``start + i / rate``. Each round takes the
     records that have arrived since the previous round and stamps each one's ``ts_recv_ns``
     with its arrival time (never before the previous round: a generator running late
-    cannot have received anything earlier than it looked). They go through the producer's
-    :class:`TickPacker` (the seed's full contracts announced the instruments) and every
-    pack is flushed at the end of the round, the way a connector flushes at the end of a
-    read: a tick waits for the rest of its round, at most ~1 ms when the generator keeps up.
+    cannot have received anything earlier than it looked). They are packed as the
+    producer's :class:`TickPacker` packs them (see :class:`PacedTicks`) and every pack is
+    flushed at the end of the round, the way a connector flushes at the end of a read: a
+    tick waits for the rest of its round, at most ~1 ms when the generator keeps up.
     """
     with open(path, "rb") as f:
         paced, seed_contracts = pickle.load(f)
     topics = Topics(prefix)
-    packer = TickPacker(PackConfig(max_ticks=pack_max_ticks, max_wait_s=1e9, keyframe_s=1e9))
-    for contract in seed_contracts:
-        packer.before(contract, 0.0)
     names = [getattr(topics, attr) for attr, _, _ in paced]
+    columns = PacedTicks(paced, seed_contracts, names, pack_max_ticks)
+    columns.check()
     config = ProducerConfig(
         bootstrap, client_id="bench-paced", enable_idempotence=False, linger_ms=linger_ms
     )
@@ -556,6 +679,7 @@ async def _pace(
         max_backlog = 0
         rounds = 0
         records = 0
+        packs = 0
         queue.put({"started": True})
         cpu0 = time.process_time()
         start = clock()
@@ -564,20 +688,12 @@ async def _pace(
             due = min(n, int((clock() - start) * rate) + 1)
             max_backlog = max(max_backlog, due - sent)
             round_ns = now_ns()
-            out: list[tuple[str, Record]] = []
-            for i in range(sent, due):
-                _, record, packable = paced[i]
-                stamp = min(max(start_ns + int(i * step_ns), previous_ns), round_ns)
-                record = replace(record, ts_recv_ns=stamp)
-                if packable and type(record) is OptionContract:
-                    out.extend(packer.add(names[i], record, 0.0))
-                else:
-                    out.extend(packer.before(record, 0.0))
-                    out.append((names[i], record))
-            out.extend(packer.drain())
-            for topic, record in out:
-                await send(topic, record.underlying.encode(), encode_record(record))
-            records += len(out)
+            arrival = start_ns + (np.arange(sent, due) * step_ns).astype(np.int64)
+            stamps = np.clip(arrival, previous_ns, round_ns)
+            for topic, key, value in columns.round(sent, due, stamps):
+                await send(topic, key, value)
+                records += 1
+            packs += int(columns.is_tick[sent:due].any())
             sent = due
             previous_ns = round_ns
             rounds += 1
@@ -591,7 +707,7 @@ async def _pace(
     return {
         "sent": sent,
         "records": records,
-        "packs": packer.packs_sent,
+        "rounds_with_ticks": packs,
         "send_seconds": send_seconds,
         "achieved_rate": sent / send_seconds,
         "max_backlog_records": max_backlog,
@@ -765,7 +881,7 @@ async def latency_run(
         "seed_records": len(seed),
         "ticks": len(paced),  # ticker updates (and the few other records) paced
         "kafka_records": sent["records"],  # what they became: packs and whole records
-        "packs": sent["packs"],
+        "rounds_with_ticks": sent["rounds_with_ticks"],
         "target_rate": rate,
         "achieved_send_rate": sent["achieved_rate"],
         "send_seconds": sent["send_seconds"],
@@ -1020,7 +1136,9 @@ def main() -> int:
         "--low-rate", type=float, default=10_000, help="a second latency point (0: none)"
     )
     parser.add_argument("--low-rate-seconds", type=float, default=5.0)
-    parser.add_argument("--linger-ms", type=float, default=1.0, help="paced producer linger")
+    parser.add_argument(
+        "--linger-ms", type=float, default=0.0, help="paced producer linger (packs: 0)"
+    )
     parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
     parser.add_argument(
         "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
