@@ -349,3 +349,38 @@ def test_ticks_of_unknown_instruments_and_underlyings_are_skipped_and_counted():
     other = OptionTicks.from_contracts([contract(100, underlying="XYZ")])
     feeder.apply([other])
     assert "XYZ" not in feeder.books and feeder.ticks_without_book == 1
+
+
+def test_a_taker_trade_requotes_the_stored_quote_with_the_new_dealer_position():
+    """Under the flow model a trade re-applies the contract's last quote (packed or not)
+    with the moved inventory: the same book as upserting that last quote again."""
+    config = LevelsConfig(model="flow")
+    quote = contract(100, 1, "C", iv=0.5, oi=20.0)
+    later = replace(quote, iv=0.62, open_interest=25.0, underlying_price=101.0, ts_event_ns=T0 + 5)
+    trade = OptionTrade(
+        "deribit",
+        "TST",
+        quote.instrument,
+        "t1",
+        "buy",
+        4.0,
+        0.01,
+        "BTC",
+        0.6,
+        100.0,
+        T0 + 6,
+        T0 + 6,
+    )
+    fed = BookFeeder(config)
+    fed.apply([quote, OptionTicks.from_contracts([later]), trade])
+    book = fed.books["TST"]
+    assert book.flow.positions[quote.instrument] == 20.0 - 4.0  # prior at first sight, a taker buy
+
+    reference = BookFeeder(config)
+    reference.apply([quote, later])
+    ref_book = reference.books["TST"]
+    ref_book.flow.apply_trade(quote.instrument, "buy", 4.0)
+    ref_book.upsert([later])  # what the feeder did before quotes could arrive packed
+    np.testing.assert_array_equal(book.profile, ref_book.profile)
+    np.testing.assert_array_equal(book.slot_f, ref_book.slot_f)
+    assert fed.apply([trade]) is None and book.flow.trades_applied == 1  # a duplicate: no-op
