@@ -41,9 +41,11 @@ from engine.logs import get_logger
 from engine.merge import EventTimeMerge, InputItem
 from engine.publisher import PendingWrite, RedisPublisher, position_field
 from engine.task import PartitionTask, TaskConfig, TaskOutput
+from schemas.contracts import OptionContract
 from schemas.events import encode_event
 from schemas.levels import encode_levels
 from schemas.records import decode_record, encode_record
+from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 log = get_logger("engine")
@@ -109,6 +111,7 @@ class EngineReport:
     """Counters of one engine run."""
 
     records: int = 0  # market-data records consumed
+    option_ticks: int = 0  # option updates among them: a pack's ticks, a whole contract
     dead_letters: int = 0
     evaluations: int = 0
     events: Counter[str] = field(default_factory=Counter)  # by type, new ones only
@@ -121,6 +124,7 @@ class EngineReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
+            "option_ticks": self.option_ticks,
             "dead_letters": self.dead_letters,
             "evaluations": self.evaluations,
             "events": dict(self.events),
@@ -263,15 +267,22 @@ class EngineRuntime:
     ) -> list[InputItem]:
         items = []
         last_ts = self._last_ts.get(tp, 0)
+        ticks = 0
         for message in messages:
             try:
                 record = decode_record(message.value)
                 last_ts = record.ts_event_ns
+                kind = type(record)
+                if kind is OptionTicks:
+                    ticks += len(record)
+                elif kind is OptionContract:
+                    ticks += 1
             except Exception as exc:  # any failure to decode is bad input, never a crash
                 record = None
                 dead.append((message, f"undecodable record: {_one_line(exc)}"))
             items.append(InputItem(tp, message.offset, last_ts, record))
         self._last_ts[tp] = last_ts
+        self.report.option_ticks += ticks
         return items
 
     def _caught_up(self, tp: TopicPartition) -> bool:

@@ -144,6 +144,9 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     events = [event for _, event in await stream(redis_url)]
     assert len({e.id for e in events}) == len(events) == sum(report.events.values())
     assert report.dead_letters == 3 and report.events_replayed == 0
+    # Every option ticker reached the engine, most of them packed (+ the malformed one).
+    contracts = sum(type(r).__name__ == "OptionContract" for r in normalised)
+    assert report.option_ticks == contracts + 1 and report.records < contracts // 10
     top = [(e.type, e.direction) for e in events if e.bucket == "all"]
     # The simulator's index sells off through zero gamma, then through the put wall.
     assert [c.level for c in summary.crossings] == ["zero_gamma", "put_wall"]

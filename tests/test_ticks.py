@@ -143,6 +143,7 @@ def test_an_undecodable_pack_goes_to_the_dead_letters_not_the_books():
     dead: list = []
     items = runtime._decode(tp, messages, dead)
     assert type(items[0].record) is OptionTicks and items[1].record is None
+    assert runtime.report.option_ticks == 1
     assert items[1].ts == items[0].ts == T0  # the undecodable one takes its predecessor's time
     assert [(m.offset, reason) for m, reason in dead] == [
         (1, "undecodable record: ValueError: option ticks: column iv must be packed as {'f8': …}")
