@@ -110,7 +110,8 @@ class EngineConfig:
 class EngineReport:
     """Counters of one engine run."""
 
-    records: int = 0  # market-data records consumed
+    records: int = 0  # market-data records consumed (a pack of ticks is one record)
+    updates: int = 0  # normalised updates they carry (a pack counts its ticks)
     option_ticks: int = 0  # option updates among them: a pack's ticks, a whole contract
     dead_letters: int = 0
     evaluations: int = 0
@@ -124,6 +125,7 @@ class EngineReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
+            "updates": self.updates,
             "option_ticks": self.option_ticks,
             "dead_letters": self.dead_letters,
             "evaluations": self.evaluations,
@@ -267,7 +269,7 @@ class EngineRuntime:
     ) -> list[InputItem]:
         items = []
         last_ts = self._last_ts.get(tp, 0)
-        ticks = 0
+        ticks = updates = 0
         for message in messages:
             try:
                 record = decode_record(message.value)
@@ -275,14 +277,18 @@ class EngineRuntime:
                 kind = type(record)
                 if kind is OptionTicks:
                     ticks += len(record)
-                elif kind is OptionContract:
-                    ticks += 1
+                    updates += len(record)
+                else:
+                    updates += 1
+                    if kind is OptionContract:
+                        ticks += 1
             except Exception as exc:  # any failure to decode is bad input, never a crash
                 record = None
                 dead.append((message, f"undecodable record: {_one_line(exc)}"))
             items.append(InputItem(tp, message.offset, last_ts, record))
         self._last_ts[tp] = last_ts
         self.report.option_ticks += ticks
+        self.report.updates += updates
         return items
 
     def _caught_up(self, tp: TopicPartition) -> bool:

@@ -21,7 +21,9 @@ def test_demo_runs_the_pipeline_and_shows_a_flip_and_a_wall_break(
     summary = orjson.loads(captured.out)
     assert summary["kafka"] == "embedded" and summary["redis"] == "embedded"
     assert summary["session"]["messages"] == 37_392
-    assert summary["ingest"]["records"] == summary["engine"]["records"] == 37_982
+    # Option tickers travel packed: fewer Kafka records, the same updates.
+    assert summary["ingest"]["records"] == summary["engine"]["updates"] == 37_982
+    assert summary["engine"]["records"] < 37_982
     by_type = summary["events_by_type"]
     assert by_type["flip_cross"] >= 1 and by_type["put_wall_break"] >= 1
     assert summary["events_received"] == sum(summary["engine"]["events"].values())

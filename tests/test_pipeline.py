@@ -276,8 +276,8 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothi
     reference = [e.id for _, e in await stream(reference_url)]
 
     config = tmp_path / "engine.toml"
-    config.write_text(
-        "max_records = 300\nsession_timeout_ms = 2000\nheartbeat_interval_ms = 500\n"
+    config.write_text(  # small batches, so that the kill lands mid-stream (ticks are packed)
+        "max_records = 10\nsession_timeout_ms = 2000\nheartbeat_interval_ms = 500\n"
         "[detector]\nband_bps = 10.0\n"
     )
     client = Redis.from_url(redis_url)

@@ -90,20 +90,23 @@ class ProducerConfig:
     embedded Tansu broker, which has no InitProducerId (``start()`` then fails).
     ``max_in_flight_batches`` bounds batches sent and not yet acknowledged (backpressure).
     ``pack_max_ticks`` > 0 packs option tickers (``send_tick``) up to that many per record,
-    each tick waiting at most ``pack_wait_ms``; 0 sends every ticker as its own record.
+    each tick waiting at most ``pack_wait_ms``; 0 sends every ticker as its own record. Packing
+    is on by default: one Kafka record and one decode per tick cost more than everything else
+    the engine does with a tick (see benchmarks/README.md). ``linger_ms`` is short because
+    the packs already batch the ticks.
     """
 
     bootstrap: str
     client_id: str = "regime-engine"
     acks: str | int = "all"
     enable_idempotence: bool = True
-    linger_ms: float = 5.0
+    linger_ms: float = 1.0
     max_batch_bytes: int = 256 * 1024
     max_in_flight_batches: int = 16
     compression: str | None = None
     request_timeout_ms: int = 30_000
     max_request_bytes: int = 1024 * 1024
-    pack_max_ticks: int = 0
+    pack_max_ticks: int = 256
     pack_wait_ms: float = 1.0
     pack_keyframe_s: float = 600.0  # a packed instrument's terms are re-sent this often
 
