@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from websockets.exceptions import ConnectionClosed
+
 
 @dataclass(slots=True)
 class Backoff:
@@ -110,6 +112,15 @@ class Services:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def describe_disconnect(exc: BaseException | None) -> str:
+    """One line on why a venue connection ended (stale feed, closed socket, other error)."""
+    if isinstance(exc, StaleFeed):
+        return f"stale feed: {exc}"
+    if isinstance(exc, ConnectionClosed):
+        return f"connection closed: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:

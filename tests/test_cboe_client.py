@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import shutil
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from connectors.http_poller import HttpPollerConfig
 from connectors.ingest import IngestStage, MemorySink, replay_capture
 from schemas.chain import ChainDelta
 from schemas.topics import Topics
-from tests.fakes.http_chain import FakeHttpChain, Reply
+from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 
 DATA = Path(__file__).parent / "data"
 TOPICS = Topics()
@@ -281,36 +280,6 @@ EXPECTED = [
 
 
 # ---------------------------------------------------------------------------- polling
-
-
-class FakeTime:
-    """Monotonic clock that advances only by the poller's sleeps; sleeps return at once.
-
-    After ``budget`` sleeps the next one blocks, so the test knows every reply before it
-    has been handled.
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.budget = budget
-        self.exhausted = asyncio.Event()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        if len(self.sleeps) > self.budget:
-            self.exhausted.set()
-            await asyncio.Event().wait()
-        self.now += delay
-        await asyncio.sleep(0)
-
-
-class HalfRandom(random.Random):
-    def random(self) -> float:
-        return 0.5
 
 
 @pytest_asyncio.fixture

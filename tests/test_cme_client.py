@@ -25,8 +25,7 @@ from connectors.sources import SourceError, parse_source
 from connectors.venues import StagePerVenue
 from schemas.records import encode_record
 from schemas.topics import Topics
-from tests.fakes.http_chain import FakeHttpChain, Reply
-from tests.test_cboe_client import FakeTime, HalfRandom
+from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 from tests.test_cme_parse import ES_FUTURES, RECV, document, es_quarterly_rows, ew3_rows, row
 
 TOPICS = Topics()

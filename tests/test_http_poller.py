@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -23,7 +22,7 @@ from connectors.http_poller import (
 )
 from connectors.ingest import IngestStage, MemorySink
 from schemas.topics import Topics
-from tests.fakes.http_chain import FakeHttpChain, Reply
+from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 
 BODY_A = orjson.dumps({"timestamp": "2025-03-14 14:45:03", "data": {"options": ["a"] * 40}})
 BODY_B = orjson.dumps({"timestamp": "2025-03-14 14:45:18", "data": {"options": ["b"] * 40}})
@@ -44,41 +43,6 @@ class RecordingNormaliser:
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"not valid JSON: {exc}") from None
         return []
-
-
-class FakeTime:
-    """A monotonic clock that moves only when the poller sleeps; sleeps return at once.
-
-    After ``budget`` sleeps the next one blocks (until the poller is stopped), so a test
-    knows the poller has handled exactly the replies before it.
-    """
-
-    def __init__(self, budget: int, on_sleep=None) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.budget = budget
-        self.exhausted = asyncio.Event()
-        self.on_sleep = on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        if self.on_sleep is not None:
-            self.on_sleep()
-        if len(self.sleeps) > self.budget:
-            self.exhausted.set()
-            await asyncio.Event().wait()
-        self.now += delay
-        await asyncio.sleep(0)
-
-
-class HalfRandom(random.Random):
-    """Backoff jitter that always draws the middle: delays are exactly half the ceiling."""
-
-    def random(self) -> float:
-        return 0.5
 
 
 @pytest_asyncio.fixture

@@ -21,12 +21,17 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from connectors.deribit.normaliser import rpc_error
 from connectors.deribit.parse import is_option_name
 from connectors.ingest import IngestStage, decode_json
-from connectors.lifecycle import Backoff, StaleFeed, Watchdog, cancel_and_wait
+from connectors.lifecycle import (
+    Backoff,
+    Watchdog,
+    cancel_and_wait,
+    describe_disconnect,
+)
 from engine.logs import get_logger
 from schemas.config import check_known_keys
 from schemas.records import InstrumentState
@@ -146,19 +151,11 @@ class DeribitClient:
                 return "rate limited (10028 too_many_requests)"
             for task in (worker, reader, watchdog):
                 if task in done and task.exception() is not None:
-                    return self._describe(task.exception())
+                    return describe_disconnect(task.exception())
             return "connection closed"
         finally:
             for task in tasks:
                 await cancel_and_wait(task)
-
-    @staticmethod
-    def _describe(exc: BaseException) -> str:
-        if isinstance(exc, StaleFeed):
-            return f"stale feed: {exc}"
-        if isinstance(exc, ConnectionClosed):
-            return f"connection closed: {exc}"
-        return f"{type(exc).__name__}: {exc}"
 
     # ------------------------------------------------------------ reading
 

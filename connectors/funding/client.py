@@ -21,12 +21,17 @@ from typing import Any
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
 from connectors.funding.normalise import IntervalFallback
 from connectors.ingest import IngestStage, decode_json
-from connectors.lifecycle import Backoff, StaleFeed, Watchdog, cancel_and_wait
+from connectors.lifecycle import (
+    Backoff,
+    Watchdog,
+    cancel_and_wait,
+    describe_disconnect,
+)
 from engine.logs import get_logger
 from schemas.config import check_known_keys
 
@@ -243,19 +248,11 @@ class FundingClient:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if task.exception() is not None:
-                    return self._describe(task.exception())
+                    return describe_disconnect(task.exception())
             return "connection closed"
         finally:
             for task in tasks:
                 await cancel_and_wait(task)
-
-    @staticmethod
-    def _describe(exc: BaseException | None) -> str:
-        if isinstance(exc, StaleFeed):
-            return f"stale feed: {exc}"
-        if isinstance(exc, ConnectionClosed):
-            return f"connection closed: {exc}"
-        return f"{type(exc).__name__}: {exc}"
 
     # ------------------------------------------------------------ socket
 

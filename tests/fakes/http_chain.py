@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -133,3 +135,39 @@ class FakeHttpChain:
             await response.write(reply.body[start : start + 4096])
         await response.write_eof()
         return response
+
+
+class FakeTime:
+    """A monotonic clock that moves only when the poller sleeps; sleeps return at once.
+
+    After ``budget`` sleeps the next one blocks (until the poller is stopped), so a test
+    knows the poller has handled exactly the replies before it. ``on_sleep`` runs at each
+    sleep.
+    """
+
+    def __init__(self, budget: int, on_sleep: Callable[[], None] | None = None) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.budget = budget
+        self.exhausted = asyncio.Event()
+        self.on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        if self.on_sleep is not None:
+            self.on_sleep()
+        if len(self.sleeps) > self.budget:
+            self.exhausted.set()
+            await asyncio.Event().wait()
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+class HalfRandom(random.Random):
+    """Backoff jitter that always draws the middle: delays are exactly half the ceiling."""
+
+    def random(self) -> float:
+        return 0.5
