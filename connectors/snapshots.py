@@ -55,6 +55,7 @@ class SnapshotDiff:
     full: bool
     row_bytes: tuple[int, int]  # encoded size bound of a row with / without its terms
     new_rows: np.ndarray  # rows the previous snapshot did not list
+    changed_columns: tuple[str, ...]  # value columns that changed in some known contract
 
 
 @dataclass
@@ -89,11 +90,13 @@ class SnapshotDiffer:
         )
         if previous is None:
             rows = np.arange(len(snapshot), dtype=np.int64)
-            return SnapshotDiff(rows, len(rows), [], full, row_bytes, rows)
+            return SnapshotDiff(rows, len(rows), [], full, row_bytes, rows, VALUE_COLUMNS)
         if same_listing:  # the usual case: the same contracts in the same order
-            changed = ~_same(previous.values, values).all(axis=1)
-            send = np.ones(len(snapshot), dtype=bool) if full else changed
-            return SnapshotDiff(np.flatnonzero(send), 0, [], full, row_bytes, _NO_ROWS)
+            same = _same(previous.values, values)
+            send = np.ones(len(snapshot), dtype=bool) if full else ~same.all(axis=1)
+            return SnapshotDiff(
+                np.flatnonzero(send), 0, [], full, row_bytes, _NO_ROWS, _changed(same)
+            )
         old_rows = np.fromiter(
             (previous.index.get(name, -1) for name in snapshot.instrument),
             dtype=np.int64,
@@ -102,11 +105,14 @@ class SnapshotDiffer:
         is_new = old_rows < 0
         unchanged = np.zeros(len(snapshot), dtype=bool)
         known = ~is_new
-        unchanged[known] = _same(previous.values[old_rows[known]], values[known]).all(axis=1)
+        same = _same(previous.values[old_rows[known]], values[known])
+        unchanged[known] = same.all(axis=1)
         send = np.ones(len(snapshot), dtype=bool) if full else ~unchanged
         removed = [name for name in previous.index if name not in index]
         new_rows = np.flatnonzero(is_new)
-        return SnapshotDiff(np.flatnonzero(send), len(new_rows), removed, full, row_bytes, new_rows)
+        return SnapshotDiff(
+            np.flatnonzero(send), len(new_rows), removed, full, row_bytes, new_rows, _changed(same)
+        )
 
     def frame(self, snapshot: ChainColumns, recv_ns: int) -> list[ChainDelta]:
         """The ChainDelta parts of a snapshot, in order (empty when nothing is new at all)."""
@@ -127,6 +133,12 @@ def _values(snapshot: ChainColumns) -> np.ndarray:
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def _changed(same: np.ndarray) -> tuple[str, ...]:
+    """The value columns in which some row differs (``same``: rows × VALUE_COLUMNS)."""
+    differs = ~same.all(axis=0)
+    return tuple(name for name, changed in zip(VALUE_COLUMNS, differs, strict=True) if changed)
 
 
 def _unique_index(instruments: list[str]) -> dict[str, int]:
@@ -154,7 +166,8 @@ def cut_parts(
             pieces.append((diff.upserts[:0], diff.removed[start:stop], False))
     rows = diff.upserts
     # Rows the previous snapshot did not list carry their terms; known rows carry only the
-    # instrument and the values (a full snapshot carries terms for every row).
+    # instrument and the value columns that changed somewhere (a full snapshot carries every
+    # column for every row).
     if diff.full or diff.added == len(rows):
         groups = [(rows, True)]
     else:
@@ -169,7 +182,17 @@ def cut_parts(
     if not pieces:
         pieces.append((rows, [], False))  # nothing changed: one empty part completes it
     return [
-        _delta(snapshot, part_rows, gone, with_terms, i, len(pieces), diff.full, len(rows), recv_ns)
+        _delta(
+            snapshot,
+            part_rows,
+            gone,
+            CHAIN_COLUMNS if with_terms else ("instrument", *diff.changed_columns),
+            i,
+            len(pieces),
+            diff.full,
+            len(rows),
+            recv_ns,
+        )
         for i, (part_rows, gone, with_terms) in enumerate(pieces)
     ]
 
@@ -212,7 +235,7 @@ def _delta(
     snapshot: ChainColumns,
     rows: np.ndarray,
     removed: list[str],
-    with_terms: bool,
+    names: tuple[str, ...],
     part: int,
     parts: int,
     full: bool,
@@ -220,7 +243,7 @@ def _delta(
     recv_ns: int,
 ) -> ChainDelta:
     columns: dict[str, Any] = {}
-    for name in CHAIN_COLUMNS if with_terms else ("instrument", *VALUE_COLUMNS):
+    for name in names:
         column = getattr(snapshot, name)
         if isinstance(column, np.ndarray):
             columns[name] = column[rows]  # orjson writes numpy arrays natively (NaN → null)

@@ -232,25 +232,32 @@ class GammaBook:
         if n == 0:
             return 0
         instruments = columns["instrument"]
-        iv = _floats(columns["iv"], "iv")
-        open_interest = _floats(columns["open_interest"], "open_interest")
-        gamma = _floats(columns["gamma"], "gamma")
-        forward = _floats(columns["underlying_price"], "underlying_price")
+        # A part of known contracts carries only the value columns that changed somewhere;
+        # an absent column keeps each slot's current value.
+        given = {
+            name: _floats(columns[name], name) if name in columns else None
+            for name in VALUE_COLUMNS
+        }
         slots = self._slots_of(instruments, columns, with_terms)
         known = slots >= 0
         if not known.all():
             # Updates of contracts this book has never seen, without their terms (the engine
             # joined mid-stream): they wait for the next full snapshot.
             self.skipped_unknown += int((~known).sum())
-            slots, iv, open_interest, gamma, forward = (
-                a[known] for a in (slots, iv, open_interest, gamma, forward)
-            )
+            slots = slots[known]
+            given = {name: None if a is None else a[known] for name, a in given.items()}
             instruments = [name for name, ok in zip(instruments, known, strict=True) if ok]
             n = len(slots)
             if n == 0:
                 return 0
-        is_call = self.slot_i[k.I_IS_CALL, slots] == 1
-        if self.flow is not None:
+        f = self.slot_f
+        iv = given["iv"] if given["iv"] is not None else f[k.F_IV, slots]
+        gamma = given["gamma"] if given["gamma"] is not None else f[k.F_VENUE_GAMMA, slots]
+        open_interest = given["open_interest"]
+        if open_interest is None:
+            position = f[k.F_POSITION, slots]
+        elif self.flow is not None:
+            is_call = self.slot_i[k.I_IS_CALL, slots] == 1
             position = np.array(
                 [
                     self.flow.position(instruments[j], bool(is_call[j]), open_interest[j])
@@ -258,9 +265,13 @@ class GammaBook:
                 ]
             )
         else:
+            is_call = self.slot_i[k.I_IS_CALL, slots] == 1
             call_sign, put_sign = DEALER_MODELS[self.config.model]
             position = np.where(is_call, call_sign, put_sign) * open_interest
-        if self.config.use_forwards and delta.spot > 0:
+        forward = given["underlying_price"]
+        if forward is None:
+            basis = f[k.F_BASIS, slots]
+        elif self.config.use_forwards and delta.spot > 0:
             basis = np.where(np.isfinite(forward) & (forward > 0), forward / delta.spot, 1.0)
         else:
             basis = np.ones(n)
@@ -269,7 +280,6 @@ class GammaBook:
             # complete (~3x cheaper than retracting and re-adding each contribution). The
             # derived parameters the profile was built from stay until then, so an
             # incremental update in between still retracts exactly what it added.
-            f = self.slot_f
             f[k.F_IV, slots] = iv
             f[k.F_POSITION, slots] = position
             f[k.F_BASIS, slots] = basis
@@ -627,10 +637,15 @@ def _checked_length(columns: dict[str, list]) -> tuple[int, bool]:
     """(rows, whether the term columns came along); ValueError for a malformed set."""
     terms = [name for name in TERM_COLUMNS if name != "instrument"]
     with_terms = any(name in columns for name in terms)
-    wanted = CHAIN_COLUMNS if with_terms else ("instrument", *VALUE_COLUMNS)
+    unknown = sorted(set(columns) - set(CHAIN_COLUMNS))
+    if unknown:
+        raise ValueError(f"chain delta has unknown columns {unknown}")
+    # Without terms (known contracts) the value columns may be a subset: the changed ones.
+    wanted = CHAIN_COLUMNS if with_terms else ("instrument",)
     missing = [name for name in wanted if name not in columns]
     if missing:
         raise ValueError(f"chain delta lacks columns {missing}")
+    wanted = tuple(name for name in CHAIN_COLUMNS if name in columns)
     lengths = {len(columns[name]) for name in wanted}
     if len(lengths) != 1:
         raise ValueError(f"chain delta columns differ in length: {sorted(lengths)}")

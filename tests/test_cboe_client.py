@@ -195,8 +195,13 @@ ASOF_1, ASOF_2, ASOF_3 = (1_741_963_503 * S, 1_741_963_518 * S, 1_741_963_533 * 
 
 
 def summarise(deltas: list[ChainDelta]) -> list[dict[str, Any]]:
-    """Each snapshot's parts merged: upserted values per instrument and removed instruments."""
+    """Each snapshot's parts merged: upserted values per instrument and removed instruments.
+
+    A part of known contracts carries only the value columns that changed; an absent column
+    means the instrument keeps its last value (as the engine does).
+    """
     out: list[dict[str, Any]] = []
+    held: dict[str, dict[str, float]] = {}  # instrument → value columns as last sent
     for delta in deltas:
         if delta.part == 0:
             out.append(
@@ -224,13 +229,12 @@ def summarise(deltas: list[ChainDelta]) -> list[dict[str, Any]]:
                 if "root" in cols
                 else (None, None, None, None)
             )
-            snap["upserts"][name] = (
-                *terms,
-                float(cols["open_interest"][i]),
-                float(cols["iv"][i]),
-                float(cols["gamma"][i]),
-            )
-            assert math.isnan(cols["underlying_price"][i])  # CBOE: quoted against spot
+            values = held.setdefault(name, {})
+            for column in ("open_interest", "iv", "gamma", "underlying_price"):
+                if column in cols:
+                    values[column] = float(cols[column][i])
+            snap["upserts"][name] = (*terms, values["open_interest"], values["iv"], values["gamma"])
+            assert math.isnan(values["underlying_price"])  # CBOE: quoted against spot
     for snap in out:
         count = snap["parts"][0][1]
         assert snap["parts"] == [(i, count) for i in range(count)]  # complete, in order

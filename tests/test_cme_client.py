@@ -71,18 +71,26 @@ def chain(futures, *series):
     )
 
 
-def merged(deltas):
-    """Per snapshot: (full, {instrument: (oi, iv, underlying)}, removed)."""
+def merged(deltas, held: dict[str, dict[str, float]] | None = None):
+    """Per snapshot: (full, {instrument: (oi, iv, underlying)}, removed).
+
+    A part of known contracts carries only the value columns that changed; an absent column
+    keeps the instrument's last value (``held``, shared across calls for one stream).
+    """
     out = []
+    held = {} if held is None else held
     for d in deltas:
         if d.part == 0:
             out.append((d.full, {}, []))
         cols = d.columns
         for i, name in enumerate(cols["instrument"]):
-            iv = float(cols["iv"][i])
-            forward = float(cols["underlying_price"][i])
+            values = held.setdefault(name, {})
+            for column in ("open_interest", "iv", "underlying_price"):
+                if column in cols:
+                    values[column] = float(cols[column][i])
+            iv, forward = values["iv"], values["underlying_price"]
             out[-1][1][name] = (
-                float(cols["open_interest"][i]),
+                values["open_interest"],
                 None if math.isnan(iv) else iv,
                 None if math.isnan(forward) else forward,  # None: the spot (front future)
             )
@@ -117,6 +125,7 @@ def feed(normaliser, *messages):
 
 def test_futures_and_two_series_assemble_one_full_chain_then_only_changes():
     n = CmeNormaliser()
+    held: dict[str, dict[str, float]] = {}
     first = feed(
         n,
         futures_msg(ES_FUTURES),
@@ -126,7 +135,7 @@ def test_futures_and_two_series_assemble_one_full_chain_then_only_changes():
     assert first[0] == [] and first[1] == []  # waiting for the set
     day1 = chain(ES_FUTURES, (EW3_1, "EW3", EW3_LTD), (ES_1, "ES", ES_LTD))
     assert len(day1.contracts) == 26  # 20 EW3 rows + 6 ES rows
-    [(full, upserts, removed)] = merged(first[2])
+    [(full, upserts, removed)] = merged(first[2], held)
     assert full and removed == []
     assert same(upserts, values(day1))
     assert upserts["EW3-20250321-5700-C"][2] == 5693.25  # June future
@@ -146,7 +155,7 @@ def test_futures_and_two_series_assemble_one_full_chain_then_only_changes():
     assert second[:3] == [[], [], []]
     assert n.counts["older_trade_date"] == 1 and n.counts["waiting"] == 4
     day2 = values(chain(FUTURES_2, (EW3_2, "EW3", EW3_LTD), (ES_2, "ES", ES_LTD)))
-    [(full, upserts, removed)] = merged(second[3])
+    [(full, upserts, removed)] = merged(second[3], held)
     assert not full and removed == []
     # A new trade date moves every volatility; rows without one change only through OI.
     unchanged = {"EW3-20250321-5000-C", "EW3-20250321-5000-P", "EW3-20250321-6500-C"}
@@ -162,7 +171,7 @@ def test_futures_and_two_series_assemble_one_full_chain_then_only_changes():
         futures_msg(FUTURES_3, EXPECTED_3),
     )
     assert third[0] == []
-    [(full, upserts, removed)] = merged(third[1])
+    [(full, upserts, removed)] = merged(third[1], held)
     assert sorted(removed) == sorted(day2)
     day3 = values(chain(FUTURES_3, (EW4_3, "EW4", EW4_LTD)))
     assert len(day3) == 20 and full is False

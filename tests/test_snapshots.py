@@ -29,7 +29,7 @@ from engine.book import GammaBook
 from engine.config import LevelsConfig
 from engine.feed import BookFeeder
 from engine.levels import compute_levels
-from schemas.chain import CHAIN_COLUMNS, VALUE_COLUMNS, ChainColumns, ChainDelta
+from schemas.chain import CHAIN_COLUMNS, ChainColumns, ChainDelta
 from schemas.records import decode_record, encode_record
 
 DATA = Path(__file__).parent / "data"
@@ -180,7 +180,8 @@ def test_first_snapshot_is_full_then_only_changes_travel():
     assert len(parts) == 1 and not parts[0].full
     assert upserted(parts) == [first.instrument[i] for i in (5, 17, 40)]
     assert parts[0].spot == first.spot + 2 and parts[0].snapshot_ns == second.asof_ns
-    assert set(parts[0].columns) == {"instrument", *VALUE_COLUMNS}  # known: no terms
+    # known contracts: no terms, and only the value columns that changed somewhere
+    assert set(parts[0].columns) == {"instrument", "iv", "open_interest"}
 
     third = moved(second, 15)  # nothing changed but time: one empty part completes it
     parts = differ.frame(third, RECV)
@@ -387,6 +388,7 @@ def test_bad_columns_are_rejected_before_anything_changes():
         ({**good.columns, "strike": ["abc"] * good.size}, "bad strike"),
         ({**good.columns, "iv": good.columns["iv"][:-1]}, "differ in length"),
         ({k: v for k, v in good.columns.items() if k != "gamma"}, "lacks columns"),
+        ({**good.columns, "vega": good.columns["iv"]}, "unknown columns"),
         ({**good.columns, "iv": ["x"] * good.size}, "not a number"),
     ]:
         bad = ChainDelta(**{**{f: getattr(good, f) for f in good.__slots__}, "columns": columns})
