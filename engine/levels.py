@@ -18,7 +18,16 @@ def compute_levels(book: GammaBook) -> Levels:
     """Levels of every bucket at the book's current spot and reference time."""
     book.ensure_profile()
     cfg = book.config
-    buckets = {name: bucket_levels(book, name) for name in BUCKETS}
+    buckets: dict[str, BucketLevels] = {}
+    by_expiries: dict[tuple[int, ...], BucketLevels] = {}
+    for name in BUCKETS:
+        # Buckets over the same expiries hold the same contracts (on an expiry day the 0DTE
+        # expiry is also the front one): their levels are computed once.
+        expiries = tuple(book.bucket_expiries(name))
+        levels = by_expiries.get(expiries)
+        if levels is None:
+            levels = by_expiries[expiries] = bucket_levels(book, name, expiries)
+        buckets[name] = levels
     return Levels(
         underlying=book.underlying,
         spot=book.spot,
@@ -52,10 +61,15 @@ def strike_gex(book: GammaBook, bucket: str) -> tuple[float, int, np.ndarray, np
     return net, used, call, put
 
 
-def bucket_levels(book: GammaBook, bucket: str) -> BucketLevels:
+def bucket_levels(
+    book: GammaBook, bucket: str, expiries_ns: tuple[int, ...] | None = None
+) -> BucketLevels:
+    """Levels of one bucket (``expiries_ns``: its expiries, when already known)."""
     cfg = book.config
     net, used, call, put = strike_gex(book, bucket)
-    expiries = tuple(format_asof(e) for e in book.bucket_expiries(bucket))
+    if expiries_ns is None:
+        expiries_ns = tuple(book.bucket_expiries(bucket))
+    expiries = tuple(format_asof(e) for e in expiries_ns)
     if used == 0:
         return BucketLevels(0.0, None, (), None, None, None, None, 0, expiries)
     call_idx, put_idx, abs_idx = k.walls(call, put)
