@@ -398,10 +398,12 @@ def render_summary(summary: DemoSummary) -> str:
         f"{summary.redis})",
         f"  session: {summary.session.messages} venue messages, "
         f"{summary.session.n_instruments} {summary.session.currency} options",
-        f"  ingest: {summary.ingest.counts['records']} records to Kafka, "
+        f"  ingest: {summary.ingest.counts['records']} normalised records in "
+        f"{summary.ingest.records_sent} Kafka records (option tickers packed), "
         f"{summary.ingest.counts['dead_letters']} dead letters",
-        f"  engine: {engine.records} records in {engine.batches} batches, "
-        f"{engine.evaluations} evaluations, {engine.levels_written} levels updates",
+        f"  engine: {engine.records} Kafka records ({engine.updates} updates) in "
+        f"{engine.batches} batches, {engine.evaluations} evaluations, "
+        f"{engine.levels_written} levels updates",
         f"  events received by the subscriber: {len(summary.events)}",
     ]
     for event_type, count in sorted(summary.events_by_type.items()):
