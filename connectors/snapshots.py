@@ -50,7 +50,6 @@ class SnapshotDiff:
     """Rows of a snapshot to send, and the instruments that left since the previous one."""
 
     upserts: np.ndarray  # int64 rows of the snapshot: added or changed
-    added: int
     removed: list[str]
     full: bool
     row_bytes: tuple[int, int]  # encoded size bound of a row with / without its terms
@@ -90,13 +89,11 @@ class SnapshotDiffer:
         )
         if previous is None:
             rows = np.arange(len(snapshot), dtype=np.int64)
-            return SnapshotDiff(rows, len(rows), [], full, row_bytes, rows, VALUE_COLUMNS)
+            return SnapshotDiff(rows, [], full, row_bytes, rows, VALUE_COLUMNS)
         if same_listing:  # the usual case: the same contracts in the same order
             same = _same(previous.values, values)
             send = np.ones(len(snapshot), dtype=bool) if full else ~same.all(axis=1)
-            return SnapshotDiff(
-                np.flatnonzero(send), 0, [], full, row_bytes, _NO_ROWS, _changed(same)
-            )
+            return SnapshotDiff(np.flatnonzero(send), [], full, row_bytes, _NO_ROWS, _changed(same))
         old_rows = np.fromiter(
             (previous.index.get(name, -1) for name in snapshot.instrument),
             dtype=np.int64,
@@ -111,7 +108,7 @@ class SnapshotDiffer:
         removed = [name for name in previous.index if name not in index]
         new_rows = np.flatnonzero(is_new)
         return SnapshotDiff(
-            np.flatnonzero(send), len(new_rows), removed, full, row_bytes, new_rows, _changed(same)
+            np.flatnonzero(send), removed, full, row_bytes, new_rows, _changed(same)
         )
 
     def frame(self, snapshot: ChainColumns, recv_ns: int) -> list[ChainDelta]:
@@ -168,7 +165,7 @@ def cut_parts(
     # Rows the previous snapshot did not list carry their terms; known rows carry only the
     # instrument and the value columns that changed somewhere (a full snapshot carries every
     # column for every row).
-    if diff.full or diff.added == len(rows):
+    if diff.full or len(diff.new_rows) == len(rows):
         groups = [(rows, True)]
     else:
         new = np.zeros(len(snapshot), dtype=bool)
