@@ -239,35 +239,24 @@ class GammaBook:
             for name in VALUE_COLUMNS
         }
         slots = self._slots_of(instruments, columns, with_terms)
-        known = slots >= 0
-        if not known.all():
-            # Updates of contracts this book has never seen, without their terms (the engine
-            # joined mid-stream): they wait for the next full snapshot.
-            self.skipped_unknown += int((~known).sum())
-            slots = slots[known]
-            given = {name: None if a is None else a[known] for name, a in given.items()}
-            instruments = [name for name, ok in zip(instruments, known, strict=True) if ok]
-            n = len(slots)
-            if n == 0:
-                return 0
+        # Updates of contracts this book has never seen, without their terms (the engine
+        # joined mid-stream), wait for the next full snapshot.
+        names = [name for name in VALUE_COLUMNS if given[name] is not None]
+        slots, instruments, kept = self._known_only(
+            slots, instruments, [given[name] for name in names]
+        )
+        given.update(zip(names, kept, strict=True))
+        n = len(slots)
+        if n == 0:
+            return 0
         f = self.slot_f
         iv = given["iv"] if given["iv"] is not None else f[k.F_IV, slots]
         gamma = given["gamma"] if given["gamma"] is not None else f[k.F_VENUE_GAMMA, slots]
         open_interest = given["open_interest"]
         if open_interest is None:
             position = f[k.F_POSITION, slots]
-        elif self.flow is not None:
-            is_call = self.slot_i[k.I_IS_CALL, slots] == 1
-            position = np.array(
-                [
-                    self.flow.position(instruments[j], bool(is_call[j]), open_interest[j])
-                    for j in range(n)
-                ]
-            )
         else:
-            is_call = self.slot_i[k.I_IS_CALL, slots] == 1
-            call_sign, put_sign = DEALER_MODELS[self.config.model]
-            position = np.where(is_call, call_sign, put_sign) * open_interest
+            position = self._dealer_positions(slots, instruments, open_interest)
         forward = given["underlying_price"]
         if forward is None:
             basis = f[k.F_BASIS, slots]
@@ -305,31 +294,15 @@ class GammaBook:
         if ticks.underlying != self.underlying:
             raise ValueError(f"ticks of {ticks.underlying} cannot go to the {self.underlying} book")
         self.ts_event_ns = max(self.ts_event_ns, int(ticks.ts_event_ns))
-        instruments = ticks.instrument
-        slots = self._slots_of(instruments, {}, with_terms=False)
-        iv, open_interest, gamma = ticks.iv, ticks.open_interest, ticks.gamma
-        forward, index = ticks.underlying_price, ticks.index_price
-        known = slots >= 0
-        if not known.all():
-            self.skipped_unknown += int((~known).sum())
-            slots, iv, open_interest, gamma, forward, index = (
-                a[known] for a in (slots, iv, open_interest, gamma, forward, index)
-            )
-            instruments = [name for name, ok in zip(instruments, known, strict=True) if ok]
+        slots, instruments, (iv, open_interest, gamma, forward, index) = self._known_only(
+            self._slots_of(ticks.instrument, {}, with_terms=False),
+            ticks.instrument,
+            [ticks.iv, ticks.open_interest, ticks.gamma, ticks.underlying_price, ticks.index_price],
+        )
         n = len(slots)
         if n == 0:
             return 0
-        is_call = self.slot_i[k.I_IS_CALL, slots] == 1
-        if self.flow is not None:  # the flow model's inventory is per instrument, in order
-            position = np.array(
-                [
-                    self.flow.position(instruments[j], bool(is_call[j]), float(open_interest[j]))
-                    for j in range(n)
-                ]
-            )
-        else:
-            call_sign, put_sign = DEALER_MODELS[self.config.model]
-            position = np.where(is_call, call_sign, put_sign) * open_interest
+        position = self._dealer_positions(slots, instruments, open_interest)
         if self.config.use_forwards:  # as _basis: 1 where the index is missing or zero
             usable = np.isfinite(index) & (index != 0)
             basis = np.where(usable, forward / np.where(usable, index, 1.0), 1.0)
@@ -340,6 +313,33 @@ class GammaBook:
             slots, np.array(iv), position, basis, np.array(gamma),
         )  # fmt: skip
         return n
+
+    def _known_only(
+        self, slots: np.ndarray, instruments: list[str], columns: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+        """Drop the rows of instruments without a slot (counted in ``skipped_unknown``)."""
+        known = slots >= 0
+        if known.all():
+            return slots, instruments, columns
+        self.skipped_unknown += int((~known).sum())
+        kept = [name for name, ok in zip(instruments, known, strict=True) if ok]
+        return slots[known], kept, [column[known] for column in columns]
+
+    def _dealer_positions(
+        self, slots: np.ndarray, instruments: list[str], open_interest: np.ndarray
+    ) -> np.ndarray:
+        """Signed dealer positions of slots under the book's model (the array form of
+        :meth:`_position`; the flow model's inventory is per instrument, in order)."""
+        is_call = self.slot_i[k.I_IS_CALL, slots] == 1
+        if self.flow is not None:
+            return np.array(
+                [
+                    self.flow.position(name, bool(call), float(oi))
+                    for name, call, oi in zip(instruments, is_call, open_interest, strict=True)
+                ]
+            )
+        call_sign, put_sign = DEALER_MODELS[self.config.model]
+        return np.where(is_call, call_sign, put_sign) * open_interest
 
     def requote(self, instrument: str) -> bool:
         """Re-apply a contract's stored quote with its current dealer position (the flow
