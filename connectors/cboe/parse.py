@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 import msgspec
@@ -20,6 +21,7 @@ import numpy as np
 import orjson
 
 from connectors.cboe.products import product_for_root
+from connectors.cboe.scan import scan_cboe_json
 from connectors.cboe.wire import CboeDelayedQuotesDocument
 from connectors.errors import ParseError
 from connectors.fields import optional_number, required_number
@@ -443,6 +445,8 @@ class _Document(msgspec.Struct, gc=False):
 
 
 _DOCUMENT = msgspec.json.Decoder(_Document)
+# Smaller bodies go to the typed decoder: as fast there, and no JIT to load.
+SCAN_MIN_BYTES = 1 << 20
 _TERMS_LIMIT = 500_000  # symbols remembered (SPX lists ~30,000; new ones appear daily)
 _terms_cache: dict[str, tuple[str, str, int, str, str, float]] = {}
 
@@ -493,7 +497,7 @@ def _term_columns(instruments: list[str]) -> _TermColumns:
     so the columns of the last few listings are reused as they are (read-only).
     """
     for listing, columns in _last_term_columns:
-        if listing == instruments:
+        if listing is instruments or listing == instruments:
             return columns
     try:
         terms = [_terms(symbol) for symbol in instruments]
@@ -518,6 +522,23 @@ def _term_columns(instruments: list[str]) -> _TermColumns:
     return columns
 
 
+_last_listings: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+
+
+def _listing(symbols: np.ndarray, offsets: np.ndarray) -> list[str]:
+    """The scanned symbols as a list of str: the same list object for a repeated listing
+    (read-only), so an unchanged chain costs no string per contract."""
+    for known_symbols, known_offsets, instruments in _last_listings:
+        if np.array_equal(known_offsets, offsets) and np.array_equal(known_symbols, symbols):
+            return instruments
+    text = symbols.tobytes().decode("ascii")
+    bounds = offsets.tolist()
+    instruments = [text[a:b] for a, b in pairwise(bounds)]
+    _last_listings.insert(0, (symbols, offsets, instruments))
+    del _last_listings[4:]  # a few underlyings polled in turn
+    return instruments
+
+
 @lru_cache(maxsize=4096)
 def _expiry_of(root: str, yymmdd: str) -> int:
     try:
@@ -532,28 +553,38 @@ def parse_cboe_json_columns(
 ) -> ChainColumns:
     """:func:`parse_cboe_json` into columns, without a Python object per contract.
 
-    A typed decoder reads only the fields the columns need and OCC symbols are parsed once
-    per symbol, so a 14 MB SPX document costs tens of milliseconds. A document the fast
-    decoder rejects is handed to :func:`parse_cboe_json`, so errors read the same.
+    A body of ``SCAN_MIN_BYTES`` or more is read by the byte scanner (``scan.py``, on
+    parallel threads); smaller ones, and what the scanner does not take, by a typed decoder
+    of only the fields the columns need. OCC symbols are parsed once per listing. A
+    document the typed decoder rejects is handed to :func:`parse_cboe_json`, so errors
+    read the same.
     """
-    try:
-        if isinstance(doc, bytes | bytearray | memoryview | str):
-            decoded = _DOCUMENT.decode(doc)
-        else:
-            decoded = msgspec.convert(doc, _Document)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))
-    rows = decoded.data.options
-    if not rows:
+    scanned = None
+    if isinstance(doc, bytes | bytearray | memoryview) and len(doc) >= SCAN_MIN_BYTES:
+        scanned = scan_cboe_json(doc)
+    if scanned is not None:
+        timestamp, current_price = scanned.timestamp, scanned.current_price
+        instruments = _listing(scanned.symbols, scanned.symbol_offsets)
+        open_interest, iv, gamma = scanned.open_interest, scanned.iv, scanned.gamma
+    else:
+        try:
+            if isinstance(doc, bytes | bytearray | memoryview | str):
+                decoded = _DOCUMENT.decode(doc)
+            else:
+                decoded = msgspec.convert(doc, _Document)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))
+        rows = decoded.data.options
+        timestamp, current_price = decoded.timestamp, decoded.data.current_price
+        instruments = [row.option for row in rows]
+        open_interest = np.array([row.open_interest for row in rows], dtype=np.float64)
+        iv = np.array([row.iv for row in rows], dtype=np.float64)  # None → NaN
+        gamma = np.array([row.gamma for row in rows], dtype=np.float64)
+    if not instruments:
         raise ParseError("no option rows in the CBOE JSON document")
-    asof_ns = _parse_document_timestamp(decoded.timestamp)
-    spot = _spot(decoded.data.current_price, "CBOE JSON")
-    instruments = [row.option for row in rows]
+    asof_ns = _parse_document_timestamp(timestamp)
+    spot = _spot(current_price, "CBOE JSON")
     underlying, root, expiry_ns, strike, right, multiplier = _term_columns(instruments)
-    n = len(rows)
-    open_interest = np.array([row.open_interest for row in rows], dtype=np.float64)
-    iv = np.array([row.iv for row in rows], dtype=np.float64)  # None → NaN
-    gamma = np.array([row.gamma for row in rows], dtype=np.float64)
     if not (
         np.isfinite(open_interest).all() and not np.isinf(iv).any() and not np.isinf(gamma).any()
     ):
@@ -573,6 +604,6 @@ def parse_cboe_json_columns(
         multiplier=multiplier,
         open_interest=open_interest,
         iv=iv,
-        underlying_price=np.full(n, np.nan),  # quoted against spot
+        underlying_price=np.full(len(instruments), np.nan),  # quoted against spot
         gamma=gamma,
     )
