@@ -362,13 +362,29 @@ def strike_gex_at_spot(
 
 
 @njit(cache=True)
-def total_gex_at(spot, slot_f, slot_i, n_slots, bucket_bit) -> float:
-    """Σ re-priced GEX of one bucket's live slots at a hypothetical ``spot`` (root refinement)."""
+def live_slots_of(slot_i, n_slots, bucket_bit):
+    """The live slots whose contribution went into one bucket, ascending."""
+    count = 0
+    for i in range(n_slots):
+        if slot_i[I_LIVE, i] == 1 and slot_i[I_APPLIED, i] & bucket_bit:
+            count += 1
+    slots = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(n_slots):
+        if slot_i[I_LIVE, i] == 1 and slot_i[I_APPLIED, i] & bucket_bit:
+            slots[count] = i
+            count += 1
+    return slots
+
+
+@njit(cache=True)
+def total_gex_at(spot, slot_f, slots) -> float:
+    """Σ re-priced GEX of the given live slots at a hypothetical ``spot`` (root refinement;
+    ``slots`` from :func:`live_slots_of`, so a small bucket costs only its own slots)."""
     total = 0.0
     log_spot = math.log(spot)
-    for i in range(n_slots):
-        if slot_i[I_LIVE, i] != 1 or not (slot_i[I_APPLIED, i] & bucket_bit):
-            continue
+    for j in range(slots.shape[0]):
+        i = slots[j]
         d = (log_spot + slot_f[F_A, i]) * slot_f[F_INV_SD, i]
         total += slot_f[F_WEIGHT, i] * spot * math.exp(-0.5 * d * d)
     return total
@@ -454,7 +470,7 @@ def warm_up() -> None:
     call = np.zeros(n)
     put = np.zeros(n)
     strike_gex_at_spot(100.0, slot_f, slot_i, n, BUCKET_ALL, False, call, put)
-    total_gex_at(100.0, slot_f, slot_i, n, BUCKET_ALL)
+    total_gex_at(100.0, slot_f, live_slots_of(slot_i, n, BUCKET_ALL))
     walls(call, put)
     out = np.zeros(4)
     profile_crossings(profile[0], np.exp(log_s), out, np.zeros((2, 4), dtype=np.int64))
