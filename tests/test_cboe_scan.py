@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.cboe import scan
 from connectors.cboe.parse import (
     _DOCUMENT,
     SCAN_MIN_BYTES,
@@ -414,6 +415,20 @@ def test_large_document_is_read_on_threads_and_equals_the_decoder():
     for name in ("expiry_ns", "multiplier", "open_interest", "iv", "gamma"):
         np.testing.assert_array_equal(getattr(columns, name), getattr(decoded, name), name)
     assert (columns.spot, columns.asof_ns) == (decoded.spot, decoded.asof_ns)
+
+
+def test_pieces_meet_where_guessed():
+    """Each piece ends exactly where the next was guessed to start: no second, serial read."""
+    raw = orjson.dumps(to_cboe_delayed_quotes(spx_like_chain(3_000, seed=6)))
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    whole = scan._scan(buf, [0])
+    assert whole is not None and len(whole.iv) == 3_000
+    for pieces in (2, 3, 4, 8, 16, 64):
+        starts = scan._piece_starts(buf, pieces)
+        assert len(starts) == pieces
+        cut = scan._scan(buf, starts)
+        assert cut is not None, pieces
+        assert same(as_tuple(cut), as_tuple(whole))
 
 
 def test_a_repeated_listing_is_one_list_and_a_changed_one_is_new():

@@ -194,7 +194,7 @@ def _scan_piece(
     stop,
     depth,
     row,
-    row_limit,
+    row_end,
     symbol_start,
     symbol_end,
     open_interest,
@@ -205,7 +205,7 @@ def _scan_piece(
     keys,
     seen,
 ):
-    """Read ``buf[pos:stop]``, starting inside ``depth`` open containers, rows from ``row``.
+    """Read ``buf[pos:stop]`` from inside ``depth`` open containers; rows go to [row, row_end).
 
     ``kinds``/``roles``/``keys``/``seen`` describe the open containers, one entry per depth:
     the opening bracket, what the container is, its current member name, the names read in
@@ -270,7 +270,7 @@ def _scan_piece(
                     child = _OPTIONS
                 elif role == _OPTIONS:
                     child = _ROW
-                    if row == row_limit:
+                    if row == row_end:
                         return fail
                     iv[row] = np.nan
                     gamma[row] = np.nan
@@ -403,7 +403,7 @@ def _scan_pieces(buf, starts, stops, floors, bases, limits, symbols, values, scr
             stops[p],
             floors[p],
             bases[p],
-            limits[p],
+            bases[p] + limits[p],
             symbols[0],
             symbols[1],
             values[0],
@@ -471,14 +471,20 @@ def scan_cboe_json(
     buf = np.frombuffer(body, dtype=np.uint8)
     if pieces is None:
         pieces = max(1, min(get_num_threads(), len(buf) // _MIN_PIECE_BYTES))
+    starts = _piece_starts(buf, pieces)
+    scanned = _scan(buf, starts) if len(starts) > 1 else None
+    return scanned if scanned is not None else _scan(buf, [0])
+
+
+def _piece_starts(buf: np.ndarray, pieces: int) -> list[int]:
+    """Where each piece starts: 0, then a guessed row start past each k/pieces of the body."""
     starts = [0]
     for k in range(1, pieces):
         start = _row_start_after(buf, max(len(buf) * k // pieces, starts[-1] + 1))
         if start < 0:
             break
         starts.append(start)
-    scanned = _scan(buf, starts) if len(starts) > 1 else None
-    return scanned if scanned is not None else _scan(buf, [0])
+    return starts
 
 
 def _scan(buf: np.ndarray, starts: list[int]) -> ScannedDocument | None:
