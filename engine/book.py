@@ -55,6 +55,7 @@ class GammaBook:
         self.slot_f = np.zeros((k.N_SLOT_F, capacity))
         self.slot_i = np.zeros((k.N_SLOT_I, capacity), dtype=np.int64)
         self.slot_expiry_ns = np.zeros(capacity, dtype=np.int64)
+        self.slot_scratch = np.zeros(capacity, dtype=np.int64)  # a list of slots, for kernels
         self.slot_instrument: list[str | None] = [None] * capacity
         self.instrument_slot: dict[str, int] = {}
         self._free: list[int] = []
@@ -170,6 +171,7 @@ class GammaBook:
             [self.slot_expiry_ns, np.zeros(cap - self.slot_expiry_ns.shape[0], dtype=np.int64)]
         )
         self.slot_instrument.extend([None] * (cap - len(self.slot_instrument)))
+        self.slot_scratch = np.zeros(cap, dtype=np.int64)
 
     def _grow_strikes(self) -> None:
         n = self.strike_values.shape[0] * 2

@@ -362,25 +362,21 @@ def strike_gex_at_spot(
 
 
 @njit(cache=True)
-def live_slots_of(slot_i, n_slots, bucket_bit):
-    """The live slots whose contribution went into one bucket, ascending."""
+def live_slots_into(slot_i, n_slots, bucket_bit, out) -> int:
+    """Write the live slots whose contribution went into one bucket to ``out``, ascending;
+    returns how many (``out`` holds at least ``n_slots``)."""
     count = 0
     for i in range(n_slots):
         if slot_i[I_LIVE, i] == 1 and slot_i[I_APPLIED, i] & bucket_bit:
+            out[count] = i
             count += 1
-    slots = np.empty(count, dtype=np.int64)
-    count = 0
-    for i in range(n_slots):
-        if slot_i[I_LIVE, i] == 1 and slot_i[I_APPLIED, i] & bucket_bit:
-            slots[count] = i
-            count += 1
-    return slots
+    return count
 
 
 @njit(cache=True)
 def total_gex_at(spot, slot_f, slots) -> float:
     """Σ re-priced GEX of the given live slots at a hypothetical ``spot`` (root refinement;
-    ``slots`` from :func:`live_slots_of`, so a small bucket costs only its own slots)."""
+    ``slots`` from :func:`live_slots_into`, so a small bucket costs only its own slots)."""
     total = 0.0
     log_spot = math.log(spot)
     for j in range(slots.shape[0]):
@@ -470,7 +466,8 @@ def warm_up() -> None:
     call = np.zeros(n)
     put = np.zeros(n)
     strike_gex_at_spot(100.0, slot_f, slot_i, n, BUCKET_ALL, False, call, put)
-    total_gex_at(100.0, slot_f, live_slots_of(slot_i, n, BUCKET_ALL))
+    live = np.zeros(n, dtype=np.int64)
+    total_gex_at(100.0, slot_f, live[: live_slots_into(slot_i, n, BUCKET_ALL, live)])
     walls(call, put)
     out = np.zeros(4)
     profile_crossings(profile[0], np.exp(log_s), out, np.zeros((2, 4), dtype=np.int64))

@@ -122,7 +122,9 @@ def _zero_gamma(book: GammaBook, bucket: str) -> tuple[tuple[float, ...], float 
 def refine_root(book: GammaBook, bit: int, lo: float, hi: float, guess: float) -> float:
     """Refine a bracketed root of the re-priced profile (Illinois regula falsi)."""
 
-    slots = k.live_slots_of(book.slot_i, book.n_slots, bit)
+    slots = book.slot_scratch[
+        : k.live_slots_into(book.slot_i, book.n_slots, bit, book.slot_scratch)
+    ]
 
     def gex(s: float) -> float:
         return k.total_gex_at(s, book.slot_f, slots)

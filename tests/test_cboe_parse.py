@@ -425,13 +425,19 @@ def test_json_timestamp_with_offset_is_respected():
     assert parse_cboe_json(doc, RECV).asof_ns == SMALL_JSON_ASOF
 
 
-def test_json_protocol_sample_rows():
+def vix_sample_rows() -> list[bytes]:
+    """The three captured CBOE option rows, verbatim (skips when ../shared is absent)."""
     rows = []
     for name in ("call", "put", "call_halfstrike"):
         path = FIXTURES / "protocol_samples" / f"cboe_delayed_option_row_vix_{name}_capture.json"
         if not path.is_file():
             pytest.skip("shared protocol samples not present")
-        rows.append(json.loads(path.read_text()))
+        rows.append(path.read_bytes().strip())
+    return rows
+
+
+def test_json_protocol_sample_rows():
+    rows = [json.loads(raw) for raw in vix_sample_rows()]
     # The captured document's top level was not stored; wrap the rows in the real shape.
     doc = {"timestamp": "2026-05-20 23:02:44", "data": {"symbol": "_VIX", "current_price": 17.2}}
     doc["data"]["options"] = rows

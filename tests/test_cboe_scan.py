@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,8 +30,8 @@ from connectors.cboe.parse import (
 from connectors.cboe.scan import ScannedDocument, scan_cboe_json
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from schemas.chain import ChainColumns
+from tests.test_cboe_parse import vix_sample_rows
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 RECV = 1_741_963_600_000_000_123
 
 Reference = tuple[str, float, list[str], list[float], list[float], list[float]]
@@ -460,16 +459,10 @@ def test_a_body_with_escapes_goes_through_the_decoder_with_the_same_result():
 
 
 def test_protocol_sample_rows_are_read_by_the_scanner():
-    rows = []
-    for name in ("call", "put", "call_halfstrike"):
-        path = FIXTURES / "protocol_samples" / f"cboe_delayed_option_row_vix_{name}_capture.json"
-        if not path.is_file():
-            pytest.skip("shared protocol samples not present")
-        rows.append(path.read_bytes().strip())
     # The captured rows verbatim, inside the document's real top level.
     raw = (
         b'{"timestamp": "2026-05-20 23:02:44", "data": {"symbol": "_VIX", "current_price": 17.2,'
-        b' "options": [' + b", ".join(rows) + b"]}}"
+        b' "options": [' + b", ".join(vix_sample_rows()) + b"]}}"
     )
     scanned = scan_cboe_json(raw, 1)
     assert scanned is not None

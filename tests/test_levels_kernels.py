@@ -216,3 +216,47 @@ def test_a_large_book_rebuilds_in_parallel_to_the_same_profile():
     serial = np.zeros_like(book.profile)
     k.rebuild_profile(serial, book.log_s, book.log_step, book.slot_f, book.slot_i, book.n_slots)
     np.testing.assert_allclose(book.profile, serial, rtol=1e-12, atol=1e-6)
+
+
+@given(
+    n=st.integers(min_value=0, max_value=200),
+    bit=st.sampled_from([k.BUCKET_ALL, k.BUCKET_0DTE, k.BUCKET_FRONT]),
+    spot=st.floats(70.0, 130.0),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=60, deadline=None)
+def test_total_gex_over_a_bucket_slots_equals_the_reference(n, bit, spot, seed):
+    """The root refinement's re-pricing: only live slots that went into the bucket count."""
+    rng = np.random.default_rng(seed)
+    cap = max(n, 1)
+    slot_f = np.zeros((k.N_SLOT_F, cap))
+    slot_i = np.zeros((k.N_SLOT_I, cap), dtype=np.int64)
+    slot_i[k.I_STATE, :n] = np.where(rng.random(n) < 0.9, k.SLOT_PRESENT, k.SLOT_EMPTY)
+    slot_i[k.I_BUCKETS, :n] = rng.integers(0, 8, n)
+    slot_f[k.F_STRIKE, :n] = rng.uniform(60, 140, n)
+    slot_f[k.F_TAU, :n] = rng.uniform(-0.01, 1.0, n)
+    slot_f[k.F_IV, :n] = np.where(rng.random(n) < 0.95, rng.uniform(0.05, 1.5, n), np.nan)
+    slot_f[k.F_BASIS, :n] = rng.uniform(0.95, 1.05, n)
+    slot_f[k.F_POSITION, :n] = rng.normal(0, 500, n)
+    slot_f[k.F_MULTIPLIER, :n] = 100.0
+    profile = np.zeros((k.N_BUCKETS, 8))
+    k.rebuild_profile(profile, np.log(np.linspace(80, 120, 8)), 0.0, slot_f, slot_i, n)
+    expected = [i for i in range(n) if slot_i[k.I_LIVE, i] == 1 and slot_i[k.I_APPLIED, i] & bit]
+    out = np.full(cap, -1, dtype=np.int64)
+    count = k.live_slots_into(slot_i, n, bit, out)
+    assert out[:count].tolist() == expected
+    contracts = [
+        ref.RefContract(
+            strike=slot_f[k.F_STRIKE, i],
+            tau=slot_f[k.F_TAU, i],
+            iv=slot_f[k.F_IV, i],
+            basis=slot_f[k.F_BASIS, i],
+            position=slot_f[k.F_POSITION, i],
+            multiplier=100.0,
+            is_call=True,
+        )
+        for i in expected
+    ]
+    want = sum(ref.contract_gex(c, spot) for c in contracts)
+    got = k.total_gex_at(spot, slot_f, out[:count])
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
