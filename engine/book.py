@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from decimal import Decimal
 from operator import itemgetter
+from typing import Any
 
 import numba
 import numpy as np
@@ -162,6 +163,15 @@ class GammaBook:
         if expiry_ns == self.front_expiry_ns:
             bits |= k.BUCKET_FRONT
         return bits
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_tau_of"]  # a function (checkpoints name no functions): from the config
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tau_of = TIME_MODELS[self.config.time_model]
 
     def _grow_slots(self) -> None:
         cap = self.slot_f.shape[1] * 2

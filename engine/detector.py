@@ -329,6 +329,19 @@ class RegimeDetector:
         self._buckets = {name: _BucketState() for name in self.config.buckets}
         self.stale_feeds: tuple[str, ...] = ()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_clock_ns"]  # not state: the owner gives its clock again (use_clock)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._clock_ns = time.time_ns
+
+    def use_clock(self, clock_ns: Callable[[], int]) -> None:
+        """The wall clock that stamps ``ts_emit`` (after a restore from a checkpoint)."""
+        self._clock_ns = clock_ns
+
     def gamma_regime(self, bucket: str = "all") -> str | None:
         """The bucket's confirmed gamma regime label: ``positive`` / ``negative`` /
         ``transition`` held for ``dwell_s`` (the first label seen is taken as given), or None

@@ -35,6 +35,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from connectors.kafka.embedded import ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
 from connectors.lifecycle import Backoff, Services
+from engine.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointReader,
+    dumps_state,
+    encode_checkpoint,
+    fingerprint,
+    loads_state,
+)
 from engine.config import ConfigError, LevelsConfig
 from engine.detector import DetectorConfig
 from engine.logs import get_logger
@@ -49,6 +58,7 @@ from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 log = get_logger("engine")
+_RESTORE_TIMEOUT_S = 60.0  # to read the state partitions at an assignment
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,10 @@ class EngineConfig:
     merge_max_idle_s: float = 10.0  # a partition behind the broker holds the merge this long
     max_buffered_per_partition: int = 100_000
     commit_interval_s: float = 0.5  # offsets are committed at most this often (and at stop)
+    # Task state is checkpointed to engine.state.v1 with the committed offsets at most this
+    # often, and always when partitions move away or the engine stops; 0: never (a restart
+    # then replays the log from its start).
+    checkpoint_interval_s: float = 60.0
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
     redis_retry_cap_s: float = 2.0
 
@@ -98,6 +112,8 @@ class EngineConfig:
                 raise ConfigError(f"engine {name} must be a positive integer, got {value!r}")
         if not self.commit_interval_s >= 0:
             raise ConfigError("engine commit_interval_s must be >= 0")
+        if not self.checkpoint_interval_s >= 0:
+            raise ConfigError("engine checkpoint_interval_s must be >= 0")
         if not self.merge_max_idle_s >= 0:
             raise ConfigError("engine merge_max_idle_s must be >= 0")
 
@@ -120,6 +136,8 @@ class EngineReport:
     levels_written: int = 0
     batches: int = 0
     commits: int = 0
+    checkpoints: int = 0  # task checkpoints written to engine.state.v1
+    restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +152,8 @@ class EngineReport:
             "levels_written": self.levels_written,
             "batches": self.batches,
             "commits": self.commits,
+            "checkpoints": self.checkpoints,
+            "restored": self.restored,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -164,6 +184,9 @@ class EngineRuntime:
         self._committed: dict[TopicPartition, int] = {}
         self._marked: dict[TopicPartition, int] = {}  # offsets the Redis watermarks reached
         self._last_commit = 0.0
+        self._last_checkpoint = time.monotonic()
+        self._checkpointed: dict[int, dict[TopicPartition, int]] = {}  # offsets, per partition
+        self._fingerprint = fingerprint(config.levels, config.detector, config.task)
         self._paused: set[TopicPartition] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -211,7 +234,7 @@ class EngineRuntime:
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
                 await self._step(consumer)
-            await self._commit()
+            await self._commit(checkpoint=True)
         self.report.elapsed_s = time.monotonic() - started
         log.info("engine stopped", **self.report.to_dict())
         return self.report
@@ -384,8 +407,9 @@ class EngineRuntime:
         """False for an input whose events were written before (a replay after a restart)."""
         return offset > self._written.get(position_field(topic, partition), -1)
 
-    async def _commit(self) -> None:
-        """Commit what was processed (everything processed has its events written)."""
+    async def _commit(self, checkpoint: bool = False) -> None:
+        """Commit what was processed (everything processed has its events written), then
+        checkpoint the tasks when due (``checkpoint``: now)."""
         self._last_commit = time.monotonic()
         offsets = {
             tp: next_offset
@@ -397,6 +421,111 @@ class EngineRuntime:
             await self._consumer.commit(offsets)
             self._committed.update(offsets)
             self.report.commits += 1
+        interval = self.config.checkpoint_interval_s
+        if interval > 0 and (checkpoint or time.monotonic() - self._last_checkpoint >= interval):
+            await self._write_checkpoints()
+
+    async def _write_checkpoints(self) -> None:
+        """Each task whose input moved since its last checkpoint: its state and offsets to
+        ``engine.state.v1``, acknowledged before this returns."""
+        producer = self._producer
+        assert producer is not None
+        self._last_checkpoint = time.monotonic()
+        state_partitions = await self._state_partitions()
+        written = False
+        for partition, task in self.tasks.items():
+            offsets = dict(task.next_offsets)
+            if not offsets or self._checkpointed.get(partition) == offsets:
+                continue
+            state = {
+                "task": task.state(),
+                "last_ts": {tp: self._last_ts[tp] for tp in offsets if tp in self._last_ts},
+            }
+            checkpoint = Checkpoint(
+                group=self.config.group_id,
+                partition=partition,
+                checkpoint_id=time.time_ns(),
+                fingerprint=self._fingerprint,
+                offsets={position_field(tp.topic, tp.partition): n for tp, n in offsets.items()},
+                state=dumps_state(state),
+            )
+            for key, value in encode_checkpoint(checkpoint):
+                await producer.send(
+                    self.topics.state, key, value, partition=partition % state_partitions
+                )
+            self._checkpointed[partition] = offsets
+            self.report.checkpoints += 1
+            written = True
+        if written:
+            await producer.flush()
+
+    async def _state_partitions(self) -> int:
+        producer = self._producer
+        assert producer is not None
+        return len(await producer.partitions(self.topics.state))
+
+    async def _read_checkpoints(self, partitions: list[int]) -> dict[int, Checkpoint | None]:
+        """The latest complete checkpoint of each partition on ``engine.state.v1``, read by a
+        consumer of its own from the start of the state partitions to their ends (what is
+        not read within ``_RESTORE_TIMEOUT_S`` counts as no checkpoint)."""
+        cfg = self.config
+        count = await self._state_partitions()
+        readers = {p: CheckpointReader(cfg.group_id, p) for p in partitions}
+        by_tp: dict[TopicPartition, list[CheckpointReader]] = {}
+        for p, reader in readers.items():
+            by_tp.setdefault(TopicPartition(self.topics.state, p % count), []).append(reader)
+        tps = list(by_tp)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            client_id=f"{cfg.client_id}-restore",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        deadline = time.monotonic() + _RESTORE_TIMEOUT_S
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(*tps, timeout_ms=200)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        for reader in by_tp[tp]:
+                            reader.feed(message.value or b"")
+                ends = [consumer.highwater(tp) for tp in tps]
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(e is not None and n >= e for e, n in zip(ends, positions, strict=True)):
+                    break
+                if time.monotonic() > deadline:
+                    log.warning("checkpoints not read in time; replaying", partitions=partitions)
+                    return dict.fromkeys(partitions)
+        finally:
+            await consumer.stop()
+        return {p: reader.latest for p, reader in readers.items()}
+
+    def _restore(self, task: PartitionTask, checkpoint: Checkpoint | None) -> bool:
+        """Put a checkpoint's state into a new task; False (a full replay) if it does not fit."""
+        if checkpoint is None:
+            return False
+        if checkpoint.fingerprint != self._fingerprint:
+            log.warning(
+                "checkpoint written under other settings; replaying from the start",
+                partition=task.partition,
+            )
+            return False
+        try:
+            state = loads_state(checkpoint.state)
+            task.restore(state["task"])
+            self._last_ts.update(state["last_ts"])
+        except (CheckpointError, KeyError, TypeError) as exc:
+            log.warning(
+                "checkpoint not usable; replaying from the start",
+                partition=task.partition,
+                error=str(exc),
+            )
+            return False
+        return True
 
     async def _write_redis(
         self,
@@ -426,10 +555,12 @@ class EngineRuntime:
     # ------------------------------------------------------------ rebalance
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Partitions move away: commit what was processed, drop their tasks."""
-        await self._commit()
+        """Partitions move away: commit what was processed, checkpoint, drop their tasks."""
+        await self._commit(checkpoint=True)
         for partition in {tp.partition for tp in revoked}:
             self.tasks.pop(partition, None)
+        for partition in {tp.partition for tp in revoked}:
+            self._checkpointed.pop(partition, None)
         for tp in revoked:
             self._fetched_next.pop(tp, None)
             self._marked.pop(tp, None)
@@ -438,7 +569,8 @@ class EngineRuntime:
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """New partitions: rebuild their tasks' state by replaying them from the start."""
+        """New partitions: their tasks' state from the latest checkpoint, then the input after
+        its offsets; without a usable checkpoint, by replaying the input from the start."""
         consumer, publisher = self._consumer, self._publisher
         assert consumer is not None and publisher is not None
         self._written = await publisher.watermarks()
@@ -447,9 +579,12 @@ class EngineRuntime:
         for tp in new:
             by_partition.setdefault(tp.partition, []).append(tp)
         rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
+        checkpoints: dict[int, Checkpoint | None] = {}
+        if by_partition and self.config.checkpoint_interval_s > 0:
+            checkpoints = await self._read_checkpoints(sorted(by_partition))
         for partition, tps in by_partition.items():
             tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
-            self.tasks[partition] = PartitionTask(
+            task = PartitionTask(
                 partition,
                 EventTimeMerge(tps, self.config.merge_max_idle_s),
                 self.config.levels,
@@ -457,9 +592,26 @@ class EngineRuntime:
                 self.config.task,
                 self._clock_ns,
             )
-        if new:
-            await consumer.seek_to_beginning(*new)
-            for tp in new:
+            checkpoint = checkpoints.get(partition)
+            restored = self._restore(task, checkpoint)
+            self.tasks[partition] = task
+            resume = {}
+            if restored and checkpoint is not None:
+                self.report.restored += 1
+                self._checkpointed[partition] = dict(task.next_offsets)
+                resume = {
+                    tp: checkpoint.offsets[key]
+                    for tp in tps
+                    if (key := position_field(tp.topic, tp.partition)) in checkpoint.offsets
+                }
+                log.info("state restored from checkpoint", partition=partition)
+            for tp in tps:
+                if tp in resume:
+                    consumer.seek(tp, resume[tp])
+            from_start = [tp for tp in tps if tp not in resume]
+            if from_start:
+                await consumer.seek_to_beginning(*from_start)
+            for tp in tps:
                 self._fetched_next[tp] = await consumer.position(tp)
         self.caught_up.clear()
         log.info("partitions assigned", partitions=sorted(by_partition))

@@ -60,6 +60,7 @@ class Settings:
     max_records: int = 20_000  # records per consumer fetch batch
     session_timeout_ms: int = 10_000  # consumer group: a dead engine's partitions move after this
     heartbeat_interval_ms: int = 3_000
+    checkpoint_interval_s: float = 60.0  # engine.state.v1 checkpoints; 0: none (full replay)
     levels: LevelsConfig = field(default_factory=LevelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -78,6 +79,9 @@ class Settings:
             raise ConfigError(f"partitions must be an integer, got {self.partitions!r}")
         if self.partitions <= 0:
             raise ConfigError("partitions must be positive")
+        interval = self.checkpoint_interval_s
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
+            raise ConfigError(f"checkpoint_interval_s must be a number >= 0, got {interval!r}")
 
     def engine_config(self, bootstrap: str, redis_url: str, embedded_kafka: bool) -> EngineConfig:
         """The engine's config against a resolved broker and Redis."""
@@ -96,6 +100,7 @@ class Settings:
             max_records=self.max_records,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
+            checkpoint_interval_s=float(self.checkpoint_interval_s),
         )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aiokafka.structs import TopicPartition
 
@@ -106,6 +107,39 @@ class PartitionTask:
         self._clock_ns = clock_ns
         self._gap_ns = int(config.max_eval_gap_s * NS_PER_S)
         self.evaluations = 0
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds: everything later events depend on (not the merge's
+        buffered input: a restore reads it again from ``next_offsets``)."""
+        return {
+            "feeder": self.feeder,
+            "detectors": self.detectors,
+            "feeds": self.feeds,
+            "last_eval_ns": self.last_eval_ns,
+            "next_offsets": self.next_offsets,
+            "published": self._published,
+            "crypto": self.crypto,
+            "levels": self._levels,
+            "evaluations": self.evaluations,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the state of a checkpoint (see :meth:`state`); KeyError, changing nothing,
+        if it lacks a part."""
+        missing = sorted(set(self.state()) - set(state))
+        if missing:
+            raise KeyError(f"checkpoint state lacks {', '.join(missing)}")
+        self.feeder = state["feeder"]
+        self.detectors = state["detectors"]
+        self.feeds = state["feeds"]
+        self.last_eval_ns = state["last_eval_ns"]
+        self.next_offsets = state["next_offsets"]
+        self._published = state["published"]
+        self.crypto = state["crypto"]
+        self._levels = state["levels"]
+        self.evaluations = state["evaluations"]
+        for detector in self.detectors.values():
+            detector.use_clock(self._clock_ns)
 
     def process(self, items: Iterable[InputItem]) -> TaskOutput:
         """Apply released records in order, evaluating at each evaluation point."""

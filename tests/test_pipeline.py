@@ -232,10 +232,19 @@ async def test_event_ids_do_not_depend_on_batching_and_replays_publish_nothing_t
     second = [e.id for _, e in await stream(other_url)]
     assert big.batches < small.batches
     assert first == second and len(first) > 10
-    # The same group again (its offsets are committed): the replay rebuilds state from the
-    # start of the log and publishes nothing twice.
+    # The same group again: its state comes from the checkpoint written at the stop, with
+    # the offsets it covers, so nothing is read again and nothing is published.
     again = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
-    assert sum(again.events.values()) == 0 and again.events_replayed == len(first)
+    assert big.checkpoints >= 1 and again.restored == 1
+    assert again.records == 0 and sum(again.events.values()) == 0
+    assert again.evaluations == big.evaluations  # carried over by the checkpoint
+    # Without checkpoints, the state is rebuilt by replaying the log from its start; the
+    # replay publishes nothing twice.
+    replayed = await run_engine(
+        engine_config(kafka_bootstrap, redis_url, topics, checkpoint_interval_s=0.0)
+    )
+    assert replayed.restored == 0 and replayed.records == big.records
+    assert sum(replayed.events.values()) == 0 and replayed.events_replayed == len(first)
     assert [e.id for _, e in await stream(redis_url)] == first
 
 
@@ -266,6 +275,42 @@ def _engine_process(
     )
 
 
+async def kill_and_restart(
+    bootstrap: str, redis_url: str, topics: Topics, config: Path, kill_at: int, expected: int
+) -> tuple[int, dict]:
+    """An engine process killed (SIGKILL) once the BTC stream holds ``kill_at`` events, then
+    restarted and stopped gracefully once it holds ``expected``: (events at the kill, the
+    restarted engine's summary)."""
+    client = Redis.from_url(redis_url)
+    proc = _engine_process(bootstrap, redis_url, topics, config)
+    try:
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < kill_at:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the engine published too little"
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # no graceful stop
+        proc.wait(timeout=10)
+        partial = await client.xlen(events_stream("BTC"))
+
+        proc = _engine_process(bootstrap, redis_url, topics, config)
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < expected:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the restarted engine did not finish"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # would-be duplicates have time to show up
+        proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.aclose()
+    return partial, orjson.loads(stderr.decode().rsplit("engine: ", 1)[1])
+
+
 @pytest.mark.asyncio
 async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     kafka_bootstrap: str, redis_url: str, produced: Topics, tmp_path: Path, normalised: list
@@ -282,38 +327,13 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothi
         "max_records = 10\nsession_timeout_ms = 2000\nheartbeat_interval_ms = 500\n"
         "[detector]\nband_bps = 10.0\n"
     )
-    client = Redis.from_url(redis_url)
-    proc = _engine_process(kafka_bootstrap, redis_url, topics, config)
-    try:
-        deadline = time.monotonic() + 60
-        while await client.xlen(events_stream("BTC")) < 8:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the engine published nothing"
-            await asyncio.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)  # no graceful stop
-        proc.wait(timeout=10)
-        partial = await client.xlen(events_stream("BTC"))
-        assert 8 <= partial < len(reference)
-
-        proc = _engine_process(kafka_bootstrap, redis_url, topics, config)
-        deadline = time.monotonic() + 60
-        while await client.xlen(events_stream("BTC")) < len(reference):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the restarted engine did not finish"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # would-be duplicates have time to show up
-        proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    partial, summary = await kill_and_restart(
+        kafka_bootstrap, redis_url, topics, config, kill_at=8, expected=len(reference)
+    )
+    assert 8 <= partial < len(reference)
     ids = [e.id for _, e in await stream(redis_url)]
-    await client.aclose()
     assert ids == reference
     assert max(Counter(ids).values()) == 1
-    summary = orjson.loads(stderr.decode().rsplit("engine: ", 1)[1])
     assert summary["events_replayed"] >= partial  # re-derived after the restart, not re-sent
 
     # The graceful stop committed everything it consumed.
