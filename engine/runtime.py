@@ -35,20 +35,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from connectors.kafka.embedded import ensure_topics
 from connectors.kafka.producer import ProducerConfig, RecordProducer
 from connectors.lifecycle import Backoff, Services
-from engine.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    CheckpointReader,
-    dumps_state,
-    encode_checkpoint,
-    fingerprint,
-    loads_state,
-)
+from engine.checkpoint import Checkpoint, dumps_state, fingerprint, loads_state
 from engine.config import ConfigError, LevelsConfig
 from engine.detector import DetectorConfig
 from engine.logs import get_logger
 from engine.merge import EventTimeMerge, InputItem
 from engine.publisher import PendingWrite, RedisPublisher, position_field
+from engine.state_store import StateStore
 from engine.task import PartitionTask, TaskConfig, TaskOutput
 from schemas.contracts import OptionContract
 from schemas.events import encode_event
@@ -58,7 +51,8 @@ from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 log = get_logger("engine")
-_RESTORE_TIMEOUT_S = 60.0  # to read the state partitions at an assignment
+_RESTORE_BUDGET_S = 60.0  # to read the state partitions at an assignment (at most half
+# the session timeout: heartbeats wait for the assignment callback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +131,7 @@ class EngineReport:
     batches: int = 0
     commits: int = 0
     checkpoints: int = 0  # task checkpoints written to engine.state.v1
+    checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
     restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
     elapsed_s: float = 0.0
 
@@ -153,6 +148,7 @@ class EngineReport:
             "batches": self.batches,
             "commits": self.commits,
             "checkpoints": self.checkpoints,
+            "checkpoint_failures": self.checkpoint_failures,
             "restored": self.restored,
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -187,6 +183,11 @@ class EngineRuntime:
         self._last_checkpoint = time.monotonic()
         self._checkpointed: dict[int, dict[TopicPartition, int]] = {}  # offsets, per partition
         self._fingerprint = fingerprint(config.levels, config.detector, config.task)
+        self._state: StateStore | None = None
+        self._checkpoint_lock = asyncio.Lock()
+        # Set while a batch is processed but its events are not yet written: a checkpoint
+        # then (a rebalance mid-batch) would cover inputs whose events nobody may write.
+        self._unpublished = False
         self._paused: set[TopicPartition] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -213,6 +214,17 @@ class EngineRuntime:
             )
             await self._producer.start()
             services.add("producer", self._producer.stop)
+            if cfg.checkpoint_interval_s > 0:
+                self._state = StateStore(
+                    cfg.bootstrap,
+                    self.topics.state,
+                    cfg.group_id,
+                    cfg.client_id,
+                    cfg.enable_idempotence,
+                    cfg.fetch_max_wait_ms,
+                )
+                await self._state.start()
+                services.add("state store", self._state.stop)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=cfg.bootstrap,
                 client_id=cfg.client_id,
@@ -269,6 +281,7 @@ class EngineRuntime:
         for task in self.tasks.values():
             items = list(task.merge.release(self._caught_up))
             if items:
+                self._unpublished = True
                 outputs.append(task.process(items))
                 released.extend(items)
         await self._publish(outputs, dead)
@@ -395,6 +408,7 @@ class EngineRuntime:
                 {position_field(tp.topic, tp.partition): n - 1 for tp, n in marks.items()},
             )
             self._marked.update(marks)
+        self._unpublished = False  # every processed input has its events written
         self.report.events.update(new_types)
         self.report.events_replayed += len(pending_events) - written
         self.report.levels_written += len(pending_levels)
@@ -427,102 +441,62 @@ class EngineRuntime:
 
     async def _write_checkpoints(self) -> None:
         """Each task whose input moved since its last checkpoint: its state and offsets to
-        ``engine.state.v1``, acknowledged before this returns."""
-        producer = self._producer
-        assert producer is not None
-        self._last_checkpoint = time.monotonic()
-        state_partitions = await self._state_partitions()
-        written = False
-        for partition, task in self.tasks.items():
-            offsets = dict(task.next_offsets)
-            if not offsets or self._checkpointed.get(partition) == offsets:
-                continue
-            state = {
-                "task": task.state(),
-                "last_ts": {tp: self._last_ts[tp] for tp in offsets if tp in self._last_ts},
-            }
-            checkpoint = Checkpoint(
-                group=self.config.group_id,
-                partition=partition,
-                checkpoint_id=time.time_ns(),
-                fingerprint=self._fingerprint,
-                offsets={position_field(tp.topic, tp.partition): n for tp, n in offsets.items()},
-                state=dumps_state(state),
-            )
-            for key, value in encode_checkpoint(checkpoint):
-                await producer.send(
-                    self.topics.state, key, value, partition=partition % state_partitions
+        ``engine.state.v1``. A failed write is logged and counted; the engine goes on (the
+        previous checkpoint, or a replay, still restores it)."""
+        store = self._state
+        if store is None or self._unpublished:
+            return  # mid-batch (a rebalance callback): the batch's events are not written
+        async with self._checkpoint_lock:
+            self._last_checkpoint = time.monotonic()
+            for partition, task in list(self.tasks.items()):
+                offsets = dict(task.next_offsets)
+                if not offsets or self._checkpointed.get(partition) == offsets:
+                    continue
+                checkpoint = Checkpoint(
+                    group=self.config.group_id,
+                    partition=partition,
+                    checkpoint_id=time.time_ns(),
+                    fingerprint=self._fingerprint,
+                    offsets={
+                        position_field(tp.topic, tp.partition): n for tp, n in offsets.items()
+                    },
+                    state=dumps_state(task.state()),
                 )
-            self._checkpointed[partition] = offsets
-            self.report.checkpoints += 1
-            written = True
-        if written:
-            await producer.flush()
+                try:
+                    await store.write(checkpoint)
+                except Exception as exc:  # the broker refused it: not a reason to stop
+                    self.report.checkpoint_failures += 1
+                    log.warning("checkpoint not written", partition=partition, error=str(exc))
+                    continue
+                self._checkpointed[partition] = offsets
+                self.report.checkpoints += 1
 
-    async def _state_partitions(self) -> int:
-        producer = self._producer
-        assert producer is not None
-        return len(await producer.partitions(self.topics.state))
-
-    async def _read_checkpoints(self, partitions: list[int]) -> dict[int, Checkpoint | None]:
-        """The latest complete checkpoint of each partition on ``engine.state.v1``, read by a
-        consumer of its own from the start of the state partitions to their ends (what is
-        not read within ``_RESTORE_TIMEOUT_S`` counts as no checkpoint)."""
-        cfg = self.config
-        count = await self._state_partitions()
-        readers = {p: CheckpointReader(cfg.group_id, p) for p in partitions}
-        by_tp: dict[TopicPartition, list[CheckpointReader]] = {}
-        for p, reader in readers.items():
-            by_tp.setdefault(TopicPartition(self.topics.state, p % count), []).append(reader)
-        tps = list(by_tp)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=cfg.bootstrap,
-            client_id=f"{cfg.client_id}-restore",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+    def _new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
+        return PartitionTask(
+            partition,
+            EventTimeMerge(tps, self.config.merge_max_idle_s),
+            self.config.levels,
+            self.config.detector,
+            self.config.task,
+            self._clock_ns,
         )
-        await consumer.start()
-        deadline = time.monotonic() + _RESTORE_TIMEOUT_S
-        try:
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while True:
-                batch = await consumer.getmany(*tps, timeout_ms=200)
-                for tp, messages in batch.items():
-                    for message in messages:
-                        for reader in by_tp[tp]:
-                            reader.feed(message.value or b"")
-                ends = [consumer.highwater(tp) for tp in tps]
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(e is not None and n >= e for e, n in zip(ends, positions, strict=True)):
-                    break
-                if time.monotonic() > deadline:
-                    log.warning("checkpoints not read in time; replaying", partitions=partitions)
-                    return dict.fromkeys(partitions)
-        finally:
-            await consumer.stop()
-        return {p: reader.latest for p, reader in readers.items()}
 
-    def _restore(self, task: PartitionTask, checkpoint: Checkpoint | None) -> bool:
-        """Put a checkpoint's state into a new task; False (a full replay) if it does not fit."""
-        if checkpoint is None:
-            return False
+    def _restored_task(self, task: PartitionTask, checkpoint: Checkpoint) -> bool:
+        """Put a checkpoint's state into a new task; False (replay from the start, with a
+        fresh task) when it does not fit."""
         if checkpoint.fingerprint != self._fingerprint:
             log.warning(
-                "checkpoint written under other settings; replaying from the start",
+                "checkpoint written under other settings or code; replaying from the start",
                 partition=task.partition,
             )
             return False
         try:
-            state = loads_state(checkpoint.state)
-            task.restore(state["task"])
-            self._last_ts.update(state["last_ts"])
-        except (CheckpointError, KeyError, TypeError) as exc:
+            task.restore(loads_state(checkpoint.state))
+        except Exception as exc:  # CheckpointError, or a state of the wrong shape
             log.warning(
                 "checkpoint not usable; replaying from the start",
                 partition=task.partition,
-                error=str(exc),
+                error=f"{type(exc).__name__}: {exc}",
             )
             return False
         return True
@@ -556,17 +530,20 @@ class EngineRuntime:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Partitions move away: commit what was processed, checkpoint, drop their tasks."""
-        await self._commit(checkpoint=True)
-        for partition in {tp.partition for tp in revoked}:
-            self.tasks.pop(partition, None)
-        for partition in {tp.partition for tp in revoked}:
-            self._checkpointed.pop(partition, None)
-        for tp in revoked:
-            self._fetched_next.pop(tp, None)
-            self._marked.pop(tp, None)
-            self._last_ts.pop(tp, None)
-            self._paused.discard(tp)
-        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        try:
+            await self._commit(checkpoint=True)
+        finally:  # the tasks go even if that failed: they must not see their input again
+            for partition in {tp.partition for tp in revoked}:
+                self.tasks.pop(partition, None)
+                self._checkpointed.pop(partition, None)
+                if self._state is not None:
+                    self._state.forget(partition)
+            for tp in revoked:
+                self._fetched_next.pop(tp, None)
+                self._marked.pop(tp, None)
+                self._last_ts.pop(tp, None)
+                self._paused.discard(tp)
+            log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """New partitions: their tasks' state from the latest checkpoint, then the input after
@@ -580,34 +557,36 @@ class EngineRuntime:
             by_partition.setdefault(tp.partition, []).append(tp)
         rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
         checkpoints: dict[int, Checkpoint | None] = {}
-        if by_partition and self.config.checkpoint_interval_s > 0:
-            checkpoints = await self._read_checkpoints(sorted(by_partition))
+        if by_partition and self._state is not None:
+            budget = min(_RESTORE_BUDGET_S, self.config.session_timeout_ms / 2_000)
+            try:
+                checkpoints = await asyncio.wait_for(
+                    self._state.read(sorted(by_partition), budget), budget + 5.0
+                )
+            except Exception as exc:  # the state topic unreadable: replay instead
+                log.warning("checkpoints not read; replaying", error=str(exc))
         for partition, tps in by_partition.items():
             tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
-            task = PartitionTask(
-                partition,
-                EventTimeMerge(tps, self.config.merge_max_idle_s),
-                self.config.levels,
-                self.config.detector,
-                self.config.task,
-                self._clock_ns,
-            )
+            task = self._new_task(partition, tps)
             checkpoint = checkpoints.get(partition)
-            restored = self._restore(task, checkpoint)
-            self.tasks[partition] = task
-            resume = {}
-            if restored and checkpoint is not None:
+            resume: dict[TopicPartition, int] = {}
+            if checkpoint is not None and not self._restored_task(task, checkpoint):
+                task = self._new_task(partition, tps)  # nothing of a failed restore stays
+            elif checkpoint is not None:
                 self.report.restored += 1
                 self._checkpointed[partition] = dict(task.next_offsets)
+                self._last_ts.update(task.last_ts)
+                if self._state is not None:
+                    self._state.adopt(checkpoint)
                 resume = {
                     tp: checkpoint.offsets[key]
                     for tp in tps
                     if (key := position_field(tp.topic, tp.partition)) in checkpoint.offsets
                 }
                 log.info("state restored from checkpoint", partition=partition)
-            for tp in tps:
-                if tp in resume:
-                    consumer.seek(tp, resume[tp])
+            self.tasks[partition] = task
+            for tp, offset in resume.items():
+                consumer.seek(tp, offset)
             from_start = [tp for tp in tps if tp not in resume]
             if from_start:
                 await consumer.seek_to_beginning(*from_start)

@@ -101,6 +101,7 @@ class PartitionTask:
         self.feeds: dict[str, dict[str, int]] = {}  # underlying → feed → last event time
         self.last_eval_ns: dict[str, int] = {}
         self.next_offsets: dict[TopicPartition, int] = {}  # processed: next offset to commit
+        self.last_ts: dict[TopicPartition, int] = {}  # event time of the last one processed
         self._published: dict[str, Levels] = {}  # last levels handed out, asof zeroed
         self.crypto: dict[str, CryptoRegime] = {}  # funding, DVOL, joined read per underlying
         self._levels: dict[str, Levels] = {}  # of the last evaluation, per underlying
@@ -117,6 +118,7 @@ class PartitionTask:
             "feeds": self.feeds,
             "last_eval_ns": self.last_eval_ns,
             "next_offsets": self.next_offsets,
+            "last_ts": self.last_ts,
             "published": self._published,
             "crypto": self.crypto,
             "levels": self._levels,
@@ -134,6 +136,7 @@ class PartitionTask:
         self.feeds = state["feeds"]
         self.last_eval_ns = state["last_eval_ns"]
         self.next_offsets = state["next_offsets"]
+        self.last_ts = state["last_ts"]
         self._published = state["published"]
         self.crypto = state["crypto"]
         self._levels = state["levels"]
@@ -148,6 +151,7 @@ class PartitionTask:
         gap = self._gap_ns
         for item in items:
             self.next_offsets[item.tp] = item.offset + 1
+            self.last_ts[item.tp] = item.ts
             record = item.record
             if record is None:
                 continue

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from aiokafka.structs import TopicPartition
@@ -27,6 +28,7 @@ from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from connectors.simulator.deribit_session import write_session
 from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from engine import book as book_module
+from engine import checkpoint as checkpoint_module
 from engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -38,8 +40,11 @@ from engine.checkpoint import (
 )
 from engine.config import LevelsConfig
 from engine.detector import DetectorConfig
+from engine.feed import BookFeeder
 from engine.merge import EventTimeMerge, InputItem
+from engine.runtime import EngineRuntime
 from engine.task import PartitionTask, TaskConfig
+from schemas.channels import events_stream
 from schemas.topics import Topics
 from tests.test_crypto_regime_e2e import DETECTOR as CRYPTO_DETECTOR
 from tests.test_crypto_regime_e2e import SESSION as CRYPTO_SESSION
@@ -59,9 +64,10 @@ def merged(records: list[tuple[str, object]]) -> list[InputItem]:
     return list(heapq.merge(*per_topic.values(), key=lambda i: (i.ts, RANK[i.tp.topic], i.offset)))
 
 
-def new_task(detector: DetectorConfig) -> PartitionTask:
+def new_task(detector: DetectorConfig, levels: LevelsConfig | None = None) -> PartitionTask:
     tps = [TopicPartition(topic, 0) for topic in TOPICS.market_data()]
-    return PartitionTask(0, EventTimeMerge(tps), LevelsConfig(), detector, TaskConfig(), lambda: 7)
+    levels = levels or LevelsConfig()
+    return PartitionTask(0, EventTimeMerge(tps), levels, detector, TaskConfig(), lambda: 7)
 
 
 def run(task: PartitionTask, items: list[InputItem], batch: int = 64) -> list:
@@ -103,12 +109,15 @@ def chain_items() -> list[InputItem]:
     return merged(records)
 
 
-@pytest.mark.parametrize("source", ["crypto", "chain"])
+@pytest.mark.parametrize("source", ["crypto", "crypto_flow", "chain"])
 @pytest.mark.parametrize("at", [0.0, 0.13, 0.37, 0.5, 0.81, 1.0])
 def test_a_restored_task_continues_as_the_uninterrupted_one(source, at, request):
-    items = request.getfixturevalue(f"{source}_items")
-    detector = CRYPTO_DETECTOR if source == "crypto" else DetectorConfig()
-    uninterrupted = new_task(detector)
+    """``crypto_flow``: the flow dealer model, whose inventory moves with taker trades (and
+    remembers trade ids) across the cut."""
+    items = request.getfixturevalue("chain_items" if source == "chain" else "crypto_items")
+    detector = DetectorConfig() if source == "chain" else CRYPTO_DETECTOR
+    levels = LevelsConfig(model="flow") if source == "crypto_flow" else LevelsConfig()
+    uninterrupted = new_task(detector, levels)
     whole = run(uninterrupted, items)
     assert len(whole) >= 2
 
@@ -116,9 +125,9 @@ def test_a_restored_task_continues_as_the_uninterrupted_one(source, at, request)
     if source == "chain" and 0 < at < 1:
         while items[cut].record.part == 0:  # land between two parts of a snapshot
             cut += 1
-    first = new_task(detector)
+    first = new_task(detector, levels)
     before = run(first, items[:cut])
-    restored = new_task(detector)
+    restored = new_task(detector, levels)
     restored.restore(loads_state(dumps_state(first.state())))
     after = run(restored, items[cut:])
     assert before + after == whole  # every event, its id, levels, detail and times
@@ -138,33 +147,63 @@ def checkpoint(state: bytes, cid: int, group: str = "g", partition: int = 2) -> 
     return Checkpoint(group, partition, cid, "f" * 16, {"t/2": 10 * cid}, state)
 
 
+def log_of(cp: Checkpoint, torn: bool = False, **kw: int) -> list[tuple[bytes, bytes | None]]:
+    chunks, manifest = encode_checkpoint(cp, **kw)
+    return chunks if torn else [*chunks, manifest]
+
+
+def compacted(log: list[tuple[bytes, bytes | None]]) -> list[bytes | None]:
+    """What a compacted topic keeps: the last value of each key, in log order, no tombstones."""
+    last = {key: i for i, (key, _) in enumerate(log)}
+    return [value for i, (key, value) in enumerate(log) if last[key] == i and value is not None]
+
+
 def test_records_are_chunked_and_the_latest_complete_one_is_read():
     big = os.urandom(1_300_000)
-    first = encode_checkpoint(checkpoint(b"old", 1))
-    second = encode_checkpoint(checkpoint(big, 2), max_chunk_bytes=512 * 1024)
-    assert len(first) == 1 and len(second) == 3
-    assert [key for key, _ in second] == [b"g/p2/c0", b"g/p2/c1", b"g/p2/c2"]
-    assert all(len(value) < 600 * 1024 for _, value in second)
-    values = [v for _, v in first + second]
-    got = latest_checkpoint(values, "g", 2)
-    assert got is not None and got.checkpoint_id == 2 and got.state == big
+    chunks, (manifest_key, _) = encode_checkpoint(checkpoint(big, 2), max_chunk_bytes=512 * 1024)
+    assert [key for key, _ in chunks] == [b"g/p2/2/c0", b"g/p2/2/c1", b"g/p2/2/c2"]
+    assert manifest_key == b"g/p2"
+    assert all(len(value) < 600 * 1024 for _, value in chunks)
+    log = log_of(checkpoint(b"old", 1)) + log_of(checkpoint(big, 2), max_chunk_bytes=512 * 1024)
+    got = latest_checkpoint([v for _, v in log], "g", 2)
+    assert got is not None and got.checkpoint_id == 2 and got.state == big and got.chunks == 3
     assert got.offsets == {"t/2": 20}
-    # a torn checkpoint (its last chunk never written) leaves the previous one the latest
-    torn = encode_checkpoint(checkpoint(big, 3), max_chunk_bytes=512 * 1024)[:2]
-    assert latest_checkpoint(values + [v for _, v in torn], "g", 2).checkpoint_id == 2
-    # other groups, other partitions, garbage and other versions are skipped
+    # a torn checkpoint (no manifest: the writer died) leaves the previous one the latest
+    torn = log + log_of(checkpoint(big, 3), torn=True, max_chunk_bytes=512 * 1024)[:2]
+    assert latest_checkpoint([v for _, v in torn], "g", 2).checkpoint_id == 2
+    # other groups, other partitions, garbage, tombstones and other versions are skipped
     noise = [
-        encode_checkpoint(checkpoint(b"x", 9, group="other"))[0][1],
-        encode_checkpoint(checkpoint(b"x", 9, partition=5))[0][1],
+        *[v for _, v in log_of(checkpoint(b"x", 9, group="other"))],
+        *[v for _, v in log_of(checkpoint(b"x", 9, partition=5))],
         b"not a checkpoint",
-        b"RESTATE1\x00\x00\x00\x05{bad}",
-        encode_checkpoint(checkpoint(b"x", 9))[0][1].replace(b"engine.state/1", b"engine.state/0"),
+        b"RESTATE2\x00\x00\x00\x05{bad}",
+        None,
+        log_of(checkpoint(b"x", 9))[-1][1].replace(b"engine.state/2", b"engine.state/1"),
     ]
-    assert latest_checkpoint(values + noise, "g", 2).checkpoint_id == 2
+    assert latest_checkpoint([v for _, v in log] + noise, "g", 2).checkpoint_id == 2
     assert latest_checkpoint(noise, "g", 2) is None
 
 
-def test_the_unpickler_resolves_no_function():
+def test_compaction_keeps_the_latest_checkpoint_whole():
+    """The writer's sequence (chunks, manifest, tombstones for the replaced chunks), then a
+    torn one, compacted: the latest complete checkpoint survives, and nothing older."""
+    log: list[tuple[bytes, bytes | None]] = []
+    previous = None
+    for cid, size in ((1, 1_200_000), (2, 700_000), (3, 100)):
+        cp = checkpoint(os.urandom(size), cid)
+        chunks, manifest = encode_checkpoint(cp, max_chunk_bytes=512 * 1024)
+        log += [*chunks, manifest]
+        if previous is not None:
+            log += [(key, None) for key, _ in previous]
+        previous = chunks
+    log += log_of(checkpoint(os.urandom(900_000), 4), torn=True, max_chunk_bytes=512 * 1024)
+    kept = compacted(log)
+    got = latest_checkpoint(kept, "g", 2)
+    assert got is not None and got.checkpoint_id == 3
+    assert len(kept) == 1 + 1 + 2  # checkpoint 3's chunk and manifest, 4's torn chunks
+
+
+def test_the_unpickler_refuses_what_is_not_state():
     class Shell:
         def __reduce__(self):
             return (os.system, ("echo pwned",))
@@ -177,12 +216,65 @@ def test_the_unpickler_resolves_no_function():
         loads_state(b"not zlib")
 
 
+def test_the_unpickler_modifies_no_class():
+    """BUILD on a class object (it would replace BookFeeder.apply for the whole process)."""
+    payload = b"\x80\x04cengine.feed\nBookFeeder\nN}X\x05\x00\x00\x00applycbuiltins\nlist\ns\x86b."
+    before = BookFeeder.apply
+    with pytest.raises(CheckpointError, match="modifies a class"):
+        loads_state(zlib.compress(payload))
+    assert BookFeeder.apply is before
+
+
+def test_numpy_arrays_travel_as_plain_bytes_only():
+    """numpy's own reconstructors are not reachable (a crafted dtype state corrupts memory);
+    arrays and scalars round-trip through plain dtypes, writable."""
+    state = {"f": np.arange(6.0).reshape(2, 3), "i": np.int64(7), "b": np.array([True])}
+    back = loads_state(dumps_state(state))
+    assert back["f"].tolist() == state["f"].tolist() and back["f"].flags.writeable
+    assert back["i"] == 7 and back["b"].dtype == np.bool_
+    with pytest.raises(CheckpointError, match="_reconstruct"):
+        loads_state(zlib.compress(pickle.dumps(np.arange(3), protocol=2)))
+    with pytest.raises(CheckpointError, match="dtype"):
+        dumps_state({"o": np.array([object()])})
+
+
+def test_decompression_is_bounded(monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "MAX_STATE_BYTES", 1_000)
+    with pytest.raises(CheckpointError, match="over 1000 bytes"):
+        loads_state(dumps_state(bytes(5_000)))
+
+
 def test_the_fingerprint_follows_the_settings():
     base = fingerprint(LevelsConfig(), DetectorConfig(), TaskConfig())
     assert base == fingerprint(LevelsConfig(), DetectorConfig(), TaskConfig())
     assert base != fingerprint(LevelsConfig(model="short_all"), DetectorConfig(), TaskConfig())
     assert base != fingerprint(LevelsConfig(), DetectorConfig(band_bps=99.0), TaskConfig())
     assert base != fingerprint(LevelsConfig(), DetectorConfig(), TaskConfig(max_eval_gap_s=9))
+
+
+def test_a_checkpoint_that_does_not_fit_leaves_a_fresh_task(crypto_items):
+    runtime = EngineRuntime(engine_config("127.0.0.1:1", "redis://127.0.0.1:1/0", TOPICS))
+    tps = [TopicPartition(topic, 0) for topic in TOPICS.market_data()]
+    source = new_task(DetectorConfig())
+    run(source, crypto_items[:500])
+    good = Checkpoint("g", 0, 1, runtime._fingerprint, {}, dumps_state(source.state()))
+    task = runtime._new_task(0, tps)
+    assert runtime._restored_task(task, good)
+    assert task.next_offsets == source.next_offsets and task.last_ts == source.last_ts
+    for bad in (
+        Checkpoint("g", 0, 1, "0" * 16, {}, good.state),  # other settings or code
+        Checkpoint("g", 0, 1, runtime._fingerprint, {}, b"garbage"),
+        Checkpoint("g", 0, 1, runtime._fingerprint, {}, dumps_state({"feeder": 1})),
+        Checkpoint(
+            "g",
+            0,
+            1,
+            runtime._fingerprint,
+            {},
+            dumps_state({**source.state(), "detectors": {"BTC": 1}}),
+        ),
+    ):
+        assert not runtime._restored_task(runtime._new_task(0, tps), bad)
 
 
 # ---------------------------------------------------------------- through the broker
@@ -230,3 +322,82 @@ async def test_killed_engine_resumes_from_its_checkpoint(
         )
     )
     assert other.restored == 0 and other.records == whole.records
+
+
+async def _until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Engine A reads the first half of a session; B joins the group (a rebalance), then A
+    stops (its partitions move to B) and the second half arrives: B carries on from A's
+    checkpoint, and the stream equals that of one engine reading it all — no event lost,
+    none twice."""
+    topics = Topics(f"r{os.urandom(4).hex()}.")
+    path = tmp_path / "session.jsonl"
+    write_session(SESSION, path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    halves[0].write_bytes(b"".join(lines[: len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2 :]))
+    await ingest(kafka_bootstrap, topics, halves[0])
+
+    config = engine_config(kafka_bootstrap, redis_url, topics, checkpoint_interval_s=0.2)
+    first, second = EngineRuntime(config), EngineRuntime(replace(config, client_id="engine-b"))
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    running_first = asyncio.create_task(first.run(stop_first))
+    running_second: asyncio.Task | None = None
+    client = Redis.from_url(redis_url)
+
+    async def count() -> int:
+        return await client.xlen(events_stream("BTC"))
+
+    try:
+        await asyncio.wait_for(first.caught_up.wait(), 60)
+        after_first_half = await count()
+        running_second = asyncio.create_task(second.run(stop_second))
+
+        async def split() -> bool:  # the rebalance is done: each has some partitions
+            return bool(second.tasks) and len({*first.tasks, *second.tasks}) == 3
+
+        await _until(split, "B got no partitions")
+        stop_first.set()
+        report_first = await running_first
+
+        async def all_on_second() -> bool:
+            return len(second.tasks) == 3 and second.caught_up.is_set()
+
+        await _until(all_on_second, "A's partitions did not move to B")
+        await ingest(kafka_bootstrap, topics, halves[1])
+        await asyncio.sleep(0.5)
+        await asyncio.wait_for(second.caught_up.wait(), 60)
+    finally:
+        stop_first.set()
+        stop_second.set()
+        await asyncio.gather(running_first, *([running_second] if running_second else []))
+    report_second = running_second.result()
+    ids = [e.id for _, e in await stream(redis_url)]
+    await client.aclose()
+
+    base = redis_url.rsplit("/", 1)[0]
+    reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
+    await Redis.from_url(reference_url).flushdb()
+    await run_engine(
+        replace(
+            engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0),
+            group_id=f"{topics.prefix}reference",
+        )
+    )
+    reference = [e.id for _, e in await stream(reference_url)]
+    assert 0 < after_first_half < len(reference)
+    assert ids == reference
+    assert max(Counter(ids).values()) == 1
+    assert report_first.checkpoints >= 1
+    assert report_second.restored >= 1  # BTC's partition came over with its state
+    assert sum(report_second.events.values()) >= len(reference) - after_first_half

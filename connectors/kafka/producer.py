@@ -314,13 +314,11 @@ class RecordProducer:
         value: bytes,
         headers: Headers = (),
         timestamp_ms: int | None = None,
-        partition: int | None = None,
     ) -> None:
         """Append one record to its partition's open batch; waits only for backpressure.
 
-        ``key`` must be ``bytes`` (it picks the partition unless ``partition`` is given);
-        headers are ``(str, bytes)`` pairs. Delivery is confirmed by ``flush()`` /
-        ``stop()``, which raise if it failed.
+        ``key`` must be ``bytes`` (it picks the partition); headers are ``(str, bytes)``
+        pairs. Delivery is confirmed by ``flush()`` / ``stop()``, which raise if it failed.
         """
         if self._closed or self._producer is None:
             raise ProducerClosedError("RecordProducer is not running")
@@ -332,15 +330,12 @@ class RecordProducer:
             headers = list(headers)  # the C batch builder takes only a list
         if len(value) > self._large_value:
             self._check_size(key, value, headers)
-        if partition is not None:
-            tp = TopicPartition(topic, partition)
-        else:
-            routes = self._routes.get(topic)
-            tp = routes.get(key) if routes is not None else None
-            if tp is None:
-                tp = await self._route(topic, key)
-                if self._closed:
-                    raise ProducerClosedError("RecordProducer stopped")
+        routes = self._routes.get(topic)
+        tp = routes.get(key) if routes is not None else None
+        if tp is None:
+            tp = await self._route(topic, key)
+            if self._closed:
+                raise ProducerClosedError("RecordProducer stopped")
         batch = self._open.get(tp)
         if batch is None:
             batch = self._new_batch(tp)
@@ -454,18 +449,12 @@ class RecordProducer:
                 f"record of {size} bytes exceeds max_request_bytes={self.config.max_request_bytes}"
             )
 
-    async def partitions(self, topic: str) -> tuple[int, ...]:
-        """The topic's partition ids, from the producer's metadata."""
-        if self._producer is None:
-            raise ProducerClosedError("RecordProducer is not running")
+    async def _route(self, topic: str, key: bytes) -> TopicPartition:
+        assert self._producer is not None
         parts = self._partitions.get(topic)
         if parts is None:
             found = await self._producer.partitions_for(topic)
             parts = self._partitions.setdefault(topic, tuple(sorted(found)))
-        return parts
-
-    async def _route(self, topic: str, key: bytes) -> TopicPartition:
-        parts = await self.partitions(topic)
         tp = TopicPartition(topic, parts[partition_for_key(key, len(parts))])
         routes = self._routes.setdefault(topic, {})
         if len(routes) >= _MAX_ROUTES_PER_TOPIC:

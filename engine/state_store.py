@@ -1,0 +1,126 @@
+"""Checkpoints to and from ``engine.state.v1`` (the Kafka side; the format is in
+:mod:`engine.checkpoint`).
+
+Writes go through a producer of the store's own (acks=all), so a failing state write never
+leaves an error on the producer of events; each checkpoint's chunks are acknowledged
+before its manifest is sent, and the chunks of the checkpoint it replaces are then
+tombstoned. Reads use a consumer of their own, assigned to the state partitions (no group),
+from their start to their end.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from engine.checkpoint import Checkpoint, CheckpointReader, chunk_key, encode_checkpoint
+from engine.logs import get_logger
+
+log = get_logger("engine.state")
+
+
+class StateStore:
+    """One consumer group's checkpoints on the state topic."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        client_id: str,
+        enable_idempotence: bool,
+        fetch_max_wait_ms: int,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.client_id = client_id
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=f"{client_id}-state",
+            acks="all",
+            enable_idempotence=enable_idempotence,
+            max_request_size=2 * 1024 * 1024,
+        )
+        self._written: dict[int, tuple[int, int]] = {}  # partition → (id, chunks) last written
+        self._partitions: int | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def partition_count(self) -> int:
+        if self._partitions is None:
+            self._partitions = len(await self._producer.partitions_for(self.topic))
+        return self._partitions
+
+    def adopt(self, checkpoint: Checkpoint) -> None:
+        """A restored checkpoint is the one the next write replaces (its chunks tombstoned)."""
+        self._written[checkpoint.partition] = (checkpoint.checkpoint_id, checkpoint.chunks)
+
+    async def write(self, checkpoint: Checkpoint) -> None:
+        """Chunks, acknowledged; then the manifest, acknowledged; then tombstones for the
+        chunks of the partition's previous checkpoint."""
+        target = checkpoint.partition % await self.partition_count()
+        chunks, (manifest_key, manifest) = encode_checkpoint(checkpoint)
+        sent = [
+            await self._producer.send(self.topic, value, key=key, partition=target)
+            for key, value in chunks
+        ]
+        for delivery in sent:
+            await delivery
+        await self._producer.send_and_wait(self.topic, manifest, key=manifest_key, partition=target)
+        previous = self._written.get(checkpoint.partition)
+        self._written[checkpoint.partition] = (checkpoint.checkpoint_id, len(chunks))
+        if previous is not None and previous[0] != checkpoint.checkpoint_id:
+            old_id, old_chunks = previous
+            for chunk in range(old_chunks):
+                key = chunk_key(self.group, checkpoint.partition, old_id, chunk)
+                await self._producer.send(self.topic, None, key=key, partition=target)
+            await self._producer.flush()
+
+    def forget(self, partition: int) -> None:
+        self._written.pop(partition, None)
+
+    async def read(self, partitions: list[int], budget_s: float) -> dict[int, Checkpoint | None]:
+        """The latest complete checkpoint of each partition; what is not read within
+        ``budget_s`` counts as none (the engine then replays)."""
+        count = await self.partition_count()
+        readers = {p: CheckpointReader(self.group, p) for p in partitions}
+        by_tp: dict[TopicPartition, list[CheckpointReader]] = {}
+        for p, reader in readers.items():
+            by_tp.setdefault(TopicPartition(self.topic, p % count), []).append(reader)
+        tps = list(by_tp)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-restore",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        deadline = time.monotonic() + budget_s
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(*tps, timeout_ms=100)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        for reader in by_tp[tp]:
+                            reader.feed(message.value)
+                ends = [consumer.highwater(tp) for tp in tps]
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(e is not None and n >= e for e, n in zip(ends, positions, strict=True)):
+                    break
+                if time.monotonic() > deadline:
+                    log.warning("checkpoints not read in time", partitions=partitions)
+                    return dict.fromkeys(partitions)
+        finally:
+            await consumer.stop()
+        return {p: reader.latest for p, reader in readers.items()}
