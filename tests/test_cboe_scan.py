@@ -182,6 +182,18 @@ def test_falls_back_on_what_it_does_not_read(raw):
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,}]}}',
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1}],}}',
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":-}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":-.0}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":.5}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":-}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":2.}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":01}]}}',
+        b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'
+        b'"bid":1e}]}}',
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1}]}}x',
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1}]}',
         b'{"timestamp":"t","data":{"current_price":1,"options":[{"option":"X","open_interest":1,'

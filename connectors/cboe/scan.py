@@ -309,23 +309,24 @@ def _scan_piece(
                     return fail
                 pos = end + 1
             elif (c == _MINUS or _ZERO <= c <= _NINE) and key == _KEY_OTHER:
-                # A skipped number: digits [. digits] inline, anything rarer checked in full.
+                # A skipped number: -?(0|[1-9]digits)(.digits)? inline; anything else (an
+                # exponent, or not a number at all) is checked in full. end -1: not inline.
                 end = pos + 1 if c == _MINUS else pos
                 if end < n and buf[end] == _ZERO:
                     end += 1
+                elif end < n and _ZERO < buf[end] <= _NINE:
+                    while end < n and _ZERO <= buf[end] <= _NINE:
+                        end += 1
                 else:
-                    while end < n and _ZERO <= buf[end] <= _NINE:
-                        end += 1
-                if end < n and buf[end] == _DOT:
+                    end = -1
+                if 0 <= end < n and buf[end] == _DOT:
                     end += 1
+                    fraction = end
                     while end < n and _ZERO <= buf[end] <= _NINE:
                         end += 1
-                if (
-                    end < n
-                    and _ZERO <= buf[end - 1] <= _NINE
-                    and buf[end] != 101
-                    and (buf[end] != 69)
-                ):
+                    if end == fraction:
+                        end = -1
+                if 0 <= end < n and buf[end] != 101 and buf[end] != 69:  # e E
                     pos = end
                 else:
                     pos, _ = _number(buf, pos, False)
