@@ -56,7 +56,6 @@ class GammaBook:
         self.slot_f = np.zeros((k.N_SLOT_F, capacity))
         self.slot_i = np.zeros((k.N_SLOT_I, capacity), dtype=np.int64)
         self.slot_expiry_ns = np.zeros(capacity, dtype=np.int64)
-        self.slot_scratch = np.zeros(capacity, dtype=np.int64)  # a list of slots, for kernels
         self.slot_instrument: list[str | None] = [None] * capacity
         self.instrument_slot: dict[str, int] = {}
         self._free: list[int] = []
@@ -71,12 +70,64 @@ class GammaBook:
         self.session_end_ns = session_end_ns(venue, self.t_ref_ns)
         self.profile = np.zeros((k.N_BUCKETS, config.grid_points))
         self._set_grid(self.spot)
-        self._batch = _QuoteBatch(64)
         self._profile_stale = False  # quotes stored, profile rebuilt at the snapshot's end
+        self._make_scratch()
+        self.skipped_unknown = 0  # delta updates of never-seen contracts (no terms came along)
+
+    def _make_scratch(self) -> None:
+        """Buffers the kernels work in (not state: rebuilt after a restore, never saved)."""
+        self._batch = _QuoteBatch(64)
         threads = max(1, min(numba.get_num_threads(), 8))
         self._partial = np.zeros((threads, *self.profile.shape))  # per-thread rebuild profiles
         self._live_counts = np.zeros(threads, dtype=np.int64)
-        self.skipped_unknown = 0  # delta updates of never-seen contracts (no terms came along)
+        self.slot_scratch = np.zeros(self.slot_f.shape[1], dtype=np.int64)  # a list of slots
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for scratch in ("_tau_of", "_batch", "_partial", "_live_counts", "slot_scratch"):
+            del state[scratch]  # _tau_of: a function (checkpoints name none), from the config
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._check_restored()
+        self._tau_of = TIME_MODELS[self.config.time_model]
+        self._make_scratch()
+
+    def _check_restored(self) -> None:
+        """The shapes and indices the kernels rely on (they do not bounds-check): a state
+        that breaks them is refused, never handed to a kernel."""
+        cap = self.slot_f.shape[1] if getattr(self.slot_f, "ndim", 0) == 2 else -1
+        grid = self.config.grid_points if isinstance(self.config, LevelsConfig) else -1
+        used = self.slot_i[:, : self.n_slots] if cap >= 0 else None
+        slots = np.fromiter(self.instrument_slot.values(), np.int64, len(self.instrument_slot))
+        ok = (
+            cap >= 0
+            and grid >= 2
+            and _is(self.slot_f, np.float64, (k.N_SLOT_F, cap))
+            and _is(self.slot_i, np.int64, (k.N_SLOT_I, cap))
+            and _is(self.slot_expiry_ns, np.int64, (cap,))
+            and len(self.slot_instrument) == cap
+            and isinstance(self.n_slots, int)
+            and 0 <= self.n_slots <= cap
+            and _is(self.profile, np.float64, (k.N_BUCKETS, grid))
+            and _is(self.log_s, np.float64, (grid,))
+            and _is(self.grid_spots, np.float64, (grid,))
+            and _is(self.strike_values, np.float64, self.strike_values.shape)
+            and self.strike_values.ndim == 1
+            and _is(self.call_by_strike, np.float64, self.strike_values.shape)
+            and _is(self.put_by_strike, np.float64, self.strike_values.shape)
+            and len(self.strike_index) <= len(self.strike_values)
+            and bool(((slots >= 0) & (slots < self.n_slots)).all())
+            and used is not None
+            and bool(
+                (
+                    (used[k.I_STRIKE_IDX] >= 0) & (used[k.I_STRIKE_IDX] < len(self.strike_values))
+                ).all()
+            )
+        )
+        if not ok:
+            raise ValueError(f"the restored {self.underlying!r} book breaks its invariants")
 
     # ------------------------------------------------------------ grid
 
@@ -163,15 +214,6 @@ class GammaBook:
         if expiry_ns == self.front_expiry_ns:
             bits |= k.BUCKET_FRONT
         return bits
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_tau_of"]  # a function (checkpoints name no functions): from the config
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._tau_of = TIME_MODELS[self.config.time_model]
 
     def _grow_slots(self) -> None:
         cap = self.slot_f.shape[1] * 2
@@ -669,6 +711,15 @@ def _floats(values: list, name: str) -> np.ndarray:
         return np.asarray(values, dtype=np.float64)  # JSON null → NaN
     except (TypeError, ValueError):
         raise ValueError(f"column {name} holds a value that is not a number") from None
+
+
+def _is(array: object, dtype: type, shape: tuple[int, ...]) -> bool:
+    return (
+        isinstance(array, np.ndarray)
+        and array.dtype == dtype
+        and array.shape == shape
+        and array.flags.c_contiguous
+    )
 
 
 def _grown(array: np.ndarray, capacity: int) -> np.ndarray:

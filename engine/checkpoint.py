@@ -25,6 +25,7 @@ does not load, is not used: the engine replays the log from its start instead.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import importlib.util
 import io
@@ -37,6 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 import orjson
 
@@ -44,10 +46,11 @@ STATE_VERSION = "engine.state/2"
 _MAGIC = b"RESTATE2"
 _HEADER_LENGTH = struct.Struct(">I")
 DEFAULT_CHUNK_BYTES = 512 * 1024  # well under Kafka's 1 MB default message size
-MAX_STATE_BYTES = 1 << 31  # decompressed; a larger one is refused
+MAX_STATE_BYTES = 1 << 29  # decompressed (a 24,000-contract book is ~9 MB); larger: refused
 
-# Modules whose classes (defined there; never functions) a state may name. Their source is
-# part of the fingerprint: changed code does not read an older checkpoint.
+# Modules whose classes (defined there; never functions) a state may name. The source of
+# every engine and schemas module is part of the fingerprint: changed code (a new slot
+# layout, a new field) does not read an older checkpoint.
 STATE_MODULES = (
     "engine.book",
     "engine.config",
@@ -89,16 +92,19 @@ class _StatePickler(pickle.Pickler):
                 raise CheckpointError(f"a state array of dtype {obj.dtype} cannot be saved")
             return ("ndarray", obj.dtype.str, obj.shape, np.ascontiguousarray(obj).tobytes())
         if isinstance(obj, np.generic):
+            if obj.dtype.str not in _PLAIN_DTYPES:
+                raise CheckpointError(f"a state scalar of dtype {obj.dtype} cannot be saved")
             return ("scalar", obj.dtype.str, obj.tobytes())
         return None
 
 
 def _guarded(opcode: bytes, target: Any) -> Any:
-    """A dispatch entry that refuses to modify a class (or module) object."""
+    """A dispatch entry that refuses to modify an object shared by the whole process: a
+    class, or an enum member (calling an enum class returns its member)."""
 
     def load(self: _StateUnpickler) -> None:
-        if isinstance(target(self), type):
-            raise CheckpointError(f"checkpoint modifies a class (opcode {opcode!r})")
+        if isinstance(target(self), type | enum.Enum):
+            raise CheckpointError(f"checkpoint modifies a shared object (opcode {opcode!r})")
         _UNGUARDED[opcode[0]](self)
 
     return load
@@ -176,18 +182,21 @@ def loads_state(data: bytes) -> Any:
 
 @cache
 def _code_digest() -> str:
-    digest = hashlib.sha256()
-    for module in STATE_MODULES:
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            raise CheckpointError(f"state module {module} not found")
-        digest.update(Path(spec.origin).read_bytes())
+    """The source of every module of the engine and schemas packages, numpy's and numba's
+    versions."""
+    digest = hashlib.sha256(f"{np.__version__} {numba.__version__}".encode())
+    for package in ("engine", "schemas"):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise CheckpointError(f"package {package} not found")
+        for path in sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
 
 
 def fingerprint(*configs: object) -> str:
     """A digest of what a state depends on: the settings (their reprs), the state version
-    and the source of the state modules."""
+    and the code (see :func:`_code_digest`)."""
     text = repr((STATE_VERSION, _code_digest(), *configs))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -272,10 +281,13 @@ class CheckpointReader:
         self.partition = partition
         self.latest: Checkpoint | None = None
         self._chunks: dict[int, dict[int, bytes]] = {}  # id → chunk → body
+        self._keys: dict[bytes, int] = {}  # live chunk key → its checkpoint id
 
-    def feed(self, value: bytes | None) -> None:
+    def feed(self, value: bytes | None, key: bytes | None = None) -> None:
         if value is None:
-            return  # a tombstone
+            if key is not None:
+                self._keys.pop(key, None)  # a tombstone
+            return
         try:
             header, body = _decode(value)
             if header["group"] != self.group or header["partition"] != self.partition:
@@ -283,10 +295,18 @@ class CheckpointReader:
             cid = int(header["id"])
             if header["kind"] == "chunk":
                 self._chunks.setdefault(cid, {})[int(header["chunk"])] = body
+                if key is not None:
+                    self._keys[key] = cid
             elif header["kind"] == "manifest":
                 self._manifest(header, cid)
         except (CheckpointError, KeyError, TypeError, ValueError, AttributeError):
             return
+
+    def stray_keys(self) -> list[bytes]:
+        """Keys of chunks not part of the latest checkpoint (torn, refused, superseded and
+        not tombstoned): the next write tombstones them."""
+        keep = self.latest.checkpoint_id if self.latest is not None else None
+        return [key for key, cid in self._keys.items() if cid != keep]
 
     def _manifest(self, header: dict[str, Any], cid: int) -> None:
         chunks = self._chunks.get(cid, {})

@@ -444,27 +444,32 @@ class EngineRuntime:
         ``engine.state.v1``. A failed write is logged and counted; the engine goes on (the
         previous checkpoint, or a replay, still restores it)."""
         store = self._state
-        if store is None or self._unpublished:
-            return  # mid-batch (a rebalance callback): the batch's events are not written
+        if store is None:
+            return
         async with self._checkpoint_lock:
             self._last_checkpoint = time.monotonic()
             for partition, task in list(self.tasks.items()):
+                # Checked before each task's (synchronous) snapshot: a batch processed while
+                # an earlier task's write was awaited (a rebalance callback runs beside the
+                # main loop) has events not yet written; its inputs must not be covered.
+                if self._unpublished:
+                    return
                 offsets = dict(task.next_offsets)
                 if not offsets or self._checkpointed.get(partition) == offsets:
                     continue
-                checkpoint = Checkpoint(
-                    group=self.config.group_id,
-                    partition=partition,
-                    checkpoint_id=time.time_ns(),
-                    fingerprint=self._fingerprint,
-                    offsets={
-                        position_field(tp.topic, tp.partition): n for tp, n in offsets.items()
-                    },
-                    state=dumps_state(task.state()),
-                )
                 try:
+                    checkpoint = Checkpoint(
+                        group=self.config.group_id,
+                        partition=partition,
+                        checkpoint_id=store.next_id(partition),
+                        fingerprint=self._fingerprint,
+                        offsets={
+                            position_field(t.topic, t.partition): n for t, n in offsets.items()
+                        },
+                        state=dumps_state(task.state()),
+                    )
                     await store.write(checkpoint)
-                except Exception as exc:  # the broker refused it: not a reason to stop
+                except Exception as exc:  # not a reason to stop: the previous one still holds
                     self.report.checkpoint_failures += 1
                     log.warning("checkpoint not written", partition=partition, error=str(exc))
                     continue
@@ -531,7 +536,10 @@ class EngineRuntime:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Partitions move away: commit what was processed, checkpoint, drop their tasks."""
         try:
-            await self._commit(checkpoint=True)
+            # bounded: the group's rebalance waits for this callback
+            await asyncio.wait_for(
+                self._commit(checkpoint=True), self.config.session_timeout_ms / 2_000
+            )
         finally:  # the tasks go even if that failed: they must not see their input again
             for partition in {tp.partition for tp in revoked}:
                 self.tasks.pop(partition, None)
@@ -561,7 +569,7 @@ class EngineRuntime:
             budget = min(_RESTORE_BUDGET_S, self.config.session_timeout_ms / 2_000)
             try:
                 checkpoints = await asyncio.wait_for(
-                    self._state.read(sorted(by_partition), budget), budget + 5.0
+                    self._state.read(sorted(by_partition), budget), budget
                 )
             except Exception as exc:  # the state topic unreadable: replay instead
                 log.warning("checkpoints not read; replaying", error=str(exc))

@@ -46,6 +46,7 @@ class StateStore:
             max_request_size=2 * 1024 * 1024,
         )
         self._written: dict[int, tuple[int, int]] = {}  # partition → (id, chunks) last written
+        self._stray: dict[int, list[bytes]] = {}  # partition → chunk keys to tombstone
         self._partitions: int | None = None
 
     async def start(self) -> None:
@@ -63,10 +64,17 @@ class StateStore:
         """A restored checkpoint is the one the next write replaces (its chunks tombstoned)."""
         self._written[checkpoint.partition] = (checkpoint.checkpoint_id, checkpoint.chunks)
 
+    def next_id(self, partition: int) -> int:
+        """A checkpoint id above the partition's last one (ns of the wall clock, mostly)."""
+        last = self._written.get(partition, (0, 0))[0]
+        return max(time.time_ns(), last + 1)
+
     async def write(self, checkpoint: Checkpoint) -> None:
         """Chunks, acknowledged; then the manifest, acknowledged; then tombstones for the
-        chunks of the partition's previous checkpoint."""
-        target = checkpoint.partition % await self.partition_count()
+        chunks of the partition's previous checkpoint and any stray ones (a failure there
+        is only logged: the checkpoint itself is written)."""
+        partition = checkpoint.partition
+        target = partition % await self.partition_count()
         chunks, (manifest_key, manifest) = encode_checkpoint(checkpoint)
         sent = [
             await self._producer.send(self.topic, value, key=key, partition=target)
@@ -75,17 +83,23 @@ class StateStore:
         for delivery in sent:
             await delivery
         await self._producer.send_and_wait(self.topic, manifest, key=manifest_key, partition=target)
-        previous = self._written.get(checkpoint.partition)
-        self._written[checkpoint.partition] = (checkpoint.checkpoint_id, len(chunks))
+        previous = self._written.get(partition)
+        self._written[partition] = (checkpoint.checkpoint_id, len(chunks))
+        obsolete = self._stray.pop(partition, [])
         if previous is not None and previous[0] != checkpoint.checkpoint_id:
-            old_id, old_chunks = previous
-            for chunk in range(old_chunks):
-                key = chunk_key(self.group, checkpoint.partition, old_id, chunk)
+            obsolete += [
+                chunk_key(self.group, partition, previous[0], chunk) for chunk in range(previous[1])
+            ]
+        try:
+            for key in obsolete:
                 await self._producer.send(self.topic, None, key=key, partition=target)
             await self._producer.flush()
+        except Exception as exc:  # they go with a later checkpoint's tombstones
+            log.warning("old checkpoint chunks not tombstoned", partition=partition, error=str(exc))
 
     def forget(self, partition: int) -> None:
         self._written.pop(partition, None)
+        self._stray.pop(partition, None)
 
     async def read(self, partitions: list[int], budget_s: float) -> dict[int, Checkpoint | None]:
         """The latest complete checkpoint of each partition; what is not read within
@@ -103,8 +117,8 @@ class StateStore:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await consumer.start()
         deadline = time.monotonic() + budget_s
+        await consumer.start()
         try:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -113,7 +127,7 @@ class StateStore:
                 for tp, messages in batch.items():
                     for message in messages:
                         for reader in by_tp[tp]:
-                            reader.feed(message.value)
+                            reader.feed(message.value, message.key)
                 ends = [consumer.highwater(tp) for tp in tps]
                 positions = [await consumer.position(tp) for tp in tps]
                 if all(e is not None and n >= e for e, n in zip(ends, positions, strict=True)):
@@ -123,4 +137,6 @@ class StateStore:
                     return dict.fromkeys(partitions)
         finally:
             await consumer.stop()
+        for p, reader in readers.items():
+            self._stray[p] = reader.stray_keys()
         return {p: reader.latest for p, reader in readers.items()}

@@ -29,9 +29,12 @@ from connectors.simulator.deribit_session import write_session
 from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from engine import book as book_module
 from engine import checkpoint as checkpoint_module
+from engine.book import GammaBook
 from engine.checkpoint import (
     Checkpoint,
     CheckpointError,
+    CheckpointReader,
+    chunk_key,
     dumps_state,
     encode_checkpoint,
     fingerprint,
@@ -45,6 +48,7 @@ from engine.merge import EventTimeMerge, InputItem
 from engine.runtime import EngineRuntime
 from engine.task import PartitionTask, TaskConfig
 from schemas.channels import events_stream
+from schemas.contracts import OptionRight
 from schemas.topics import Topics
 from tests.test_crypto_regime_e2e import DETECTOR as CRYPTO_DETECTOR
 from tests.test_crypto_regime_e2e import SESSION as CRYPTO_SESSION
@@ -220,9 +224,52 @@ def test_the_unpickler_modifies_no_class():
     """BUILD on a class object (it would replace BookFeeder.apply for the whole process)."""
     payload = b"\x80\x04cengine.feed\nBookFeeder\nN}X\x05\x00\x00\x00applycbuiltins\nlist\ns\x86b."
     before = BookFeeder.apply
-    with pytest.raises(CheckpointError, match="modifies a class"):
+    with pytest.raises(CheckpointError, match="modifies a shared object"):
         loads_state(zlib.compress(payload))
     assert BookFeeder.apply is before
+
+
+def test_the_unpickler_modifies_no_enum_member():
+    """Calling an enum class returns its process-wide member: BUILD on it is refused."""
+    payload = (
+        b"\x80\x04cschemas.contracts\nOptionRight\nX\x01\x00\x00\x00C\x85R"
+        b"}X\x07\x00\x00\x00_value_X\x01\x00\x00\x00Psb."
+    )
+    with pytest.raises(CheckpointError, match="modifies a shared object"):
+        loads_state(zlib.compress(payload))
+    assert OptionRight.CALL.value == "C" and OptionRight("C") is OptionRight.CALL
+
+
+def test_a_book_that_breaks_its_invariants_is_refused():
+    """The kernels do not bounds-check: a saved book whose slot count exceeds its arrays
+    (or with a strike index out of range) never reaches them."""
+    book = GammaBook("BTC", "deribit", LevelsConfig(), 100.0, 1_700_000_000_000_000_000)
+    assert loads_state(dumps_state({"book": book}))["book"].n_slots == 0
+    book.n_slots = 200_000_000
+    with pytest.raises(CheckpointError, match="breaks its invariants"):
+        loads_state(dumps_state({"book": book}))
+    book.n_slots = 1
+    book.slot_i[book_module.k.I_STRIKE_IDX, 0] = 10**9
+    with pytest.raises(CheckpointError, match="breaks its invariants"):
+        loads_state(dumps_state({"book": book}))
+
+
+def test_stray_chunks_are_found_for_tombstoning():
+    """Chunks of torn checkpoints, not yet tombstoned, are named by the reader, so the next
+    write removes them; tombstoned ones and the kept checkpoint's are not."""
+    log = log_of(checkpoint(b"a", 1)) + log_of(checkpoint(b"b", 2))
+    log += log_of(checkpoint(b"c", 3), torn=True)
+    log += [(chunk_key("g", 2, 1, 0), None)]  # checkpoint 1's chunk already tombstoned
+    reader = CheckpointReader("g", 2)
+    for key, value in log:
+        reader.feed(value, key)
+    assert reader.latest.checkpoint_id == 2
+    assert reader.stray_keys() == [chunk_key("g", 2, 3, 0)]
+
+
+def test_a_state_that_cannot_be_saved_says_so():
+    with pytest.raises(CheckpointError, match="dtype"):
+        dumps_state({"x": np.complex128(1j)})
 
 
 def test_numpy_arrays_travel_as_plain_bytes_only():

@@ -30,8 +30,13 @@ __all__ = [
     "resolve_tansu_binary",
 ]
 
-#: Topic config of a compacted topic (``engine.state.v1``, DESIGN §2.3).
-COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
+#: Topic config of a compacted topic (``engine.state.v1``, DESIGN §2.3): segments roll hourly
+#: and are cleaned early, so superseded checkpoints do not linger in the active segment.
+COMPACTED: Mapping[str, str] = {
+    "cleanup.policy": "compact",
+    "segment.ms": "3600000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 #: Topics whose name ends with one of these get :data:`COMPACTED` unless configs say otherwise.
 _COMPACTED_SUFFIXES = ("engine.state.v1",)
