@@ -133,6 +133,7 @@ class EngineReport:
     checkpoints: int = 0  # task checkpoints written to engine.state.v1
     checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
     restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
+    rebuilt: int = 0  # partitions replayed from the log start: a checkpoint ahead of the log
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +151,7 @@ class EngineReport:
             "checkpoints": self.checkpoints,
             "checkpoint_failures": self.checkpoint_failures,
             "restored": self.restored,
+            "rebuilt": self.rebuilt,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -268,6 +270,15 @@ class EngineRuntime:
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         cfg = self.config
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
+        beyond = {
+            tp.partition
+            for task in self.tasks.values()
+            for tp in task.merge.tps
+            if (end := consumer.highwater(tp)) is not None and self._fetched_next.get(tp, 0) > end
+        }
+        if beyond:  # a checkpoint ahead of the log: the input topic was recreated
+            await self._rebuild(consumer, beyond, "checkpoint beyond the end of the input")
+            return
         dead: list[tuple[ConsumerRecord, str]] = []
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
@@ -530,6 +541,24 @@ class EngineRuntime:
                 delay = backoff.next_delay()
                 log.warning("redis write failed; retrying", error=str(exc), in_s=round(delay, 3))
                 await asyncio.sleep(delay)
+
+    async def _rebuild(self, consumer: AIOKafkaConsumer, partitions: set[int], why: str) -> None:
+        """Partitions whose input no longer matches their checkpoint: fresh tasks, replayed
+        from the start of the retained log (events already written are not written again)."""
+        for partition in sorted(partitions):
+            task = self.tasks.get(partition)
+            if task is None:
+                continue
+            log.warning("rebuilding a partition's state from the log start", partition=partition,
+                        why=why)  # fmt: skip
+            tps = list(task.merge.tps)
+            self.tasks[partition] = self._new_task(partition, tps)
+            self._checkpointed.pop(partition, None)
+            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                self._fetched_next[tp] = await consumer.position(tp)
+                self._last_ts.pop(tp, None)
+            self.report.rebuilt += 1
 
     # ------------------------------------------------------------ rebalance
 

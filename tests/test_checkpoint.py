@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from connectors.cboe.parse import parse_cboe_json_columns
 from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.ingest import IngestStage, MemorySink, replay_capture
+from connectors.kafka.producer import partition_for_key
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from connectors.simulator.deribit_session import write_session
 from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
@@ -46,6 +47,7 @@ from engine.detector import DetectorConfig
 from engine.feed import BookFeeder
 from engine.merge import EventTimeMerge, InputItem
 from engine.runtime import EngineRuntime
+from engine.state_store import StateStore
 from engine.task import PartitionTask, TaskConfig
 from schemas.channels import events_stream
 from schemas.contracts import OptionRight
@@ -448,3 +450,37 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
     assert report_first.checkpoints >= 1
     assert report_second.restored >= 1  # BTC's partition came over with its state
     assert sum(report_second.events.values()) >= len(reference) - after_first_half
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_ahead_of_its_input_is_rebuilt_from_the_log(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The input topic recreated under a checkpoint (its offsets beyond the log's end): the
+    engine notices once it knows the end, rebuilds the partition from the log start, and
+    publishes nothing twice."""
+    topics = Topics(f"g{os.urandom(4).hex()}.")
+    path = tmp_path / "session.jsonl"
+    write_session(SESSION, path)
+    await ingest(kafka_bootstrap, topics, path)
+    config = engine_config(kafka_bootstrap, redis_url, topics)
+    whole = await run_engine(config)
+    written = [e.id for _, e in await stream(redis_url)]
+    assert whole.checkpoints >= 1
+
+    store = StateStore(kafka_bootstrap, topics.state, config.group_id, "test", False, 10)
+    await store.start()
+    try:
+        btc = partition_for_key(b"BTC", 3)
+        latest = (await store.read([btc], 10.0))[btc]
+        assert latest is not None
+        ahead = {key: offset + 1_000_000 for key, offset in latest.offsets.items()}
+        await store.write(replace(latest, checkpoint_id=store.next_id(btc), offsets=ahead))
+    finally:
+        await store.stop()
+
+    again = await run_engine(config)
+    assert again.restored == 1 and again.rebuilt == 1
+    assert again.records == whole.records  # read again from the start
+    assert sum(again.events.values()) == 0 and again.events_replayed == len(written)
+    assert [e.id for _, e in await stream(redis_url)] == written
