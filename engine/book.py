@@ -95,12 +95,10 @@ class GammaBook:
         self._make_scratch()
 
     def _check_restored(self) -> None:
-        """The shapes and indices the kernels rely on (they do not bounds-check): a state
-        that breaks them is refused, never handed to a kernel."""
+        """The shapes and indices the kernels rely on (they do not bounds-check) and the slot
+        bookkeeping: a state that breaks them is refused, never handed to a kernel."""
         cap = self.slot_f.shape[1] if getattr(self.slot_f, "ndim", 0) == 2 else -1
         grid = self.config.grid_points if isinstance(self.config, LevelsConfig) else -1
-        used = self.slot_i[:, : self.n_slots] if cap >= 0 else None
-        slots = np.fromiter(self.instrument_slot.values(), np.int64, len(self.instrument_slot))
         ok = (
             cap >= 0
             and grid >= 2
@@ -108,24 +106,32 @@ class GammaBook:
             and _is(self.slot_i, np.int64, (k.N_SLOT_I, cap))
             and _is(self.slot_expiry_ns, np.int64, (cap,))
             and len(self.slot_instrument) == cap
-            and isinstance(self.n_slots, int)
+            and type(self.n_slots) is int
             and 0 <= self.n_slots <= cap
             and _is(self.profile, np.float64, (k.N_BUCKETS, grid))
             and _is(self.log_s, np.float64, (grid,))
             and _is(self.grid_spots, np.float64, (grid,))
+            and getattr(self.strike_values, "ndim", 0) == 1
             and _is(self.strike_values, np.float64, self.strike_values.shape)
-            and self.strike_values.ndim == 1
             and _is(self.call_by_strike, np.float64, self.strike_values.shape)
             and _is(self.put_by_strike, np.float64, self.strike_values.shape)
             and len(self.strike_index) <= len(self.strike_values)
-            and bool(((slots >= 0) & (slots < self.n_slots)).all())
-            and used is not None
-            and bool(
-                (
-                    (used[k.I_STRIKE_IDX] >= 0) & (used[k.I_STRIKE_IDX] < len(self.strike_values))
-                ).all()
-            )
+            # strikes are numbered 0..n-1 in order of arrival; the kernels index by them
+            and sorted(self.strike_index.values()) == list(range(len(self.strike_index)))
         )
+        if ok:
+            n = self.n_slots
+            live = np.fromiter(self.instrument_slot.values(), np.int64, len(self.instrument_slot))
+            free = np.fromiter(self._free, np.int64, len(self._free))
+            held = np.concatenate([live, free])
+            strike_idx = self.slot_i[k.I_STRIKE_IDX, :n]
+            ok = (
+                bool(((held >= 0) & (held < n)).all())
+                and len(np.unique(held)) == len(held) == n  # each used slot live or free once
+                and bool(((strike_idx >= 0) & (strike_idx < max(len(self.strike_index), 1))).all())
+                and not self.slot_i[:, free].any()  # a free slot is all zeros (not priced)
+                and all(self.slot_instrument[s] == name for name, s in self.instrument_slot.items())
+            )
         if not ok:
             raise ValueError(f"the restored {self.underlying!r} book breaks its invariants")
 

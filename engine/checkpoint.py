@@ -303,10 +303,13 @@ class CheckpointReader:
             return
 
     def stray_keys(self) -> list[bytes]:
-        """Keys of chunks not part of the latest checkpoint (torn, refused, superseded and
-        not tombstoned): the next write tombstones them."""
-        keep = self.latest.checkpoint_id if self.latest is not None else None
-        return [key for key, cid in self._keys.items() if cid != keep]
+        """Keys of chunks of checkpoints older than the latest complete one (torn, refused or
+        superseded, not tombstoned): the next write tombstones them. Newer ones are left
+        alone: another writer may still be finishing them."""
+        if self.latest is None:
+            return []
+        keep = self.latest.checkpoint_id
+        return [key for key, cid in self._keys.items() if cid < keep]
 
     def _manifest(self, header: dict[str, Any], cid: int) -> None:
         chunks = self._chunks.get(cid, {})

@@ -51,6 +51,7 @@ from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 
 log = get_logger("engine")
+_AHEAD_CONFIRM_S = 3.0  # a position past the log's end this long: the input was recreated
 _RESTORE_BUDGET_S = 60.0  # to read the state partitions at an assignment (at most half
 # the session timeout: heartbeats wait for the assignment callback)
 
@@ -191,6 +192,7 @@ class EngineRuntime:
         # then (a rebalance mid-batch) would cover inputs whose events nobody may write.
         self._unpublished = False
         self._paused: set[TopicPartition] = set()
+        self._ahead_since: dict[TopicPartition, float] = {}  # position past the log's end
 
     # ------------------------------------------------------------ lifecycle
 
@@ -270,15 +272,10 @@ class EngineRuntime:
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         cfg = self.config
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
-        beyond = {
-            tp.partition
-            for task in self.tasks.values()
-            for tp in task.merge.tps
-            if (end := consumer.highwater(tp)) is not None and self._fetched_next.get(tp, 0) > end
-        }
+        beyond = self._beyond_the_end(consumer)
         if beyond:  # a checkpoint ahead of the log: the input topic was recreated
             await self._rebuild(consumer, beyond, "checkpoint beyond the end of the input")
-            return
+            batch = {tp: m for tp, m in batch.items() if tp.partition not in beyond}
         dead: list[tuple[ConsumerRecord, str]] = []
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
@@ -342,7 +339,26 @@ class EngineRuntime:
         consumer = self._consumer
         highwater = consumer.highwater(tp) if consumer is not None else None
         fetched = self._fetched_next.get(tp)
-        return highwater is not None and fetched is not None and fetched >= highwater
+        return (
+            highwater is not None
+            and fetched is not None
+            and fetched >= highwater
+            and tp not in self._ahead_since  # ahead of the log's end: not consistent yet
+        )
+
+    def _beyond_the_end(self, consumer: AIOKafkaConsumer) -> set[int]:
+        """Partitions whose position has stayed past the log's end for
+        ``_AHEAD_CONFIRM_S`` (a new leader may report a lower end for a moment)."""
+        now = time.monotonic()
+        confirmed = set()
+        for task in self.tasks.values():
+            for tp in task.merge.tps:
+                end = consumer.highwater(tp)
+                if end is None or self._fetched_next.get(tp, 0) <= end:
+                    self._ahead_since.pop(tp, None)
+                elif now - self._ahead_since.setdefault(tp, now) >= _AHEAD_CONFIRM_S:
+                    confirmed.add(tp.partition)
+        return confirmed
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         limit = self.config.max_buffered_per_partition
@@ -551,13 +567,16 @@ class EngineRuntime:
                 continue
             log.warning("rebuilding a partition's state from the log start", partition=partition,
                         why=why)  # fmt: skip
-            tps = list(task.merge.tps)
+            tps = [tp for tp in task.merge.tps if tp in consumer.assignment()]
+            if len(tps) < len(task.merge.tps):
+                continue  # being revoked: its next owner reads the checkpoint again
             self.tasks[partition] = self._new_task(partition, tps)
             self._checkpointed.pop(partition, None)
             await consumer.seek_to_beginning(*tps)
             for tp in tps:
                 self._fetched_next[tp] = await consumer.position(tp)
                 self._last_ts.pop(tp, None)
+                self._ahead_since.pop(tp, None)
             self.report.rebuilt += 1
 
     # ------------------------------------------------------------ rebalance
@@ -579,6 +598,7 @@ class EngineRuntime:
                 self._fetched_next.pop(tp, None)
                 self._marked.pop(tp, None)
                 self._last_ts.pop(tp, None)
+                self._ahead_since.pop(tp, None)
                 self._paused.discard(tp)
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 

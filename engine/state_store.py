@@ -94,7 +94,7 @@ class StateStore:
             for key in obsolete:
                 await self._producer.send(self.topic, None, key=key, partition=target)
             await self._producer.flush()
-        except Exception as exc:  # they go with a later checkpoint's tombstones
+        except Exception as exc:  # a later read finds them stray again
             log.warning("old checkpoint chunks not tombstoned", partition=partition, error=str(exc))
 
     def forget(self, partition: int) -> None:

@@ -254,19 +254,29 @@ def test_a_book_that_breaks_its_invariants_is_refused():
     book.slot_i[book_module.k.I_STRIKE_IDX, 0] = 10**9
     with pytest.raises(CheckpointError, match="breaks its invariants"):
         loads_state(dumps_state({"book": book}))
+    # a strike table whose numbers are not 0..n-1 (new contracts take their index from it)
+    chain = spx_like_chain(50, seed=1)
+    book = GammaBook("SPX", "cboe", LevelsConfig(), chain.spot, chain.asof_ns)
+    book.upsert(chain.contracts)
+    assert loads_state(dumps_state({"book": book}))["book"].n_contracts == book.n_contracts > 0
+    strike = next(iter(book.strike_index))
+    book.strike_index[strike] = 10**8
+    with pytest.raises(CheckpointError, match="breaks its invariants"):
+        loads_state(dumps_state({"book": book}))
 
 
 def test_stray_chunks_are_found_for_tombstoning():
-    """Chunks of torn checkpoints, not yet tombstoned, are named by the reader, so the next
-    write removes them; tombstoned ones and the kept checkpoint's are not."""
-    log = log_of(checkpoint(b"a", 1)) + log_of(checkpoint(b"b", 2))
-    log += log_of(checkpoint(b"c", 3), torn=True)
-    log += [(chunk_key("g", 2, 1, 0), None)]  # checkpoint 1's chunk already tombstoned
+    """Chunks of checkpoints older than the latest complete one, not yet tombstoned, are
+    named by the reader, so the next write removes them; tombstoned ones, the kept
+    checkpoint's and newer torn ones (a writer may be finishing them) are not."""
+    log = log_of(checkpoint(b"a", 1), torn=True) + log_of(checkpoint(b"b", 2))
+    log += [*log_of(checkpoint(b"c", 3)), (chunk_key("g", 2, 2, 0), None)]
+    log += log_of(checkpoint(b"d", 4), torn=True)
     reader = CheckpointReader("g", 2)
     for key, value in log:
         reader.feed(value, key)
-    assert reader.latest.checkpoint_id == 2
-    assert reader.stray_keys() == [chunk_key("g", 2, 3, 0)]
+    assert reader.latest.checkpoint_id == 3
+    assert reader.stray_keys() == [chunk_key("g", 2, 1, 0)]
 
 
 def test_a_state_that_cannot_be_saved_says_so():
