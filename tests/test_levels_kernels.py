@@ -171,13 +171,8 @@ def test_venue_gamma_source_uses_published_gamma():
     assert compute_levels(b).net_gex == pytest.approx(expected, rel=1e-12)
 
 
-@given(
-    n=st.integers(min_value=0, max_value=300),
-    chunks=st.integers(min_value=1, max_value=5),
-    seed=st.integers(0, 10_000),
-)
-@settings(max_examples=40, deadline=None)
-def test_parallel_rebuild_equals_the_serial_one(n, chunks, seed):
+def random_slots(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slot arrays of ``n`` random slots (some empty, some without IV, expired or not)."""
     rng = np.random.default_rng(seed)
     cap = max(n, 1)
     slot_f = np.zeros((k.N_SLOT_F, cap))
@@ -190,6 +185,17 @@ def test_parallel_rebuild_equals_the_serial_one(n, chunks, seed):
     slot_f[k.F_BASIS, :n] = rng.uniform(0.95, 1.05, n)
     slot_f[k.F_POSITION, :n] = rng.normal(0, 500, n)
     slot_f[k.F_MULTIPLIER, :n] = 100.0
+    return slot_f, slot_i
+
+
+@given(
+    n=st.integers(min_value=0, max_value=300),
+    chunks=st.integers(min_value=1, max_value=5),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=40, deadline=None)
+def test_parallel_rebuild_equals_the_serial_one(n, chunks, seed):
+    slot_f, slot_i = random_slots(n, seed)
     log_s = np.log(100.0 * 0.8) + np.log(1.5) / 99 * np.arange(100)
     step = np.log(1.5) / 99
     serial = np.zeros((k.N_BUCKETS, 100))
@@ -227,22 +233,11 @@ def test_a_large_book_rebuilds_in_parallel_to_the_same_profile():
 @settings(max_examples=60, deadline=None)
 def test_total_gex_over_a_bucket_slots_equals_the_reference(n, bit, spot, seed):
     """The root refinement's re-pricing: only live slots that went into the bucket count."""
-    rng = np.random.default_rng(seed)
-    cap = max(n, 1)
-    slot_f = np.zeros((k.N_SLOT_F, cap))
-    slot_i = np.zeros((k.N_SLOT_I, cap), dtype=np.int64)
-    slot_i[k.I_STATE, :n] = np.where(rng.random(n) < 0.9, k.SLOT_PRESENT, k.SLOT_EMPTY)
-    slot_i[k.I_BUCKETS, :n] = rng.integers(0, 8, n)
-    slot_f[k.F_STRIKE, :n] = rng.uniform(60, 140, n)
-    slot_f[k.F_TAU, :n] = rng.uniform(-0.01, 1.0, n)
-    slot_f[k.F_IV, :n] = np.where(rng.random(n) < 0.95, rng.uniform(0.05, 1.5, n), np.nan)
-    slot_f[k.F_BASIS, :n] = rng.uniform(0.95, 1.05, n)
-    slot_f[k.F_POSITION, :n] = rng.normal(0, 500, n)
-    slot_f[k.F_MULTIPLIER, :n] = 100.0
+    slot_f, slot_i = random_slots(n, seed)
     profile = np.zeros((k.N_BUCKETS, 8))
     k.rebuild_profile(profile, np.log(np.linspace(80, 120, 8)), 0.0, slot_f, slot_i, n)
     expected = [i for i in range(n) if slot_i[k.I_LIVE, i] == 1 and slot_i[k.I_APPLIED, i] & bit]
-    out = np.full(cap, -1, dtype=np.int64)
+    out = np.full(slot_i.shape[1], -1, dtype=np.int64)
     count = k.live_slots_into(slot_i, n, bit, out)
     assert out[:count].tolist() == expected
     contracts = [
