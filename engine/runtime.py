@@ -184,7 +184,6 @@ class EngineRuntime:
         self._marked: dict[TopicPartition, int] = {}  # offsets the Redis watermarks reached
         self._last_commit = 0.0
         self._last_checkpoint = time.monotonic()
-        self._checkpointed: dict[int, dict[TopicPartition, int]] = {}  # offsets, per partition
         self._fingerprint = fingerprint(config.levels, config.detector, config.task)
         self._state: StateStore | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -481,8 +480,10 @@ class EngineRuntime:
                 # main loop) has events not yet written; its inputs must not be covered.
                 if self._unpublished:
                     return
-                offsets = dict(task.next_offsets)
-                if not offsets or self._checkpointed.get(partition) == offsets:
+                offsets = {
+                    position_field(t.topic, t.partition): n for t, n in task.next_offsets.items()
+                }
+                if not offsets or store.covers(partition, offsets):
                     continue
                 try:
                     checkpoint = Checkpoint(
@@ -490,9 +491,7 @@ class EngineRuntime:
                         partition=partition,
                         checkpoint_id=store.next_id(partition),
                         fingerprint=self._fingerprint,
-                        offsets={
-                            position_field(t.topic, t.partition): n for t, n in offsets.items()
-                        },
+                        offsets=offsets,
                         state=dumps_state(task.state()),
                     )
                     await store.write(checkpoint)
@@ -500,7 +499,6 @@ class EngineRuntime:
                     self.report.checkpoint_failures += 1
                     log.warning("checkpoint not written", partition=partition, error=str(exc))
                     continue
-                self._checkpointed[partition] = offsets
                 self.report.checkpoints += 1
 
     def _new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
@@ -571,7 +569,6 @@ class EngineRuntime:
             if len(tps) < len(task.merge.tps):
                 continue  # being revoked: its next owner reads the checkpoint again
             self.tasks[partition] = self._new_task(partition, tps)
-            self._checkpointed.pop(partition, None)
             await consumer.seek_to_beginning(*tps)
             for tp in tps:
                 self._fetched_next[tp] = await consumer.position(tp)
@@ -591,7 +588,6 @@ class EngineRuntime:
         finally:  # the tasks go even if that failed: they must not see their input again
             for partition in {tp.partition for tp in revoked}:
                 self.tasks.pop(partition, None)
-                self._checkpointed.pop(partition, None)
                 if self._state is not None:
                     self._state.forget(partition)
             for tp in revoked:
@@ -631,7 +627,6 @@ class EngineRuntime:
                 task = self._new_task(partition, tps)  # nothing of a failed restore stays
             elif checkpoint is not None:
                 self.report.restored += 1
-                self._checkpointed[partition] = dict(task.next_offsets)
                 self._last_ts.update(task.last_ts)
                 if self._state is not None:
                     self._state.adopt(checkpoint)

@@ -45,7 +45,8 @@ class StateStore:
             enable_idempotence=enable_idempotence,
             max_request_size=2 * 1024 * 1024,
         )
-        self._written: dict[int, tuple[int, int]] = {}  # partition → (id, chunks) last written
+        # partition → (id, chunks, offsets) of its checkpoint last written or restored
+        self._written: dict[int, tuple[int, int, dict[str, int]]] = {}
         self._stray: dict[int, list[bytes]] = {}  # partition → chunk keys to tombstone
         self._partitions: int | None = None
 
@@ -62,11 +63,19 @@ class StateStore:
 
     def adopt(self, checkpoint: Checkpoint) -> None:
         """A restored checkpoint is the one the next write replaces (its chunks tombstoned)."""
-        self._written[checkpoint.partition] = (checkpoint.checkpoint_id, checkpoint.chunks)
+        self._written[checkpoint.partition] = (
+            checkpoint.checkpoint_id,
+            checkpoint.chunks,
+            checkpoint.offsets,
+        )
+
+    def covers(self, partition: int, offsets: dict[str, int]) -> bool:
+        """Whether the partition's last checkpoint (written or restored) has these offsets."""
+        return partition in self._written and self._written[partition][2] == offsets
 
     def next_id(self, partition: int) -> int:
         """A checkpoint id above the partition's last one (ns of the wall clock, mostly)."""
-        last = self._written.get(partition, (0, 0))[0]
+        last = self._written[partition][0] if partition in self._written else 0
         return max(time.time_ns(), last + 1)
 
     async def write(self, checkpoint: Checkpoint) -> None:
@@ -84,7 +93,7 @@ class StateStore:
             await delivery
         await self._producer.send_and_wait(self.topic, manifest, key=manifest_key, partition=target)
         previous = self._written.get(partition)
-        self._written[partition] = (checkpoint.checkpoint_id, len(chunks))
+        self._written[partition] = (checkpoint.checkpoint_id, len(chunks), checkpoint.offsets)
         obsolete = self._stray.pop(partition, [])
         if previous is not None and previous[0] != checkpoint.checkpoint_id:
             obsolete += [
