@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from connectors.common.ingest import IngestStage, decode_json
+from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.ingest import IngestStage, decode_json
-from connectors.kafka.embedded import EmbeddedKafka, ensure_topics
-from connectors.kafka.producer import ProducerConfig, RecordProducer
 from connectors.simulator.deribit_session import SessionConfig, generate_session
 from schemas.topics import Topics
 

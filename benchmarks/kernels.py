@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.simulator.chains import spx_like_chain
-from engine import kernels as k
-from engine.book import GammaBook
-from engine.config import LevelsConfig
-from engine.levels import compute_levels
+from engine.core import kernels as k
+from engine.core.book import GammaBook
+from engine.core.config import LevelsConfig
+from engine.core.levels import compute_levels
 
 
 def numpy_full_profile(book: GammaBook, row_bits: int = k.BUCKET_ALL) -> np.ndarray:

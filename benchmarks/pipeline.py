@@ -6,7 +6,7 @@ Starts its own embedded Tansu broker and Redis. The data is a seeded simulated D
 session (``connectors.simulator``: 2,000 BTC options, every option ticking ~10 times a
 second, the index once a second), normalised by the live parse path (``IngestStage`` +
 ``DeribitNormaliser``) and packed as the Kafka producer packs option tickers
-(``connectors.packing.TickPacker``: up to ``--pack-max-ticks`` ticks of one underlying per
+(``connectors.common.packing.TickPacker``: up to ``--pack-max-ticks`` ticks of one underlying per
 ``OptionTicks`` record, none waiting longer than ``--pack-wait-ms``, on the simulated
 receive clock), so the engine sees the record mix a busy session gives it. A "tick" is one
 option ticker update, packed or sent whole; rates are in ticks, records are reported too.
@@ -74,18 +74,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-import engine.task as engine_task
+import engine.stream.task as engine_task
+from connectors.common.ingest import IngestStage, replay_messages
+from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.logs import configure_logging
+from connectors.common.packing import PackConfig, TickPacker
+from connectors.common.redis_embedded import EmbeddedRedis
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.ingest import IngestStage, replay_messages
-from connectors.kafka.embedded import EmbeddedKafka, ensure_topics
-from connectors.kafka.producer import ProducerConfig, RecordProducer
-from connectors.packing import PackConfig, TickPacker
 from connectors.simulator.deribit_session import SessionConfig, generate_session
-from engine.logs import configure_logging
-from engine.merge import InputItem
-from engine.redis_embedded import EmbeddedRedis
-from engine.runtime import EngineConfig, EngineReport, EngineRuntime
-from engine.task import TaskOutput
+from engine.stream.merge import InputItem
+from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
+from engine.stream.task import TaskOutput
 from schemas.contracts import OptionContract
 from schemas.records import Record, UnderlyingTick, decode_record, encode_record
 from schemas.ticks import OptionTicks

@@ -38,13 +38,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from connectors.cboe.parse import parse_cboe_json_columns
-from connectors.kafka.embedded import EmbeddedKafka, ensure_topics
-from connectors.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
-from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
-from engine.config import LevelsConfig
-from engine.feed import BookFeeder
-from engine.levels import compute_levels
+from engine.core.config import LevelsConfig
+from engine.core.feed import BookFeeder
+from engine.core.levels import compute_levels
 from schemas.records import decode_record
 from schemas.topics import Topics
 

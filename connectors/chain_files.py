@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json
+from connectors.common.errors import ParseError
 from connectors.deribit.parse import parse_book_summary
-from connectors.errors import ParseError
 from schemas.chain import ChainSnapshot
 
 CHAIN_FORMATS = ("cboe-csv", "cboe-json", "deribit-summary")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from connectors.capture import CaptureWriter
 from connectors.cboe.normaliser import CboeNormaliser
 from connectors.cme.normaliser import CmeNormaliser
+from connectors.common.capture import CaptureWriter
+from connectors.common.ingest import IngestStage, Normaliser, RecordSink
 from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.funding.venues import VENUES as FUNDING_VENUES
 from connectors.funding.venues import funding_normaliser
-from connectors.ingest import IngestStage, Normaliser, RecordSink
 from schemas.topics import Topics
 
 NORMALISERS: dict[str, Callable[[], Normaliser]] = {

@@ -10,8 +10,8 @@ from uuid import uuid4
 import pytest
 import redis
 
-from connectors.kafka.embedded import EmbeddedKafka, resolve_tansu_binary
-from engine.redis_embedded import EmbeddedRedis
+from connectors.common.kafka.embedded import EmbeddedKafka, resolve_tansu_binary
+from connectors.common.redis_embedded import EmbeddedRedis
 from schemas.topics import Topics
 
 

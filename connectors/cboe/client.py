@@ -4,7 +4,7 @@
 SPX/SPXW chain (~14 MB), delayed ~15 minutes and regenerated about every 15 s. Index
 underlyings carry a leading underscore in the URL (``_SPX``, ``_NDX``, ``_VIX``,
 ``_XSP``); ETFs do not (``SPY``, ``QQQ``). The transport is the shared
-:class:`~connectors.http_poller.HttpPoller` (conditional requests, backoff, dead letters);
+:class:`~connectors.common.http_poller.HttpPoller` (conditional requests, backoff, dead letters);
 the stage's normaliser (``CboeNormaliser``) parses each body and frames the changes.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.cboe.products import PRODUCTS
-from connectors.http_poller import HttpPoller, HttpPollerConfig
-from connectors.ingest import IngestStage
+from connectors.common.http_poller import HttpPoller, HttpPollerConfig
+from connectors.common.ingest import IngestStage
 from schemas.config import check_known_keys
 
 CBOE_DELAYED_QUOTES_URL = "https://cdn.cboe.com/api/global/delayed_quotes/options"

@@ -1,7 +1,7 @@
 """CBOE bodies (delayed-quotes JSON or download CSV) → ``ChainDelta`` records on md.options.v1.
 
 One normaliser per polling connector: it remembers the previous snapshot of each
-underlying, so each body yields only what changed (see :mod:`connectors.snapshots`).
+underlying, so each body yields only what changed (see :mod:`connectors.common.snapshots`).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json_columns
-from connectors.errors import ParseError
-from connectors.ingest import Routed
-from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
+from connectors.common.errors import ParseError
+from connectors.common.ingest import Routed
+from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
 
 OPTIONS = "options"

@@ -23,9 +23,9 @@ import orjson
 from connectors.cboe.products import product_for_root
 from connectors.cboe.scan import scan_cboe_json
 from connectors.cboe.wire import CboeDelayedQuotesDocument
-from connectors.errors import ParseError
-from connectors.fields import optional_number, required_number
-from connectors.settlement import instant_ns, new_york_instant_ns
+from connectors.common.errors import ParseError
+from connectors.common.fields import optional_number, required_number
+from engine.core.settlement import instant_ns, new_york_instant_ns
 from schemas.chain import ChainColumns, ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 
-from connectors.errors import ParseError
-from connectors.settlement import new_york_instant_ns
+from connectors.common.errors import ParseError
+from engine.core.settlement import new_york_instant_ns
 
 AM_SETTLEMENT = (9, 30)  # AM-settled: settlement value from the opening prints, 09:30 New York
 PM_SETTLEMENT = (16, 0)  # PM-settled: the close, 16:00 New York

@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.kernels import norm_cdf
+from engine.core.kernels import norm_cdf
 
 _SQRT_2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -6,8 +6,8 @@ Settlements change once a trade date (plus corrections), so the default poll int
 ten minutes. Two modes, one of them per config:
 
 * ``series``: the futures URL and one URL per option series, polled by the shared
-  :class:`~connectors.http_poller.HttpPoller`;
-* ``directory``: saved documents, watched by :class:`~connectors.file_watch.FileWatch`,
+  :class:`~connectors.common.http_poller.HttpPoller`;
+* ``directory``: saved documents, watched by :class:`~connectors.common.file_watch.FileWatch`,
   named ``futures.json`` and ``options_{CODE}_{YYYYMMDD}.json`` (option code, last trading
   day), e.g. ``options_EW3_20250321.json``.
 
@@ -33,9 +33,9 @@ from connectors.cme.black76 import warm_up
 from connectors.cme.normaliser import futures_request, series_key, series_request
 from connectors.cme.parse import CmeChainConfig
 from connectors.cme.products import PRODUCTS
-from connectors.file_watch import FileWatch, FileWatchConfig
-from connectors.http_poller import HttpPoller, HttpPollerConfig
-from connectors.ingest import IngestStage
+from connectors.common.file_watch import FileWatch, FileWatchConfig
+from connectors.common.http_poller import HttpPoller, HttpPollerConfig
+from connectors.common.ingest import IngestStage
 from schemas.config import check_known_keys
 
 CME_SETTLEMENTS_URL = "https://www.cmegroup.com/CmeWS/mvc/Settlements"

@@ -42,9 +42,9 @@ from connectors.cme.parse import (
     parse_trade_date,
 )
 from connectors.cme.products import product
-from connectors.errors import ParseError
-from connectors.ingest import Routed
-from connectors.snapshots import SnapshotDiffer, SnapshotFramingConfig
+from connectors.common.errors import ParseError
+from connectors.common.ingest import Routed
+from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
 
 OPTIONS = "options"

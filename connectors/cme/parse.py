@@ -52,7 +52,7 @@ import orjson
 
 from connectors.cme.black76 import implied_vol
 from connectors.cme.products import CmeOptionFamily, CmeProduct, Quoting, product
-from connectors.errors import ParseError
+from connectors.common.errors import ParseError
 from schemas.chain import ChainSnapshot
 from schemas.config import check_known_keys
 from schemas.contracts import OptionContract, OptionRight

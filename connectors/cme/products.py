@@ -28,8 +28,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from connectors.errors import ParseError
-from connectors.settlement import NEW_YORK, instant_ns
+from connectors.common.errors import ParseError
+from engine.core.settlement import NEW_YORK, instant_ns
 
 CHICAGO = ZoneInfo("America/Chicago")
 

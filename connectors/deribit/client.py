@@ -23,16 +23,16 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
-from connectors.deribit.normaliser import rpc_error
-from connectors.deribit.parse import is_option_name
-from connectors.ingest import IngestStage, decode_json
-from connectors.lifecycle import (
+from connectors.common.ingest import IngestStage, decode_json
+from connectors.common.lifecycle import (
     Backoff,
     Watchdog,
     cancel_and_wait,
     describe_disconnect,
 )
-from engine.logs import get_logger
+from connectors.common.logs import get_logger
+from connectors.deribit.normaliser import rpc_error
+from connectors.deribit.parse import is_option_name
 from schemas.config import check_known_keys
 from schemas.records import InstrumentState
 

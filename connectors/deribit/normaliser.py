@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.common.errors import ParseError
+from connectors.common.ingest import Routed
 from connectors.deribit.parse import (
     OptionTerms,
     is_option_name,
@@ -19,8 +21,6 @@ from connectors.deribit.parse import (
     parse_trades,
     parse_volatility_index,
 )
-from connectors.errors import ParseError
-from connectors.ingest import Routed
 from schemas.records import UnderlyingTick
 
 # Logical topics (schemas.topics.Topics attribute names).

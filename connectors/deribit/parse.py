@@ -9,16 +9,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from connectors.common.errors import ParseError
+from connectors.common.fields import optional_number, required_number
 from connectors.deribit.wire import (
     DeribitBookSummary,
     DeribitBookSummaryResponse,
     DeribitInstrument,
     DeribitInstrumentsResponse,
 )
-from connectors.errors import ParseError
-from connectors.fields import optional_number, required_number
 from connectors.funding.normalise import funding_rate
-from connectors.settlement import deribit_expiry_ns, ms_to_ns
+from engine.core.settlement import deribit_expiry_ns, ms_to_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import FundingRate, InstrumentState, OptionTrade, UnderlyingTick, VolIndexTick

@@ -23,16 +23,16 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
-from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
-from connectors.funding.normalise import IntervalFallback
-from connectors.ingest import IngestStage, decode_json
-from connectors.lifecycle import (
+from connectors.common.ingest import IngestStage, decode_json
+from connectors.common.lifecycle import (
     Backoff,
     Watchdog,
     cancel_and_wait,
     describe_disconnect,
 )
-from engine.logs import get_logger
+from connectors.common.logs import get_logger
+from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
+from connectors.funding.normalise import IntervalFallback
 from schemas.config import check_known_keys
 
 log = get_logger("funding")

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import orjson
 
+from connectors.common.errors import ParseError
+from connectors.common.ingest import Routed
 from connectors.deribit.normaliser import FUNDING
-from connectors.errors import ParseError
 from connectors.funding.normalise import IntervalFallback
-from connectors.ingest import Routed
 from schemas.records import FundingRate
 
 ACK, PONG, ERROR, NOTICE = "ack", "pong", "error", "notice"

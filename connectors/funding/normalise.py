@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.errors import ParseError
+from connectors.common.errors import ParseError
 from schemas.records import FundingRate
 
 HOURS_8 = 8.0

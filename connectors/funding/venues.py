@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from connectors.capture import CaptureWriter
+from connectors.common.capture import CaptureWriter
+from connectors.common.ingest import IngestStage, RecordSink
 from connectors.funding.binance.venue import SPEC as BINANCE
 from connectors.funding.bybit.venue import SPEC as BYBIT
 from connectors.funding.client import FundingClient, FundingConfig, VenueSpec
 from connectors.funding.frames import FundingNormaliser
 from connectors.funding.okx.venue import SPEC as OKX
-from connectors.ingest import IngestStage, RecordSink
 from connectors.sources import Source
 from schemas.topics import Topics
 

@@ -15,8 +15,8 @@ from decimal import Decimal
 import numpy as np
 
 from connectors.cboe.products import product_for_root
-from connectors.settlement import NEW_YORK, instant_ns
-from engine.kernels import bsm_gamma_into
+from engine.core.kernels import bsm_gamma_into
+from engine.core.settlement import NEW_YORK, instant_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 

@@ -1,6 +1,6 @@
 """A deterministic (seeded) Deribit session: capture files in Deribit's exact wire format.
 
-``generate_session(config)`` yields :class:`connectors.capture.CapturedMessage` in receive
+``generate_session(config)`` yields :class:`connectors.common.capture.CapturedMessage` in receive
 order; ``write_session(config, path)`` writes them as a capture file (DESIGN §2.5) and
 returns a :class:`SessionSummary`. The same config always gives byte-identical output.
 
@@ -27,8 +27,8 @@ consumer that re-prices ``bsm_gamma(F, K, T, mark_iv / 100, 0, 0)`` gets the pub
 
 The index follows a random walk whose volatility the dealers' hedging damps in positive
 gamma and amplifies in negative gamma: every ``feedback_interval_s`` the simulator loads the
-live book into an :class:`engine.book.GammaBook` and reads the net GEX and levels with
-:func:`engine.levels.compute_levels` (model ``long_calls_short_puts``). The default scenario
+live book into an :class:`engine.core.book.GammaBook` and reads the net GEX and levels with
+:func:`engine.core.levels.compute_levels` (model ``long_calls_short_puts``). The default scenario
 (``"flip_and_wall"``) adds a scripted drift: calm at first, then a sell-off through the
 zero-gamma level (which the chain puts a little below spot), then on through the put wall.
 
@@ -53,12 +53,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from connectors.capture import CapturedMessage, CaptureWriter
-from connectors.settlement import deribit_expiry_ns, instant_ns
-from engine.book import GammaBook
-from engine.config import LevelsConfig
-from engine.kernels import bsm_gamma
-from engine.levels import compute_levels, strike_gex
+from connectors.common.capture import CapturedMessage, CaptureWriter
+from engine.core.book import GammaBook
+from engine.core.config import LevelsConfig
+from engine.core.kernels import bsm_gamma
+from engine.core.levels import compute_levels, strike_gex
+from engine.core.settlement import deribit_expiry_ns, instant_ns
 from schemas.contracts import OptionContract, OptionRight
 
 VENUE = "deribit"

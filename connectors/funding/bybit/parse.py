@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import ParseError
+from connectors.common.errors import ParseError
 from connectors.funding.frames import ACK, ERROR, PONG, Control, FundingNormaliser
 from connectors.funding.normalise import (
     IntervalFallback,

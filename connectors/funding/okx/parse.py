@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.errors import ParseError
+from connectors.common.errors import ParseError
 from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
 from connectors.funding.normalise import (
     NS_PER_HOUR,

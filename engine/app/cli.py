@@ -1,0 +1,475 @@
+"""`regime-engine` command line (DESIGN §2.2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import orjson
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.common.errors import ParseError
+from connectors.common.kafka.embedded import EmbeddedKafkaError
+from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
+from connectors.common.lifecycle import cancel_and_wait
+from connectors.common.logs import configure_logging
+from connectors.common.redis_embedded import EmbeddedRedisError
+from connectors.deribit.client import DeribitConfig
+from connectors.sources import Source, SourceError, parse_source
+from engine.app.capture_levels import levels_from_capture
+from engine.app.demo import (
+    DemoConfig,
+    PlainView,
+    RichView,
+    describe_event,
+    render_summary,
+    run_demo,
+)
+from engine.app.record import record_sources
+from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.settings import Settings, load_settings
+from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
+from engine.core.book import GammaBook
+from engine.core.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
+from engine.core.levels import compute_levels
+from engine.core.models import MODELS
+from engine.stream.runtime import EngineReport, EngineRuntime
+from schemas.chain import ChainSnapshot
+from schemas.events import encode_event
+from schemas.levels import BUCKETS, Levels
+from schemas.topics import Topics
+
+SOURCE_HELP = "deribit:BTC, cboe:SPX, cme:ES, funding:binance:BTCUSDT, replay:PATH"
+
+EXIT_USAGE = 2
+T = TypeVar("T")
+CAPTURE_FORMAT = "capture"
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="regime-engine",
+        description="Dealer-gamma levels and regime events from options positioning.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    levels = commands.add_parser("levels", help="one-shot levels from a chain file")
+    levels.add_argument("file", help="chain file")
+    levels.add_argument(
+        "--format", required=True, choices=(*CHAIN_FORMATS, CAPTURE_FORMAT), dest="fmt"
+    )
+    levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    levels.add_argument("--model", choices=MODELS, default=None)
+    levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
+    levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    record = commands.add_parser("record", help="capture raw venue messages to a capture file")
+    record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
+    record.add_argument("--out", required=True, help="capture file to append to")
+    record.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+    record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    record.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
+
+    ingest = commands.add_parser("ingest", help="connectors → Kafka (the ingest half of run)")
+    ingest.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
+    ingest.add_argument("--kafka", required=True, help="bootstrap HOST:PORT")
+    ingest.add_argument("--topic-prefix", default="")
+    ingest.add_argument(
+        "--no-idempotence",
+        action="store_true",
+        help="plain acks=all producer (for brokers without InitProducerId, e.g. the embedded one)",
+    )
+    ingest.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+    ingest.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
+
+    demo = commands.add_parser(
+        "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
+    )
+    _add_service_flags(demo, required=False)
+    demo.add_argument("--speed", type=float, default=30.0, help="replay pace, x real time")
+    demo.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
+    demo.add_argument("--instruments", type=int, default=600, help="options in the session")
+    demo.add_argument("--duration", type=float, default=300.0, help="simulated seconds")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
+    _add_service_flags(engine, required=True)
+
+    run = commands.add_parser("run", help="connectors + engine + publisher in one process")
+    run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
+    _add_service_flags(run, required=True)
+    run.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+
+    subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
+    subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    subscribe.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    subscribe.add_argument(
+        "--from", dest="start", default="$", help="0 (retained stream), $ (new only), or an id"
+    )
+    subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
+    subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+    return parser
+
+
+def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    what = "" if required else " (default: start a local one)"
+    parser.add_argument("--kafka", default=None, help=f"Kafka bootstrap HOST:PORT{what}")
+    parser.add_argument("--redis", default=None, help=f"Redis URL redis://HOST:PORT/DB{what}")
+    parser.add_argument("--config", default=None, help="TOML config file")
+    parser.add_argument("--topic-prefix", default=None)
+    parser.add_argument("--group", default=None, dest="group_id", help="consumer group id")
+    parser.add_argument("--model", choices=MODELS, default=None)
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    parser.add_argument(
+        "--no-idempotence",
+        action="store_const",
+        const=False,
+        dest="idempotence",
+        help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
+    )
+
+
+def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> Settings:
+    flags = {
+        name: getattr(args, name, None)
+        for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
+    }
+    settings = load_settings(flags, env, args.config)
+    if required and (settings.kafka is None or settings.redis is None):
+        missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
+        raise UsageError(
+            f"{args.command} needs --{' and --'.join(missing)} (or REGIME_ENGINE_KAFKA / "
+            "REGIME_ENGINE_REDIS, or the config file)"
+        )
+    return settings
+
+
+def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
+    """Levels of a complete chain snapshot, as of its own time."""
+    book = GammaBook(
+        snapshot.underlying,
+        snapshot.venue,
+        config,
+        snapshot.spot,
+        snapshot.asof_ns,
+        capacity=len(snapshot.contracts),
+    )
+    book.load(snapshot)
+    book.ts_event_ns = snapshot.asof_ns
+    return compute_levels(book)
+
+
+def _fmt_money(value: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:+.2f} {suffix}"
+    return f"{value:+.2f}"
+
+
+def _fmt_level(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_table(levels: Levels) -> str:
+    """Readable multi-line view of a levels object."""
+    lines = [
+        f"{levels.underlying}  spot {levels.spot:.2f}  asof {levels.to_dict()['asof']}",
+        f"model {levels.model}  preset {levels.preset or '-'}  gamma {levels.gamma_source}"
+        "  GEX in USD per 1% move",
+        "",
+        f"{'bucket':<7}{'net GEX':>12}{'zero gamma':>12}{'call wall':>11}{'put wall':>10}"
+        f"{'abs gamma':>11}  {'regime':<11}{'contracts':>9}{'expiries':>9}",
+    ]
+    notes = []
+    for name in BUCKETS:
+        b = levels.buckets[name]
+        lines.append(
+            f"{name:<7}{_fmt_money(b.net_gex):>12}{_fmt_level(b.zero_gamma):>12}"
+            f"{_fmt_level(b.call_wall):>11}{_fmt_level(b.put_wall):>10}"
+            f"{_fmt_level(b.abs_gamma_strike):>11}  {b.regime or '-':<11}"
+            f"{b.contracts_used:>9}{len(b.expiries):>9}"
+        )
+        if len(b.zero_gamma_crossings) > 1:
+            roots = ", ".join(f"{r:.2f}" for r in b.zero_gamma_crossings)
+            rule = "first sign change" if levels.preset == "perfiliev" else "nearest to spot"
+            notes.append(
+                f"note: {len(b.zero_gamma_crossings)} zero-gamma crossings in range for "
+                f"'{name}': {roots} (zero gamma = {rule})"
+            )
+        elif b.contracts_used and not b.zero_gamma_crossings:
+            notes.append(f"note: no zero-gamma crossing within the grid range for '{name}'")
+    return "\n".join([*lines, "", *notes] if notes else lines)
+
+
+def _cmd_levels(args: argparse.Namespace, env: dict[str, str]) -> int:
+    config = resolve_config(args.preset, args.model, args.gamma_source)
+    if args.fmt == CAPTURE_FORMAT:
+        try:
+            all_levels = levels_from_capture(args.file, config)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        for levels in all_levels:
+            _print_levels(levels, args.json)
+        return 0
+    snapshot = load_chain_file(args.file, args.fmt)
+    levels = levels_of(snapshot, config)
+    if levels.contracts_used == 0:
+        raise UsageError(f"{args.file}: no unexpired contracts with a usable gamma in the chain")
+    _print_levels(levels, args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=False)
+    try:
+        demo = DemoConfig(
+            instruments=args.instruments,
+            duration_s=args.duration,
+            seed=args.seed,
+            speed=None if args.max_speed else args.speed,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
+    if args.json:
+        view = PlainView(out=sys.stderr)
+    summary = _run_services(run_demo(settings, demo, view), settings)
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+    else:
+        print(render_summary(summary))
+    if not summary.shows_flip_and_break:
+        print("regime-engine: demo: no flip crossing or no wall break was seen", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run a coroutine that talks to Kafka and Redis; their failures become one line."""
+    try:
+        return asyncio.run(coro)
+    except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
+        raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
+    except (RedisError, EmbeddedRedisError) as exc:
+        raise UsageError(f"redis {settings.redis or 'embedded'}: {_one_line(exc)}") from None
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await main(stop)
+
+
+def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=True)
+    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
+    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _settings(args, env, required=True)
+    sources = [parse_source(spec) for spec in args.source]
+    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
+    producer = ProducerConfig(
+        bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
+    )
+    deribit = DeribitConfig(url=args.url) if args.url else None
+
+    async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
+        engine = EngineRuntime(config)
+        engine_task = asyncio.create_task(engine.run(stop), name="engine")
+        try:
+            ingest = await run_ingest(
+                sources,
+                producer,
+                config.topics,
+                stop,
+                deribit,
+                partitions=config.partitions,
+                **_connector_configs(settings, sources),
+            )
+            if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
+                while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
+                    await asyncio.sleep(0.05)
+                stop.set()
+            return ingest, await engine_task
+        finally:
+            stop.set()
+            await cancel_and_wait(engine_task)
+
+    ingest, report = _run_services(_until_signal(both), settings)
+    print(
+        f"run: ingested {ingest.counts['records']} records; engine: "
+        f"{orjson.dumps(report.to_dict()).decode()}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
+    if args.count is not None and args.count <= 0:
+        raise UsageError("--count must be positive")
+    try:
+        config = SubscriberConfig(
+            redis_url=redis_url,
+            underlyings=tuple(args.underlying) if args.underlying else None,
+            start_id=args.start,
+            max_reconnect_attempts=None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    as_json = args.json or not sys.stdout.isatty()
+
+    async def follow(stop: asyncio.Event) -> int:
+        seen = 0
+        async with RegimeSubscriber(config) as subscriber:
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                iterator = aiter(subscriber)
+                while not stop.is_set():
+                    step = asyncio.create_task(anext(iterator))
+                    done, _ = await asyncio.wait(
+                        {step, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if step not in done:
+                        await cancel_and_wait(step)
+                        break
+                    delivery = step.result()
+                    if as_json:
+                        sys.stdout.write(encode_event(delivery.event).decode() + "\n")
+                    else:
+                        sys.stdout.write(describe_event(delivery.event) + "\n")
+                    sys.stdout.flush()
+                    seen += 1
+                    if args.count is not None and seen >= args.count:
+                        break
+            except StopAsyncIteration:
+                pass
+            finally:
+                await cancel_and_wait(stopper)
+        return seen
+
+    _run_services(_until_signal(follow), Settings(redis=redis_url))
+    return 0
+
+
+def _connector_configs(settings: Settings, sources: list[Source]) -> dict[str, Any]:
+    """The [cboe] / [cme] / [funding.*] tables for run_ingest and record_sources."""
+    if any(s.kind == "cme" for s in sources) and settings.cme is None:
+        raise UsageError(
+            "cme sources need a [cme] table in the config file (--config): the settlement "
+            "URLs or a directory of saved files (see the README)"
+        )
+    return {"cboe": settings.cboe, "cme": settings.cme, "funding": settings.funding or None}
+
+
+def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
+    sources = [parse_source(spec) for spec in args.source]
+    if any(s.kind == "replay" for s in sources):
+        raise UsageError("record captures live sources; a replay is already a capture")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    deribit = DeribitConfig(**({"url": args.url} if args.url else {}))
+    connectors = _connector_configs(load_settings({}, env, args.config), sources)
+    count = asyncio.run(
+        record_sources(sources, args.out, args.duration, deribit=deribit, **connectors)
+    )
+    print(f"recorded {count} messages to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
+    sources = [parse_source(spec) for spec in args.source]
+    host, _, port = args.kafka.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
+    producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
+    deribit = DeribitConfig(url=args.url) if args.url else None
+    connectors = _connector_configs(load_settings({}, env, args.config), sources)
+
+    async def run() -> IngestReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_ingest(
+            sources, producer, Topics(args.topic_prefix), stop, deribit, **connectors
+        )
+
+    try:
+        report = asyncio.run(run())
+    except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
+        raise UsageError(f"kafka {args.kafka}: {exc}") from None
+    counts = report.counts
+    print(
+        f"ingested {counts['messages']} messages: {counts['records']} records, "
+        f"{counts['dead_letters']} dead letters",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _print_levels(levels: Levels, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(levels.to_dict()).decode() + "\n")
+    else:
+        print(render_table(levels))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `regime-engine` console script."""
+    configure_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {
+            "levels": _cmd_levels,
+            "demo": _cmd_demo,
+            "record": _cmd_record,
+            "ingest": _cmd_ingest,
+            "engine": _cmd_engine,
+            "run": _cmd_run,
+            "subscribe": _cmd_subscribe,
+        }[args.command]
+        return handler(args, dict(os.environ))
+    except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
+        message = " ".join(str(exc).split("\n"))
+        print(f"regime-engine: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

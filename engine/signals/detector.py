@@ -1,0 +1,666 @@
+"""The regime detector: levels in, confirmed regime events out, on event time.
+
+One :class:`RegimeDetector` per underlying keeps, for every bucket, small state machines
+that turn a sequence of levels (one per evaluation point of the input) into events:
+
+- ``flip_cross``: spot is confirmed on the other side of zero gamma (spot moved, or the
+  level moved across spot: ``detail.cause``);
+- ``call_wall_break`` / ``put_wall_break``: spot is confirmed beyond a wall (``up`` through
+  the call wall, ``down`` through the put wall; crossing back gives the opposite direction);
+- ``wall_reject``: spot tagged a wall's zone from inside the range and was pushed back by
+  ``wall_reject_bps`` without a break;
+- ``regime_change``: the sign of net GEX at spot is confirmed changed (``transition``, i.e.
+  spot within the transition band of zero gamma, counts as neither sign);
+- ``level_shift``: zero gamma or a wall is confirmed more than ``level_shift_bps`` of spot
+  away from its last published value (appearing and vanishing levels count too);
+- ``feed_stale``: an input feed of the underlying is older than ``stale_after_s`` on the
+  underlying's event clock (``detail.state = "stale"``), and again when it is fresh
+  (``"recovered"``); no level events come from stale state.
+
+It also keeps, per bucket, the confirmed gamma regime label (``positive`` / ``negative`` /
+``transition``, :meth:`RegimeDetector.gamma_regime`) that the crypto joined read uses
+(:mod:`engine.signals.crypto_regime`), whose funding and volatility thresholds ride in this config
+(``funding``, ``vol``; TOML ``[detector.funding]``, ``[detector.vol]``).
+
+A crossing is confirmed when the observed side stays beyond a hysteresis band (``band_bps``
+of spot around the level) for ``dwell_s`` of event time; a level shift when the new value
+holds for ``dwell_s``. Time is always the venue time of the input (never the wall clock), and
+event ids are made from the triggering input's position, so a replay at any speed gives the
+same events with the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.core.config import ConfigError
+from engine.signals.crypto_regime import GAMMA_STATES, FundingConfig, VolConfig
+from schemas.config import check_known_keys
+from schemas.events import RegimeEvent
+from schemas.levels import BUCKETS, BucketLevels, Levels
+
+NS_PER_S = 1_000_000_000
+ABOVE, BELOW, INSIDE = 1, -1, 0
+LEVEL_NAMES = ("zero_gamma", "call_wall", "put_wall")
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Detector thresholds. Bands are in basis points of spot; times in event-time seconds.
+
+    Defaults were chosen on the simulator's BTC sessions (index ticks every second, ~2-4 bp
+    of noise per tick): a 10 bp band and a 3 s dwell give one event per real crossing and
+    none from the noise around a level.
+    """
+
+    band_bps: float = 10.0  # hysteresis band around a level for crossings
+    dwell_s: float = 3.0  # a new side or level must hold this long before it is confirmed
+    level_shift_bps: float = 50.0  # zero gamma or a wall moving by more than this is a shift
+    wall_zone_bps: float = 15.0  # spot within this distance of a wall has tagged it
+    wall_reject_bps: float = 50.0  # ... and moving back this far from it is a rejection
+    stale_after_s: float = 30.0  # a feed older than this (event time) is stale
+    buckets: tuple[str, ...] = BUCKETS
+    funding: FundingConfig = field(default_factory=FundingConfig)  # funding_extreme
+    vol: VolConfig = field(default_factory=VolConfig)  # vol_regime
+
+    def __post_init__(self) -> None:
+        for name in (
+            "band_bps",
+            "dwell_s",
+            "level_shift_bps",
+            "wall_zone_bps",
+            "wall_reject_bps",
+            "stale_after_s",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"detector {name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"detector {name} must be finite and >= 0, got {value!r}")
+        if self.stale_after_s <= 0:
+            raise ConfigError("detector stale_after_s must be > 0")
+        if self.wall_reject_bps <= self.wall_zone_bps:
+            raise ConfigError("detector wall_reject_bps must exceed wall_zone_bps")
+        unknown = set(self.buckets) - set(BUCKETS)
+        if unknown or not self.buckets:
+            raise ConfigError(f"detector buckets must be among {BUCKETS}, got {self.buckets!r}")
+        if not isinstance(self.funding, FundingConfig) or not isinstance(self.vol, VolConfig):
+            raise ConfigError("detector funding and vol must be FundingConfig and VolConfig")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> DetectorConfig:
+        """Build from a mapping of field names; unknown keys raise ValueError."""
+        check_known_keys(cls, mapping, "detector")
+        data = dict(mapping)
+        if "buckets" in data:
+            data["buckets"] = tuple(data["buckets"])
+        if isinstance(data.get("funding"), Mapping):
+            data["funding"] = FundingConfig.from_mapping(data["funding"])
+        if isinstance(data.get("vol"), Mapping):
+            data["vol"] = VolConfig.from_mapping(data["vol"])
+        return cls(**data)
+
+    @property
+    def dwell_ns(self) -> int:
+        return int(self.dwell_s * NS_PER_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The input record at which an evaluation happens (its Kafka position and venue time)."""
+
+    topic: str
+    partition: int
+    offset: int
+    ts_event_ns: int
+
+    def event_id(self, event_type: str, bucket: str, name: str | None = None) -> str:
+        base = f"{self.topic}/{self.partition}/{self.offset}/{event_type}/{bucket}"
+        return base if name is None else f"{base}/{name}"
+
+
+class _Crossing:
+    """Confirmed side of spot relative to a moving level, with hysteresis and dwell."""
+
+    __slots__ = (
+        "anchor_level",
+        "anchor_spot",
+        "last_level",
+        "pending_side",
+        "pending_since",
+        "side",
+    )
+
+    def __init__(self) -> None:
+        self.side = INSIDE  # INSIDE until spot is first seen clear of the band
+        self.last_level = math.nan
+        self.pending_side = INSIDE
+        self.pending_since = 0
+        self.anchor_spot = math.nan
+        self.anchor_level = math.nan
+
+    def reset_pending(self) -> None:
+        self.pending_side = INSIDE
+
+    def rebase(self, spot: float, level: float, band: float) -> None:
+        """Take the side of spot relative to a new level as given (no crossing)."""
+        self.pending_side = INSIDE
+        self.last_level = level
+        if abs(spot - level) > band:
+            self.side = ABOVE if spot > level else BELOW
+            self.anchor_spot, self.anchor_level = spot, level
+
+    def update(self, spot: float, level: float, band: float, ts: int, dwell: int) -> int:
+        """Feed one observation; returns the new side when a crossing is confirmed, else 0."""
+        self.last_level = level
+        if spot > level + band:
+            observed = ABOVE
+        elif spot < level - band:
+            observed = BELOW
+        else:
+            observed = INSIDE
+        if self.side == INSIDE:
+            if observed != INSIDE:
+                self.side = observed
+                self.anchor_spot, self.anchor_level = spot, level
+            return INSIDE
+        if observed == self.side:
+            self.pending_side = INSIDE
+            self.anchor_spot, self.anchor_level = spot, level
+            return INSIDE
+        if observed == INSIDE:
+            self.pending_side = INSIDE
+            return INSIDE
+        if self.pending_side != observed:
+            self.pending_side = observed
+            self.pending_since = ts
+        if ts - self.pending_since >= dwell:
+            self.side = observed
+            self.pending_side = INSIDE
+            return observed
+        return INSIDE
+
+    def cause(self, spot: float, level: float) -> str:
+        """Whether spot or the level moved more since the last confirmed observation."""
+        spot_move = abs(spot - self.anchor_spot)
+        level_move = abs(level - self.anchor_level)
+        return "level" if level_move > spot_move else "spot"
+
+
+class _Sign:
+    """Confirmed sign of a quantity (net GEX regime) with a dwell; 0 observations are neutral."""
+
+    __slots__ = ("pending_sign", "pending_since", "sign")
+
+    def __init__(self) -> None:
+        self.sign = 0
+        self.pending_sign = 0
+        self.pending_since = 0
+
+    def update(self, observed: int, ts: int, dwell: int) -> int:
+        if observed in (0, self.sign):
+            self.pending_sign = 0
+            return 0
+        if self.sign == 0:
+            self.sign = observed
+            return 0
+        if self.pending_sign != observed:
+            self.pending_sign = observed
+            self.pending_since = ts
+        if ts - self.pending_since >= dwell:
+            self.sign = observed
+            self.pending_sign = 0
+            return observed
+        return 0
+
+
+class _Label:
+    """Confirmed gamma regime label with a dwell; the first label seen is taken as given."""
+
+    __slots__ = ("label", "pending", "pending_since")
+
+    def __init__(self) -> None:
+        self.label: str | None = None
+        self.pending: str | None = None
+        self.pending_since = 0
+
+    def update(self, observed: str, ts: int, dwell: int) -> None:
+        if observed == self.label:
+            self.pending = None
+            return
+        if self.label is None:
+            self.label = observed
+            return
+        if self.pending != observed:
+            self.pending, self.pending_since = observed, ts
+        if ts - self.pending_since >= dwell:
+            self.label, self.pending = observed, None
+
+
+class _Shift:
+    """Last published value of a level; confirms a move beyond a threshold after a dwell."""
+
+    __slots__ = ("candidate", "pending_since", "reference", "seen")
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.reference: float | None = None
+        self.candidate: float | None = None
+        self.pending_since = -1
+
+    def update(self, value: float | None, threshold: float, ts: int, dwell: int) -> bool:
+        """True when ``value`` is confirmed as the new reference (the caller reads both)."""
+        if not self.seen:
+            self.seen, self.reference = True, value
+            return False
+        if _close(value, self.reference, threshold):
+            self.pending_since = -1
+            return False
+        if self.pending_since < 0 or not _close(value, self.candidate, threshold):
+            self.candidate, self.pending_since = value, ts
+        if ts - self.pending_since >= dwell:
+            self.pending_since = -1
+            return True
+        return False
+
+
+def _close(a: float | None, b: float | None, threshold: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= threshold
+
+
+class _WallTag:
+    """A wall zone touched from inside the range, waiting for a rejection or a break."""
+
+    __slots__ = ("extreme", "wall")
+
+    def __init__(self) -> None:
+        self.wall: float | None = None
+        self.extreme = math.nan
+
+
+class _BucketState:
+    __slots__ = ("call", "call_tag", "flip", "gamma", "put", "put_tag", "regime", "shifts")
+
+    def __init__(self) -> None:
+        self.gamma = _Label()
+        self.flip = _Crossing()
+        self.call = _Crossing()
+        self.put = _Crossing()
+        self.regime = _Sign()
+        self.shifts = {name: _Shift() for name in LEVEL_NAMES}
+        self.call_tag = _WallTag()
+        self.put_tag = _WallTag()
+
+    def reset_pending(self) -> None:
+        for crossing in (self.flip, self.call, self.put):
+            crossing.reset_pending()
+        self.regime.pending_sign = 0
+        self.gamma.pending = None
+        for shift in self.shifts.values():
+            shift.pending_since = -1
+
+
+_REGIME_SIGN = {"positive": 1, "negative": -1}
+_SIGN_REGIME = {1: "positive", -1: "negative"}
+
+
+class RegimeDetector:
+    """Events of one underlying from its levels at successive evaluation points."""
+
+    def __init__(
+        self,
+        underlying: str,
+        config: DetectorConfig | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+        transition_band_bps: float | None = None,
+    ) -> None:
+        """``transition_band_bps`` (the levels' transition band) adds hysteresis to leaving
+        the ``transition`` gamma label: spot must be ``band_bps`` beyond that band."""
+        self.underlying = underlying
+        self.config = config or DetectorConfig()
+        self._clock_ns = clock_ns
+        self._transition_band_bps = transition_band_bps
+        self._buckets = {name: _BucketState() for name in self.config.buckets}
+        self.stale_feeds: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_clock_ns"]  # not state: the owner gives its clock again (use_clock)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._clock_ns = time.time_ns
+
+    def use_clock(self, clock_ns: Callable[[], int]) -> None:
+        """The wall clock that stamps ``ts_emit`` (after a restore from a checkpoint)."""
+        self._clock_ns = clock_ns
+
+    def gamma_regime(self, bucket: str = "all") -> str | None:
+        """The bucket's confirmed gamma regime label: ``positive`` / ``negative`` /
+        ``transition`` held for ``dwell_s`` (the first label seen is taken as given), or None
+        before any."""
+        state = self._buckets.get(bucket)
+        return None if state is None else state.gamma.label
+
+    def evaluate(
+        self,
+        levels: Levels,
+        trigger: Trigger,
+        feed_ages_s: Mapping[str, float] | None = None,
+    ) -> list[RegimeEvent]:
+        """Events confirmed at this evaluation point (usually none).
+
+        ``feed_ages_s`` maps each input feed of the underlying (``"options"``, ``"index"``)
+        to its age on the event clock; feeds older than ``stale_after_s`` make the state
+        stale.
+        """
+        out: list[RegimeEvent] = []
+        stale = tuple(
+            sorted(
+                name for name, age in (feed_ages_s or {}).items() if age > self.config.stale_after_s
+            )
+        )
+        if stale != self.stale_feeds:
+            out.extend(self._stale_events(levels, trigger, stale, feed_ages_s or {}))
+            self.stale_feeds = stale
+        if stale:
+            for state in self._buckets.values():
+                state.reset_pending()
+            return out
+        for name, state in self._buckets.items():
+            bucket = levels.buckets.get(name)
+            if bucket is None or bucket.contracts_used == 0:
+                if bucket is not None:
+                    out.extend(self._emptied_events(levels, name, bucket, state, trigger))
+                state.reset_pending()
+                continue
+            out.extend(self._bucket_events(levels, name, bucket, state, trigger))
+        return out
+
+    def _emptied_events(
+        self,
+        levels: Levels,
+        name: str,
+        bucket: BucketLevels,
+        state: _BucketState,
+        trigger: Trigger,
+    ) -> list[RegimeEvent]:
+        """A bucket that had levels and now has no contracts (its expiry settled): each level
+        it had vanishes at once (a settlement is certain, not noise: no dwell), and the
+        bucket starts afresh, so the next expiry's levels appear as level shifts."""
+        out = []
+        fresh = _BucketState()
+        for level_name in LEVEL_NAMES:
+            previous = state.shifts[level_name].reference
+            fresh.shifts[level_name].seen = True  # reference None: the next value is a shift
+            if previous is None:
+                continue
+            detail = {"level_name": level_name, "from": previous, "to": None, "cause": "emptied"}
+            out.append(
+                self._event(
+                    levels, name, bucket, trigger, "level_shift", None, None, detail, level_name
+                )
+            )
+        if out:
+            self._buckets[name] = fresh
+        return out
+
+    # ------------------------------------------------------------ per bucket
+
+    def _bucket_events(
+        self,
+        levels: Levels,
+        name: str,
+        bucket: BucketLevels,
+        state: _BucketState,
+        trigger: Trigger,
+    ) -> list[RegimeEvent]:
+        cfg = self.config
+        spot = levels.spot
+        ts = trigger.ts_event_ns
+        dwell = cfg.dwell_ns
+        band = spot * cfg.band_bps * 1e-4
+        out: list[RegimeEvent] = []
+
+        def emit(
+            event_type: str,
+            direction: str | None,
+            level: float | None,
+            detail: dict[str, Any],
+            suffix: str | None = None,
+        ) -> None:
+            out.append(
+                self._event(
+                    levels, name, bucket, trigger, event_type, direction, level, detail, suffix
+                )
+            )
+
+        if bucket.zero_gamma is None:
+            state.flip.reset_pending()
+        else:
+            side = state.flip.update(spot, bucket.zero_gamma, band, ts, dwell)
+            if side:
+                emit(
+                    "flip_cross",
+                    "up" if side == ABOVE else "down",
+                    bucket.zero_gamma,
+                    {
+                        "cause": state.flip.cause(spot, bucket.zero_gamma),
+                        "side": "above" if side == ABOVE else "below",
+                        "band_bps": cfg.band_bps,
+                        "dwell_s": cfg.dwell_s,
+                    },
+                )
+
+        for wall_name, wall, crossing, tag, event_type, outward in (
+            ("call", bucket.call_wall, state.call, state.call_tag, "call_wall_break", ABOVE),
+            ("put", bucket.put_wall, state.put, state.put_tag, "put_wall_break", BELOW),
+        ):
+            if wall is None:
+                crossing.reset_pending()
+                tag.wall = None
+                continue
+            if wall != crossing.last_level and not math.isnan(crossing.last_level):
+                # The wall moved to another strike: spot did not go through it (a moved
+                # wall is a level_shift), so the side is taken afresh.
+                crossing.rebase(spot, wall, band)
+                tag.wall = None
+                continue
+            side = crossing.update(spot, wall, band, ts, dwell)
+            if side:
+                tag.wall = None
+                emit(
+                    event_type,
+                    "up" if side == ABOVE else "down",
+                    wall,
+                    {
+                        "wall": wall_name,
+                        "through": "outward" if side == outward else "inward",
+                        "cause": crossing.cause(spot, wall),
+                        "band_bps": cfg.band_bps,
+                        "dwell_s": cfg.dwell_s,
+                    },
+                )
+                continue
+            rejected = self._wall_reject(spot, wall, crossing, tag, outward)
+            if rejected is not None:
+                emit(
+                    "wall_reject",
+                    "down" if outward == ABOVE else "up",
+                    wall,
+                    {
+                        "wall": wall_name,
+                        "extreme": rejected,
+                        "zone_bps": cfg.wall_zone_bps,
+                        "reject_bps": cfg.wall_reject_bps,
+                    },
+                    suffix=wall_name,
+                )
+
+        if bucket.regime in GAMMA_STATES:
+            state.gamma.update(self._gamma_label(spot, bucket, state.gamma.label), ts, dwell)
+        sign = state.regime.update(_REGIME_SIGN.get(bucket.regime or "", 0), ts, dwell)
+        if sign:
+            emit(
+                "regime_change",
+                None,
+                bucket.zero_gamma,
+                {
+                    "from": _SIGN_REGIME[-sign],
+                    "to": _SIGN_REGIME[sign],
+                    "net_gex": bucket.net_gex,
+                    "kind": "gamma",
+                },
+            )
+
+        threshold = spot * cfg.level_shift_bps * 1e-4
+        for level_name in LEVEL_NAMES:
+            shift = state.shifts[level_name]
+            value = getattr(bucket, level_name)
+            if shift.update(value, threshold, ts, dwell):
+                previous, shift.reference = shift.reference, value
+                direction = None
+                if previous is not None and value is not None:
+                    direction = "up" if value > previous else "down"
+                emit(
+                    "level_shift",
+                    direction,
+                    value,
+                    {"level_name": level_name, "from": previous, "to": value},
+                    suffix=level_name,
+                )
+        return out
+
+    def _gamma_label(self, spot: float, bucket: BucketLevels, current: str | None) -> str:
+        observed = bucket.regime or ""
+        band = self._transition_band_bps
+        if (
+            current == "transition"
+            and observed != "transition"
+            and band is not None
+            and bucket.zero_gamma is not None
+            and abs(spot - bucket.zero_gamma) <= spot * (band + self.config.band_bps) * 1e-4
+        ):
+            return "transition"  # hysteresis: not yet clear of the transition band
+        return observed
+
+    def _wall_reject(
+        self, spot: float, wall: float, crossing: _Crossing, tag: _WallTag, outward: int
+    ) -> float | None:
+        """The extreme spot reached in the zone when the wall rejects spot, else None."""
+        cfg = self.config
+        if crossing.side != -outward:  # spot is not confirmed inside the range
+            tag.wall = None
+            return None
+        if tag.wall is not None and tag.wall != wall:
+            tag.wall = None  # the wall moved: a new wall starts a new test
+        distance = (wall - spot) * outward  # > 0 inside the range
+        zone = spot * cfg.wall_zone_bps * 1e-4
+        if tag.wall is None:
+            if distance <= zone:
+                tag.wall, tag.extreme = wall, spot
+            return None
+        tag.extreme = max(tag.extreme, spot) if outward == ABOVE else min(tag.extreme, spot)
+        if distance >= spot * cfg.wall_reject_bps * 1e-4:
+            extreme = tag.extreme
+            tag.wall = None
+            return extreme
+        return None
+
+    # ------------------------------------------------------------ events
+
+    def _stale_events(
+        self,
+        levels: Levels,
+        trigger: Trigger,
+        stale: tuple[str, ...],
+        ages: Mapping[str, float],
+    ) -> list[RegimeEvent]:
+        bucket = levels.buckets.get("all")
+        if bucket is None:
+            return []
+        newly = [f for f in stale if f not in self.stale_feeds]
+        fresh = [f for f in self.stale_feeds if f not in stale]
+        out = []
+        for feed, state in [*((f, "stale") for f in newly), *((f, "recovered") for f in fresh)]:
+            out.append(
+                self._event(
+                    levels,
+                    "all",
+                    bucket,
+                    trigger,
+                    "feed_stale",
+                    None,
+                    None,
+                    {
+                        "state": state,
+                        "feed": feed,
+                        "age_s": round(float(ages.get(feed, 0.0)), 3),
+                        "stale_after_s": self.config.stale_after_s,
+                    },
+                    suffix=f"{feed}/{state}",
+                )
+            )
+        return out
+
+    def event(
+        self,
+        levels: Levels,
+        trigger: Trigger,
+        event_type: str,
+        direction: str | None,
+        level: float | None,
+        detail: dict[str, Any],
+        suffix: str | None = None,
+    ) -> RegimeEvent | None:
+        """An event of the underlying as a whole (bucket ``all``) carrying ``levels``; None
+        when the levels have no ``all`` bucket."""
+        bucket = levels.buckets.get("all")
+        if bucket is None:
+            return None
+        return self._event(
+            levels, "all", bucket, trigger, event_type, direction, level, detail, suffix
+        )
+
+    def _event(
+        self,
+        levels: Levels,
+        bucket_name: str,
+        bucket: BucketLevels,
+        trigger: Trigger,
+        event_type: str,
+        direction: str | None,
+        level: float | None,
+        detail: dict[str, Any],
+        suffix: str | None = None,
+    ) -> RegimeEvent:
+        return RegimeEvent(
+            id=trigger.event_id(event_type, bucket_name, suffix),
+            type=event_type,
+            underlying=self.underlying,
+            bucket=bucket_name,
+            direction=direction,
+            ts_event=trigger.ts_event_ns,
+            ts_emit=self._clock_ns(),
+            spot=levels.spot,
+            level=level,
+            regime=bucket.regime,
+            levels=event_levels(levels, bucket),
+            model=levels.model,
+            detail=detail,
+        )
+
+
+def event_levels(levels: Levels, bucket: BucketLevels) -> dict[str, Any]:
+    """The levels object an event carries: its bucket's levels plus spot and time."""
+    out = bucket.to_dict()
+    out["spot"] = levels.spot
+    out["asof_ns"] = levels.asof_ns
+    return out

@@ -1,0 +1,32 @@
+"""`regime-engine demo` from the command line: embedded broker and Redis, a full session."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from connectors.common.kafka.embedded import resolve_tansu_binary
+from engine.app.cli import main
+
+
+def test_demo_runs_the_pipeline_and_shows_a_flip_and_a_wall_break(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        resolve_tansu_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    assert main(["demo", "--max-speed", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = orjson.loads(captured.out)
+    assert summary["kafka"] == "embedded" and summary["redis"] == "embedded"
+    assert summary["session"]["messages"] == 37_392
+    # Option tickers travel packed: fewer Kafka records, the same updates.
+    assert summary["ingest"]["records"] == summary["engine"]["updates"] == 37_982
+    assert summary["engine"]["records"] < 37_982
+    by_type = summary["events_by_type"]
+    assert by_type["flip_cross"] >= 1 and by_type["put_wall_break"] >= 1
+    assert summary["events_received"] == sum(summary["engine"]["events"].values())
+    # The live view (plain lines on stderr with --json) showed the events as they fired.
+    assert "[all] flip_cross down" in captured.err
+    assert "[all] put_wall_break down level 65,000.0" in captured.err

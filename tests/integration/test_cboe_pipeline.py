@@ -1,0 +1,112 @@
+"""CBOE snapshots end to end: delayed-quotes bodies → ChainDelta → Kafka → engine → Redis.
+
+A seeded SPX chain (a 0DTE SPXW expiry settling 16:00 New York, dailies, weeklies, AM
+monthlies) is served as a sequence of delayed-quotes documents a minute apart in which spot
+walks down through the 0DTE zero-gamma level while staying below the all-expiries one, then
+one document after the 16:00 settlement.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from connectors.common.capture import CapturedMessage, CaptureWriter
+from connectors.common.ingest import replay_capture
+from connectors.common.kafka.embedded import ensure_topics
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
+from connectors.venues import StagePerVenue
+from engine.core.book import GammaBook
+from engine.core.config import LevelsConfig
+from engine.core.levels import compute_levels
+from schemas.channels import levels_key
+from schemas.levels import decode_levels
+from schemas.topics import Topics
+from tests.integration.test_pipeline import engine_config, run_engine, stream
+
+NS = 1_000_000_000
+URL = "https://cdn.cboe.com/api/global/delayed_quotes/options/_SPX.json"
+ASOF = datetime(2025, 3, 14, 14, 30, tzinfo=UTC)  # Friday 10:30 New York; SPXW 0DTE expires
+SETTLED = datetime(2025, 3, 14, 20, 5, tzinfo=UTC)  # 16:05 New York: the 0DTE has settled
+AFTER_SETTLEMENT = 2  # documents from 16:05 on, a minute apart (a change confirms over time)
+
+
+def zero_gamma_levels() -> tuple[float, float]:
+    """(0dte, all) zero gamma of the chain at its quote time, computed here independently."""
+    snapshot = spx_like_chain(2_000)
+    book = GammaBook("SPX", "cboe", LevelsConfig(), snapshot.spot, snapshot.asof_ns)
+    book.upsert(snapshot.contracts)
+    levels = compute_levels(book)
+    return levels.buckets["0dte"].zero_gamma, levels.buckets["all"].zero_gamma
+
+
+def write_capture(path: Path, spots: list[float]) -> None:
+    base = spx_like_chain(2_000)
+    before, after = spots[:-AFTER_SETTLEMENT], spots[-AFTER_SETTLEMENT:]
+    moments = [ASOF.timestamp() + 60 * i for i in range(len(before))]
+    moments += [SETTLED.timestamp() + 60 * i for i in range(len(after))]
+    with CaptureWriter(path) as writer:
+        for spot, moment in zip(spots, moments, strict=True):
+            doc = to_cboe_delayed_quotes(base)
+            doc["timestamp"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+            doc["data"]["current_price"] = spot
+            recv_ns = int(moment * NS) + 900_000_000
+            writer.write(CapturedMessage(recv_ns, "cboe", orjson.dumps(doc), url=URL))
+
+
+@pytest.mark.asyncio
+async def test_spot_through_the_0dte_flip_fires_in_the_0dte_bucket(
+    kafka_bootstrap: str, topics: Topics, redis_url: str, tmp_path: Path
+) -> None:
+    zero_0dte, zero_all = zero_gamma_levels()
+    assert zero_0dte < zero_all - 6  # the walk below stays clear of the all-expiries flip
+    start = zero_0dte + 0.6 * (zero_all - zero_0dte)
+    walk = [start - step * 1.5 for step in range(12)] + [zero_0dte - 15.0] * 3
+    spots = [*walk] + [zero_0dte - 15.0] * AFTER_SETTLEMENT  # after the 16:00 settlement
+    capture = tmp_path / "spx.jsonl"
+    write_capture(capture, [round(s, 2) for s in spots])
+
+    await ensure_topics(kafka_bootstrap, topics.all(), partitions=3)
+    producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
+    await producer.start()
+    try:
+        stages = StagePerVenue(producer, topics)
+        await replay_capture(capture, stages)
+    finally:
+        await producer.stop()
+    assert stages.stages["cboe"].counts["dead_letters"] == 0
+
+    report = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    assert report.dead_letters == 0
+    events = [event for _, event in await stream(redis_url, "SPX")]
+    flips = [e for e in events if e.type == "flip_cross"]
+    assert [(e.bucket, e.direction) for e in flips if e.bucket == "0dte"] == [("0dte", "down")]
+    assert not [e for e in flips if e.bucket == "all"]  # the aggregate did not flip
+    flip = next(e for e in flips if e.bucket == "0dte")
+    assert flip.level == pytest.approx(zero_0dte, rel=2e-3)
+    assert flip.spot < flip.level * (1 - 10e-4)  # confirmed beyond the 10 bp band
+    assert flip.levels["zero_gamma"] == flip.level
+    assert flip.underlying == "SPX" and flip.ts_event < int(SETTLED.timestamp() * NS)
+
+    # At the settlement the 0DTE contracts leave the state: the 0dte levels vanish.
+    after = [e for e in events if e.ts_event >= int(SETTLED.timestamp() * NS)]
+    shifts = [e for e in after if e.type == "level_shift" and e.bucket == "0dte"]
+    assert {e.detail["level_name"] for e in shifts} >= {"zero_gamma", "call_wall", "put_wall"}
+    assert all(e.detail["to"] is None for e in shifts)
+    assert all(e.levels["contracts_used"] == 0 for e in shifts)
+
+    client = Redis.from_url(redis_url)
+    try:
+        latest = decode_levels(await client.get(levels_key("SPX")))
+    finally:
+        await client.aclose()
+    assert latest.asof_ns == (int(SETTLED.timestamp()) + 60 * (AFTER_SETTLEMENT - 1)) * NS
+    assert latest.buckets["0dte"].contracts_used == 0
+    assert latest.buckets["all"].contracts_used == 2_000 - 200  # the 0DTE's 200 are gone
+    assert latest.spot == pytest.approx(zero_0dte - 15.0, abs=0.01)

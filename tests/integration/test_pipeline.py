@@ -1,0 +1,435 @@
+"""End to end through the real broker (Tansu) and a real Redis: capture → Kafka → engine → Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from redis.asyncio import Redis
+
+from connectors.common.ingest import IngestStage, MemorySink, replay_capture
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer, partition_for_key
+from connectors.common.redis_embedded import EmbeddedRedis
+from connectors.deribit.normaliser import DeribitNormaliser
+from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
+from connectors.sources import Source
+from engine.app.cli import main
+from engine.app.run_ingest import run_ingest
+from engine.core.config import LevelsConfig
+from engine.core.feed import BookFeeder
+from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
+from schemas.channels import events_channel, events_stream, levels_key
+from schemas.events import RegimeEvent, decode_event
+from schemas.levels import decode_levels
+from schemas.records import encode_record
+from schemas.topics import Topics
+from tests.kafka_helpers import consume
+from tests.paths import REPO
+
+SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
+NS = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SessionSummary]:
+    path = tmp_path_factory.mktemp("pipeline") / "session.jsonl"
+    return path, write_session(SESSION, path)
+
+
+@pytest.fixture(scope="module")
+def normalised(session: tuple[Path, SessionSummary]) -> list:
+    """Every record of the session, normalised by the live parse path, in event-time order."""
+    sink = MemorySink()
+    stage = IngestStage("deribit", DeribitNormaliser(), sink, Topics(), source="replay")
+    asyncio.run(replay_capture(session[0], stage))
+    records = [record for _, record in sink.records]
+    return sorted(records, key=lambda r: r.ts_event_ns)
+
+
+def engine_config(bootstrap: str, redis_url: str, topics: Topics, **kw: object) -> EngineConfig:
+    return EngineConfig(
+        bootstrap=bootstrap,
+        redis_url=redis_url,
+        group_id=f"{topics.prefix}engine",
+        topic_prefix=topics.prefix,
+        enable_idempotence=False,
+        session_timeout_ms=2_000,
+        heartbeat_interval_ms=500,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def run_engine(config: EngineConfig, timeout: float = 90.0) -> EngineReport:
+    """Run an engine until it has consumed and applied everything, then stop it."""
+    runtime = EngineRuntime(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    waiter = asyncio.create_task(runtime.caught_up.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=timeout, return_when="FIRST_COMPLETED")
+    waiter.cancel()
+    stop.set()
+    if task in done:
+        task.result()
+    assert done, "the engine did not catch up"
+    return await task
+
+
+async def ingest(bootstrap: str, topics: Topics, path: Path) -> None:
+    """The capture into the broker as the live path sends it: option tickers packed."""
+    report = await run_ingest(
+        [Source("replay", str(path))],
+        ProducerConfig(bootstrap, enable_idempotence=False, pack_max_ticks=256),
+        topics,
+    )
+    assert report.counts["dead_letters"] == 0
+
+
+async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, RegimeEvent]]:
+    client = Redis.from_url(redis_url)
+    try:
+        entries = await client.xrange(events_stream(underlying))
+    finally:
+        await client.aclose()
+    return [(entry_id, decode_event(fields[b"event"])) for entry_id, fields in entries]
+
+
+@pytest_asyncio.fixture
+async def produced(
+    kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
+) -> Topics:
+    """The session's records in the broker (unique topics), plus three malformed records."""
+    await ingest(kafka_bootstrap, topics, session[0])
+    producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
+    await producer.start()
+    try:
+        await producer.send(topics.options, b"BTC", b"\x00not json")
+        await producer.send(topics.underlying, b"BTC", b'{"schema": "md.bogus/9"}')
+        # Decodable, but the book cannot take it: an open interest that is not a number.
+        option = next(r for r in normalised if type(r).__name__ == "OptionContract")
+        bad = orjson.loads(encode_record(option))
+        bad["open_interest"] = "lots"
+        await producer.send(topics.options, b"BTC", orjson.dumps(bad))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return topics
+
+
+@pytest.mark.asyncio
+async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_key(
+    kafka_bootstrap: str,
+    redis_url: str,
+    produced: Topics,
+    session: tuple[Path, SessionSummary],
+    normalised: list,
+) -> None:
+    topics = produced
+    _, summary = session
+    listener = Redis.from_url(redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(events_channel("BTC"))
+    report = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+
+    events = [event for _, event in await stream(redis_url)]
+    assert len({e.id for e in events}) == len(events) == sum(report.events.values())
+    assert report.dead_letters == 3 and report.events_replayed == 0
+    # Every option ticker reached the engine, most of them packed (+ the malformed one).
+    # How many ticks share a pack depends on the 1 ms pack wait against the replay's pace,
+    # so the bound is loose.
+    contracts = sum(type(r).__name__ == "OptionContract" for r in normalised)
+    assert report.option_ticks == contracts + 1 and report.records < contracts // 2
+    top = [(e.type, e.direction) for e in events if e.bucket == "all"]
+    # The simulator's index sells off through zero gamma, then through the put wall.
+    assert [c.level for c in summary.crossings] == ["zero_gamma", "put_wall"]
+    flip, wall = summary.crossings
+    assert top[:3] == [("flip_cross", "down"), ("regime_change", None), ("put_wall_break", "down")]
+    flip_event = next(e for e in events if e.type == "flip_cross" and e.bucket == "all")
+    wall_event = next(e for e in events if e.type == "put_wall_break" and e.bucket == "all")
+    assert flip_event.level == pytest.approx(flip.price, rel=2e-3)
+    assert wall_event.level == wall.price == 65_000.0
+    # Confirmed after the dwell (3 s) beyond the 10 bp band, not before the crossing.
+    assert flip.ts_ns <= flip_event.ts_event <= flip.ts_ns + 20 * NS
+    assert wall.ts_ns <= wall_event.ts_event <= wall.ts_ns + 20 * NS
+    assert flip_event.spot < flip_event.level * (1 - 10e-4)
+    assert flip_event.regime in ("negative", "transition")
+    assert flip_event.model == "long_calls_short_puts"
+    assert (
+        flip_event.id
+        == f"{topics.underlying}/{flip_event.id.split('/')[1]}/" + (flip_event.id.split("/", 2)[2])
+    )
+    assert flip_event.id.endswith("/flip_cross/all")
+
+    # The levels an event carries match levels computed independently from the same records.
+    for event in (flip_event, wall_event):
+        feeder = BookFeeder(LevelsConfig())
+        feeder.apply([r for r in normalised if r.ts_event_ns <= event.ts_event])
+        independent = feeder.levels("BTC", event.ts_event).buckets["all"]
+        assert event.levels["spot"] == pytest.approx(event.spot)
+        assert event.levels["call_wall"] == independent.call_wall
+        assert event.levels["put_wall"] == independent.put_wall
+        assert event.levels["zero_gamma"] == pytest.approx(independent.zero_gamma, rel=1e-3)
+        assert event.levels["net_gex"] == pytest.approx(independent.net_gex, rel=0.02)
+
+    # Pub/sub carried the same events in the same order.
+    received = []
+    deadline = time.monotonic() + 5
+    while len(received) < len(events) and time.monotonic() < deadline:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message is not None:
+            received.append(decode_event(message["data"]).id)
+    assert received == [e.id for e in events]
+    await pubsub.aclose()
+
+    # The latest-levels key holds the levels at the last evaluation (end of the session).
+    levels = decode_levels(await listener.get(levels_key("BTC")))
+    await listener.aclose()
+    last_index = [r for r in normalised if type(r).__name__ == "UnderlyingTick"][-1]
+    assert levels.asof_ns == last_index.ts_event_ns
+    assert levels.spot == last_index.price
+    assert levels.put_wall == 65_000.0 and levels.regime == "negative"
+
+    # The durable Kafka log has the same events; dead letters carry the reason.
+    logged = await consume(kafka_bootstrap, topics.events, len(events), timeout=10)
+    assert sorted(orjson.loads(r.value)["id"] for r in logged) == sorted(e.id for e in events)
+    dead = await consume(kafka_bootstrap, topics.deadletter, 3, timeout=10)
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
+    assert reasons[0].startswith("cannot apply: TypeError")
+    assert reasons[1].startswith("undecodable record: JSONDecodeError")
+    assert "unknown record schema 'md.bogus/9'" in reasons[2]
+    assert orjson.loads(next(r.value for r in dead if b"lots" in r.value))["open_interest"] == (
+        "lots"
+    )
+
+
+@pytest.mark.asyncio
+async def test_event_ids_do_not_depend_on_batching_and_replays_publish_nothing_twice(
+    kafka_bootstrap: str, redis_url: str, produced: Topics
+) -> None:
+    topics = produced
+    base = redis_url.rsplit("/", 1)[0]
+    other_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
+    await Redis.from_url(other_url).flushdb()
+    big = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    small = await run_engine(
+        replace(
+            engine_config(kafka_bootstrap, other_url, topics),
+            group_id=f"{topics.prefix}small",
+            max_records=97,
+        )
+    )
+    first = [e.id for _, e in await stream(redis_url)]
+    second = [e.id for _, e in await stream(other_url)]
+    assert big.batches < small.batches
+    assert first == second and len(first) > 10
+    # The same group again: its state comes from the checkpoint written at the stop, with
+    # the offsets it covers, so nothing is read again and nothing is published.
+    again = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    assert big.checkpoints >= 1 and again.restored == 1
+    assert again.records == 0 and sum(again.events.values()) == 0
+    assert again.evaluations == big.evaluations  # carried over by the checkpoint
+    # Without checkpoints, the state is rebuilt by replaying the log from its start; the
+    # replay publishes nothing twice.
+    replayed = await run_engine(
+        engine_config(kafka_bootstrap, redis_url, topics, checkpoint_interval_s=0.0)
+    )
+    assert replayed.restored == 0 and replayed.records == big.records
+    assert sum(replayed.events.values()) == 0 and replayed.events_replayed == len(first)
+    assert [e.id for _, e in await stream(redis_url)] == first
+
+
+def _engine_process(
+    bootstrap: str, redis_url: str, topics: Topics, config: Path
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.app.cli",
+            "engine",
+            "--kafka",
+            bootstrap,
+            "--redis",
+            redis_url,
+            "--topic-prefix",
+            topics.prefix,
+            "--group",
+            f"{topics.prefix}killed",
+            "--no-idempotence",
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+async def kill_and_restart(
+    bootstrap: str, redis_url: str, topics: Topics, config: Path, kill_at: int, expected: int
+) -> tuple[int, dict]:
+    """An engine process killed (SIGKILL) once the BTC stream holds ``kill_at`` events, then
+    restarted and stopped gracefully once it holds ``expected``: (events at the kill, the
+    restarted engine's summary)."""
+    client = Redis.from_url(redis_url)
+    proc = _engine_process(bootstrap, redis_url, topics, config)
+    try:
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < kill_at:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the engine published too little"
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # no graceful stop
+        proc.wait(timeout=10)
+        partial = await client.xlen(events_stream("BTC"))
+
+        proc = _engine_process(bootstrap, redis_url, topics, config)
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < expected:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the restarted engine did not finish"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # would-be duplicates have time to show up
+        proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.aclose()
+    return partial, orjson.loads(stderr.decode().rsplit("engine: ", 1)[1])
+
+
+@pytest.mark.asyncio
+async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, redis_url: str, produced: Topics, tmp_path: Path, normalised: list
+) -> None:
+    topics = produced
+    base = redis_url.rsplit("/", 1)[0]
+    reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
+    await Redis.from_url(reference_url).flushdb()
+    await run_engine(engine_config(kafka_bootstrap, reference_url, topics))
+    reference = [e.id for _, e in await stream(reference_url)]
+
+    config = tmp_path / "engine.toml"
+    config.write_text(  # small batches, so that the kill lands mid-stream (ticks are packed)
+        "max_records = 10\nsession_timeout_ms = 2000\nheartbeat_interval_ms = 500\n"
+        "[detector]\nband_bps = 10.0\n"
+    )
+    partial, summary = await kill_and_restart(
+        kafka_bootstrap, redis_url, topics, config, kill_at=8, expected=len(reference)
+    )
+    assert 8 <= partial < len(reference)
+    ids = [e.id for _, e in await stream(redis_url)]
+    assert ids == reference
+    assert max(Counter(ids).values()) == 1
+    assert summary["events_replayed"] >= partial  # re-derived after the restart, not re-sent
+
+    # The graceful stop committed everything it consumed.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topics.prefix}killed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topics.options, partition_for_key(b"BTC", 3))
+        consumer.assign([tp])
+        options = sum(type(r).__name__ in ("OptionContract", "InstrumentState") for r in normalised)
+        logged = await consume(kafka_bootstrap, topics.options, 10**9, timeout=3.0)
+        assert {r.partition for r in logged} == {tp.partition}
+        # packs, contracts, states and the two malformed ones: far fewer records than ticks
+        assert await consumer.committed(tp) == len(logged) < options // 2
+    finally:
+        await consumer.stop()
+
+
+def test_run_command_replays_a_capture_into_redis_and_exits(
+    kafka_bootstrap: str,
+    redis_url: str,
+    topics: Topics,
+    session: tuple[Path, SessionSummary],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "run",
+        "--source",
+        f"replay:{session[0]}",
+        "--kafka",
+        kafka_bootstrap,
+        "--redis",
+        redis_url,
+        "--topic-prefix",
+        topics.prefix,
+        "--group",
+        f"{topics.prefix}run",
+        "--no-idempotence",
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "run: ingested 37982 records" in err
+    events = asyncio.run(stream(redis_url))
+    assert [(e.type, e.direction) for _, e in events if e.bucket == "all"][:3] == [
+        ("flip_cross", "down"),
+        ("regime_change", None),
+        ("put_wall_break", "down"),
+    ]
+
+    # The reference subscriber prints what the stream holds, then exits after --count.
+    capsys.readouterr()
+    argv = ["subscribe", "--redis", redis_url, "--underlying", "BTC", "--from", "0"]
+    assert main([*argv, "--count", "3", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == [e.id for _, e in events[:3]]
+    assert main([*argv, "--count", "1"]) == 0  # not a terminal: JSON lines by default
+    assert orjson.loads(capsys.readouterr().out)["id"] == events[0][1].id
+
+
+@pytest.mark.asyncio
+async def test_engine_rides_out_a_redis_restart(
+    kafka_bootstrap: str, redis_url: str, produced: Topics
+) -> None:
+    topics = produced
+    await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    reference = [e.id for _, e in await stream(redis_url)]
+
+    server = EmbeddedRedis(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    await server.start()
+    try:
+        config = replace(
+            engine_config(kafka_bootstrap, server.url, topics),
+            group_id=f"{topics.prefix}outage",
+            max_records=300,
+        )
+        runtime = EngineRuntime(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        client = Redis.from_url(server.url, protocol=2)
+        deadline = time.monotonic() + 60
+        while await client.xlen(events_stream("BTC")) < 8:
+            assert not task.done() and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await server.kill()
+        await asyncio.sleep(0.5)  # the engine's writes fail meanwhile; nothing is committed
+        await server.restart()
+        waiter = asyncio.create_task(runtime.caught_up.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when="FIRST_COMPLETED")
+        assert waiter in done, task.exception() if task.done() else "no catch-up"
+        stop.set()
+        await task
+        assert [e.id for _, e in await stream(server.url)] == reference
+        await client.aclose()
+    finally:
+        await server.stop()
