@@ -56,14 +56,13 @@ import orjson
 from connectors.common.capture import CapturedMessage, CaptureWriter
 from engine.core.book import GammaBook
 from engine.core.config import LevelsConfig
-from engine.core.kernels import bsm_gamma
 from engine.core.levels import compute_levels, strike_gex
+from engine.core.pricing import black76_quote, bsm_gamma_into
 from engine.core.settlement import deribit_expiry_ns, instant_ns
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import MS_PER_YEAR, NS_PER_MS
 
 VENUE = "deribit"
-NS_PER_MS = 1_000_000
-MS_PER_YEAR = 365 * 86_400 * 1_000
 STEP_MS = 100  # simulation step: the index path is piecewise constant over 100 ms
 WINDOW_STEPS = 100  # ticker arrival times are drawn 10 s of simulated time at a time
 HEARTBEAT_INTERVAL_S = 30  # public/set_heartbeat interval
@@ -73,8 +72,6 @@ SCENARIOS = ("flip_and_wall", "none")
 # Saturday 2024-03-09 07:30 UTC: the 9MAR24 daily settles 30 minutes in.
 DEFAULT_START_NS = instant_ns(datetime(2024, 3, 9, 7, 30, tzinfo=UTC))
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # Message kinds counted in SessionSummary.counts.
 KINDS = (
@@ -483,47 +480,12 @@ class _Chain:
         """Γ(F) F² × 0.01 per coin of each instrument at a hypothetical spot (start time)."""
         tau = self.tau0
         forward = spot * np.exp(basis_rate * tau)
-        sd = self.base_iv * np.sqrt(tau)
-        d1 = (np.log(forward / self.strike) + 0.5 * sd * sd) / sd
-        return np.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI / (forward * sd) * forward**2 * 0.01
+        gamma = np.empty_like(self.strike)
+        bsm_gamma_into(forward, self.strike, tau, self.base_iv, 0.0, 0.0, gamma)
+        return gamma * forward**2 * 0.01
 
 
-# --------------------------------------------------------------------------- pricing
-
-
-def _norm_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / _SQRT2)
-
-
-@dataclass(slots=True)
-class _Quote:
-    """Black-76 mark and greeks of one option from its published inputs (USD, r = 0)."""
-
-    price_usd: float
-    delta: float
-    gamma: float
-    vega: float  # USD per 1 vol point
-    theta: float  # USD per day
-    rho: float  # USD per 1 % of rate
-
-
-def _price(forward: float, strike: float, tau: float, sigma: float, is_call: bool) -> _Quote:
-    sd = sigma * math.sqrt(tau)
-    d1 = (math.log(forward / strike) + 0.5 * sd * sd) / sd
-    d2 = d1 - sd
-    pdf = _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
-    if is_call:
-        price = forward * _norm_cdf(d1) - strike * _norm_cdf(d2)
-        delta = _norm_cdf(d1)
-        rho = strike * tau * _norm_cdf(d2) * 0.01
-    else:
-        price = strike * _norm_cdf(-d2) - forward * _norm_cdf(-d1)
-        delta = _norm_cdf(d1) - 1.0
-        rho = -strike * tau * _norm_cdf(-d2) * 0.01
-    gamma = bsm_gamma(forward, strike, tau, sigma, 0.0, 0.0)  # the engine's own kernel
-    vega = forward * pdf * math.sqrt(tau) * 0.01
-    theta = -forward * pdf * sigma / (2.0 * math.sqrt(tau)) / 365.0
-    return _Quote(max(price, 0.0), delta, gamma, vega, theta, rho)
+# --------------------------------------------------------------------------- quote helpers
 
 
 def _dec(value: float, scale: float) -> float:
@@ -658,7 +620,7 @@ class _Session:
         traded = rng.random(n) < np.clip(0.15 + 0.8 * self.activity / self.activity.max(), 0, 1)
         start_mark = np.array(
             [
-                _price(f, k, t, s, c).price_usd / self.spot0
+                black76_quote(f, k, t, s, c).price / self.spot0
                 for f, k, t, s, c in zip(
                     forward.tolist(),
                     ch.strike.tolist(),
@@ -859,8 +821,8 @@ class _Session:
             tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
             forward = self._forward(index, tau)
             iv = self._iv(i)
-            quote = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
-            mark = quote.price_usd / index
+            quote = black76_quote(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+            mark = quote.price / index
             bid, ask = self._bid_ask(mark)
             last = self.last_price[i]
             traded = last is not None
@@ -1073,8 +1035,8 @@ class _Session:
         tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
         forward = self._forward(index, tau)
         iv = self._iv(i)
-        q = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
-        mark = max(_dec(q.price_usd / index, 10_000.0), 0.0001)
+        q = black76_quote(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+        mark = max(_dec(q.price / index, 10_000.0), 0.0001)
         bid, ask = self._bid_ask(mark)
         vega_coin = max(q.vega / index, 1e-12)  # coin per vol point
         bid_iv = _dec(max(iv - (mark - bid) / vega_coin, 1.0), 100.0) if bid else 0.0
@@ -1145,8 +1107,8 @@ class _Session:
             tau = (self.expiry_ms[i] - ts_ms) / MS_PER_YEAR
             forward = self._forward(index, tau)
             iv = self._iv(i)
-            q = _price(forward, self.strike[i], tau, iv / 100.0, is_call)
-            mark = q.price_usd / index
+            q = black76_quote(forward, self.strike[i], tau, iv / 100.0, is_call)
+            mark = q.price / index
             p_buy = 0.52 + (0.13 if selloff and not is_call else 0.0)
             buy = bool(rng.random() < p_buy)
             edge = abs(rng.normal(0.0, 0.015)) * mark + 0.0001
