@@ -13,7 +13,8 @@ import pytest
 from connectors.common.capture import decode_capture_line, encode_capture_line
 from connectors.deribit.parse import parse_book_summary
 from connectors.simulator import SessionConfig, generate_session, write_session
-from connectors.simulator.deribit_session import DEFAULT_START_NS, KINDS
+from connectors.simulator.deribit_config import DEFAULT_START_NS
+from connectors.simulator.deribit_session import KINDS
 from engine.app.cli import levels_of
 from engine.core.config import LevelsConfig
 from engine.core.pricing import bsm_gamma
