@@ -25,7 +25,8 @@ from connectors.common.ingest import IngestStage, decode_json
 from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.simulator.deribit_session import SessionConfig, generate_session
+from connectors.simulator.deribit_config import SessionConfig
+from connectors.simulator.deribit_session import generate_session
 from schemas.topics import Topics
 
 

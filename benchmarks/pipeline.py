@@ -82,7 +82,8 @@ from connectors.common.logs import configure_logging
 from connectors.common.packing import PackConfig, TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.simulator.deribit_session import SessionConfig, generate_session
+from connectors.simulator.deribit_config import SessionConfig
+from connectors.simulator.deribit_session import generate_session
 from engine.stream.merge import InputItem
 from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from engine.stream.task import TaskOutput

@@ -1,6 +1,5 @@
 """CME Group settlements: futures and options settlement JSON into option-chain snapshots."""
 
-from connectors.cme.black76 import black76_price, implied_vol
 from connectors.cme.parse import (
     CmeChainConfig,
     CmeOptionSeries,
@@ -9,6 +8,7 @@ from connectors.cme.parse import (
     parse_cme_settlements,
 )
 from connectors.cme.products import PRODUCTS, CmeOptionFamily, CmeProduct, product
+from engine.core.pricing import black76_price, implied_vol
 
 __all__ = [
     "PRODUCTS",

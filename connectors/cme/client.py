@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from connectors.cme.black76 import warm_up
 from connectors.cme.normaliser import futures_request, series_key, series_request
 from connectors.cme.parse import CmeChainConfig
 from connectors.cme.products import PRODUCTS
 from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
 from connectors.common.ingest import IngestStage
+from engine.core.pricing import warm_up
 from schemas.config import check_known_keys
 
 CME_SETTLEMENTS_URL = "https://www.cmegroup.com/CmeWS/mvc/Settlements"

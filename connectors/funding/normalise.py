@@ -17,11 +17,10 @@ from typing import Any
 
 from connectors.common.errors import ParseError
 from schemas.records import FundingRate
+from schemas.time import NS_PER_MS
 
 HOURS_8 = 8.0
 PERIODS_8H_PER_YEAR = 3 * 365  # annualized = rate_8h × 3 × 365
-NS_PER_MS = 1_000_000
-NS_PER_HOUR = 3_600 * 1_000_000_000
 
 # Quote suffixes of USD-margined symbols, longest first ("BTCUSDT", "BTCPERP", "BTCUSD").
 _QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "PERP", "USD")

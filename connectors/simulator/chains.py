@@ -15,13 +15,13 @@ from decimal import Decimal
 import numpy as np
 
 from connectors.cboe.products import product_for_root
-from engine.core.kernels import bsm_gamma_into
+from engine.core.pricing import bsm_gamma_into
 from engine.core.settlement import NEW_YORK, instant_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import NS_PER_S, NS_PER_YEAR
 
 DEFAULT_ASOF = datetime(2025, 3, 14, 14, 30, tzinfo=UTC)  # a Friday, 10:30 New York
-NS = 1_000_000_000
 
 
 def _third_friday(year: int, month: int) -> date:
@@ -64,7 +64,7 @@ def spx_like_chain(
     contracts: list[OptionContract] = []
     for root, day in _expiries(asof.astimezone(NEW_YORK).date(), n_expiries):
         expiry_ns = product_for_root(root).expiry_ns(day)
-        tau = max((expiry_ns - asof_ns) / (365 * 86_400 * NS), 1e-6)
+        tau = max((expiry_ns - asof_ns) / NS_PER_YEAR, 1e-6)
         atm_vol = 0.13 + 0.05 * math.exp(-tau * 6.0)
         half_width = min(0.6, max(0.04, 4.0 * atm_vol * math.sqrt(tau)))
         step = max(5.0, round(2 * half_width * spot / strikes_per_expiry / 5.0) * 5.0)
@@ -121,7 +121,7 @@ def spx_like_chain(
 
 def to_cboe_delayed_quotes(snapshot: ChainSnapshot) -> dict:
     """Render a snapshot as a CBOE delayed-quotes JSON document (``data.options[]`` rows)."""
-    asof = datetime.fromtimestamp(snapshot.asof_ns / NS, tz=UTC)
+    asof = datetime.fromtimestamp(snapshot.asof_ns / NS_PER_S, tz=UTC)
     stamp = asof.strftime("%Y-%m-%d %H:%M:%S")  # the CDN's top-level timestamp is naive UTC
     rows = [
         {

@@ -44,9 +44,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +51,20 @@ import numpy as np
 import orjson
 
 from connectors.common.capture import CapturedMessage, CaptureWriter
+from connectors.simulator.deribit_chain import Chain, atm_vol
+from connectors.simulator.deribit_config import CURRENCIES, SessionConfig, path_at
 from engine.core.book import GammaBook
 from engine.core.config import LevelsConfig
-from engine.core.kernels import bsm_gamma
 from engine.core.levels import compute_levels, strike_gex
-from engine.core.settlement import deribit_expiry_ns, instant_ns
+from engine.core.pricing import black76_quote
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import MS_PER_YEAR, NS_PER_MS
 
 VENUE = "deribit"
-NS_PER_MS = 1_000_000
-MS_PER_YEAR = 365 * 86_400 * 1_000
 STEP_MS = 100  # simulation step: the index path is piecewise constant over 100 ms
 WINDOW_STEPS = 100  # ticker arrival times are drawn 10 s of simulated time at a time
 HEARTBEAT_INTERVAL_S = 30  # public/set_heartbeat interval
-ZERO_GAMMA_BELOW_SPOT = 0.008  # the initial chain's zero gamma sits this far below spot
 CROSSING_BAND = 0.0003  # the index must be 3 bp beyond a level to count as having crossed it
-SCENARIOS = ("flip_and_wall", "none")
-# Saturday 2024-03-09 07:30 UTC: the 9MAR24 daily settles 30 minutes in.
-DEFAULT_START_NS = instant_ns(datetime(2024, 3, 9, 7, 30, tzinfo=UTC))
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
 # Message kinds counted in SessionSummary.counts.
 KINDS = (
     "get_instruments",
@@ -91,121 +80,6 @@ KINDS = (
     "trades",
     "instrument_state",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Currency:
-    spot0: float  # default index level, USD
-    total_oi: float  # options open interest of the whole chain, coins
-    oi_step: float  # OI and trade-amount granularity, coins
-    min_trade_amount: float  # coins
-    atm_vol: float  # long-dated ATM implied vol, fraction
-    basis_rate: float  # forward contango, per year (F = index × exp(rate × T))
-    round_unit: float  # the "very round" strike spacing, USD (BTC 10,000)
-    perp_oi_usd: float  # perpetual open interest, USD (inverse contracts of 10 USD)
-
-
-_CURRENCIES = {
-    "BTC": _Currency(67_640.0, 320_000.0, 0.1, 0.1, 0.62, 0.10, 10_000.0, 1.1e9),
-    "ETH": _Currency(3_938.0, 2_600_000.0, 1.0, 1.0, 0.66, 0.09, 500.0, 6.5e8),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """What to simulate. Every field is checked; a bad value raises ValueError."""
-
-    currency: str = "BTC"  # "BTC" | "ETH"
-    n_instruments: int = 1_000  # option instruments, calls + puts (even, 300..10,000)
-    duration_s: float = 300.0  # simulated seconds of notifications
-    seed: int = 7
-    start_ns: int = DEFAULT_START_NS  # session start, ns since the epoch (UTC)
-    spot0: float | None = None  # initial index, USD (None: the currency's default)
-    ticker_interval_s: float = 5.0  # mean seconds between tickers of one option
-    index_interval_s: float = 1.0  # seconds between price-index ticks
-    dvol_interval_s: float = 1.0  # seconds between DVOL ticks
-    perpetual_interval_s: float = 1.0  # seconds between perpetual tickers
-    trades_rate_per_s: float = 1.0  # option trades per second (whole chain)
-    feedback: bool = True  # dealer-hedging feedback on the index volatility
-    scenario: str = "flip_and_wall"  # scripted drift, or "none"
-    # Knots (seconds from the start, funding_8h fraction): the perpetual's funding follows it.
-    funding_path: tuple[tuple[float, float], ...] = ()
-    # Knots (seconds from the start, DVOL points at the initial spot): option IVs follow it.
-    dvol_path: tuple[tuple[float, float], ...] = ()
-    feedback_interval_s: float = 2.0  # seconds between refreshes of the simulator's GEX
-
-    def __post_init__(self) -> None:
-        if self.currency not in _CURRENCIES:
-            raise ValueError(f"currency must be one of {', '.join(_CURRENCIES)}")
-        n = self.n_instruments
-        if isinstance(n, bool) or not isinstance(n, int) or not 300 <= n <= 10_000:
-            raise ValueError(f"n_instruments must be an integer in [300, 10000], got {n!r}")
-        if n % 2:
-            raise ValueError(f"n_instruments must be even (calls and puts), got {n}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if isinstance(self.start_ns, bool) or not isinstance(self.start_ns, int):
-            raise ValueError(
-                f"start_ns must be an integer (ns since the epoch), got {self.start_ns!r}"
-            )
-        if not 946_684_800 * 10**9 <= self.start_ns <= 4_102_444_800 * 10**9:
-            raise ValueError("start_ns must lie between 2000 and 2100")
-        _positive("duration_s", self.duration_s, 0.1, 7 * 86_400.0)
-        if self.spot0 is not None:
-            _positive("spot0", self.spot0, 1e-6, 1e9)
-        _positive("ticker_interval_s", self.ticker_interval_s, 0.01, 86_400.0)
-        _positive("index_interval_s", self.index_interval_s, 0.01, 86_400.0)
-        _positive("dvol_interval_s", self.dvol_interval_s, 0.01, 86_400.0)
-        _positive("perpetual_interval_s", self.perpetual_interval_s, 0.01, 86_400.0)
-        _positive("feedback_interval_s", self.feedback_interval_s, 0.1, 3_600.0)
-        rate = self.trades_rate_per_s
-        if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise ValueError(f"trades_rate_per_s must be a number, got {rate!r}")
-        if not (math.isfinite(rate) and 0.0 <= rate <= 10_000.0):
-            raise ValueError(f"trades_rate_per_s must be in [0, 10000], got {rate!r}")
-        if not isinstance(self.feedback, bool):
-            raise ValueError(f"feedback must be a bool, got {self.feedback!r}")
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
-        object.__setattr__(self, "funding_path", _knots("funding_path", self.funding_path, 0.05))
-        object.__setattr__(self, "dvol_path", _knots("dvol_path", self.dvol_path, 500.0, 1.0))
-
-    @property
-    def initial_spot(self) -> float:
-        """The index at the session start, USD."""
-        return self.spot0 if self.spot0 is not None else _CURRENCIES[self.currency].spot0
-
-
-def _knots(
-    name: str, value: object, limit: float, low: float | None = None
-) -> tuple[tuple[float, float], ...]:
-    """``value`` as a tuple of (seconds, value) knots, times rising; ValueError when not."""
-    low = -limit if low is None else low
-    try:
-        knots = tuple((t, v) for t, v in value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (seconds, value) pairs, got {value!r}") from None
-    for t, v in knots:
-        for x in (t, v):
-            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-                raise ValueError(f"{name} must hold finite numbers, got {(t, v)!r}")
-        if t < 0 or not low <= v <= limit:
-            raise ValueError(f"{name}: seconds must be >= 0 and values in [{low}, {limit}]")
-    if any(b[0] < a[0] for a, b in pairwise(knots)):
-        raise ValueError(f"{name}: times must not decrease")
-    return tuple((float(t), float(v)) for t, v in knots)
-
-
-def _path_at(knots: tuple[tuple[float, float], ...], t_s: float) -> float:
-    """The piecewise-linear path through ``knots`` at ``t_s`` (flat beyond the ends)."""
-    return float(np.interp(t_s, [t for t, _ in knots], [v for _, v in knots]))
-
-
-def _positive(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,244 +160,7 @@ def write_session(config: SessionConfig, path: str | Path) -> SessionSummary:
     return session.summary()
 
 
-# --------------------------------------------------------------------------- the chain
-
-
-@dataclass(frozen=True, slots=True)
-class _Expiry:
-    day: date
-    expiry_ms: int  # 08:00 UTC settlement, ms since the epoch
-    period: str  # get_instruments settlement_period: "day" | "week" | "month"
-    quarterly: bool
-    code: str  # "29MAR24"
-    underlying_index: str  # "BTC-29MAR24" (a listed future) or "SYN.BTC-9MAR24"
-    listed_ms: int  # creation_timestamp of its instruments
-
-
-def _code(day: date) -> str:
-    return f"{day.day}{_MONTHS[day.month - 1]}{day.year % 100:02d}"
-
-
-def _last_friday(year: int, month: int) -> date:
-    nxt = date(year + month // 12, month % 12 + 1, 1)
-    last = nxt - timedelta(days=1)
-    return last - timedelta(days=(last.weekday() - 4) % 7)
-
-
-def _expiries(currency: str, start_ns: int) -> list[_Expiry]:
-    """Deribit's option expiries as of ``start``: 4 dailies, 3 Fridays, 3 month-ends and
-    the next 5 quarterlies (all settling 08:00 UTC)."""
-    start = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
-    first = start.date()
-    if deribit_expiry_ns(first) <= start_ns:
-        first += timedelta(days=1)
-    days: set[date] = {first + timedelta(days=k) for k in range(4)}
-    friday = first + timedelta(days=(4 - first.weekday()) % 7)
-    days.update(friday + timedelta(weeks=k) for k in range(3))
-    year, month = first.year, first.month
-    months: list[tuple[int, int]] = []
-    for k in range(24):
-        y, m = year + (month - 1 + k) // 12, (month - 1 + k) % 12 + 1
-        if _last_friday(y, m) >= first:
-            months.append((y, m))
-    days.update(_last_friday(y, m) for y, m in months[:3])
-    days.update(_last_friday(y, m) for y, m in [ym for ym in months if ym[1] % 3 == 0][:5])
-    out = []
-    start_ms = start_ns // NS_PER_MS
-    for day in sorted(days):
-        last_friday = _last_friday(day.year, day.month)
-        if day.weekday() != 4:
-            period, span_days = "day", 4
-        elif day == last_friday:
-            period, span_days = "month", 365 if day.month % 3 == 0 else 92
-        else:
-            period, span_days = "week", 28
-        quarterly = day == last_friday and day.month % 3 == 0
-        expiry_ms = deribit_expiry_ns(day) // NS_PER_MS
-        listed_ms = min(expiry_ms - span_days * 86_400_000, start_ms - 86_400_000)
-        listed_ms -= listed_ms % 86_400_000 - 8 * 3_600_000  # listed at 08:00 UTC
-        code = _code(day)
-        index = f"{currency}-{code}" if day.weekday() == 4 else f"SYN.{currency}-{code}"
-        out.append(_Expiry(day, expiry_ms, period, quarterly, code, index, listed_ms))
-    return out
-
-
-def _allocate(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
-    """Split ``total`` into integer parts ∝ weights (largest remainders), each ≥ minimum."""
-    raw = total * weights / weights.sum()
-    parts = np.maximum(np.floor(raw).astype(np.int64), minimum)
-    order = np.argsort(-(raw - np.floor(raw)), kind="stable")
-    k = 0
-    while parts.sum() < total:
-        parts[order[k % len(order)]] += 1
-        k += 1
-    while parts.sum() > total:
-        j = int(np.argmax(parts))
-        parts[j] -= 1
-    return parts
-
-
-_NICE_STEPS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000)
-
-
-def _strikes(forward: float, width: float, count: int, unit: float) -> np.ndarray:
-    """``count`` listed strikes: dense near the forward, only round ones in the wings."""
-    while True:
-        low, high = forward * math.exp(-width), forward * math.exp(width)
-        raw = (high - low) / (3 * count)
-        step = max([s for s in _NICE_STEPS if s <= raw], default=1)
-        candidates = np.arange(math.ceil(low / step), math.floor(high / step) + 1) * step
-        candidates = candidates[candidates > 0].astype(np.float64)
-        if candidates.shape[0] >= count:
-            break
-        width *= 1.25
-    level = (
-        (candidates % (unit / 10) == 0).astype(np.float64)
-        + (candidates % (unit / 2) == 0)
-        + (candidates % unit == 0)
-    )
-    priority = np.abs(np.log(candidates / forward)) / width - 0.15 * level
-    chosen = np.sort(candidates[np.argsort(priority, kind="stable")[:count]])
-    return chosen
-
-
-def _smile(atm: float, log_moneyness: np.ndarray, tau: float) -> np.ndarray:
-    """Implied vol (fraction) with put skew: rich downside wing, flatter upside."""
-    x = np.clip(log_moneyness / (atm * math.sqrt(max(tau, 0.5 / 365))), -6.0, 6.0)
-    return np.clip(atm * (1.0 - 0.06 * x + 0.02 * x * x), 0.15, 3.0)
-
-
-def _atm_vol(spec: _Currency, tau: float) -> float:
-    return spec.atm_vol + 0.06 * math.exp(-8.0 * tau)  # short-dated a little richer
-
-
-class _Chain:
-    """The option instruments (arrays indexed by instrument) at the session start."""
-
-    def __init__(self, config: SessionConfig, rng: np.random.Generator) -> None:
-        spec = _CURRENCIES[config.currency]
-        spot = config.initial_spot
-        start_ms = config.start_ns // NS_PER_MS
-        self.expiries = _expiries(config.currency, config.start_ns)
-        taus = np.array([(e.expiry_ms - start_ms) / MS_PER_YEAR for e in self.expiries])
-        period_weight = {"day": 1.0, "week": 1.2, "month": 1.5}
-        weights = np.array(
-            [period_weight[e.period] + 0.4 * e.quarterly for e in self.expiries], dtype=float
-        )
-        pairs = _allocate(config.n_instruments // 2, weights, 4)
-        unit = spec.round_unit
-        if config.spot0 is not None:  # keep the round strikes as far from spot in relative terms
-            scaled = unit * spot / spec.spot0
-            unit = float(min(_NICE_STEPS, key=lambda step: abs(math.log(step / scaled))))
-            unit = max(unit, 10.0)
-        strikes, expiry_idx, ivs, call_oi, put_oi = [], [], [], [], []
-        oi_weight = []
-        for e, (expiry, tau, count) in enumerate(zip(self.expiries, taus, pairs, strict=True)):
-            forward = spot * math.exp(spec.basis_rate * tau)
-            atm = _atm_vol(spec, tau)
-            width = float(np.clip(4.0 * atm * math.sqrt(max(tau, 2 / 365)), 0.08, 0.85))
-            k = _strikes(forward, width, int(count), unit)
-            m = np.log(k / forward)
-            iv = _smile(atm, m, tau)
-            sd = atm * math.sqrt(max(tau, 1 / 365))
-            x = m / sd
-            # Round strikes attract OI: ×2 for 1,000s, ×3.5 for 5,000s, ×4 for 10,000s (BTC).
-            level = (k % (unit / 10) == 0) + (k % (unit / 2) == 0) * 1.5 + (k % unit == 0) * 0.5
-            noise = rng.lognormal(0.0, 0.35, (2, k.shape[0]))
-            # Customers: calls above spot, puts below (dealers long calls, short puts).
-            # In-the-money options hold less OI (closed or exercised over time).
-            calls = (np.exp(-0.5 * ((x - 0.5) / 0.8) ** 2) + 0.06) * (1 + level) * noise[0]
-            calls *= np.exp(1.5 * np.minimum(x, 0.0))
-            puts = (np.exp(-0.5 * ((x + 0.5) / 0.8) ** 2) + 0.06) * (1 + level) * noise[1]
-            puts *= np.exp(-1.5 * np.maximum(x, 0.0))
-            strikes.append(k)
-            expiry_idx.append(np.full(k.shape[0], e))
-            ivs.append(iv)
-            call_oi.append(calls / (calls.sum() + puts.sum()))
-            put_oi.append(puts / (calls.sum() + puts.sum()))
-            oi_weight.append(
-                {"day": 0.006, "week": 0.04, "month": 0.09}[expiry.period]
-                + 0.14 * expiry.quarterly * math.exp(-tau)
-            )
-        share = np.array(oi_weight) / sum(oi_weight)
-        call_oi = [c * s * spec.total_oi for c, s in zip(call_oi, share, strict=True)]
-        put_oi = [p * s * spec.total_oi for p, s in zip(put_oi, share, strict=True)]
-        # Calls then puts per strike, expiries in order: the get_instruments order.
-        k_all = np.concatenate(strikes)
-        n_pairs = k_all.shape[0]
-        self.strike = np.repeat(k_all, 2)
-        self.is_call = np.tile(np.array([True, False]), n_pairs)
-        self.expiry_idx = np.repeat(np.concatenate(expiry_idx), 2)
-        self.base_iv = np.repeat(np.concatenate(ivs), 2)  # sticky-strike IV at start, fraction
-        oi = np.empty(2 * n_pairs)
-        oi[0::2] = np.concatenate(call_oi)
-        oi[1::2] = np.concatenate(put_oi)
-        self.expiry_ms = np.array([self.expiries[e].expiry_ms for e in self.expiry_idx])
-        self.tau0 = (self.expiry_ms - start_ms) / MS_PER_YEAR
-        # Put the zero-gamma level a little below spot: scale puts so that the dealers'
-        # GEX (long calls, short puts) balances there.
-        target = spot * (1.0 - ZERO_GAMMA_BELOW_SPOT)
-        gex = self._gex_terms(target, spec.basis_rate) * oi
-        calls_gex, puts_gex = gex[self.is_call].sum(), gex[~self.is_call].sum()
-        scale = float(np.clip(calls_gex / puts_gex, 0.2, 5.0)) if puts_gex > 0 else 1.0
-        oi[~self.is_call] *= scale
-        step = spec.oi_step
-        self.oi = np.maximum(np.round(oi / step) * step, 0.0)
-        self.oi = np.round(self.oi, 1)
-        self.n = self.strike.shape[0]
-        self.names = [
-            f"{config.currency}-{self.expiries[e].code}-{int(k)}-{'C' if c else 'P'}"
-            for e, k, c in zip(
-                self.expiry_idx.tolist(), self.strike.tolist(), self.is_call.tolist(), strict=True
-            )
-        ]
-        self.decimal_strike = [Decimal(int(k)) for k in self.strike.tolist()]
-
-    def _gex_terms(self, spot: float, basis_rate: float) -> np.ndarray:
-        """Γ(F) F² × 0.01 per coin of each instrument at a hypothetical spot (start time)."""
-        tau = self.tau0
-        forward = spot * np.exp(basis_rate * tau)
-        sd = self.base_iv * np.sqrt(tau)
-        d1 = (np.log(forward / self.strike) + 0.5 * sd * sd) / sd
-        return np.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI / (forward * sd) * forward**2 * 0.01
-
-
-# --------------------------------------------------------------------------- pricing
-
-
-def _norm_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / _SQRT2)
-
-
-@dataclass(slots=True)
-class _Quote:
-    """Black-76 mark and greeks of one option from its published inputs (USD, r = 0)."""
-
-    price_usd: float
-    delta: float
-    gamma: float
-    vega: float  # USD per 1 vol point
-    theta: float  # USD per day
-    rho: float  # USD per 1 % of rate
-
-
-def _price(forward: float, strike: float, tau: float, sigma: float, is_call: bool) -> _Quote:
-    sd = sigma * math.sqrt(tau)
-    d1 = (math.log(forward / strike) + 0.5 * sd * sd) / sd
-    d2 = d1 - sd
-    pdf = _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
-    if is_call:
-        price = forward * _norm_cdf(d1) - strike * _norm_cdf(d2)
-        delta = _norm_cdf(d1)
-        rho = strike * tau * _norm_cdf(d2) * 0.01
-    else:
-        price = strike * _norm_cdf(-d2) - forward * _norm_cdf(-d1)
-        delta = _norm_cdf(d1) - 1.0
-        rho = -strike * tau * _norm_cdf(-d2) * 0.01
-    gamma = bsm_gamma(forward, strike, tau, sigma, 0.0, 0.0)  # the engine's own kernel
-    vega = forward * pdf * math.sqrt(tau) * 0.01
-    theta = -forward * pdf * sigma / (2.0 * math.sqrt(tau)) / 365.0
-    return _Quote(max(price, 0.0), delta, gamma, vega, theta, rho)
+# --------------------------------------------------------------------------- quote helpers
 
 
 def _dec(value: float, scale: float) -> float:
@@ -608,7 +245,7 @@ class _Totals:
 class _Session:
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
-        self.spec = _CURRENCIES[config.currency]
+        self.spec = CURRENCIES[config.currency]
         self.cur = config.currency
         self.index_name = f"{config.currency.lower()}_usd"
         streams = np.random.SeedSequence(config.seed).spawn(8)
@@ -618,7 +255,7 @@ class _Session:
         self.rng_lat, self.rng_perp, self.rng_misc, self.rng_vol = (
             np.random.default_rng(s) for s in streams[4:]
         )
-        self.chain = ch = _Chain(config, self.rng_chain)
+        self.chain = ch = Chain(config, self.rng_chain)
         # Per-instrument constants as Python lists: scalar access on the hot path.
         self.strike = ch.strike.tolist()
         self.is_call = ch.is_call.tolist()
@@ -632,9 +269,9 @@ class _Session:
         self.spot0 = config.initial_spot
         self.spot = self.spot0
         self.vol_factor = 1.0  # common multiplier of every sticky-strike IV
-        self.dvol_base = _atm_vol(self.spec, 30 / 365) * 100.0  # DVOL at vol_factor 1
+        self.dvol_base = atm_vol(self.spec, 30 / 365) * 100.0  # DVOL at vol_factor 1
         if config.dvol_path:
-            self.vol_factor = _path_at(config.dvol_path, 0.0) / self.dvol_base
+            self.vol_factor = path_at(config.dvol_path, 0.0) / self.dvol_base
         self.vol_noise = 0.0
         self.last_recv_ns = 0
         self.rpc_id = 0
@@ -658,7 +295,7 @@ class _Session:
         traded = rng.random(n) < np.clip(0.15 + 0.8 * self.activity / self.activity.max(), 0, 1)
         start_mark = np.array(
             [
-                _price(f, k, t, s, c).price_usd / self.spot0
+                black76_quote(f, k, t, s, c).price / self.spot0
                 for f, k, t, s, c in zip(
                     forward.tolist(),
                     ch.strike.tolist(),
@@ -702,7 +339,7 @@ class _Session:
         self.perp_volume = float(rng.uniform(8_000, 15_000))
         self.perp_premium = 0.0004
         if self.config.funding_path:
-            self.perp_premium = 3.0 * _path_at(self.config.funding_path, 0.0)
+            self.perp_premium = 3.0 * path_at(self.config.funding_path, 0.0)
         self.perp_last = round(self.spot0 * 1.0004 * 2) / 2
         self.perp_open = round(self.spot0 * (1 + rng.normal(0, 0.015)) * 2) / 2
         high = max(self.spot0, self.perp_open) * (1 + abs(rng.normal(0, 0.01)))
@@ -859,8 +496,8 @@ class _Session:
             tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
             forward = self._forward(index, tau)
             iv = self._iv(i)
-            quote = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
-            mark = quote.price_usd / index
+            quote = black76_quote(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+            mark = quote.price / index
             bid, ask = self._bid_ask(mark)
             last = self.last_price[i]
             traded = last is not None
@@ -1032,7 +669,7 @@ class _Session:
         )
         self.vol_factor = math.exp(-1.5 * math.log(self.spot / self.spot0) + self.vol_noise)
         if cfg.dvol_path:
-            self.vol_factor *= _path_at(cfg.dvol_path, step * dt) / self.dvol_base
+            self.vol_factor *= path_at(cfg.dvol_path, step * dt) / self.dvol_base
 
     def _check_crossings(self, ts_ms: int) -> None:
         """Record the index crossing a level: beyond it by CROSSING_BAND, as the book sees it.
@@ -1073,8 +710,8 @@ class _Session:
         tau = (expiry.expiry_ms - ts_ms) / MS_PER_YEAR
         forward = self._forward(index, tau)
         iv = self._iv(i)
-        q = _price(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
-        mark = max(_dec(q.price_usd / index, 10_000.0), 0.0001)
+        q = black76_quote(forward, self.strike[i], tau, iv / 100.0, self.is_call[i])
+        mark = max(_dec(q.price / index, 10_000.0), 0.0001)
         bid, ask = self._bid_ask(mark)
         vega_coin = max(q.vega / index, 1e-12)  # coin per vol point
         bid_iv = _dec(max(iv - (mark - bid) / vega_coin, 1.0), 100.0) if bid else 0.0
@@ -1145,8 +782,8 @@ class _Session:
             tau = (self.expiry_ms[i] - ts_ms) / MS_PER_YEAR
             forward = self._forward(index, tau)
             iv = self._iv(i)
-            q = _price(forward, self.strike[i], tau, iv / 100.0, is_call)
-            mark = q.price_usd / index
+            q = black76_quote(forward, self.strike[i], tau, iv / 100.0, is_call)
+            mark = q.price / index
             p_buy = 0.52 + (0.13 if selloff and not is_call else 0.0)
             buy = bool(rng.random() < p_buy)
             edge = abs(rng.normal(0.0, 0.015)) * mark + 0.0001
@@ -1208,7 +845,7 @@ class _Session:
         target = 0.0004  # the premium's resting level: funding_8h ≈ 0.0133 %
         if self.config.funding_path:
             t_s = (ts_ms - self.start_ms) / 1000.0
-            target = 3.0 * _path_at(self.config.funding_path, t_s)
+            target = 3.0 * path_at(self.config.funding_path, t_s)
         self.perp_premium += -0.05 * (self.perp_premium - target) + 0.00005 * rng.normal()
         mark = round(index * (1.0 + self.perp_premium), 2)
         spread = 0.5 * int(rng.integers(1, 4))
@@ -1254,7 +891,7 @@ class _Session:
         return self._notification(f"ticker.{self.cur}-PERPETUAL.100ms", data)
 
     def _dvol(self, ts_ms: int) -> bytes:
-        atm = _atm_vol(self.spec, 30 / 365) * self.vol_factor * 100.0
+        atm = atm_vol(self.spec, 30 / 365) * self.vol_factor * 100.0
         data = {"volatility": round(atm, 2), "timestamp": ts_ms, "index_name": self.index_name}
         return self._notification(f"deribit_volatility_index.{self.index_name}", data)
 

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 import numpy as np
 
 from engine.core.settlement import DERIBIT_SETTLEMENT, NEW_YORK, instant_ns
+from schemas.time import NS_PER_S, NS_PER_YEAR
 
-NS_PER_SECOND = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_SECOND
-NS_PER_YEAR = 365 * NS_PER_DAY
 PERFILIEV_DAYS_PER_YEAR = 262.0
 
 # How each venue's trading day is cut: 0DTE means "settles before this session ends".
@@ -23,7 +21,7 @@ def act365_tau(expiry_ns: np.ndarray, t_ref_ns: int) -> np.ndarray:
 
 
 def new_york_date(ns: int):
-    return datetime.fromtimestamp(ns / NS_PER_SECOND, tz=UTC).astimezone(NEW_YORK).date()
+    return datetime.fromtimestamp(ns / NS_PER_S, tz=UTC).astimezone(NEW_YORK).date()
 
 
 def perfiliev_tau(expiry_ns: np.ndarray, t_ref_ns: int) -> np.ndarray:
@@ -49,7 +47,7 @@ def session_end_ns(venue: str, t_ref_ns: int) -> int:
     Deribit trades around the clock and settles daily at 08:00 UTC, so its session runs to
     the next 08:00 UTC; the US venues' session is the New York calendar day.
     """
-    now = datetime.fromtimestamp(t_ref_ns / NS_PER_SECOND, tz=UTC)
+    now = datetime.fromtimestamp(t_ref_ns / NS_PER_S, tz=UTC)
     if venue in _UTC_0800_VENUES:
         end = datetime.combine(now.date(), DERIBIT_SETTLEMENT, tzinfo=UTC)
         if end <= now:

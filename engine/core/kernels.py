@@ -1,9 +1,10 @@
-"""numba kernels: greeks, the dealer gamma profile over a spot grid, GEX at spot, walls, roots.
+"""numba kernels: the dealer gamma profile over a spot grid, GEX at spot, walls, roots.
 
 Kernels take only numpy arrays and scalars and never allocate per call on the hot paths.
 Per-contract state is a structure of arrays: ``slot_f[FIELD, slot]`` (float64) and
 ``slot_i[FIELD, slot]`` (int64), field indices below. The slow, obvious reference that the
-tests compare every kernel against is ``tests/reference.py``.
+tests compare every kernel against is ``tests/reference.py``. Option pricing (greeks, prices,
+implied vols) is :mod:`engine.core.pricing`.
 
 Gamma convention (DESIGN §2.1): Black-76 on the contract's forward ``F = s × basis``
 (basis = forward / spot, 1 where the venue quotes spot), sticky-strike IV, r = 0. The GEX
@@ -22,7 +23,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+from engine.core.pricing import INV_SQRT_2PI
+
 # Beyond |d1| = 9 the Gaussian factor is below 2.6e-18 of its peak: treated as exactly zero.
 D1_CUTOFF = 9.0
 
@@ -56,81 +58,6 @@ BUCKET_ALL = 1
 BUCKET_0DTE = 2
 BUCKET_FRONT = 4
 N_BUCKETS = 3
-
-
-# ---------------------------------------------------------------- scalar greeks
-
-
-@njit(cache=True)
-def norm_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-@njit(cache=True)
-def _d1(x: float, strike: float, tau: float, sigma: float, carry: float) -> float:
-    return (math.log(x / strike) + (carry + 0.5 * sigma * sigma) * tau) / (sigma * math.sqrt(tau))
-
-
-@njit(cache=True)
-def _valid(x: float, strike: float, tau: float, sigma: float) -> bool:
-    return x > 0.0 and strike > 0.0 and tau > 0.0 and sigma > 0.0
-
-
-@njit(cache=True)
-def bsm_gamma(
-    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float
-) -> float:
-    """Gamma per 1 unit of ``x`` (generalised Black-Scholes-Merton; NaN when undefined).
-
-    Black-76 on a forward: ``carry = 0``; Black-Scholes on spot with dividend yield q:
-    ``carry = rate - q``.
-    """
-    if not _valid(x, strike, tau, sigma):
-        return math.nan
-    d1 = _d1(x, strike, tau, sigma, carry)
-    return (
-        math.exp((carry - rate) * tau)
-        * INV_SQRT_2PI
-        * math.exp(-0.5 * d1 * d1)
-        / (x * sigma * math.sqrt(tau))
-    )
-
-
-@njit(cache=True)
-def bsm_vanna(
-    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float
-) -> float:
-    """Vanna ∂Δ/∂σ (per 1.00 of vol, not per vol point); the same for calls and puts."""
-    if not _valid(x, strike, tau, sigma):
-        return math.nan
-    d1 = _d1(x, strike, tau, sigma, carry)
-    d2 = d1 - sigma * math.sqrt(tau)
-    return -math.exp((carry - rate) * tau) * INV_SQRT_2PI * math.exp(-0.5 * d1 * d1) * d2 / sigma
-
-
-@njit(cache=True)
-def bsm_charm(
-    x: float, strike: float, tau: float, sigma: float, rate: float, carry: float, is_call: bool
-) -> float:
-    """Charm: the change of delta per year of calendar time passing (−∂Δ/∂τ)."""
-    if not _valid(x, strike, tau, sigma):
-        return math.nan
-    sd = sigma * math.sqrt(tau)
-    d1 = _d1(x, strike, tau, sigma, carry)
-    d2 = d1 - sd
-    pdf = INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
-    common = pdf * (carry / sd - d2 / (2.0 * tau))
-    growth = math.exp((carry - rate) * tau)
-    if is_call:
-        return -growth * (common + (carry - rate) * norm_cdf(d1))
-    return -growth * (common - (carry - rate) * norm_cdf(-d1))
-
-
-@njit(cache=True)
-def bsm_gamma_into(x, strike, tau, sigma, rate, carry, out):
-    """Vectorised :func:`bsm_gamma` over equal-length arrays (``rate``/``carry`` scalars)."""
-    for i in range(out.shape[0]):
-        out[i] = bsm_gamma(x[i], strike[i], tau[i], sigma[i], rate, carry)
 
 
 # ---------------------------------------------------------------- slot parameters
@@ -471,6 +398,3 @@ def warm_up() -> None:
     walls(call, put)
     out = np.zeros(4)
     profile_crossings(profile[0], np.exp(log_s), out, np.zeros((2, 4), dtype=np.int64))
-    bsm_gamma_into(ones, ones, ones, ones, 0.0, 0.0, out)
-    bsm_vanna(100.0, 100.0, 0.1, 0.5, 0.0, 0.0)
-    bsm_charm(100.0, 100.0, 0.1, 0.5, 0.0, 0.0, True)

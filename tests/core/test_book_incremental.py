@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from engine.core import kernels as k
 from engine.core.book import BUCKET_ROWS, GammaBook
-from engine.core.calendar import NS_PER_YEAR, session_end_ns
+from engine.core.calendar import session_end_ns
 from engine.core.config import LevelsConfig
 from engine.core.models import dealer_position
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import NS_PER_YEAR
 from tests import reference as ref
 
 T0 = 1_741_962_600_000_000_000  # 2025-03-14T14:30:00Z

@@ -7,8 +7,8 @@ import csv
 
 import pytest
 
-from engine.core.calendar import NS_PER_YEAR
-from engine.core.kernels import bsm_gamma
+from engine.core.pricing import bsm_gamma
+from schemas.time import NS_PER_YEAR
 from tests.paths import SHARED_FIXTURES
 
 FIXTURES = SHARED_FIXTURES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from engine.core import kernels as k
+from engine.core import pricing
 
 SPOTS = (40.0, 95.0, 100.0, 105.0, 250.0)
 TAUS = (1e-7, 1.0 / (365 * 24), 1.0 / 365, 0.25, 2.0, 10.0)
@@ -33,7 +33,7 @@ def test_gamma_matches_scipy(x, tau, sigma, rates):
     rate, carry = rates
     d1, _ = _d1_d2(x, 100.0, tau, sigma, carry)
     expected = math.exp((carry - rate) * tau) * norm.pdf(d1) / (x * sigma * math.sqrt(tau))
-    assert _close(k.bsm_gamma(x, 100.0, tau, sigma, rate, carry), expected)
+    assert _close(pricing.bsm_gamma(x, 100.0, tau, sigma, rate, carry), expected)
 
 
 @pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
@@ -41,7 +41,7 @@ def test_vanna_matches_scipy(x, tau, sigma, rates):
     rate, carry = rates
     d1, d2 = _d1_d2(x, 100.0, tau, sigma, carry)
     expected = -math.exp((carry - rate) * tau) * norm.pdf(d1) * d2 / sigma
-    assert _close(k.bsm_vanna(x, 100.0, tau, sigma, rate, carry), expected)
+    assert _close(pricing.bsm_vanna(x, 100.0, tau, sigma, rate, carry), expected)
 
 
 @pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
@@ -56,7 +56,7 @@ def test_charm_matches_scipy(x, tau, sigma, rates, is_call):
         expected = -growth * (common + (carry - rate) * norm.cdf(d1))
     else:
         expected = -growth * (common - (carry - rate) * norm.cdf(-d1))
-    assert _close(k.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call), expected)
+    assert _close(pricing.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call), expected)
 
 
 def _delta(x, strike, tau, sigma, rate, carry, is_call):
@@ -82,9 +82,9 @@ def test_greeks_are_derivatives_of_delta(x, tau, sigma, is_call):
     gamma_fd = (delta(x=x + h) - delta(x=x - h)) / (2 * h)
     vanna_fd = (delta(sigma=sigma + h) - delta(sigma=sigma - h)) / (2 * h)
     charm_fd = -(delta(tau=tau + h) - delta(tau=tau - h)) / (2 * h)
-    assert k.bsm_gamma(x, 100.0, tau, sigma, rate, carry) == pytest.approx(gamma_fd, rel=1e-6)
-    assert k.bsm_vanna(x, 100.0, tau, sigma, rate, carry) == pytest.approx(vanna_fd, rel=1e-6)
-    assert k.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call) == pytest.approx(
+    assert pricing.bsm_gamma(x, 100.0, tau, sigma, rate, carry) == pytest.approx(gamma_fd, rel=1e-6)
+    assert pricing.bsm_vanna(x, 100.0, tau, sigma, rate, carry) == pytest.approx(vanna_fd, rel=1e-6)
+    assert pricing.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call) == pytest.approx(
         charm_fd, rel=1e-5
     )
 
@@ -99,9 +99,9 @@ def test_greeks_are_derivatives_of_delta(x, tau, sigma, is_call):
     ],
 )
 def test_undefined_inputs_give_nan(x, strike, tau, sigma):
-    assert math.isnan(k.bsm_gamma(x, strike, tau, sigma, 0.0, 0.0))
-    assert math.isnan(k.bsm_vanna(x, strike, tau, sigma, 0.0, 0.0))
-    assert math.isnan(k.bsm_charm(x, strike, tau, sigma, 0.0, 0.0, True))
+    assert math.isnan(pricing.bsm_gamma(x, strike, tau, sigma, 0.0, 0.0))
+    assert math.isnan(pricing.bsm_vanna(x, strike, tau, sigma, 0.0, 0.0))
+    assert math.isnan(pricing.bsm_charm(x, strike, tau, sigma, 0.0, 0.0, True))
 
 
 def test_gamma_into_matches_scalar():
@@ -112,7 +112,7 @@ def test_gamma_into_matches_scalar():
     tau = rng.uniform(1e-4, 3, n)
     sigma = rng.uniform(0.05, 2, n)
     out = np.empty(n)
-    k.bsm_gamma_into(x, strike, tau, sigma, 0.0, 0.0, out)
+    pricing.bsm_gamma_into(x, strike, tau, sigma, 0.0, 0.0, out)
     expected = norm.pdf(np.log(x / strike) / (sigma * np.sqrt(tau)) + 0.5 * sigma * np.sqrt(tau))
     expected /= x * sigma * np.sqrt(tau)
     np.testing.assert_allclose(out, expected, rtol=1e-10)

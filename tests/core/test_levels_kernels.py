@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from connectors.simulator.chains import spx_like_chain
 from engine.core import kernels as k
 from engine.core.book import GammaBook
-from engine.core.calendar import NS_PER_YEAR, session_end_ns
+from engine.core.calendar import session_end_ns
 from engine.core.config import LevelsConfig
 from engine.core.levels import compute_levels, strike_gex
 from engine.core.models import dealer_position
+from schemas.time import NS_PER_YEAR
 from tests import reference as ref
 
 CHAIN = spx_like_chain(1_200, seed=5)

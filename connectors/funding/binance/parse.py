@@ -15,7 +15,6 @@ from typing import Any
 from connectors.common.errors import ParseError
 from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
 from connectors.funding.normalise import (
-    NS_PER_HOUR,
     IntervalFallback,
     funding_rate,
     optional_decimal,
@@ -24,6 +23,7 @@ from connectors.funding.normalise import (
     required_text,
 )
 from schemas.records import FundingRate
+from schemas.time import NS_PER_HOUR
 
 VENUE = "binance"
 FUNDING_INFO = "GET /fapi/v1/fundingInfo"

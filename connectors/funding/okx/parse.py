@@ -13,7 +13,6 @@ from typing import Any
 from connectors.common.errors import ParseError
 from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
 from connectors.funding.normalise import (
-    NS_PER_HOUR,
     funding_rate,
     optional_ms_ns,
     required_decimal,
@@ -21,6 +20,7 @@ from connectors.funding.normalise import (
     required_text,
 )
 from schemas.records import FundingRate
+from schemas.time import NS_PER_HOUR
 
 VENUE = "okx"
 CHANNEL = "funding-rate"

@@ -13,15 +13,16 @@ import pytest
 from connectors.common.capture import decode_capture_line, encode_capture_line
 from connectors.deribit.parse import parse_book_summary
 from connectors.simulator import SessionConfig, generate_session, write_session
-from connectors.simulator.deribit_session import DEFAULT_START_NS, KINDS
+from connectors.simulator.deribit_config import DEFAULT_START_NS
+from connectors.simulator.deribit_session import KINDS
 from engine.app.cli import levels_of
 from engine.core.config import LevelsConfig
-from engine.core.kernels import bsm_gamma
+from engine.core.pricing import bsm_gamma
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import MS_PER_YEAR
 from tests.paths import PROTOCOL_SAMPLES
 
-MS_PER_YEAR = 365 * 86_400 * 1_000
 SAMPLES = PROTOCOL_SAMPLES
 DEFAULT = SessionConfig()  # BTC, 1,000 options, 300 s, the "flip_and_wall" scenario
 

@@ -1,4 +1,4 @@
-"""Black-76 prices and the vectorised implied-volatility solver (connectors/cme/black76.py).
+"""Black-76 prices and the vectorised implied-volatility solver (engine/core/pricing.py).
 
 References are slow and obvious: scipy's normal CDF for prices, scipy's brentq for the
 volatility, one option at a time.
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from connectors.cme.black76 import black76_price, implied_vol
+from engine.core.pricing import black76_price, black76_quote, implied_vol
 
 ROUND_TRIP = 1e-8  # relative volatility error allowed after price → solve
 
@@ -218,3 +218,23 @@ def test_rate_changes_the_answer():
     price = float(black76_price(100.0, 100.0, 1.0, 0.25, True, rate=0.05))
     assert float(implied_vol(price, 100.0, 100.0, 1.0, True, 0.05)) == pytest.approx(0.25)
     assert float(implied_vol(price, 100.0, 100.0, 1.0, True, 0.0)) < 0.25
+
+
+@pytest.mark.parametrize("is_call", [True, False])
+@pytest.mark.parametrize("strike", [60_000.0, 67_000.0, 72_500.0])
+@pytest.mark.parametrize(("tau", "sigma"), [(1 / 365, 0.6), (0.25, 0.45), (2.0, 0.8)])
+def test_one_option_quote_matches_the_textbook_greeks(is_call, strike, tau, sigma):
+    forward = 67_640.0
+    quote = black76_quote(forward, strike, tau, sigma, is_call)
+    sd = sigma * math.sqrt(tau)
+    d1 = (math.log(forward / strike) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    sign = 1.0 if is_call else -1.0
+    assert quote.price == pytest.approx(reference_price(forward, strike, tau, sigma, is_call))
+    assert quote.delta == pytest.approx(norm.cdf(d1) - (0.0 if is_call else 1.0), rel=1e-12)
+    assert quote.gamma == pytest.approx(norm.pdf(d1) / (forward * sd), rel=1e-12)
+    assert quote.vega == pytest.approx(forward * norm.pdf(d1) * math.sqrt(tau) / 100, rel=1e-12)
+    theta = -forward * norm.pdf(d1) * sigma / (2 * math.sqrt(tau)) / 365
+    assert quote.theta == pytest.approx(theta, rel=1e-12)
+    rho = sign * strike * tau * norm.cdf(sign * d2) / 100
+    assert quote.rho == pytest.approx(rho, rel=1e-12)
