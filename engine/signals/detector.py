@@ -35,11 +35,13 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.core.config import ConfigError
-from engine.signals.crypto_regime import GAMMA_STATES, FundingConfig, VolConfig
-from schemas.config import check_known_keys
+from engine.signals.composite import GAMMA_STATES
+from engine.signals.dwell import Dwell
+from engine.signals.funding import FundingConfig
+from engine.signals.vol import VolConfig
+from schemas.config import Config, ConfigError
 from schemas.events import RegimeEvent
 from schemas.levels import BUCKETS, BucketLevels, Levels
 
@@ -49,7 +51,7 @@ LEVEL_NAMES = ("zero_gamma", "call_wall", "put_wall")
 
 
 @dataclass(frozen=True, slots=True)
-class DetectorConfig:
+class DetectorConfig(Config):
     """Detector thresholds. Bands are in basis points of spot; times in event-time seconds.
 
     Defaults were chosen on the simulator's BTC sessions (index ticks every second, ~2-4 bp
@@ -57,6 +59,7 @@ class DetectorConfig:
     none from the noise around a level.
     """
 
+    SECTION: ClassVar[str] = "detector"
     band_bps: float = 10.0  # hysteresis band around a level for crossings
     dwell_s: float = 3.0  # a new side or level must hold this long before it is confirmed
     level_shift_bps: float = 50.0  # zero gamma or a wall moving by more than this is a shift
@@ -91,19 +94,6 @@ class DetectorConfig:
         if not isinstance(self.funding, FundingConfig) or not isinstance(self.vol, VolConfig):
             raise ConfigError("detector funding and vol must be FundingConfig and VolConfig")
 
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> DetectorConfig:
-        """Build from a mapping of field names; unknown keys raise ValueError."""
-        check_known_keys(cls, mapping, "detector")
-        data = dict(mapping)
-        if "buckets" in data:
-            data["buckets"] = tuple(data["buckets"])
-        if isinstance(data.get("funding"), Mapping):
-            data["funding"] = FundingConfig.from_mapping(data["funding"])
-        if isinstance(data.get("vol"), Mapping):
-            data["vol"] = VolConfig.from_mapping(data["vol"])
-        return cls(**data)
-
     @property
     def dwell_ns(self) -> int:
         return int(self.dwell_s * NS_PER_S)
@@ -124,64 +114,46 @@ class Trigger:
 
 
 class _Crossing:
-    """Confirmed side of spot relative to a moving level, with hysteresis and dwell."""
+    """Confirmed side of spot relative to a moving level: a band around it, then the dwell."""
 
-    __slots__ = (
-        "anchor_level",
-        "anchor_spot",
-        "last_level",
-        "pending_side",
-        "pending_since",
-        "side",
-    )
+    __slots__ = ("anchor_level", "anchor_spot", "confirmed", "last_level")
 
     def __init__(self) -> None:
-        self.side = INSIDE  # INSIDE until spot is first seen clear of the band
+        self.confirmed = Dwell()  # no side until spot is first seen clear of the band
         self.last_level = math.nan
-        self.pending_side = INSIDE
-        self.pending_since = 0
         self.anchor_spot = math.nan
         self.anchor_level = math.nan
 
+    @property
+    def side(self) -> int:
+        """ABOVE or BELOW once confirmed, INSIDE before."""
+        side = self.confirmed.value
+        return INSIDE if side is None else side
+
     def reset_pending(self) -> None:
-        self.pending_side = INSIDE
+        self.confirmed.reset_pending()
 
     def rebase(self, spot: float, level: float, band: float) -> None:
         """Take the side of spot relative to a new level as given (no crossing)."""
-        self.pending_side = INSIDE
+        self.confirmed.reset_pending()
         self.last_level = level
         if abs(spot - level) > band:
-            self.side = ABOVE if spot > level else BELOW
+            self.confirmed.take(ABOVE if spot > level else BELOW)
             self.anchor_spot, self.anchor_level = spot, level
 
     def update(self, spot: float, level: float, band: float, ts: int, dwell: int) -> int:
         """Feed one observation; returns the new side when a crossing is confirmed, else 0."""
         self.last_level = level
         if spot > level + band:
-            observed = ABOVE
+            observed: int | None = ABOVE
         elif spot < level - band:
             observed = BELOW
         else:
-            observed = INSIDE
-        if self.side == INSIDE:
-            if observed != INSIDE:
-                self.side = observed
-                self.anchor_spot, self.anchor_level = spot, level
-            return INSIDE
-        if observed == self.side:
-            self.pending_side = INSIDE
+            observed = None  # inside the band: neither side
+        if observed is not None and self.side in (INSIDE, observed):
             self.anchor_spot, self.anchor_level = spot, level
-            return INSIDE
-        if observed == INSIDE:
-            self.pending_side = INSIDE
-            return INSIDE
-        if self.pending_side != observed:
-            self.pending_side = observed
-            self.pending_since = ts
-        if ts - self.pending_since >= dwell:
-            self.side = observed
-            self.pending_side = INSIDE
-            return observed
+        if self.confirmed.update(observed, ts, dwell):
+            return self.side
         return INSIDE
 
     def cause(self, spot: float, level: float) -> str:
@@ -189,56 +161,6 @@ class _Crossing:
         spot_move = abs(spot - self.anchor_spot)
         level_move = abs(level - self.anchor_level)
         return "level" if level_move > spot_move else "spot"
-
-
-class _Sign:
-    """Confirmed sign of a quantity (net GEX regime) with a dwell; 0 observations are neutral."""
-
-    __slots__ = ("pending_sign", "pending_since", "sign")
-
-    def __init__(self) -> None:
-        self.sign = 0
-        self.pending_sign = 0
-        self.pending_since = 0
-
-    def update(self, observed: int, ts: int, dwell: int) -> int:
-        if observed in (0, self.sign):
-            self.pending_sign = 0
-            return 0
-        if self.sign == 0:
-            self.sign = observed
-            return 0
-        if self.pending_sign != observed:
-            self.pending_sign = observed
-            self.pending_since = ts
-        if ts - self.pending_since >= dwell:
-            self.sign = observed
-            self.pending_sign = 0
-            return observed
-        return 0
-
-
-class _Label:
-    """Confirmed gamma regime label with a dwell; the first label seen is taken as given."""
-
-    __slots__ = ("label", "pending", "pending_since")
-
-    def __init__(self) -> None:
-        self.label: str | None = None
-        self.pending: str | None = None
-        self.pending_since = 0
-
-    def update(self, observed: str, ts: int, dwell: int) -> None:
-        if observed == self.label:
-            self.pending = None
-            return
-        if self.label is None:
-            self.label = observed
-            return
-        if self.pending != observed:
-            self.pending, self.pending_since = observed, ts
-        if ts - self.pending_since >= dwell:
-            self.label, self.pending = observed, None
 
 
 class _Shift:
@@ -288,11 +210,11 @@ class _BucketState:
     __slots__ = ("call", "call_tag", "flip", "gamma", "put", "put_tag", "regime", "shifts")
 
     def __init__(self) -> None:
-        self.gamma = _Label()
+        self.gamma = Dwell()  # the gamma regime label
         self.flip = _Crossing()
         self.call = _Crossing()
         self.put = _Crossing()
-        self.regime = _Sign()
+        self.regime = Dwell()  # the sign of net GEX: "positive" / "negative"
         self.shifts = {name: _Shift() for name in LEVEL_NAMES}
         self.call_tag = _WallTag()
         self.put_tag = _WallTag()
@@ -300,14 +222,13 @@ class _BucketState:
     def reset_pending(self) -> None:
         for crossing in (self.flip, self.call, self.put):
             crossing.reset_pending()
-        self.regime.pending_sign = 0
-        self.gamma.pending = None
+        self.regime.reset_pending()
+        self.gamma.reset_pending()
         for shift in self.shifts.values():
             shift.pending_since = -1
 
 
-_REGIME_SIGN = {"positive": 1, "negative": -1}
-_SIGN_REGIME = {1: "positive", -1: "negative"}
+_SIGNS = ("positive", "negative")
 
 
 class RegimeDetector:
@@ -347,7 +268,7 @@ class RegimeDetector:
         ``transition`` held for ``dwell_s`` (the first label seen is taken as given), or None
         before any."""
         state = self._buckets.get(bucket)
-        return None if state is None else state.gamma.label
+        return None if state is None else state.gamma.value
 
     def evaluate(
         self,
@@ -505,16 +426,17 @@ class RegimeDetector:
                 )
 
         if bucket.regime in GAMMA_STATES:
-            state.gamma.update(self._gamma_label(spot, bucket, state.gamma.label), ts, dwell)
-        sign = state.regime.update(_REGIME_SIGN.get(bucket.regime or "", 0), ts, dwell)
-        if sign:
+            state.gamma.update(self._gamma_label(spot, bucket, state.gamma.value), ts, dwell)
+        sign = bucket.regime if bucket.regime in _SIGNS else None  # transition: neither
+        previous = state.regime.value
+        if state.regime.update(sign, ts, dwell):
             emit(
                 "regime_change",
                 None,
                 bucket.zero_gamma,
                 {
-                    "from": _SIGN_REGIME[-sign],
-                    "to": _SIGN_REGIME[sign],
+                    "from": previous,
+                    "to": sign,
                     "net_gex": bucket.net_gex,
                     "kind": "gamma",
                 },
