@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.common.kafka.embedded import ensure_topics
-from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer, read_order_header
 from connectors.common.lifecycle import Backoff, Services
 from connectors.common.logs import get_logger
 from engine.core.config import ConfigError, LevelsConfig
@@ -328,7 +328,10 @@ class EngineRuntime:
             except Exception as exc:  # any failure to decode is bad input, never a crash
                 record = None
                 dead.append((message, f"undecodable record: {_one_line(exc)}"))
-            items.append(InputItem(tp, message.offset, last_ts, record))
+            item = InputItem(tp, message.offset, last_ts, record)
+            if message.headers and (order := read_order_header(message.headers)) is not None:
+                item.producer, item.after = order  # applied in its producer's send order
+            items.append(item)
         self._last_ts[tp] = last_ts
         self.report.option_ticks += ticks
         self.report.updates += updates
@@ -504,7 +507,7 @@ class EngineRuntime:
     def _new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
         return PartitionTask(
             partition,
-            EventTimeMerge(tps, self.config.merge_max_idle_s),
+            EventTimeMerge(tps, self.config.merge_max_idle_s, topics=self.topics.market_data()),
             self.config.levels,
             self.config.detector,
             self.config.task,

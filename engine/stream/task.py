@@ -123,6 +123,7 @@ class PartitionTask:
             "crypto": self.crypto,
             "levels": self._levels,
             "evaluations": self.evaluations,
+            "order": self.merge.order_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -141,6 +142,7 @@ class PartitionTask:
         self.crypto = state["crypto"]
         self._levels = state["levels"]
         self.evaluations = state["evaluations"]
+        self.merge.restore_order(state["order"])
         for detector in self.detectors.values():
             detector.use_clock(self._clock_ns)
 

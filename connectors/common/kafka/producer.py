@@ -16,6 +16,12 @@ Option tickers (``send_tick``) are packed per underlying into ``OptionTicks`` re
 first tick has waited ``pack_wait_ms`` (the same flush task as the linger), and before any
 other record of its underlying.
 
+Order header: every market-data record (``send_record``, ``send_tick``) carries an
+``md-order`` header, ``{producer id}:{n0},{n1},…``: for each market-data topic (in
+:meth:`Topics.market_data` order), how many records this producer sent before it to the same
+partition number of that topic. The engine applies one producer's records in exactly that
+order, live and in any replay (see :mod:`engine.stream.merge`).
+
 Errors: a batch the broker does not acknowledge means records are lost, so the first
 delivery error is sticky: ``flush``, ``stop`` and every later ``send`` raise
 :class:`DeliveryError`. The owner decides whether to restart the producer.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -47,6 +54,7 @@ from schemas.records import Record, encode_record
 from schemas.topics import Topics
 
 __all__ = [
+    "ORDER_HEADER",
     "DeliveryError",
     "ProducerClosedError",
     "ProducerConfig",
@@ -55,6 +63,7 @@ __all__ = [
     "RecordProducer",
     "RecordTooLargeError",
     "partition_for_key",
+    "read_order_header",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -64,6 +73,7 @@ _COMPRESSION = (None, "gzip", "snappy", "lz4", "zstd")
 _MAX_ROUTES_PER_TOPIC = 65_536  # key → partition cache; cleared when it grows past this
 _NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
 _DEAD_LETTER_MAX_FRACTION = 0.9  # of max_request_bytes kept for a dead letter's raw bytes
+ORDER_HEADER = "md-order"  # producer id and send counts per topic (module docstring)
 
 
 class ProducerStartError(RuntimeError):
@@ -181,6 +191,19 @@ def partition_for_key(key: bytes, partition_count: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partition_count
 
 
+def read_order_header(headers: Sequence[tuple[str, bytes]]) -> tuple[str, tuple[int, ...]] | None:
+    """The producer id and per-topic counts of an ``md-order`` header (None: none, or bad)."""
+    for name, value in headers:
+        if name == ORDER_HEADER:
+            producer, _, counts = value.decode("ascii", "replace").partition(":")
+            try:
+                after = tuple(int(n) for n in counts.split(","))
+            except ValueError:
+                return None
+            return (producer, after) if producer and min(after) >= 0 else None
+    return None
+
+
 class _OpenBatch:
     __slots__ = ("builder", "created", "tp")
 
@@ -208,6 +231,9 @@ class RecordProducer:
         # topic → sorted partition ids; topic → {key: TopicPartition}
         self._partitions: dict[str, tuple[int, ...]] = {}
         self._routes: dict[str, dict[bytes, TopicPartition]] = {}
+        self._order_id = os.urandom(8).hex()  # this producer in md-order headers
+        self._order_slot = {topic: i for i, topic in enumerate(self.topics.market_data())}
+        self._sent_to: dict[int, list[int]] = {}  # partition → records sent per topic slot
         self._open: dict[TopicPartition, _OpenBatch] = {}
         self._sealed: deque[_OpenBatch] = deque()
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -320,6 +346,18 @@ class RecordProducer:
         ``key`` must be ``bytes`` (it picks the partition); headers are ``(str, bytes)``
         pairs. Delivery is confirmed by ``flush()`` / ``stop()``, which raise if it failed.
         """
+        await self._send(topic, key, value, headers, timestamp_ms, ordered=False)
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers,
+        timestamp_ms: int | None,
+        ordered: bool,
+    ) -> None:
+        """``send``; ``ordered``: a market-data record gets its ``md-order`` header."""
         if self._closed or self._producer is None:
             raise ProducerClosedError("RecordProducer is not running")
         if self._error is not None:
@@ -336,6 +374,12 @@ class RecordProducer:
             tp = await self._route(topic, key)
             if self._closed:
                 raise ProducerClosedError("RecordProducer stopped")
+        slot = self._order_slot.get(topic) if ordered else None
+        if slot is not None:  # stamped right before the append: the counts follow the log
+            sent = self._sent_to.setdefault(tp.partition, [0] * len(self._order_slot))
+            counts = ",".join(map(str, sent)).encode()
+            headers = [*headers, (ORDER_HEADER, self._order_id.encode() + b":" + counts)]
+            sent[slot] += 1
         batch = self._open.get(tp)
         if batch is None:
             batch = self._new_batch(tp)
@@ -357,7 +401,7 @@ class RecordProducer:
             earlier = packer.before(record, time.monotonic())
             if earlier:
                 await self._send_packs(earlier)
-        await self.send(topic, record.underlying.encode(), encode_record(record))
+        await self._send(topic, record.underlying.encode(), encode_record(record), (), None, True)
 
     async def send_tick(self, topic: str, record: Record) -> None:
         """Send an option ticker update: packed with others when packing is on."""
@@ -375,7 +419,8 @@ class RecordProducer:
 
     async def _send_packs(self, out: list[tuple[str, Record]]) -> None:
         for topic, record in out:
-            await self.send(topic, record.underlying.encode(), encode_record(record))
+            key, value = record.underlying.encode(), encode_record(record)
+            await self._send(topic, key, value, (), None, True)
 
     async def send_dead_letter(
         self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
