@@ -151,7 +151,10 @@ def test_advance_time_rolls_the_front_expiry_and_drops_settled():
     settled = b.advance_time(expiries[0] + 1)
     assert len(settled) == sum(c.expiry_ns == expiries[0] for c in CHAIN.contracts)
     levels = compute_levels(b)
-    assert levels.buckets["front"].expiries[0] != levels.buckets["all"].expiries[0] or True
+    # The roll: 2025-03-14 settled, the next listed expiry (Monday 2025-03-17) is front and first.
+    assert expiries[1] == 1_742_241_600_000_000_000  # 2025-03-17T20:00Z
+    assert levels.buckets["front"].expiries == ("2025-03-17T20:00:00Z",)
+    assert levels.buckets["all"].expiries[0] == "2025-03-17T20:00:00Z"
     assert min(b.bucket_expiries("front")) == expiries[1]
     assert levels.buckets["all"].contracts_used == len(CHAIN.contracts) - len(settled)
 
@@ -225,6 +228,20 @@ def test_a_large_book_rebuilds_in_parallel_to_the_same_profile():
     np.testing.assert_allclose(book.profile, serial, rtol=1e-12, atol=1e-6)
 
 
+def priceable(slot_f: np.ndarray, slot_i: np.ndarray, i: int) -> bool:
+    """From the slot's raw fields alone: listed, not expired, with a usable IV and position."""
+    iv = slot_f[k.F_IV, i]
+    return bool(
+        slot_i[k.I_STATE, i] == k.SLOT_PRESENT
+        and slot_f[k.F_STRIKE, i] > 0
+        and slot_f[k.F_TAU, i] > 0
+        and math.isfinite(iv)
+        and iv > 0
+        and slot_f[k.F_BASIS, i] > 0
+        and math.isfinite(slot_f[k.F_POSITION, i])
+    )
+
+
 @given(
     n=st.integers(min_value=0, max_value=200),
     bit=st.sampled_from([k.BUCKET_ALL, k.BUCKET_0DTE, k.BUCKET_FRONT]),
@@ -237,7 +254,9 @@ def test_total_gex_over_a_bucket_slots_equals_the_reference(n, bit, spot, seed):
     slot_f, slot_i = random_slots(n, seed)
     profile = np.zeros((k.N_BUCKETS, 8))
     k.rebuild_profile(profile, np.log(np.linspace(80, 120, 8)), 0.0, slot_f, slot_i, n)
-    expected = [i for i in range(n) if slot_i[k.I_LIVE, i] == 1 and slot_i[k.I_APPLIED, i] & bit]
+    expected = [
+        i for i in range(n) if priceable(slot_f, slot_i, i) and slot_i[k.I_BUCKETS, i] & bit
+    ]
     out = np.full(slot_i.shape[1], -1, dtype=np.int64)
     count = k.live_slots_into(slot_i, n, bit, out)
     assert out[:count].tolist() == expected

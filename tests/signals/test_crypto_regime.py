@@ -664,7 +664,7 @@ def test_task_emits_funding_and_dvol_events_at_their_records_with_the_read_stamp
 
 def test_simulator_paths_are_checked_and_followed() -> None:
     for bad in ({"funding_path": ((10, 0.001), (5, 0.002))}, {"dvol_path": ((0, 0.5),)}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             SessionConfig(n_instruments=300, duration_s=10.0, **bad)  # type: ignore[arg-type]
     config = SessionConfig(
         n_instruments=300,

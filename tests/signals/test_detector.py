@@ -249,3 +249,16 @@ def test_flip_events_alternate_and_respect_the_band(path: list[float], dwell: in
     for spot in path:
         again.step(spot, call_wall=1000.0, put_wall=1.0)
     assert [e.id for e in again.events] == [e.id for e in script.events]
+
+
+def test_flip_events_of_a_path_that_crosses_twice() -> None:
+    """The property above on a path known to flip: its loops cannot pass on zero flips here."""
+    cfg = DetectorConfig(band_bps=10, dwell_s=0, level_shift_bps=10_000)
+    script = Script(cfg)
+    for spot in [100.0, 98.0, 102.0, 98.0, 100.05]:
+        script.step(spot, call_wall=1000.0, put_wall=1.0)
+    flips = [(e.type, e.direction, e.spot, e.ts_event) for e in script.events]
+    assert flips == [
+        ("flip_cross", "up", 102.0, 1_700_000_002_000_000_000),
+        ("flip_cross", "down", 98.0, 1_700_000_003_000_000_000),
+    ]

@@ -237,7 +237,7 @@ def test_terms_are_resent_after_the_keyframe_interval():
     "kwargs", [{"max_ticks": 0}, {"max_wait_s": -1.0}, {"keyframe_s": math.nan}]
 )
 def test_pack_config_rejects_nonsense(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
         PackConfig(**kwargs)
 
 

@@ -1,5 +1,5 @@
 """Every verbatim Deribit message in ../shared/fixtures/protocol_samples parses or is
-dead-lettered with a reason; none crashes (skips when ../shared is absent)."""
+dead-lettered with a reason, as pinned per sample (skips when ../shared is absent)."""
 
 from __future__ import annotations
 
@@ -71,23 +71,103 @@ def _run(path: Path) -> tuple[MemorySink, list]:
     return sink, routed
 
 
-@pytest.mark.skipif(not FILES, reason="../shared/fixtures/protocol_samples not present")
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_every_sample_parses_or_is_dead_lettered_with_a_reason(path):
+DEAD_LETTER = "dead_letter"
+NOTHING = "nothing"
+
+# The outcome each sample must have: dead-lettered, nothing routed (a response or
+# heartbeat the stage ignores), or that many records.
+EXPECTED_OUTCOME: dict[str, str | int] = {
+    "deribit_book_change_data_only_docs.json": DEAD_LETTER,
+    "deribit_book_future_change_notification_capture.json": DEAD_LETTER,
+    "deribit_book_grouped_data_only_docs.json": DEAD_LETTER,
+    "deribit_book_grouped_option_notification_capture.json": DEAD_LETTER,
+    "deribit_book_grouped_perpetual_notification_nautilus.json": DEAD_LETTER,
+    "deribit_book_option_snapshot_notification_capture.json": DEAD_LETTER,
+    "deribit_book_snapshot_data_only_docs.json": DEAD_LETTER,
+    "deribit_get_book_summary_by_currency_option_btc_response_capture.json": 3,
+    "deribit_get_book_summary_by_currency_option_eth_response_capture.json": 2,
+    "deribit_get_book_summary_by_currency_perpetual_response_capture.json": NOTHING,
+    "deribit_get_book_summary_by_currency_request_docs.json": DEAD_LETTER,
+    "deribit_get_book_summary_by_currency_response_docs.json": NOTHING,
+    "deribit_get_funding_rate_history_request_docs.json": DEAD_LETTER,
+    "deribit_get_funding_rate_history_response_docs.json": NOTHING,
+    "deribit_get_funding_rate_value_request_docs.json": DEAD_LETTER,
+    "deribit_get_funding_rate_value_response_docs.json": NOTHING,
+    "deribit_get_instrument_option_request_docs.json": DEAD_LETTER,
+    "deribit_get_instrument_option_response_docs.json": NOTHING,
+    "deribit_get_instruments_request_docs.json": DEAD_LETTER,
+    "deribit_get_instruments_response_docs.json": NOTHING,
+    "deribit_get_order_book_option_response_capture.json": NOTHING,
+    "deribit_get_volatility_index_data_request_docs.json": DEAD_LETTER,
+    "deribit_get_volatility_index_data_response_docs.json": NOTHING,
+    "deribit_heartbeat_test_request_nautilus.json": NOTHING,
+    "deribit_incremental_ticker_snapshot_data_only_docs.json": DEAD_LETTER,
+    "deribit_instrument_state_data_only_docs.json": NOTHING,
+    "deribit_jsonrpc_error_docs.json": DEAD_LETTER,
+    "deribit_jsonrpc_error_too_many_requests_nautilus.json": DEAD_LETTER,
+    "deribit_markprice_options_data_only_docs.json": DEAD_LETTER,
+    "deribit_perpetual_interest_data_only_docs.json": DEAD_LETTER,
+    "deribit_platform_state_data_only_docs.json": DEAD_LETTER,
+    "deribit_price_index_notification_docs.json": 1,
+    "deribit_public_subscribe_request_docs.json": DEAD_LETTER,
+    "deribit_public_subscribe_response_docs.json": NOTHING,
+    "deribit_public_test_request_docs.json": DEAD_LETTER,
+    "deribit_public_test_response_docs.json": NOTHING,
+    "deribit_public_ticker_perpetual_request_docs.json": DEAD_LETTER,
+    "deribit_public_ticker_perpetual_response_docs.json": NOTHING,
+    "deribit_public_unsubscribe_request_docs.json": DEAD_LETTER,
+    "deribit_public_unsubscribe_response_docs.json": NOTHING,
+    "deribit_quote_notification_nautilus.json": DEAD_LETTER,
+    "deribit_set_heartbeat_request_docs.json": DEAD_LETTER,
+    "deribit_set_heartbeat_response_docs.json": NOTHING,
+    "deribit_subscribe_response_nautilus.json": NOTHING,
+    "deribit_ticker_future_notification_capture.json": DEAD_LETTER,
+    "deribit_ticker_option_notification_btc_23feb24_45000_c_capture.json": 1,
+    "deribit_ticker_option_notification_btc_30sep22_60000_c_capture.json": 1,
+    "deribit_ticker_option_notification_expired_btc_2apr20_7125_p_capture.json": 1,
+    "deribit_ticker_perpetual_data_only_docs.json": 1,
+    "deribit_ticker_perpetual_notification_capture.json": 1,
+    "deribit_ticker_perpetual_notification_nautilus.json": 1,
+    "deribit_ticker_subscribe_request_docs.json": DEAD_LETTER,
+    "deribit_trades_instrument_data_only_docs.json": DEAD_LETTER,
+    "deribit_trades_option_any_raw_notification_capture.json": 1,
+    "deribit_trades_option_kind_currency_data_only_docs.json": 1,
+    "deribit_trades_perpetual_100ms_notification_nautilus.json": DEAD_LETTER,
+    "deribit_trades_perpetual_raw_notification_capture.json": DEAD_LETTER,
+    "deribit_volatility_index_data_only_docs.json": 1,
+    "deribit_volatility_index_notification_nautilus.json": 1,
+}
+
+
+def test_every_sample_has_a_pinned_outcome():
+    if not SAMPLES.is_dir():
+        pytest.skip("../shared/fixtures/protocol_samples not present")
+    assert [p.name for p in FILES] == sorted(EXPECTED_OUTCOME)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OUTCOME))
+def test_every_sample_parses_or_is_dead_lettered_with_a_reason(name):
+    path = _sample(name)
     sink, routed = _run(path)
-    if sink.dead_letters:
-        assert routed == []
+    expected = EXPECTED_OUTCOME[name]
+    if expected == DEAD_LETTER:
+        assert routed == [] and sink.records == []
         ((raw, reason, venue, source, recv_ns),) = sink.dead_letters
         assert reason and venue == "deribit" and source == "test" and recv_ns == 1
         assert raw == _frame(path)[0]
+    elif expected == NOTHING:
+        assert (routed, sink.records, sink.dead_letters) == ([], [], [])
     else:
-        assert len(sink.records) == len(routed)
+        assert sink.dead_letters == []
+        assert len(sink.records) == len(routed) == expected
 
 
 def _sample(name: str) -> Path:
+    """The sample's path; skips when ../shared is absent, fails when only the file is."""
+    if not SAMPLES.is_dir():
+        pytest.skip("../shared/fixtures/protocol_samples not present")
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{name} not present")
+    assert path.exists(), f"{name} missing from {SAMPLES}"
     return path
 
 

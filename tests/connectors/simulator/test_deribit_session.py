@@ -428,7 +428,7 @@ def test_the_requested_number_of_instruments(n):
     ],
 )
 def test_invalid_config_is_rejected(changes):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(changes))):
         SessionConfig(**changes)
 
 
