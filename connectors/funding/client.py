@@ -23,6 +23,7 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from connectors.common.funding import IntervalFallback
 from connectors.common.ingest import IngestStage, decode_json
 from connectors.common.lifecycle import (
     Backoff,
@@ -32,7 +33,6 @@ from connectors.common.lifecycle import (
 )
 from connectors.common.logs import get_logger
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
-from connectors.funding.normalise import IntervalFallback
 from schemas.config import check_known_keys
 
 log = get_logger("funding")

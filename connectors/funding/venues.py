@@ -7,12 +7,12 @@ from dataclasses import replace
 
 from connectors.common.capture import CaptureWriter
 from connectors.common.ingest import IngestStage, RecordSink
+from connectors.common.sources import Source
 from connectors.funding.binance.venue import SPEC as BINANCE
 from connectors.funding.bybit.venue import SPEC as BYBIT
 from connectors.funding.client import FundingClient, FundingConfig, VenueSpec
 from connectors.funding.frames import FundingNormaliser
 from connectors.funding.okx.venue import SPEC as OKX
-from connectors.sources import Source
 from schemas.topics import Topics
 
 VENUES: dict[str, VenueSpec] = {spec.name: spec for spec in (BINANCE, BYBIT, OKX)}

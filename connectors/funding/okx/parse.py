@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
-from connectors.funding.normalise import (
+from connectors.common.funding import (
     NS_PER_HOUR,
     funding_rate,
     optional_ms_ns,
@@ -20,6 +19,7 @@ from connectors.funding.normalise import (
     required_ms_ns,
     required_text,
 )
+from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
 from schemas.records import FundingRate
 
 VENUE = "okx"
