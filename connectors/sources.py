@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.cboe.client import CBOE_SYMBOLS
 from connectors.cme.products import PRODUCTS as CME_PRODUCTS
+from connectors.common.sources import Source, SourceError
+
+__all__ = ["Source", "SourceError", "parse_source"]
 
 KNOWN_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
 IMPLEMENTED_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
@@ -18,26 +20,6 @@ FUNDING_SYMBOLS = {
     "bybit": (re.compile(r"[A-Z0-9]{2,30}"), "a linear perpetual such as BTCUSDT"),
     "okx": (re.compile(r"[A-Z0-9]+-[A-Z0-9]+-SWAP"), "a perpetual swap such as BTC-USDT-SWAP"),
 }
-
-
-class SourceError(ValueError):
-    """A source SPEC that is malformed or not supported; the message is one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    kind: str  # "deribit" | "funding" | "replay" | …
-    target: str  # "BTC" for deribit:BTC; "binance:BTCUSDT" for funding:…; the path for replay
-
-    @property
-    def spec(self) -> str:
-        return f"{self.kind}:{self.target}"
-
-    @property
-    def funding_target(self) -> tuple[str, str]:
-        """(venue, symbol) of a ``funding:VENUE:SYMBOL`` source."""
-        venue, _, symbol = self.target.partition(":")
-        return venue, symbol
 
 
 def parse_source(spec: str) -> Source:

@@ -57,7 +57,7 @@ class OptionTrade:
 @dataclass(frozen=True, slots=True)
 class FundingRate:
     """A perpetual's funding rate (``md.funding.v1``); made by
-    ``connectors.funding.normalise.funding_rate`` for every venue."""
+    ``connectors.common.funding.funding_rate`` for every venue."""
 
     SCHEMA: ClassVar[str] = "md.funding/1"
     venue: str  # "deribit" | "binance" | "bybit" | "okx"

@@ -10,11 +10,9 @@ from typing import Any
 
 from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json_columns
 from connectors.common.errors import ParseError
-from connectors.common.ingest import Routed
+from connectors.common.ingest import OPTIONS, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
-
-OPTIONS = "options"
 
 
 def parse_cboe_body(doc: Any, recv_ns: int) -> ChainColumns:

@@ -43,11 +43,10 @@ from connectors.cme.parse import (
 )
 from connectors.cme.products import product
 from connectors.common.errors import ParseError
-from connectors.common.ingest import Routed
+from connectors.common.ingest import OPTIONS, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
 
-OPTIONS = "options"
 FUTURES_DOCUMENT = "futures"
 OPTIONS_DOCUMENT = "options"
 

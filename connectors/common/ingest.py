@@ -21,6 +21,15 @@ from connectors.common.errors import ParseError
 from schemas.records import Record
 from schemas.topics import Topics
 
+# Logical topics (schemas.topics.Topics attribute names) a normaliser routes records to.
+OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
+    "options",
+    "underlying",
+    "trades",
+    "funding",
+    "volindex",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Routed:

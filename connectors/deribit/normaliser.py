@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.ingest import Routed
+from connectors.common.ingest import FUNDING, OPTIONS, TRADES, UNDERLYING, VOLINDEX, Routed
 from connectors.deribit.parse import (
     OptionTerms,
     is_option_name,
@@ -22,15 +22,6 @@ from connectors.deribit.parse import (
     parse_volatility_index,
 )
 from schemas.records import UnderlyingTick
-
-# Logical topics (schemas.topics.Topics attribute names).
-OPTIONS, UNDERLYING, TRADES, FUNDING, VOLINDEX = (
-    "options",
-    "underlying",
-    "trades",
-    "funding",
-    "volindex",
-)
 
 
 class RpcErrorResponse(ParseError):

@@ -11,13 +11,13 @@ from typing import Any
 
 from connectors.common.errors import ParseError
 from connectors.common.fields import optional_number, required_number
+from connectors.common.funding import funding_rate
 from connectors.deribit.wire import (
     DeribitBookSummary,
     DeribitBookSummaryResponse,
     DeribitInstrument,
     DeribitInstrumentsResponse,
 )
-from connectors.funding.normalise import funding_rate
 from engine.core.settlement import deribit_expiry_ns, ms_to_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight

@@ -23,6 +23,7 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from connectors.common.funding import IntervalFallback
 from connectors.common.ingest import IngestStage, decode_json
 from connectors.common.lifecycle import (
     Backoff,
@@ -32,7 +33,6 @@ from connectors.common.lifecycle import (
 )
 from connectors.common.logs import get_logger
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
-from connectors.funding.normalise import IntervalFallback
 from schemas.config import check_known_keys
 
 log = get_logger("funding")
@@ -69,7 +69,7 @@ class VenueSpec:
 
     name: str  # "binance" | "bybit" | "okx"
     url: str  # public WebSocket endpoint
-    normaliser: Callable[[FundingConfig], FundingNormaliser]
+    normaliser: Callable[[FundingClientConfig], FundingNormaliser]
     control: Callable[[Any], Control | None]  # pure: the normaliser's control_frame
     subscribe_frames: Callable[[Sequence[str]], list[str]] = _none
     stream_url: Callable[[str, Sequence[str]], str] = _same_url  # Binance: streams in the URL
@@ -83,7 +83,7 @@ class VenueSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class FundingConfig:
+class FundingClientConfig:
     """Configuration of one venue's funding connection (frozen; unknown keys rejected)."""
 
     symbols: tuple[str, ...] = ()  # venue symbols: "BTCUSDT", "BTC-USDT-SWAP"
@@ -117,7 +117,7 @@ class FundingConfig:
         return IntervalFallback(self.default_interval_hours, self.interval_hours)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> FundingConfig:
+    def from_mapping(cls, values: Mapping[str, Any]) -> FundingClientConfig:
         check_known_keys(cls, values, "funding")
         values = dict(values)
         if "symbols" in values:
@@ -146,7 +146,7 @@ class _Session:
 class FundingClient:
     """Streams one venue's funding for ``config.symbols`` into an ingest stage until stopped."""
 
-    def __init__(self, spec: VenueSpec, config: FundingConfig, stage: IngestStage) -> None:
+    def __init__(self, spec: VenueSpec, config: FundingClientConfig, stage: IngestStage) -> None:
         if not config.symbols:
             raise ValueError(f"{spec.name}: no symbols to subscribe")
         self.spec = spec

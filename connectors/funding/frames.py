@@ -13,9 +13,8 @@ from typing import Any, ClassVar
 import orjson
 
 from connectors.common.errors import ParseError
-from connectors.common.ingest import Routed
-from connectors.deribit.normaliser import FUNDING
-from connectors.funding.normalise import IntervalFallback
+from connectors.common.funding import IntervalFallback
+from connectors.common.ingest import FUNDING, Routed
 from schemas.records import FundingRate
 
 ACK, PONG, ERROR, NOTICE = "ack", "pong", "error", "notice"

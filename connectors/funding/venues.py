@@ -7,20 +7,20 @@ from dataclasses import replace
 
 from connectors.common.capture import CaptureWriter
 from connectors.common.ingest import IngestStage, RecordSink
+from connectors.common.sources import Source
 from connectors.funding.binance.venue import SPEC as BINANCE
 from connectors.funding.bybit.venue import SPEC as BYBIT
-from connectors.funding.client import FundingClient, FundingConfig, VenueSpec
+from connectors.funding.client import FundingClient, FundingClientConfig, VenueSpec
 from connectors.funding.frames import FundingNormaliser
 from connectors.funding.okx.venue import SPEC as OKX
-from connectors.sources import Source
 from schemas.topics import Topics
 
 VENUES: dict[str, VenueSpec] = {spec.name: spec for spec in (BINANCE, BYBIT, OKX)}
 
 
-def funding_normaliser(venue: str, config: FundingConfig | None = None) -> FundingNormaliser:
+def funding_normaliser(venue: str, config: FundingClientConfig | None = None) -> FundingNormaliser:
     """The normaliser of ``venue`` (for replaying a capture through the live parse path)."""
-    return VENUES[venue].normaliser(config or FundingConfig())
+    return VENUES[venue].normaliser(config or FundingClientConfig())
 
 
 def symbols_by_venue(sources: Iterable[Source]) -> dict[str, tuple[str, ...]]:
@@ -37,7 +37,7 @@ def funding_clients(
     sources: Iterable[Source],
     sink: RecordSink,
     topics: Topics,
-    configs: Mapping[str, FundingConfig] | None = None,
+    configs: Mapping[str, FundingClientConfig] | None = None,
     capture: CaptureWriter | None = None,
 ) -> list[FundingClient]:
     """One client (and ingest stage) per venue named by the funding sources.
@@ -48,7 +48,7 @@ def funding_clients(
     clients = []
     for venue, symbols in symbols_by_venue(sources).items():
         spec = VENUES[venue]
-        config = replace((configs or {}).get(venue) or FundingConfig(), symbols=symbols)
+        config = replace((configs or {}).get(venue) or FundingClientConfig(), symbols=symbols)
         stage = IngestStage(venue, spec.normaliser(config), sink, topics, capture)
         clients.append(FundingClient(spec, config, stage))
     return clients

@@ -13,7 +13,7 @@ from connectors.cme.client import CmeConfig
 from connectors.common.capture import CaptureWriter
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.deribit.client import DeribitConfig
-from connectors.funding.client import FundingConfig
+from connectors.funding.client import FundingClientConfig
 from connectors.sources import Source
 from engine.app.run_ingest import live_clients
 from schemas.records import Record
@@ -42,7 +42,7 @@ async def record_sources(
     duration_s: float | None,
     deribit: DeribitConfig | None = None,
     cboe: CboeConfig | None = None,
-    funding: Mapping[str, FundingConfig] | None = None,
+    funding: Mapping[str, FundingClientConfig] | None = None,
     cme: CmeConfig | None = None,
 ) -> int:
     """Record live sources until ``duration_s`` elapses or SIGINT/SIGTERM; returns the

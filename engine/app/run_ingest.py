@@ -20,7 +20,7 @@ from connectors.common.lifecycle import Services, cancel_and_wait
 from connectors.common.logs import get_logger
 from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.funding.client import FundingConfig
+from connectors.funding.client import FundingClientConfig
 from connectors.funding.venues import funding_clients
 from connectors.sources import Source
 from connectors.venues import StagePerVenue
@@ -44,7 +44,7 @@ async def run_ingest(
     deribit: DeribitConfig | None = None,
     partitions: int = 3,
     replay_speed: float | None = None,
-    funding: Mapping[str, FundingConfig] | None = None,
+    funding: Mapping[str, FundingClientConfig] | None = None,
     cboe: CboeConfig | None = None,
     cme: CmeConfig | None = None,
 ) -> IngestReport:
@@ -125,7 +125,7 @@ def live_clients(
     capture: CaptureWriter | None = None,
     deribit: DeribitConfig | None = None,
     cboe: CboeConfig | None = None,
-    funding: Mapping[str, FundingConfig] | None = None,
+    funding: Mapping[str, FundingClientConfig] | None = None,
     cme: CmeConfig | None = None,
 ) -> list[LiveClient]:
     """The client (and ingest stage) of every live source: one per venue (ingest, record)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from connectors.cboe.client import CboeConfig
 from connectors.cme.client import CmeConfig
-from connectors.funding.client import FundingConfig
+from connectors.funding.client import FundingClientConfig
 from connectors.funding.venues import VENUES as FUNDING_VENUES
 from engine.core.config import ConfigError, LevelsConfig, resolve_config
 from engine.signals.detector import DetectorConfig
@@ -66,7 +66,7 @@ class Settings:
     task: TaskConfig = field(default_factory=TaskConfig)
     cboe: CboeConfig | None = None  # [cboe]: polling settings of cboe:SYMBOL sources
     cme: CmeConfig | None = None  # [cme]: what cme:PRODUCT polls or watches (required)
-    funding: Mapping[str, FundingConfig] = field(default_factory=dict)  # [funding.VENUE]
+    funding: Mapping[str, FundingClientConfig] = field(default_factory=dict)  # [funding.VENUE]
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
@@ -166,7 +166,7 @@ def load_settings(
             if unknown:
                 raise ConfigError(f"[funding]: unknown venues {', '.join(unknown)}")
             connectors["funding"] = {
-                venue: FundingConfig.from_mapping(_table(f"funding.{venue}", table))
+                venue: FundingClientConfig.from_mapping(_table(f"funding.{venue}", table))
                 for venue, table in venues.items()
             }
     except (ValueError, TypeError) as exc:

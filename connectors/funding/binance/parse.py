@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
-from connectors.funding.normalise import (
+from connectors.common.funding import (
     IntervalFallback,
     funding_rate,
     optional_decimal,
@@ -22,6 +21,7 @@ from connectors.funding.normalise import (
     required_ms_ns,
     required_text,
 )
+from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
 from schemas.records import FundingRate
 from schemas.time import NS_PER_HOUR
 

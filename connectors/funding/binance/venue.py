@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connectors.funding.binance.parse import BinanceFundingNormaliser, control_frame
-from connectors.funding.client import FundingConfig, RestRequest, VenueSpec
+from connectors.funding.client import FundingClientConfig, RestRequest, VenueSpec
 
 STREAM = "{symbol}@markPrice@1s"  # mark price, index, funding rate, next funding time
 
@@ -28,7 +28,7 @@ def refresh_requests(symbols: Sequence[str]) -> list[RestRequest]:
     return [RestRequest("/fapi/v1/fundingInfo")]  # Binance changes a symbol's interval live
 
 
-def normaliser(config: FundingConfig) -> BinanceFundingNormaliser:
+def normaliser(config: FundingClientConfig) -> BinanceFundingNormaliser:
     return BinanceFundingNormaliser(config.fallback())
 
 

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.funding.frames import ACK, ERROR, PONG, Control, FundingNormaliser
-from connectors.funding.normalise import (
+from connectors.common.funding import (
     IntervalFallback,
     funding_rate,
     optional_decimal,
@@ -21,6 +20,7 @@ from connectors.funding.normalise import (
     required_ms_ns,
     required_text,
 )
+from connectors.funding.frames import ACK, ERROR, PONG, Control, FundingNormaliser
 from schemas.records import FundingRate
 
 VENUE = "bybit"

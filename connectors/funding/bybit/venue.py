@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import orjson
 
 from connectors.funding.bybit.parse import TOPIC_PREFIX, BybitFundingNormaliser, control_frame
-from connectors.funding.client import FundingConfig, VenueSpec
+from connectors.funding.client import FundingClientConfig, VenueSpec
 
 TOPICS_PER_REQUEST = 10  # Bybit's limit of args per subscribe request
 
@@ -26,7 +26,7 @@ def subscribe_frames(symbols: Sequence[str]) -> list[str]:
     ]
 
 
-def normaliser(config: FundingConfig) -> BybitFundingNormaliser:
+def normaliser(config: FundingClientConfig) -> BybitFundingNormaliser:
     return BybitFundingNormaliser(config.fallback(), config.min_emit_interval_ms)
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
-from connectors.funding.normalise import (
+from connectors.common.funding import (
     funding_rate,
     optional_ms_ns,
     required_decimal,
     required_ms_ns,
     required_text,
 )
+from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
 from schemas.records import FundingRate
 from schemas.time import NS_PER_HOUR
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from connectors.funding.client import FundingConfig, VenueSpec
+from connectors.funding.client import FundingClientConfig, VenueSpec
 from connectors.funding.okx.parse import (
     CHANNEL,
     KEEPALIVE_REPLY,
@@ -20,7 +20,7 @@ def subscribe_frames(symbols: Sequence[str]) -> list[str]:
     return [orjson.dumps({"op": "subscribe", "args": args}).decode()]
 
 
-def normaliser(config: FundingConfig) -> OkxFundingNormaliser:
+def normaliser(config: FundingClientConfig) -> OkxFundingNormaliser:
     return OkxFundingNormaliser(config.fallback())
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.common.capture import CaptureWriter, read_capture
 from connectors.common.ingest import IngestStage, MemorySink, replay_messages
-from connectors.funding.client import FundingClient, FundingConfig
+from connectors.funding.client import FundingClient, FundingClientConfig
 from connectors.funding.venues import funding_clients, funding_normaliser
 from connectors.sources import parse_source
 from engine.app.record import record_sources
@@ -34,7 +34,7 @@ FAST = {"backoff_initial_s": 0.05, "backoff_cap_s": 0.2, "open_timeout_s": 2.0}
 
 @asynccontextmanager
 async def running(
-    spec: str, config: FundingConfig, capture: CaptureWriter | None = None
+    spec: str, config: FundingClientConfig, capture: CaptureWriter | None = None
 ) -> AsyncIterator[tuple[FundingClient, MemorySink]]:
     """A client for ``spec`` (``funding:VENUE:SYMBOL``, comma-separated) until the block ends."""
     sink = MemorySink()
@@ -60,7 +60,7 @@ def funding(sink: MemorySink) -> list:
 async def test_binance_seeds_over_rest_then_streams_with_the_venue_interval():
     fake = await FakeBinance({"BTCUSDT": "0.00010000", "ETHUSDT": "0.00005000"}).start()
     fake.intervals = {"ETHUSDT": 4}
-    config = FundingConfig(url=fake.url, rest_url=fake.rest_url, refresh_s=0.2, **FAST)
+    config = FundingClientConfig(url=fake.url, rest_url=fake.rest_url, refresh_s=0.2, **FAST)
     try:
         async with running("funding:binance:BTCUSDT,funding:binance:ethusdt", config) as (
             client,
@@ -102,7 +102,7 @@ async def test_binance_seeds_over_rest_then_streams_with_the_venue_interval():
 @pytest.mark.asyncio
 async def test_binance_reconnects_after_a_drop_reseeds_and_keeps_streaming():
     fake = await FakeBinance({"BTCUSDT": "0.00010000"}, tick_every_s=0.02).start()
-    config = FundingConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
+    config = FundingClientConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
     try:
         async with running("funding:binance:BTCUSDT", config) as (client, sink):
             await eventually(lambda: len(funding(sink)) >= 3)
@@ -122,7 +122,7 @@ async def test_binance_reconnects_after_a_drop_reseeds_and_keeps_streaming():
 async def test_binance_rest_failure_backs_off_and_retries_the_seed():
     fake = await FakeBinance({"BTCUSDT": "0.0001"}).start()
     fake.rest_status = 429
-    config = FundingConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
+    config = FundingClientConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
     try:
         async with running("funding:binance:BTCUSDT", config) as (client, sink):
             await eventually(lambda: client.counts["rest_errors"] >= 2)
@@ -142,7 +142,7 @@ async def test_bybit_subscribes_merges_deltas_and_keeps_alive(capsys):
     fake = await FakeBybit(
         {"BTCUSDT": bybit_ticker("BTCUSDT", "0.0001"), "ETHUSDT": bybit_ticker("ETHUSDT", "0.0002")}
     ).start()
-    config = FundingConfig(url=fake.url, keepalive_s=0.1, min_emit_interval_ms=0, **FAST)
+    config = FundingClientConfig(url=fake.url, keepalive_s=0.1, min_emit_interval_ms=0, **FAST)
     try:
         async with running("funding:bybit:BTCUSDT,funding:bybit:ETHUSDT", config) as (
             client,
@@ -178,7 +178,7 @@ async def test_bybit_subscribes_merges_deltas_and_keeps_alive(capsys):
 @pytest.mark.asyncio
 async def test_bybit_subscribe_error_is_logged_and_counted_not_dead_lettered(capsys):
     fake = await FakeBybit({"BTCUSDT": bybit_ticker("BTCUSDT", "0.0001")}).start()
-    config = FundingConfig(url=fake.url, **FAST)
+    config = FundingClientConfig(url=fake.url, **FAST)
     try:
         async with running("funding:bybit:BTCUSDT,funding:bybit:NOPEUSDT", config) as (
             client,
@@ -195,7 +195,7 @@ async def test_bybit_subscribe_error_is_logged_and_counted_not_dead_lettered(cap
 @pytest.mark.asyncio
 async def test_bybit_reconnects_after_a_drop_resubscribes_and_keeps_producing():
     fake = await FakeBybit({"BTCUSDT": bybit_ticker("BTCUSDT", "0.0001")}).start()
-    config = FundingConfig(url=fake.url, min_emit_interval_ms=0, **FAST)
+    config = FundingClientConfig(url=fake.url, min_emit_interval_ms=0, **FAST)
     try:
         async with running("funding:bybit:BTCUSDT", config) as (client, sink):
             await eventually(lambda: len(funding(sink)) == 1)
@@ -223,7 +223,7 @@ async def test_bybit_reconnects_after_a_drop_resubscribes_and_keeps_producing():
 @pytest.mark.asyncio
 async def test_okx_malformed_frame_goes_to_dead_letter_and_the_stream_continues():
     fake = await FakeOkx({"BTC-USDT-SWAP": okx_funding("BTC-USDT-SWAP", "0.0001")}).start()
-    config = FundingConfig(url=fake.url, keepalive_s=0.1, **FAST)
+    config = FundingClientConfig(url=fake.url, keepalive_s=0.1, **FAST)
     try:
         async with running("funding:okx:btc-usdt-swap", config) as (client, sink):
             await eventually(lambda: len(funding(sink)) == 1)
@@ -266,7 +266,7 @@ async def test_okx_stale_feed_triggers_a_reconnect():
     fake = await FakeOkx(
         {"BTC-USDT-SWAP": okx_funding("BTC-USDT-SWAP", "0.0001")}, tick_every_s=0.05
     ).start()
-    config = FundingConfig(url=fake.url, stale_after_s=0.5, keepalive_s=0.1, **FAST)
+    config = FundingClientConfig(url=fake.url, stale_after_s=0.5, keepalive_s=0.1, **FAST)
     try:
         async with running("funding:okx:BTC-USDT-SWAP", config) as (client, sink):
             await eventually(lambda: len(funding(sink)) >= 3)
@@ -289,7 +289,7 @@ async def test_okx_stale_feed_triggers_a_reconnect():
 async def test_a_capture_replays_to_the_same_records(tmp_path):
     fake = await FakeBinance({"BTCUSDT": "0.00010000"}, tick_every_s=0.02).start()
     fake.intervals = {"BTCUSDT": 4}
-    config = FundingConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
+    config = FundingClientConfig(url=fake.url, rest_url=fake.rest_url, **FAST)
     path = tmp_path / "funding.jsonl"
     try:
         with CaptureWriter(path) as writer:
@@ -326,7 +326,7 @@ async def test_record_captures_a_funding_session(tmp_path):
             [parse_source("funding:okx:BTC-USDT-SWAP")],
             path,
             0.5,
-            funding={"okx": FundingConfig(url=fake.url, **FAST)},
+            funding={"okx": FundingClientConfig(url=fake.url, **FAST)},
         )
     finally:
         await fake.stop()
@@ -343,14 +343,14 @@ async def test_record_captures_a_funding_session(tmp_path):
 
 
 def test_config_rejects_unknown_keys_and_bad_values():
-    config = FundingConfig.from_mapping(
+    config = FundingClientConfig.from_mapping(
         {"url": "ws://x", "interval_hours": {"BTCUSDT": 4}, "symbols": ["BTCUSDT"]}
     )
     assert config.interval_hours == (("BTCUSDT", 4.0),) and config.symbols == ("BTCUSDT",)
     assert config.fallback().hours("BTCUSDT") == 4.0 and config.fallback().hours("X") == 8.0
     with pytest.raises(ValueError, match="unknown funding config keys: colour"):
-        FundingConfig.from_mapping({"colour": "red"})
+        FundingClientConfig.from_mapping({"colour": "red"})
     with pytest.raises(ValueError, match="positive"):
-        FundingConfig(stale_after_s=0)
+        FundingClientConfig(stale_after_s=0)
     with pytest.raises(ValueError, match="positive hours"):
-        FundingConfig(default_interval_hours=-8)
+        FundingClientConfig(default_interval_hours=-8)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from connectors.common.kafka.producer import ProducerConfig
-from connectors.funding.client import FundingConfig
+from connectors.funding.client import FundingClientConfig
 from connectors.sources import parse_source
 from engine.app.run_ingest import run_ingest
 from schemas.records import decode_record
@@ -36,9 +36,9 @@ async def test_run_ingest_streams_three_venues_into_md_funding(kafka_bootstrap, 
     bybit = await FakeBybit({"BTCUSDT": bybit_ticker("BTCUSDT", "0.00012")}).start()
     okx = await FakeOkx({"ETH-USDT-SWAP": okx_funding("ETH-USDT-SWAP", "-0.00003")}).start()
     configs = {
-        "binance": FundingConfig(url=binance.url, rest_url=binance.rest_url, **FAST),
-        "bybit": FundingConfig(url=bybit.url, **FAST),
-        "okx": FundingConfig(url=okx.url, **FAST),
+        "binance": FundingClientConfig(url=binance.url, rest_url=binance.rest_url, **FAST),
+        "bybit": FundingClientConfig(url=bybit.url, **FAST),
+        "okx": FundingClientConfig(url=okx.url, **FAST),
     }
     sources = [
         parse_source(spec)

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from connectors.common.errors import ParseError
+from connectors.common.funding import IntervalFallback, funding_rate, underlying_of
 from connectors.common.ingest import IngestStage, MemorySink, decode_json
 from connectors.deribit.parse import parse_perpetual_ticker
 from connectors.funding.binance.parse import (
@@ -17,7 +18,6 @@ from connectors.funding.binance.parse import (
 )
 from connectors.funding.bybit.parse import BybitFundingNormaliser, merge_ticker
 from connectors.funding.frames import ACK, ERROR, NOTICE, PONG
-from connectors.funding.normalise import IntervalFallback, funding_rate, underlying_of
 from connectors.funding.okx.parse import OkxFundingNormaliser
 from schemas.records import FundingRate
 from schemas.topics import Topics
