@@ -720,20 +720,12 @@ async def _pace(
 
 def engine_state(runtime: EngineRuntime) -> str:
     """Where a stalled engine stands, per input partition that has data (a diagnostic)."""
-    consumer = runtime._consumer
-    parts = []
-    for merge in (task.merge for task in runtime.tasks.values()):
-        for tp in merge.tps:
-            highwater = consumer.highwater(tp) if consumer is not None else None
-            fetched = runtime._fetched_next.get(tp)
-            if not highwater and not merge.buffered(tp):
-                continue
-            parts.append(
-                f"{tp.topic.rsplit('.', 2)[-2]}/{tp.partition}: highwater {highwater}, "
-                f"fetched to {fetched}, buffered {merge.buffered(tp)}, "
-                f"paused {tp in runtime._paused}"
-            )
-    return "; ".join(parts)
+    return "; ".join(
+        f"{s.tp.topic.rsplit('.', 2)[-2]}/{s.tp.partition}: highwater {s.highwater}, "
+        f"fetched to {s.fetched_next}, buffered {s.buffered}, paused {s.paused}"
+        for s in runtime.input_status()
+        if s.highwater or s.buffered
+    )
 
 
 def cpu_seconds(pid: int | None) -> float | None:

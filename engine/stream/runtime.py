@@ -39,6 +39,7 @@ from connectors.common.logs import get_logger
 from engine.core.config import ConfigError, LevelsConfig
 from engine.signals.detector import DetectorConfig
 from engine.stream.checkpoint import Checkpoint, dumps_state, fingerprint, loads_state
+from engine.stream.instrumentation import Instrumentation, NoInstrumentation
 from engine.stream.merge import EventTimeMerge, InputItem
 from engine.stream.publisher import PendingWrite, RedisPublisher, position_field
 from engine.stream.state_store import StateStore
@@ -157,6 +158,17 @@ class EngineReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class InputStatus:
+    """One input partition: the log's end, the next offset fetched, records buffered."""
+
+    tp: TopicPartition
+    highwater: int | None
+    fetched_next: int | None
+    buffered: int
+    paused: bool
+
+
 class EngineRuntime:
     """Consume → apply → detect → publish → commit, until stopped."""
 
@@ -165,9 +177,12 @@ class EngineRuntime:
         config: EngineConfig,
         clock_ns: Callable[[], int] = time.time_ns,
         on_batch: Callable[[list[InputItem]], None] | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
-        """``on_batch`` (benchmarks, monitoring) sees each batch's records once committed."""
+        """``on_batch`` (benchmarks, monitoring) sees each batch's records once committed;
+        ``instrumentation`` receives stage timings and counters (none by default)."""
         self.config = config
+        self.instrumentation = instrumentation or NoInstrumentation()
         self._on_batch = on_batch
         self.topics = config.topics
         self._clock_ns = clock_ns
@@ -184,7 +199,7 @@ class EngineRuntime:
         self._marked: dict[TopicPartition, int] = {}  # offsets the Redis watermarks reached
         self._last_commit = 0.0
         self._last_checkpoint = time.monotonic()
-        self._fingerprint = fingerprint(config.levels, config.detector, config.task)
+        self.fingerprint = fingerprint(config.levels, config.detector, config.task)
         self._state: StateStore | None = None
         self._checkpoint_lock = asyncio.Lock()
         # Set while a batch is processed but its events are not yet written: a checkpoint
@@ -266,15 +281,33 @@ class EngineRuntime:
                 f"underlying and read together), got {counts}"
             )
 
+    def input_status(self) -> list[InputStatus]:
+        """Where each assigned input partition stands (a diagnostic for a stalled engine)."""
+        consumer = self._consumer
+        return [
+            InputStatus(
+                tp,
+                consumer.highwater(tp) if consumer is not None else None,
+                self._fetched_next.get(tp),
+                task.merge.buffered(tp),
+                tp in self._paused,
+            )
+            for task in self.tasks.values()
+            for tp in task.merge.tps
+        ]
+
     # ------------------------------------------------------------ one batch
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
-        cfg = self.config
+        cfg, meter = self.config, self.instrumentation
+        began = time.perf_counter()
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
+        meter.stage("fetch", time.perf_counter() - began)
         beyond = self._beyond_the_end(consumer)
         if beyond:  # a checkpoint ahead of the log: the input topic was recreated
             await self._rebuild(consumer, beyond, "checkpoint beyond the end of the input")
             batch = {tp: m for tp, m in batch.items() if tp.partition not in beyond}
+        began = time.perf_counter()
         dead: list[tuple[ConsumerRecord, str]] = []
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
@@ -283,15 +316,25 @@ class EngineRuntime:
             task.merge.push(tp, self._decode(tp, messages, dead))
             self._fetched_next[tp] = messages[-1].offset + 1
             self.report.records += len(messages)
+            meter.count("records_consumed", len(messages), topic=tp.topic)
+        meter.stage("decode", time.perf_counter() - began)
         outputs: list[TaskOutput] = []
         released: list[InputItem] = []
         for task in self.tasks.values():
+            began = time.perf_counter()
             items = list(task.merge.release(self._caught_up))
+            if task.merge.buffered():
+                meter.count("merge_held_back")
+            meter.stage("merge", time.perf_counter() - began)
             if items:
                 self._unpublished = True
+                began = time.perf_counter()
                 outputs.append(task.process(items))
+                meter.stage("process", time.perf_counter() - began)
                 released.extend(items)
+        began = time.perf_counter()
         await self._publish(outputs, dead)
+        meter.stage("publish", time.perf_counter() - began)
         if self._on_batch is not None and released:
             self._on_batch(released)
         self._backpressure(consumer)
@@ -335,6 +378,7 @@ class EngineRuntime:
         self._last_ts[tp] = last_ts
         self.report.option_ticks += ticks
         self.report.updates += updates
+        self.instrumentation.count("updates_applied", updates)
         return items
 
     def _caught_up(self, tp: TopicPartition) -> bool:
@@ -420,7 +464,8 @@ class EngineRuntime:
                         encode_levels(levels),
                     )
                 )
-        self.report.dead_letters += len(dead) + sum(len(o.rejected) for o in outputs)
+        dead_letters = len(dead) + sum(len(o.rejected) for o in outputs)
+        self.report.dead_letters += dead_letters
         if sent:
             await producer.flush()
         written = 0
@@ -443,6 +488,13 @@ class EngineRuntime:
         self.report.levels_written += len(pending_levels)
         self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
         self.report.batches += 1
+        meter = self.instrumentation
+        meter.count("dead_letters", dead_letters)
+        for event_type, n in Counter(new_types).items():
+            meter.count("events_published", n, type=event_type)
+        meter.count("events_replayed", len(pending_events) - written)
+        meter.count("levels_written", len(pending_levels))
+        meter.count("batches")
         if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
             await self._commit()
 
@@ -461,12 +513,17 @@ class EngineRuntime:
             if self._committed.get(tp) != next_offset
         }
         if offsets and self._consumer is not None:
+            began = time.perf_counter()
             await self._consumer.commit(offsets)
+            self.instrumentation.stage("commit", time.perf_counter() - began)
             self._committed.update(offsets)
             self.report.commits += 1
+            self.instrumentation.count("commits")
         interval = self.config.checkpoint_interval_s
         if interval > 0 and (checkpoint or time.monotonic() - self._last_checkpoint >= interval):
+            began = time.perf_counter()
             await self._write_checkpoints()
+            self.instrumentation.stage("checkpoint", time.perf_counter() - began)
 
     async def _write_checkpoints(self) -> None:
         """Each task whose input moved since its last checkpoint: its state and offsets to
@@ -493,18 +550,20 @@ class EngineRuntime:
                         group=self.config.group_id,
                         partition=partition,
                         checkpoint_id=store.next_id(partition),
-                        fingerprint=self._fingerprint,
+                        fingerprint=self.fingerprint,
                         offsets=offsets,
                         state=dumps_state(task.state()),
                     )
                     await store.write(checkpoint)
                 except Exception as exc:  # not a reason to stop: the previous one still holds
                     self.report.checkpoint_failures += 1
+                    self.instrumentation.count("checkpoints", result="failed")
                     log.warning("checkpoint not written", partition=partition, error=str(exc))
                     continue
                 self.report.checkpoints += 1
+                self.instrumentation.count("checkpoints", result="written")
 
-    def _new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
+    def new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
         return PartitionTask(
             partition,
             EventTimeMerge(tps, self.config.merge_max_idle_s, topics=self.topics.market_data()),
@@ -514,10 +573,10 @@ class EngineRuntime:
             self._clock_ns,
         )
 
-    def _restored_task(self, task: PartitionTask, checkpoint: Checkpoint) -> bool:
+    def restored_task(self, task: PartitionTask, checkpoint: Checkpoint) -> bool:
         """Put a checkpoint's state into a new task; False (replay from the start, with a
         fresh task) when it does not fit."""
-        if checkpoint.fingerprint != self._fingerprint:
+        if checkpoint.fingerprint != self.fingerprint:
             log.warning(
                 "checkpoint written under other settings or code; replaying from the start",
                 partition=task.partition,
@@ -550,7 +609,10 @@ class EngineRuntime:
         failures = 0
         while True:
             try:
-                return await publisher.write(events, levels, marks)
+                began = time.perf_counter()
+                written = await publisher.write(events, levels, marks)
+                self.instrumentation.stage("redis", time.perf_counter() - began)
+                return written
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
                 if failures > self.config.redis_max_retries:
@@ -571,13 +633,14 @@ class EngineRuntime:
             tps = [tp for tp in task.merge.tps if tp in consumer.assignment()]
             if len(tps) < len(task.merge.tps):
                 continue  # being revoked: its next owner reads the checkpoint again
-            self.tasks[partition] = self._new_task(partition, tps)
+            self.tasks[partition] = self.new_task(partition, tps)
             await consumer.seek_to_beginning(*tps)
             for tp in tps:
                 self._fetched_next[tp] = await consumer.position(tp)
                 self._last_ts.pop(tp, None)
                 self._ahead_since.pop(tp, None)
             self.report.rebuilt += 1
+            self.instrumentation.count("restores", kind="rebuild")
 
     # ------------------------------------------------------------ rebalance
 
@@ -623,13 +686,14 @@ class EngineRuntime:
                 log.warning("checkpoints not read; replaying", error=str(exc))
         for partition, tps in by_partition.items():
             tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
-            task = self._new_task(partition, tps)
+            task = self.new_task(partition, tps)
             checkpoint = checkpoints.get(partition)
             resume: dict[TopicPartition, int] = {}
-            if checkpoint is not None and not self._restored_task(task, checkpoint):
-                task = self._new_task(partition, tps)  # nothing of a failed restore stays
+            if checkpoint is not None and not self.restored_task(task, checkpoint):
+                task = self.new_task(partition, tps)  # nothing of a failed restore stays
             elif checkpoint is not None:
                 self.report.restored += 1
+                self.instrumentation.count("restores", kind="checkpoint")
                 self._last_ts.update(task.last_ts)
                 if self._state is not None:
                     self._state.adopt(checkpoint)
@@ -640,6 +704,8 @@ class EngineRuntime:
                 }
                 log.info("state restored from checkpoint", partition=partition)
             self.tasks[partition] = task
+            if not resume:
+                self.instrumentation.count("restores", kind="replay")
             for tp, offset in resume.items():
                 consumer.seek(tp, offset)
             from_start = [tp for tp in tps if tp not in resume]

@@ -325,24 +325,24 @@ def test_a_checkpoint_that_does_not_fit_leaves_a_fresh_task(crypto_items):
     tps = [TopicPartition(topic, 0) for topic in TOPICS.market_data()]
     source = new_task(DetectorConfig())
     run(source, crypto_items[:500])
-    good = Checkpoint("g", 0, 1, runtime._fingerprint, {}, dumps_state(source.state()))
-    task = runtime._new_task(0, tps)
-    assert runtime._restored_task(task, good)
+    good = Checkpoint("g", 0, 1, runtime.fingerprint, {}, dumps_state(source.state()))
+    task = runtime.new_task(0, tps)
+    assert runtime.restored_task(task, good)
     assert task.next_offsets == source.next_offsets and task.last_ts == source.last_ts
     for bad in (
         Checkpoint("g", 0, 1, "0" * 16, {}, good.state),  # other settings or code
-        Checkpoint("g", 0, 1, runtime._fingerprint, {}, b"garbage"),
-        Checkpoint("g", 0, 1, runtime._fingerprint, {}, dumps_state({"feeder": 1})),
+        Checkpoint("g", 0, 1, runtime.fingerprint, {}, b"garbage"),
+        Checkpoint("g", 0, 1, runtime.fingerprint, {}, dumps_state({"feeder": 1})),
         Checkpoint(
             "g",
             0,
             1,
-            runtime._fingerprint,
+            runtime.fingerprint,
             {},
             dumps_state({**source.state(), "detectors": {"BTC": 1}}),
         ),
     ):
-        assert not runtime._restored_task(runtime._new_task(0, tps), bad)
+        assert not runtime.restored_task(runtime.new_task(0, tps), bad)
 
 
 # ---------------------------------------------------------------- through the broker
