@@ -56,10 +56,10 @@ from connectors.common.errors import ParseError
 from schemas.chain import ChainSnapshot
 from schemas.config import check_known_keys
 from schemas.contracts import OptionContract, OptionRight
+from schemas.time import NS_PER_YEAR  # DESIGN §2.1: time to expiry / 365 days
 
 VENUE = "cme"
 PREMIUM_CURRENCY = "USD"
-NS_PER_YEAR = 365 * 86_400 * 1_000_000_000  # DESIGN §2.1: time to expiry / 365 days
 IV_SOURCES = ("otm", "own")
 
 # ---------------------------------------------------------------------------- config

@@ -1,4 +1,4 @@
-"""What every crypto-regime signal shares: the signal itself, event-time units, number checks."""
+"""What every crypto-regime signal shares: the signal itself and number checks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.config import ConfigError
-
-NS_PER_S = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_S
 
 
 @dataclass(slots=True)

@@ -44,8 +44,8 @@ from engine.signals.vol import VolConfig
 from schemas.config import Config, ConfigError
 from schemas.events import RegimeEvent
 from schemas.levels import BUCKETS, BucketLevels, Levels
+from schemas.time import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 ABOVE, BELOW, INSIDE = 1, -1, 0
 LEVEL_NAMES = ("zero_gamma", "call_wall", "put_wall")
 

@@ -9,9 +9,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from engine.signals.common import NS_PER_S, Signal, check_number
+from engine.signals.common import Signal, check_number
 from schemas.config import Config, ConfigError
 from schemas.records import FundingRate
+from schemas.time import NS_PER_S
 
 AGGREGATE_VENUE = "all"
 

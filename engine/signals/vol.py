@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from engine.core import kernels as k
-from engine.signals.common import NS_PER_DAY, NS_PER_S, Signal, check_number
+from engine.signals.common import Signal, check_number
 from engine.signals.composite import DVOL_BANDS
 from engine.signals.dwell import Dwell
 from schemas.config import Config, ConfigError
 from schemas.levels import format_asof
 from schemas.records import VolIndexTick
+from schemas.time import NS_PER_DAY, NS_PER_S
 
 if TYPE_CHECKING:
     from engine.core.book import GammaBook

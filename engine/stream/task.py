@@ -43,8 +43,7 @@ from schemas.events import RegimeEvent
 from schemas.levels import Levels
 from schemas.records import FundingRate, InstrumentState, Record, UnderlyingTick, VolIndexTick
 from schemas.ticks import OptionTicks
-
-NS_PER_S = 1_000_000_000
+from schemas.time import NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
