@@ -21,7 +21,7 @@ A CME chain snapshot is built from one trade date's documents of one product:
   trading day, optionally the futures month it exercises into).
 
 Implied volatility is solved from each settlement premium with Black-76 on the futures
-settle (:mod:`connectors.cme.black76`; rate from :class:`CmeChainConfig`, 0 by default).
+settle (:mod:`engine.core.pricing`; rate from :class:`CmeChainConfig`, 0 by default).
 CME settles out-of-the-money options from its volatility skew and in-the-money ones by
 put-call parity with a cost of carry ("In-the-money options settlement = (Out-of-the-money
 settlement + Intrinsic Value) – Cost of Carry + Early Risk", CME daily option settlement
@@ -50,9 +50,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from connectors.cme.black76 import implied_vol
 from connectors.cme.products import CmeOptionFamily, CmeProduct, Quoting, product
 from connectors.common.errors import ParseError
+from engine.core.pricing import implied_vol
 from schemas.chain import ChainSnapshot
 from schemas.config import check_known_keys
 from schemas.contracts import OptionContract, OptionRight
