@@ -6,7 +6,7 @@ goes quiet for ``stale_after_s`` (watchdog); send the venue's keepalive frame on
 re-read the REST tables every ``refresh_s``. Reconnects use capped, jittered backoff and
 subscribe again. Every frame goes to the ingest stage (capture → normalise → sink) except
 a non-JSON keepalive reply (OKX "pong"); control frames (acks, pongs, errors, notices) are
-counted here and errors logged. What differs per venue is a :class:`VenueSpec`.
+counted here and errors logged. What differs per venue is a :class:`FundingFeed`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _same_url(url: str, symbols: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class VenueSpec:
+class FundingFeed:
     """Everything that differs between the funding venues."""
 
     name: str  # "binance" | "bybit" | "okx"
@@ -146,7 +146,7 @@ class _Session:
 class FundingClient:
     """Streams one venue's funding for ``config.symbols`` into an ingest stage until stopped."""
 
-    def __init__(self, spec: VenueSpec, config: FundingClientConfig, stage: IngestStage) -> None:
+    def __init__(self, spec: FundingFeed, config: FundingClientConfig, stage: IngestStage) -> None:
         if not config.symbols:
             raise ValueError(f"{spec.name}: no symbols to subscribe")
         self.spec = spec
