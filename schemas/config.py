@@ -2,8 +2,8 @@
 
 Every component's config is a frozen dataclass that also derives from :class:`Config`; its
 ``from_mapping`` (a TOML table, flags) rejects unknown keys, builds nested configs from
-sub-tables (lists of them too), turns lists into tuples and ISO dates into dates where the field says so, and
-raises :class:`ConfigError` (one line) for anything it cannot accept.
+sub-tables (lists of them too), turns lists into tuples and ISO dates into dates where the
+field says so, and raises :class:`ConfigError` (one line) for anything it cannot accept.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,7 +33,7 @@ from connectors.common.lifecycle import (
 )
 from connectors.common.logs import get_logger
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 log = get_logger("funding")
 RATE_LIMITED_HTTP = frozenset({418, 429})  # Binance: 429 too many requests, 418 IP banned
@@ -83,8 +83,10 @@ class FundingFeed:
 
 
 @dataclass(frozen=True, slots=True)
-class FundingClientConfig:
+class FundingClientConfig(Config):
     """Configuration of one venue's funding connection (frozen; unknown keys rejected)."""
+
+    SECTION: ClassVar[str] = "funding"
 
     symbols: tuple[str, ...] = ()  # venue symbols: "BTCUSDT", "BTC-USDT-SWAP"
     url: str | None = None  # WebSocket endpoint; None: the venue's public one
@@ -102,31 +104,28 @@ class FundingClientConfig:
     rate_limit_penalty: int = 3  # extra backoff steps after HTTP 429/418
     max_frame_bytes: int = 1 << 20
 
-    def __post_init__(self) -> None:
-        for name in ("stale_after_s", "keepalive_s"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive")
-        if not (self.refresh_s > 0 and self.open_timeout_s > 0 and self.rest_timeout_s > 0):
-            raise ValueError("refresh_s, open_timeout_s and rest_timeout_s must be positive")
-        if self.min_emit_interval_ms < 0:
-            raise ValueError("min_emit_interval_ms must be >= 0")
-        self.fallback()  # checks the intervals
-
-    def fallback(self) -> IntervalFallback:
-        return IntervalFallback(self.default_interval_hours, self.interval_hours)
-
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> FundingClientConfig:
-        check_known_keys(cls, values, "funding")
-        values = dict(values)
-        if "symbols" in values:
-            values["symbols"] = tuple(values["symbols"])
+    def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``interval_hours`` may be a table of symbol → hours."""
         if isinstance(values.get("interval_hours"), Mapping):
             values["interval_hours"] = tuple(
                 (str(k), float(v)) for k, v in values["interval_hours"].items()
             )
-        return cls(**values)
+        return values
+
+    def __post_init__(self) -> None:
+        for name in ("stale_after_s", "keepalive_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive")
+        if not (self.refresh_s > 0 and self.open_timeout_s > 0 and self.rest_timeout_s > 0):
+            raise ConfigError("refresh_s, open_timeout_s and rest_timeout_s must be positive")
+        if self.min_emit_interval_ms < 0:
+            raise ConfigError("min_emit_interval_ms must be >= 0")
+        self.fallback()  # checks the intervals
+
+    def fallback(self) -> IntervalFallback:
+        return IntervalFallback(self.default_interval_hours, self.interval_hours)
 
 
 class RestFailed(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connectors.funding.binance.parse import BinanceFundingNormaliser, control_frame
-from connectors.funding.client import FundingClientConfig, RestRequest, FundingFeed
+from connectors.funding.client import FundingClientConfig, FundingFeed, RestRequest
 
 STREAM = "{symbol}@markPrice@1s"  # mark price, index, funding rate, next funding time
 
