@@ -9,6 +9,8 @@ from connectors.cboe.normaliser import CboeNormaliser
 from connectors.common.ingest import IngestStage
 from connectors.common.venue import VenueSpec, choice_target
 
+SYMBOL = choice_target("CBOE symbol", sorted(CBOE_SYMBOLS))
+
 
 def normaliser(config: CboeConfig | None) -> CboeNormaliser:
     return CboeNormaliser()
@@ -18,13 +20,4 @@ def client(config: CboeConfig | None, symbols: tuple[str, ...], stage: IngestSta
     return CboeClient(replace(config or CboeConfig(), symbols=symbols), stage)
 
 
-SPEC = VenueSpec(
-    venue="cboe",
-    prefix="cboe",
-    table="cboe",
-    config=CboeConfig,
-    normaliser=normaliser,
-    client=client,
-    target=choice_target("CBOE symbol", sorted(CBOE_SYMBOLS)),
-    example="cboe:SPX",
-)
+SPEC = VenueSpec("cboe", CboeConfig, normaliser, client, SYMBOL, example="cboe:SPX")

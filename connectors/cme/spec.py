@@ -11,6 +11,9 @@ from connectors.common.ingest import IngestStage
 from connectors.common.venue import VenueSpec, choice_target
 from schemas.config import ConfigError
 
+PRODUCT = choice_target("CME product", sorted(PRODUCTS))
+TABLE = "the settlement URLs or a directory of saved files"  # what a [cme] table must hold
+
 
 def normaliser(config: CmeConfig | None) -> CmeNormaliser:
     return CmeNormaliser()
@@ -26,14 +29,4 @@ def client(config: CmeConfig | None, products: tuple[str, ...], stage: IngestSta
     return CmeClient(replace(config, product=products[0]), stage)
 
 
-SPEC = VenueSpec(
-    venue="cme",
-    prefix="cme",
-    table="cme",
-    config=CmeConfig,
-    normaliser=normaliser,
-    client=client,
-    target=choice_target("CME product", sorted(PRODUCTS)),
-    example="cme:ES",
-    needs_table="the settlement URLs or a directory of saved files",
-)
+SPEC = VenueSpec("cme", CmeConfig, normaliser, client, PRODUCT, "cme:ES", needs_table=TABLE)

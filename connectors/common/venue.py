@@ -30,15 +30,19 @@ class VenueSpec:
     """Everything the application needs to know about one venue."""
 
     venue: str  # capture venue name, and the ingest stage's: "deribit", "binance"
-    prefix: str  # source prefix: "deribit" (deribit:BTC), "funding:binance"
-    table: str  # config-file table: "deribit", "funding.binance"
-    config: type[Config]  # the table's config class
+    config: type[Config]  # the class of the venue's config-file table
     normaliser: Callable[[Any], Normaliser]  # the venue's config (None: defaults) → fresh one
     client: Callable[[Any, tuple[str, ...], IngestStage], LiveSource]  # config|None, targets
     target: Callable[[str], str]  # a source's target, canonical; SourceError (why) if not
     example: str  # a source for help texts: "deribit:BTC"
+    prefix: str = ""  # source prefix: "deribit" (deribit:BTC), "funding:binance"; "": venue
+    table: str = ""  # config-file table: "deribit", "funding.binance"; "": venue
     needs_table: str | None = None  # what a source's required table must say; None: optional
     url_flag: bool = False  # the CLI's --url replaces this venue's ``url``
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", self.prefix or self.venue)
+        object.__setattr__(self, "table", self.table or self.venue)
 
     @property
     def name(self) -> str:

@@ -9,7 +9,7 @@ from connectors.common.venue import VenueSpec, choice_target
 from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
 
-CURRENCIES = ("BTC", "ETH")
+CURRENCY = choice_target("Deribit currency", ("BTC", "ETH"))
 
 
 def normaliser(config: DeribitConfig | None) -> DeribitNormaliser:
@@ -23,13 +23,5 @@ def client(
 
 
 SPEC = VenueSpec(
-    venue="deribit",
-    prefix="deribit",
-    table="deribit",
-    config=DeribitConfig,
-    normaliser=normaliser,
-    client=client,
-    target=choice_target("Deribit currency", CURRENCIES),
-    example="deribit:BTC",
-    url_flag=True,
+    "deribit", DeribitConfig, normaliser, client, CURRENCY, example="deribit:BTC", url_flag=True
 )
