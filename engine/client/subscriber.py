@@ -90,11 +90,11 @@ def _normalise_start(value: object, what: str) -> str:
     if value == "$":
         return "$"
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string stream id, '0' or '$'; got {value!r}")
+        raise ConfigError(f"{what} must be a string stream id, '0' or '$'; got {value!r}")
     try:
         ms, seq = _parse_id(value)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"{what} must be a stream id ('ms-seq'), '0' or '$'; got {value!r}"
         ) from None
     return f"{ms}-{seq}"
@@ -102,7 +102,7 @@ def _normalise_start(value: object, what: str) -> str:
 
 def _check_underlying(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or _BAD_NAME_CHARS.intersection(name):
-        raise ValueError(f"{what}: bad underlying name {name!r}")
+        raise ConfigError(f"{what}: bad underlying name {name!r}")
     return name
 
 
