@@ -145,16 +145,16 @@ class _Session:
 class FundingClient:
     """Streams one venue's funding for ``config.symbols`` into an ingest stage until stopped."""
 
-    def __init__(self, spec: FundingFeed, config: FundingClientConfig, stage: IngestStage) -> None:
+    def __init__(self, feed: FundingFeed, config: FundingClientConfig, stage: IngestStage) -> None:
         if not config.symbols:
-            raise ValueError(f"{spec.name}: no symbols to subscribe")
-        self.spec = spec
+            raise ValueError(f"{feed.name}: no symbols to subscribe")
+        self.feed = feed
         self.config = config
         self.stage = stage
-        self.url = spec.stream_url(config.url or spec.url, config.symbols)
-        self.rest_url = (config.rest_url or spec.rest_url or "").rstrip("/")
-        self.stale_after_s = config.stale_after_s or spec.stale_after_s
-        self.keepalive_s = config.keepalive_s or spec.keepalive_s
+        self.url = feed.stream_url(config.url or feed.url, config.symbols)
+        self.rest_url = (config.rest_url or feed.rest_url or "").rstrip("/")
+        self.stale_after_s = config.stale_after_s or feed.stale_after_s
+        self.keepalive_s = config.keepalive_s or feed.keepalive_s
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_cap_s)
         self.counts: Counter[str] = Counter()  # connections, acks, pongs, venue_errors, …
         self._stopping = asyncio.Event()
@@ -181,7 +181,7 @@ class FundingClient:
                 delay = self.backoff.next_delay()
                 log.warning(
                     "funding reconnecting",
-                    venue=self.spec.name,
+                    venue=self.feed.name,
                     reason=reason,
                     delay_s=round(delay, 3),
                 )
@@ -200,8 +200,8 @@ class FundingClient:
 
     async def _until_stopped(self, work: Coroutine[Any, Any, str]) -> str | None:
         """Run one connection; None when stop() came first (the connection is cancelled)."""
-        task = asyncio.create_task(work, name=f"{self.spec.name}-connection")
-        stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.spec.name}-stop")
+        task = asyncio.create_task(work, name=f"{self.feed.name}-connection")
+        stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.feed.name}-stop")
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
@@ -216,7 +216,7 @@ class FundingClient:
 
     async def _one_connection(self) -> str:
         try:
-            for request in self.spec.seed_requests(self.config.symbols):
+            for request in self.feed.seed_requests(self.config.symbols):
                 await self._get(request)
             async with connect(
                 self.url,
@@ -235,13 +235,13 @@ class FundingClient:
             self._session = None
 
     async def _run_session(self, session: _Session) -> str:
-        name = self.spec.name
+        name = self.feed.name
         tasks = {
             asyncio.create_task(self._read(session), name=f"{name}-reader"),
             asyncio.create_task(session.watchdog.watch(), name=f"{name}-watchdog"),
             asyncio.create_task(self._subscribe_then_refresh(session), name=f"{name}-session"),
         }
-        if self.spec.keepalive_frame is not None:
+        if self.feed.keepalive_frame is not None:
             tasks.add(asyncio.create_task(self._keepalive(session), name=f"{name}-keepalive"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -259,11 +259,11 @@ class FundingClient:
         while True:
             raw = await session.ws.recv(decode=False)
             recv_ns = time.time_ns()
-            if raw == self.spec.keepalive_reply:
+            if raw == self.feed.keepalive_reply:
                 self.counts["pongs"] += 1
                 continue
             doc, error = decode_json(raw)
-            control = self.spec.control(doc) if error is None else None
+            control = self.feed.control(doc) if error is None else None
             if control is not None:
                 self._on_control(control)
             else:
@@ -276,40 +276,40 @@ class FundingClient:
     def _on_control(self, control: Control) -> None:
         if control.kind == ERROR:
             self.counts["venue_errors"] += 1
-            log.warning("funding venue error", venue=self.spec.name, detail=control.detail)
+            log.warning("funding venue error", venue=self.feed.name, detail=control.detail)
         else:
             self.counts[f"{control.kind}s"] += 1  # acks, pongs, notices
             if control.kind == NOTICE:
-                log.info("funding venue notice", venue=self.spec.name, detail=control.detail)
+                log.info("funding venue notice", venue=self.feed.name, detail=control.detail)
 
     async def _send(self, session: _Session, frame: str) -> None:
         async with session.send_lock:
             await session.ws.send(frame)
 
     async def _subscribe_then_refresh(self, session: _Session) -> None:
-        for frame in self.spec.subscribe_frames(self.config.symbols):
+        for frame in self.feed.subscribe_frames(self.config.symbols):
             await self._send(session, frame)
         self.counts["subscribed"] += 1
         log.info(
             "funding subscribed",
-            venue=self.spec.name,
+            venue=self.feed.name,
             symbols=list(self.config.symbols),
             connection=self.connections,
         )
-        refresh = self.spec.refresh_requests(self.config.symbols)
+        refresh = self.feed.refresh_requests(self.config.symbols)
         while refresh:
             await asyncio.sleep(self.config.refresh_s)
             for request in refresh:
                 try:
                     await self._get(request)
                 except RestFailed as exc:  # the stream stays up; the last table stays in use
-                    log.warning("funding refresh failed", venue=self.spec.name, error=str(exc))
+                    log.warning("funding refresh failed", venue=self.feed.name, error=str(exc))
 
     async def _keepalive(self, session: _Session) -> None:
-        assert self.spec.keepalive_frame is not None
+        assert self.feed.keepalive_frame is not None
         while True:
             await asyncio.sleep(self.keepalive_s)
-            await self._send(session, self.spec.keepalive_frame)
+            await self._send(session, self.feed.keepalive_frame)
             self.counts["pings"] += 1
 
     # ------------------------------------------------------------ REST

@@ -40,8 +40,8 @@ async def running(
     """A client for ``spec`` (``funding:VENUE:SYMBOL``, comma-separated) until the block ends."""
     sink = MemorySink()
     sources = [parse_source(s) for s in spec.split(",")]
-    spec, _ = locate(sources[0])
-    ((_, _, client),) = live_clients(sources, sink, TOPICS, {spec.venue: config}, capture)
+    venue = locate(sources[0])[0].venue
+    ((_, _, client),) = live_clients(sources, sink, TOPICS, {venue: config}, capture)
     task = asyncio.create_task(client.run())
     try:
         yield client, sink
