@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from connectors.registry import SPECS
@@ -73,6 +74,8 @@ class Settings:
         ):
             raise ConfigError(f"redis must be a redis:// URL, got {self.redis!r}")
         check_known_keys(ENGINE_KEYS, self.engine, "settings")
+        object.__setattr__(self, "engine", MappingProxyType(dict(self.engine)))
+        object.__setattr__(self, "venues", MappingProxyType(dict(self.venues)))
 
     def engine_config(self, bootstrap: str, redis_url: str, embedded_kafka: bool) -> EngineConfig:
         """The engine's config against a resolved broker and Redis."""
@@ -128,7 +131,9 @@ def load_settings(
         if name in data:
             engine[name] = _component(name, cls, data[name])
     settings = Settings(**services, engine=engine, venues=venues)
-    settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)  # checks
+    # EngineConfig checks the values now rather than when a command starts the engine (the
+    # broker and Redis it is given here are placeholders: the command resolves the real ones)
+    settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)
     return settings
 
 
