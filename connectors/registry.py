@@ -9,5 +9,6 @@ from connectors.deribit.spec import SPEC as DERIBIT
 from connectors.funding.binance.spec import SPEC as BINANCE
 from connectors.funding.bybit.spec import SPEC as BYBIT
 from connectors.funding.okx.spec import SPEC as OKX
+from connectors.simulator.spec import SPEC as SIMULATOR
 
-SPECS: tuple[VenueSpec, ...] = (DERIBIT, CBOE, CME, BINANCE, BYBIT, OKX)
+SPECS: tuple[VenueSpec, ...] = (DERIBIT, CBOE, CME, BINANCE, BYBIT, OKX, SIMULATOR)

@@ -30,11 +30,11 @@ IDS = [spec.venue for spec in SPECS]
 
 
 def test_one_spec_per_venue_with_distinct_names_prefixes_and_tables():
-    assert IDS == ["deribit", "cboe", "cme", "binance", "bybit", "okx"]
+    assert IDS == ["deribit", "cboe", "cme", "binance", "bybit", "okx", "simulator"]
     for attribute in ("venue", "prefix", "table"):
         values = [getattr(spec, attribute) for spec in SPECS]
         assert len(set(values)) == len(values), attribute
-    assert KINDS == ("deribit", "cboe", "cme", "funding", REPLAY)
+    assert KINDS == ("deribit", "cboe", "cme", "funding", "simulator", REPLAY)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -68,7 +68,7 @@ def test_an_unknown_prefix_is_one_line_naming_the_known_kinds(capsys):
     message = str(info.value)
     assert message == (
         "unknown source kind 'kraken' in 'kraken:XBTUSD'; "
-        "known: deribit, cboe, cme, funding, replay"
+        "known: deribit, cboe, cme, funding, simulator, replay"
     )
     assert main(["ingest", "--source", "kraken:XBTUSD", "--kafka", "h:1"]) == 2
     err = capsys.readouterr().err
