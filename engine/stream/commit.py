@@ -23,6 +23,7 @@ as Quix Streams' ``Checkpoint.commit()`` does.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -149,7 +150,7 @@ class Commit:
         # Set while a batch is processed but its events are not yet written: a checkpoint
         # then (a rebalance mid-batch) would cover inputs whose events nobody may write.
         self.unpublished = False
-        self._last_commit = 0.0
+        self._last_commit = -math.inf  # the first batch commits
         self._last_checkpoint = time.monotonic()
         self._checkpoint_lock = asyncio.Lock()
 

@@ -119,30 +119,31 @@ class Assignment:
 
     def to_commit(self, next_offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         """The offsets of ``next_offsets`` that differ from the last committed ones."""
-        return {tp: n for tp, n in next_offsets.items() if self._committed(tp) != n}
+        return self._moved(next_offsets, "committed")
 
     def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """``offsets`` were committed."""
-        for tp, n in offsets.items():
-            state = self._states.get(tp)
-            if state is not None:
-                state.committed = n
+        self._reached(offsets, "committed")
 
     def to_mark(self, next_offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         """The offsets of ``next_offsets`` the Redis watermarks have not reached yet."""
-        return {tp: n for tp, n in next_offsets.items() if self._marked(tp) != n}
+        return self._moved(next_offsets, "marked")
 
     def marked(self, offsets: Mapping[TopicPartition, int]) -> None:
         """The Redis watermarks reached ``offsets``."""
+        self._reached(offsets, "marked")
+
+    def _moved(
+        self, next_offsets: Mapping[TopicPartition, int], kind: str
+    ) -> dict[TopicPartition, int]:
+        return {
+            tp: n
+            for tp, n in next_offsets.items()
+            if getattr(self._states.get(tp), kind, None) != n
+        }
+
+    def _reached(self, offsets: Mapping[TopicPartition, int], kind: str) -> None:
         for tp, n in offsets.items():
             state = self._states.get(tp)
             if state is not None:
-                state.marked = n
-
-    def _committed(self, tp: TopicPartition) -> int | None:
-        state = self._states.get(tp)
-        return None if state is None else state.committed
-
-    def _marked(self, tp: TopicPartition) -> int | None:
-        state = self._states.get(tp)
-        return None if state is None else state.marked
+                setattr(state, kind, n)

@@ -295,6 +295,25 @@ def test_offsets_wait_for_the_commit_interval_and_move_only_when_changed():
     assert report.commits == 2 and report.checkpoints == 0
 
 
+def test_a_forced_commit_writes_the_offsets_before_the_checkpoint():
+    journal = Journal()
+    commit, report, _, _ = make_commit(journal, commit_interval_s=3600.0)
+    tasks = {0: Task({IDX0: 6})}
+
+    async def go() -> None:
+        await one_batch(commit, tasks, output(5))  # the first batch commits
+        tasks[0].next_offsets[IDX0] = 7
+        await one_batch(commit, tasks, output(6))  # within the interval: offsets wait
+        await commit.commit(tasks, checkpoint=True)  # partitions move away, or a stop
+
+    asyncio.run(go())
+    batch = ["event", "flush", "redis"]
+    assert journal.names() == [*batch, "offsets", *batch, "offsets", "checkpoint"]
+    assert journal.steps[-2][1] == {IDX0: 7}
+    assert journal.steps[-1][1].offsets == {f"{IDX0.topic}/0": 7}
+    assert report.commits == 2 and report.checkpoints == 1
+
+
 def test_a_checkpoint_never_covers_a_batch_whose_events_are_not_written():
     journal = Journal()
     commit, report, _, _ = make_commit(journal)
