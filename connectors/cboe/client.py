@@ -10,14 +10,13 @@ the stage's normaliser (``CboeNormaliser``) parses each body and frames the chan
 
 from __future__ import annotations
 
-import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.cboe.products import PRODUCTS
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
-from connectors.common.polled import PolledClient
+from connectors.common.polled import PolledClient, Timing
 from schemas.config import check_known_keys
 
 CBOE_DELAYED_QUOTES_URL = "https://cdn.cboe.com/api/global/delayed_quotes/options"
@@ -87,13 +86,8 @@ class CboeClient(PolledClient[CboeConfig]):
 
     source: HttpPoller
 
-    def _source(
-        self,
-        sleep: Callable[[float], Awaitable[object]],
-        clock: Callable[[], float],
-        rng: random.Random | None,
-    ) -> HttpPoller:
-        config = self.config.poller_config()
+    def _source(self, timing: Timing) -> HttpPoller:
+        config, (sleep, clock, rng) = self.config.poller_config(), timing
         return HttpPoller(config, self.stage, sleep=sleep, clock=clock, rng=rng)
 
     def stale_symbols(self) -> list[str]:

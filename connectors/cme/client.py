@@ -18,9 +18,8 @@ Each body reaches the stage with the ``request`` that says which document it is
 from __future__ import annotations
 
 import asyncio
-import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -32,7 +31,7 @@ from connectors.cme.parse import CmeChainConfig
 from connectors.cme.products import PRODUCTS
 from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
-from connectors.common.polled import PolledClient
+from connectors.common.polled import PolledClient, Timing
 from engine.core.pricing import warm_up
 from schemas.config import check_known_keys
 
@@ -187,12 +186,7 @@ class CmeClient(PolledClient[CmeConfig]):
     without waiting).
     """
 
-    def _source(
-        self,
-        sleep: Callable[[float], Awaitable[object]],
-        clock: Callable[[], float],
-        rng: random.Random | None,
-    ) -> HttpPoller | FileWatch:
+    def _source(self, timing: Timing) -> HttpPoller | FileWatch:
         config = self.config
         if config.directory:
             watch = FileWatchConfig(
@@ -200,13 +194,13 @@ class CmeClient(PolledClient[CmeConfig]):
                 patterns=(FUTURES_FILE, "options_*.json"),
                 poll_interval_s=config.file_poll_interval_s,
             )
-            return FileWatch(watch, self.stage, sleep=sleep, describe=self._describe_file)
+            return FileWatch(watch, self.stage, sleep=timing.sleep, describe=self._describe_file)
         return HttpPoller(
             config.poller_config(),
             self.stage,
-            sleep=sleep,
-            clock=clock,
-            rng=rng,
+            sleep=timing.sleep,
+            clock=timing.clock,
+            rng=timing.rng,
             describe=config.requests().get,
         )
 

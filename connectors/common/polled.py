@@ -12,15 +12,23 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from connectors.common.file_watch import FileWatch
 from connectors.common.http_poller import HttpPoller
 from connectors.common.ingest import IngestStage
 
-__all__ = ["PolledClient"]
+__all__ = ["PolledClient", "Timing"]
 
 ConfigT = TypeVar("ConfigT")
+
+
+class Timing(NamedTuple):
+    """What a transport waits and times with (tests pass fakes)."""
+
+    sleep: Callable[[float], Awaitable[object]]
+    clock: Callable[[], float]
+    rng: random.Random | None
 
 
 class PolledClient(Generic[ConfigT]):
@@ -41,14 +49,9 @@ class PolledClient(Generic[ConfigT]):
     ) -> None:
         self.config = config
         self.stage = stage
-        self.source = self._source(sleep, clock, rng)
+        self.source = self._source(Timing(sleep, clock, rng))
 
-    def _source(
-        self,
-        sleep: Callable[[float], Awaitable[object]],
-        clock: Callable[[], float],
-        rng: random.Random | None,
-    ) -> HttpPoller | FileWatch:
+    def _source(self, timing: Timing) -> HttpPoller | FileWatch:
         """The transport for ``self.config``, delivering to ``self.stage``."""
         raise NotImplementedError
 

@@ -37,6 +37,11 @@ Scripted funding and DVOL (``funding_path``, ``dvol_path``: piecewise-linear kno
 scripted 8-hour funding rate, so the published ``funding_8h`` follows the path with noise;
 every option IV is scaled so that DVOL follows the path at the initial spot (the spot-vol
 link and the slow vol wiggle stay on top). Without paths a session is unchanged.
+
+Layout: this module is the driver (the 100 ms step loop and the summary); the session class
+combines ``deribit_quotes`` (market state, tickers, trades, perpetual), ``deribit_index``
+(the feedback book, the index path, level crossings) and ``deribit_wire`` (receive times,
+RPC responses, the preamble); ``deribit_types`` holds the summary types.
 """
 
 from __future__ import annotations
