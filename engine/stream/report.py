@@ -27,6 +27,8 @@ class EngineReport:
     checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
     restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
     rebuilt: int = 0  # partitions replayed from the log start: a checkpoint ahead of the log
+    merge_gaps: int = 0  # records awaited in their producer's send order, given up on
+    merge_forced: int = 0  # records released out of their producers' order (crossed orders)
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +47,8 @@ class EngineReport:
             "checkpoint_failures": self.checkpoint_failures,
             "restored": self.restored,
             "rebuilt": self.rebuilt,
+            "merge_gaps": self.merge_gaps,
+            "merge_forced": self.merge_forced,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
