@@ -23,6 +23,7 @@ class EngineReport:
     levels_written: int = 0
     batches: int = 0
     commits: int = 0
+    commit_failures: int = 0  # offset commits refused: the group rebalanced under the engine
     checkpoints: int = 0  # task checkpoints written to engine.state.v1
     checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
     restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
@@ -43,6 +44,7 @@ class EngineReport:
             "levels_written": self.levels_written,
             "batches": self.batches,
             "commits": self.commits,
+            "commit_failures": self.commit_failures,
             "checkpoints": self.checkpoints,
             "checkpoint_failures": self.checkpoint_failures,
             "restored": self.restored,
