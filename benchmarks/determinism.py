@@ -37,7 +37,7 @@ def draw(rng: random.Random) -> Case:
     """A random case, over the same space as the property test's strategy."""
     return Case(
         seed=rng.randrange(2**32),
-        max_records=rng.randint(1, 400),
+        max_records=rng.randint(10, 400),
         checkpoint_interval_s=rng.choice([0.05, 0.2, 1.0]),
         kill_at=rng.uniform(0.0, 1.2),
         handover_at=rng.uniform(0.0, 1.2),

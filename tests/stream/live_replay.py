@@ -128,8 +128,8 @@ class _Engine:
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    """Wait for ``condition`` (polled), at most 60 s."""
-    deadline = time.monotonic() + 60
+    """Wait for ``condition`` (polled), at most 120 s (a loaded machine, small batches)."""
+    deadline = time.monotonic() + 120
     while True:
         result = condition()
         if result if isinstance(result, bool) else await result:

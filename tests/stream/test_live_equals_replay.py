@@ -17,7 +17,7 @@ from tests.stream.live_replay import Case, run_case, staged_session
 cases = st.builds(
     Case,
     seed=st.integers(0, 2**32 - 1),
-    max_records=st.integers(1, 400),
+    max_records=st.integers(10, 400),
     checkpoint_interval_s=st.sampled_from([0.05, 0.2, 1.0]),
     kill_at=st.floats(0.0, 1.2),
     handover_at=st.floats(0.0, 1.2),
