@@ -282,7 +282,10 @@ class EngineRuntime:
         released: list[InputItem] = []
         for task in self.tasks.values():
             began = time.perf_counter()
+            gaps, forced = task.merge.gaps, task.merge.forced
             items = list(task.merge.release(self._caught_up))
+            self.report.merge_gaps += task.merge.gaps - gaps
+            self.report.merge_forced += task.merge.forced - forced
             if task.merge.buffered():
                 meter.count("merge_held_back")
             meter.stage("merge", time.perf_counter() - began)
