@@ -1,5 +1,5 @@
-"""Live equals replay over many random cases (the property of
-``tests/stream/test_live_equals_replay.py``, longer).
+"""Live equals replay over many random cases (the scenario of
+``tests/stream/live_replay.py``).
 
 Each case copies one simulator session into fresh topics in random per-topic chunks with
 random pauses while engines of one group consume live, with a random ``max_records``,
