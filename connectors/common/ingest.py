@@ -8,6 +8,7 @@ sink with the raw bytes and the reason; nothing else is lost and nothing raises.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,7 +59,13 @@ class RecordSink(Protocol):
     async def send_record(self, topic: str, record: Record) -> None: ...
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None: ...
 
 
@@ -68,14 +75,22 @@ class MemorySink:
 
     records: list[tuple[str, Record]] = field(default_factory=list)
     dead_letters: list[tuple[bytes, str, str, str, int]] = field(default_factory=list)
+    dead_letter_classes: list[str] = field(default_factory=list)
 
     async def send_record(self, topic: str, record: Record) -> None:
         self.records.append((topic, record))
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None:
         self.dead_letters.append((raw, reason, venue, source, recv_ns))
+        self.dead_letter_classes.append(reason_class)
 
     def on(self, topic: str) -> list[Record]:
         return [record for t, record in self.records if t == topic]
@@ -100,7 +115,11 @@ class IngestStage:
         topics: Topics,
         capture: CaptureWriter | None = None,
         source: str = "live",
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        """``clock_ns`` is the receive clock the venue's client stamps messages with (venue
+        times are checked against it); tests of fake venues give the fake's clock."""
+        self.clock_ns = clock_ns
         self.venue = venue
         self.normaliser = normaliser
         self.sink = sink
@@ -108,6 +127,7 @@ class IngestStage:
         self.capture = capture
         self.source = source
         self.counts: Counter[str] = Counter()
+        self.dead_letter_kinds: Counter[str] = Counter()  # by reason class (ParseError.kind)
         self._send_tick = getattr(sink, "send_tick", None)
 
     async def on_message(
@@ -124,12 +144,12 @@ class IngestStage:
         if self.capture is not None:
             self.capture.write(CapturedMessage(recv_ns, self.venue, raw, request, url))
         if decode_error is not None:
-            await self._dead_letter(raw, decode_error, recv_ns)
+            await self._dead_letter(raw, decode_error, "malformed", recv_ns)
             return []
         try:
             routed = self.normaliser.normalise(doc, recv_ns, request)
         except ParseError as exc:
-            await self._dead_letter(raw, exc.reason, recv_ns)
+            await self._dead_letter(raw, exc.reason, exc.kind, recv_ns)
             return []
         send_record, send_tick = self.sink.send_record, self._send_tick
         for item in routed:
@@ -141,9 +161,12 @@ class IngestStage:
         self.counts["records"] += len(routed)
         return routed
 
-    async def _dead_letter(self, raw: bytes, reason: str, recv_ns: int) -> None:
+    async def _dead_letter(self, raw: bytes, reason: str, kind: str, recv_ns: int) -> None:
         self.counts["dead_letters"] += 1
-        await self.sink.send_dead_letter(raw, reason, self.venue, self.source, recv_ns)
+        self.dead_letter_kinds[kind] += 1
+        await self.sink.send_dead_letter(
+            raw, reason, self.venue, self.source, recv_ns, reason_class=kind
+        )
 
 
 async def replay_messages(

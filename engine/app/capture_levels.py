@@ -33,7 +33,13 @@ class FeederSink:
             self.flush()
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None:
         self.dead_letters += 1
 

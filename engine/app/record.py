@@ -31,7 +31,13 @@ class DiscardSink:
         self.records += 1
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None:
         self.dead_letters += 1
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -47,13 +48,15 @@ async def run_ingest(
     funding: Mapping[str, FundingClientConfig] | None = None,
     cboe: CboeConfig | None = None,
     cme: CmeConfig | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
     Live sources (Deribit, CBOE, funding) run until stopped; replays end by themselves (each
     captured message goes to its venue's normaliser; paced at
     ``replay_speed`` × recorded time when given). ``funding`` overrides a funding venue's
-    settings by venue name (URLs, timings). Shutdown is orderly,
+    settings by venue name (URLs, timings). ``clock_ns`` is the live clients' receive
+    clock. Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
     """
     stop = stop or asyncio.Event()
@@ -66,7 +69,14 @@ async def run_ingest(
         stages: list[IngestStage] = []
         tasks: list[asyncio.Task[None]] = []
         lives = live_clients(
-            sources, producer, topics, deribit=deribit, cboe=cboe, cme=cme, funding=funding
+            sources,
+            producer,
+            topics,
+            deribit=deribit,
+            cboe=cboe,
+            cme=cme,
+            funding=funding,
+            clock_ns=clock_ns,
         )
         for live in lives:
             stages.append(live.stage)
@@ -127,13 +137,16 @@ def live_clients(
     cboe: CboeConfig | None = None,
     funding: Mapping[str, FundingClientConfig] | None = None,
     cme: CmeConfig | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> list[LiveClient]:
     """The client (and ingest stage) of every live source: one per venue (ingest, record)."""
     out: list[LiveClient] = []
     currencies = tuple(dict.fromkeys(s.target for s in sources if s.kind == "deribit"))
     if currencies:
         config = DeribitConfig(**{**_fields(deribit or DeribitConfig()), "currencies": currencies})
-        stage = IngestStage("deribit", DeribitNormaliser(), sink, topics, capture)
+        stage = IngestStage(
+            "deribit", DeribitNormaliser(), sink, topics, capture, clock_ns=clock_ns
+        )
         out.append(LiveClient("deribit", stage, DeribitClient(config, stage)))
     symbols = tuple(dict.fromkeys(s.target for s in sources if s.kind == "cboe"))
     if symbols:
