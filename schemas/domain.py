@@ -146,7 +146,7 @@ def check_event_time(ts_event_ns: int, recv_ns: int, field: str = "timestamp") -
 # option contract as the book takes it.
 _CONTRACT_FIELDS = (
     ("open_interest", 0.0, MAX_OPEN_INTEREST, True, False),
-    ("iv", 0.0, MAX_IV, False, True),
+    ("iv", 0.0, MAX_IV, True, True),  # 0 = no vol: contributes nothing, as None
     ("underlying_price", 0.0, MAX_PRICE, False, False),
     ("index_price", 0.0, MAX_PRICE, False, True),
     ("multiplier", 0.0, MAX_MULTIPLIER, False, False),
@@ -191,7 +191,7 @@ def price_problem(name: str, value: Any) -> str | None:
 # the column allows none.
 _COLUMN_DOMAIN = {
     "open_interest": (0.0, MAX_OPEN_INTEREST, True, False),
-    "iv": (0.0, MAX_IV, False, True),
+    "iv": (0.0, MAX_IV, True, True),
     "underlying_price": (0.0, MAX_PRICE, False, True),
     "index_price": (0.0, MAX_PRICE, False, True),
     "multiplier": (0.0, MAX_MULTIPLIER, False, False),
