@@ -112,7 +112,7 @@ def _one_mutant(kind: str, seed: int) -> tuple[list, Mutant]:
     for at in notes:
         mutant = mutate(session[at], kind, rng)
         if mutant is not None:
-            return session[: at + 1] + [mutant.message] + session[at + 1 :], mutant
+            return [*session[: at + 1], mutant.message, *session[at + 1 :]], mutant
     raise AssertionError(f"{kind} applies to no message")
 
 
@@ -140,7 +140,7 @@ def test_each_harmless_kind_is_accepted_unchanged(kind, seed):
     mutant = mutate(session[at], kind, rng)
     if mutant is None:
         return  # the kind does not apply to this message: the clean case
-    sink, _, _ = ingest(session[:at] + [mutant.message] + session[at + 1 :])
+    sink, _, _ = ingest([*session[:at], mutant.message, *session[at + 1 :]])
     assert sink.dead_letters == []
     assert sink.records == short_clean_records()
 
