@@ -199,9 +199,13 @@ _COLUMN_DOMAIN = {
 }
 
 
-def column_problem(name: str, values: np.ndarray, instruments: Any = None) -> str | None:
-    """Why a float64 column cannot enter the book (first bad row), or None."""
-    low, high, inclusive, nan_ok = _COLUMN_DOMAIN[name]
+def column_problem(
+    name: str, values: np.ndarray, instruments: Any = None, nan_ok: bool | None = None
+) -> str | None:
+    """Why a float64 column cannot enter the book (first bad row), or None. ``nan_ok``
+    overrides whether NaN ("none") is allowed in this column."""
+    low, high, inclusive, column_nan_ok = _COLUMN_DOMAIN[name]
+    nan_ok = column_nan_ok if nan_ok is None else nan_ok
     above = values >= low if inclusive else values > low
     good = above & (values <= high)
     if nan_ok:
@@ -210,6 +214,5 @@ def column_problem(name: str, values: np.ndarray, instruments: Any = None) -> st
         return None
     row = int(np.argmin(good))
     who = f"{instruments[row]}: " if instruments is not None else f"row {row}: "
-    value = float(values[row])
-    expected = f"{'>=' if inclusive else '>'} {low:g} and <= {high:g}"
-    return f"{who}{name}={value} (expected {expected})"
+    problem = _value_problem(name, float(values[row]), low, high, inclusive, False)
+    return f"{who}{problem}"

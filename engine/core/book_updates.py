@@ -99,7 +99,9 @@ class ChainUpdates:
         if ticks.underlying != self.underlying:
             raise ValueError(f"ticks of {ticks.underlying} cannot go to the {self.underlying} book")
         for name in FLOAT_COLUMNS:  # every value checked before anything changes
-            problem = column_problem(name, getattr(ticks, name), ticks.instrument)
+            # a tick always has its forward (NaN there is no "none")
+            nan_ok = False if name == "underlying_price" else None
+            problem = column_problem(name, getattr(ticks, name), ticks.instrument, nan_ok)
             if problem is not None:
                 raise ValueError(problem)
         self.ts_event_ns = max(self.ts_event_ns, int(ticks.ts_event_ns))
