@@ -37,7 +37,7 @@ import pandas as pd
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from connectors.cboe.parse import parse_cboe_json_columns
+from connectors.cboe.columns import parse_cboe_json_columns
 from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig

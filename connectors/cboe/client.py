@@ -10,17 +10,13 @@ the stage's normaliser (``CboeNormaliser``) parses each body and frames the chan
 
 from __future__ import annotations
 
-import asyncio
-import random
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.cboe.products import PRODUCTS
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
-from connectors.common.ingest import IngestStage
+from connectors.common.polled import PolledClient, Timing
 from schemas.config import check_known_keys
 
 CBOE_DELAYED_QUOTES_URL = "https://cdn.cboe.com/api/global/delayed_quotes/options"
@@ -81,40 +77,22 @@ class CboeConfig:
         return cls(**out)
 
 
-class CboeClient:
+class CboeClient(PolledClient[CboeConfig]):
     """Polls CBOE's delayed quotes for each configured underlying until :meth:`stop`.
 
     ``sleep``, ``clock`` and ``rng`` go to the poller (tests run its schedule without
     waiting).
     """
 
-    def __init__(
-        self,
-        config: CboeConfig,
-        stage: IngestStage,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.stage = stage
-        self.poller = HttpPoller(config.poller_config(), stage, sleep=sleep, clock=clock, rng=rng)
+    source: HttpPoller
 
-    @property
-    def counts(self) -> Counter[str]:
-        """The poller's transport outcomes (requests, delivered, not_modified, …)."""
-        return self.poller.counts
-
-    async def run(self) -> None:
-        await self.poller.run()
-
-    async def stop(self) -> None:
-        await self.poller.stop()
+    def _source(self, timing: Timing) -> HttpPoller:
+        config, (sleep, clock, rng) = self.config.poller_config(), timing
+        return HttpPoller(config, self.stage, sleep=sleep, clock=clock, rng=rng)
 
     def stale_symbols(self) -> list[str]:
         """Underlyings whose document has not changed for the poller's stale limit."""
-        stale = set(self.poller.stale_urls())
+        stale = set(self.source.stale_urls())
         return [
             s
             for s, url in zip(self.config.symbols, self.config.urls(), strict=True)

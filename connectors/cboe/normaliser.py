@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json_columns
+from connectors.cboe.columns import parse_cboe_json_columns
+from connectors.cboe.parse import parse_cboe_csv
 from connectors.common.errors import ParseError
 from connectors.common.ingest import OPTIONS, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig

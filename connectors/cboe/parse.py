@@ -1,6 +1,7 @@
 """Pure parsers for CBOE delayed quotes: OCC symbols, the download-CSV table, the JSON.
 
-No I/O here: callers pass text / bytes / decoded JSON and a receive time.
+No I/O here: callers pass text / bytes / decoded JSON and a receive time. The JSON into
+columns (the engine's fast path) is :mod:`connectors.cboe.columns`.
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from itertools import pairwise
 from typing import Any, NamedTuple
 
-import msgspec
-import numpy as np
 import orjson
 
 from connectors.cboe.products import product_for_root
-from connectors.cboe.scan import scan_cboe_json
 from connectors.cboe.wire import CboeDelayedQuotesDocument
 from connectors.common.errors import ParseError
 from connectors.common.fields import optional_number, required_number
 from engine.core.settlement import instant_ns, new_york_instant_ns
-from schemas.chain import ChainColumns, ChainSnapshot
+from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 
 VENUE = "cboe"
@@ -38,7 +35,7 @@ PREMIUM_CURRENCY = "USD"
 # space-padded to 6 in OCC's 21-character form).
 _OCC_RE = re.compile(r"([A-Z0-9]{1,6}) *(\d{2})(\d{2})(\d{2})([CP])(\d{8})", re.ASCII)
 _THOUSAND = Decimal(1000)
-_RIGHTS = {"C": OptionRight.CALL, "P": OptionRight.PUT}
+RIGHTS = {"C": OptionRight.CALL, "P": OptionRight.PUT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +63,12 @@ def parse_occ_symbol(symbol: str) -> OccSymbol:
     strike = Decimal(int(strike_digits)) / _THOUSAND
     if not strike:
         raise ParseError(f"bad OCC symbol {symbol!r}: zero strike")
-    return OccSymbol(root=root, expiry=expiry, right=_RIGHTS[right], strike=strike)
+    return OccSymbol(root=root, expiry=expiry, right=RIGHTS[right], strike=strike)
 
 
 @lru_cache(maxsize=4096)
-def _expiry_ns(root: str, expiry: date) -> int:
+def expiry_ns_of(root: str, expiry: date) -> int:
+    """The expiry instant (ns) of ``root``'s options expiring on ``expiry``."""
     return product_for_root(root).expiry_ns(expiry)
 
 
@@ -103,7 +101,7 @@ def _contract(
         underlying=product.underlying,
         instrument=instrument,
         root=occ.root,
-        expiry_ns=_expiry_ns(occ.root, occ.expiry),
+        expiry_ns=expiry_ns_of(occ.root, occ.expiry),
         strike=occ.strike,
         right=occ.right,
         multiplier=product.multiplier,
@@ -141,7 +139,8 @@ def _snapshot(
     )
 
 
-def _spot(value: float, what: str) -> float:
+def positive_spot(value: float, what: str) -> float:
+    """``value`` if it is a finite positive underlying price; ParseError naming ``what``."""
     if not (math.isfinite(value) and value > 0):
         raise ParseError(f"{what} underlying price must be a positive number, got {value!r}")
     return value
@@ -149,30 +148,8 @@ def _spot(value: float, what: str) -> float:
 
 # ---------------------------------------------------------------------------- CSV
 
-CSV_HEADER = (
-    "Expiration Date",
-    "Calls",
-    "Last Sale",
-    "Net",
-    "Bid",
-    "Ask",
-    "Volume",
-    "IV",
-    "Delta",
-    "Gamma",
-    "Open Interest",
-    "Strike",
-    "Puts",
-    "Last Sale",
-    "Net",
-    "Bid",
-    "Ask",
-    "Volume",
-    "IV",
-    "Delta",
-    "Gamma",
-    "Open Interest",
-)
+_SIDE_HEADER = ("Last Sale", "Net", "Bid", "Ask", "Volume", "IV", "Delta", "Gamma", "Open Interest")
+CSV_HEADER = ("Expiration Date", "Calls", *_SIDE_HEADER, "Strike", "Puts", *_SIDE_HEADER)
 _EXPIRY_COL, _STRIKE_COL = 0, 11
 # (symbol, bid, ask, iv, delta, gamma, open interest) column indices of each side
 _CALL_COLS = (1, 4, 5, 7, 8, 9, 10)
@@ -272,7 +249,7 @@ def _read_preamble(rows: Any) -> tuple[float, int]:
         price = float(last.group(1))
     except ValueError:
         raise ParseError(f"CBOE CSV: bad underlying price {last.group(0)!r}") from None
-    spot = _spot(price, "CBOE CSV Last:")
+    spot = positive_spot(price, "CBOE CSV Last:")
 
     date_row = next_nonblank("'Date: ...' line")
     if not date_row[0].strip().startswith("Date:"):
@@ -363,7 +340,8 @@ def parse_cboe_csv(text: str, recv_ns: int) -> ChainSnapshot:
 # ---------------------------------------------------------------------------- JSON
 
 
-def _parse_document_timestamp(value: Any) -> int:
+def parse_document_timestamp(value: Any) -> int:
+    """The document's top-level ``timestamp`` (naive UTC) in ns since the epoch."""
     if not isinstance(value, str):
         raise ParseError(f"CBOE JSON: missing or bad top-level timestamp {value!r}")
     try:
@@ -394,8 +372,8 @@ def parse_cboe_json(
             "CBOE JSON: expected an object with a 'data' object (delayed-quotes document)"
         )
     data = doc["data"]
-    asof_ns = _parse_document_timestamp(doc.get("timestamp"))
-    spot = _spot(required_number(data, "current_price", "CBOE JSON data"), "CBOE JSON")
+    asof_ns = parse_document_timestamp(doc.get("timestamp"))
+    spot = positive_spot(required_number(data, "current_price", "CBOE JSON data"), "CBOE JSON")
     options = data.get("options")
     if not isinstance(options, list):
         raise ParseError("CBOE JSON: data.options is missing or not a list")
@@ -420,190 +398,3 @@ def parse_cboe_json(
             _contract(symbol, occ, quote, spot=spot, ts_event_ns=asof_ns, recv_ns=recv_ns)
         )
     return _snapshot(contracts, spot, asof_ns, "CBOE JSON document")
-
-
-# ---------------------------------------------------------------------------- JSON, fast path
-
-
-class _Row(msgspec.Struct, gc=False):
-    """The fields of ``CboeDelayedOptionRow`` (wire.py) that the columns need."""
-
-    option: str
-    open_interest: float
-    iv: float | None = None
-    gamma: float | None = None
-
-
-class _Data(msgspec.Struct, gc=False):
-    current_price: float
-    options: list[_Row]
-
-
-class _Document(msgspec.Struct, gc=False):
-    timestamp: str
-    data: _Data
-
-
-_DOCUMENT = msgspec.json.Decoder(_Document)
-# Smaller bodies go to the typed decoder: as fast there, and no JIT to load.
-SCAN_MIN_BYTES = 1 << 20
-_TERMS_LIMIT = 500_000  # symbols remembered (SPX lists ~30,000; new ones appear daily)
-_terms_cache: dict[str, tuple[str, str, int, str, str, float]] = {}
-
-
-def _terms(symbol: str) -> tuple[str, str, int, str, str, float]:
-    """(underlying, root, expiry_ns, strike, right, multiplier) of an OCC symbol, cached.
-
-    Unpadded symbols of the usual shape are cut by position (a first snapshot of 30,000
-    symbols); anything else goes through :func:`parse_occ_symbol`.
-    """
-    terms = _terms_cache.get(symbol)
-    if terms is None:
-        digits, right, ymd, root = symbol[-8:], symbol[-9:-8], symbol[-15:-9], symbol[:-15]
-        if (
-            right in _RIGHTS
-            and digits.isdigit()
-            and digits.isascii()
-            and ymd.isdigit()
-            and ymd.isascii()
-            and root.isalnum()
-            and root.isascii()
-            and 1 <= len(root) <= 6
-            and int(digits)
-        ):
-            expiry_ns = _expiry_of(root, ymd)
-            whole, fraction = int(digits[:5]), digits[5:].rstrip("0")
-            strike = f"{whole}.{fraction}" if fraction else str(whole)
-        else:
-            occ = parse_occ_symbol(symbol)
-            root, right = occ.root, occ.right.value
-            expiry_ns, strike = _expiry_ns(occ.root, occ.expiry), str(occ.strike)
-        product = product_for_root(root)
-        terms = (product.underlying, root, expiry_ns, strike, right, product.multiplier)
-        if len(_terms_cache) >= _TERMS_LIMIT:
-            _terms_cache.clear()
-        _terms_cache[symbol] = terms
-    return terms
-
-
-_TermColumns = tuple[str, list[str], np.ndarray, list[str], list[str], np.ndarray]
-_last_term_columns: list[tuple[list[str], _TermColumns]] = []
-
-
-def _term_columns(instruments: list[str]) -> _TermColumns:
-    """(underlying, root, expiry_ns, strike, right, multiplier) columns of a listing.
-
-    Successive documents of one underlying usually list the same symbols in the same order,
-    so the columns of the last few listings are reused as they are (read-only).
-    """
-    for listing, columns in _last_term_columns:
-        if listing is instruments or listing == instruments:
-            return columns
-    try:
-        terms = [_terms(symbol) for symbol in instruments]
-    except ParseError as exc:
-        raise ParseError(f"CBOE JSON: {exc}") from None
-    underlyings = {t[0] for t in terms}
-    if len(underlyings) > 1:
-        raise ParseError(f"CBOE JSON document mixes underlyings {', '.join(sorted(underlyings))}")
-    n = len(terms)
-    columns = (
-        underlyings.pop(),
-        [t[1] for t in terms],
-        np.fromiter((t[2] for t in terms), dtype=np.int64, count=n),
-        [t[3] for t in terms],
-        [t[4] for t in terms],
-        np.fromiter((t[5] for t in terms), dtype=np.float64, count=n),
-    )
-    for array in (columns[2], columns[5]):
-        array.flags.writeable = False
-    _last_term_columns.insert(0, (instruments, columns))
-    del _last_term_columns[4:]  # a few underlyings polled in turn
-    return columns
-
-
-_last_listings: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
-
-
-def _listing(symbols: np.ndarray, offsets: np.ndarray) -> list[str]:
-    """The scanned symbols as a list of str: the same list object for a repeated listing
-    (read-only), so an unchanged chain costs no string per contract."""
-    for known_symbols, known_offsets, instruments in _last_listings:
-        if np.array_equal(known_offsets, offsets) and np.array_equal(known_symbols, symbols):
-            return instruments
-    text = symbols.tobytes().decode("ascii")
-    bounds = offsets.tolist()
-    instruments = [text[a:b] for a, b in pairwise(bounds)]
-    _last_listings.insert(0, (symbols, offsets, instruments))
-    del _last_listings[4:]  # a few underlyings polled in turn
-    return instruments
-
-
-@lru_cache(maxsize=4096)
-def _expiry_of(root: str, yymmdd: str) -> int:
-    try:
-        expiry = date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
-    except ValueError:
-        raise ParseError(f"bad OCC symbol date {yymmdd} for {root}") from None
-    return _expiry_ns(root, expiry)
-
-
-def parse_cboe_json_columns(
-    doc: bytes | str | CboeDelayedQuotesDocument | dict[str, Any], recv_ns: int
-) -> ChainColumns:
-    """:func:`parse_cboe_json` into columns, without a Python object per contract.
-
-    A body of ``SCAN_MIN_BYTES`` or more is read by the byte scanner (``scan.py``, on
-    parallel threads); smaller ones, and what the scanner does not take, by a typed decoder
-    of only the fields the columns need. OCC symbols are parsed once per listing. A
-    document the typed decoder rejects is handed to :func:`parse_cboe_json`, so errors
-    read the same.
-    """
-    scanned = None
-    if isinstance(doc, bytes | bytearray | memoryview) and len(doc) >= SCAN_MIN_BYTES:
-        scanned = scan_cboe_json(doc)
-    if scanned is not None:
-        timestamp, current_price = scanned.timestamp, scanned.current_price
-        instruments = _listing(scanned.symbols, scanned.symbol_offsets)
-        open_interest, iv, gamma = scanned.open_interest, scanned.iv, scanned.gamma
-    else:
-        try:
-            if isinstance(doc, bytes | bytearray | memoryview | str):
-                decoded = _DOCUMENT.decode(doc)
-            else:
-                decoded = msgspec.convert(doc, _Document)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))
-        rows = decoded.data.options
-        timestamp, current_price = decoded.timestamp, decoded.data.current_price
-        instruments = [row.option for row in rows]
-        open_interest = np.array([row.open_interest for row in rows], dtype=np.float64)
-        iv = np.array([row.iv for row in rows], dtype=np.float64)  # None → NaN
-        gamma = np.array([row.gamma for row in rows], dtype=np.float64)
-    if not instruments:
-        raise ParseError("no option rows in the CBOE JSON document")
-    asof_ns = _parse_document_timestamp(timestamp)
-    spot = _spot(current_price, "CBOE JSON")
-    underlying, root, expiry_ns, strike, right, multiplier = _term_columns(instruments)
-    if not (
-        np.isfinite(open_interest).all() and not np.isinf(iv).any() and not np.isinf(gamma).any()
-    ):
-        return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))  # names the bad row
-    iv[iv == 0.0] = np.nan  # CBOE prints IV 0 when it has none
-    return ChainColumns(
-        venue=VENUE,
-        underlying=underlying,
-        spot=spot,
-        asof_ns=asof_ns,
-        premium_currency=PREMIUM_CURRENCY,
-        instrument=instruments,
-        root=root,
-        expiry_ns=expiry_ns,
-        strike=strike,
-        right=right,
-        multiplier=multiplier,
-        open_interest=open_interest,
-        iv=iv,
-        underlying_price=np.full(len(instruments), np.nan),  # quoted against spot
-        gamma=gamma,
-    )

@@ -18,11 +18,8 @@ Each body reaches the stage with the ``request`` that says which document it is
 from __future__ import annotations
 
 import asyncio
-import random
 import re
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -34,7 +31,7 @@ from connectors.cme.parse import CmeChainConfig
 from connectors.cme.products import PRODUCTS
 from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
-from connectors.common.ingest import IngestStage
+from connectors.common.polled import PolledClient, Timing
 from engine.core.pricing import warm_up
 from schemas.config import check_known_keys
 
@@ -182,78 +179,37 @@ def _file_series_key(match: re.Match[str]) -> str:
         return f"{match.group(1)}:{match.group(2)}"  # not a date: the normaliser says so
 
 
-class _Describing:
-    """Hands bodies to the stage with the request that says which document they are."""
-
-    def __init__(self, stage: IngestStage, describe: Callable[[str], dict[str, Any] | None]):
-        self.stage = stage
-        self.describe = describe
-
-    async def on_message(
-        self,
-        raw: bytes,
-        doc: Any,
-        recv_ns: int,
-        request: dict[str, Any] | None = None,
-        url: str | None = None,
-        decode_error: str | None = None,
-    ) -> list[Any]:
-        if request is None and url is not None:
-            request = self.describe(url)
-        return await self.stage.on_message(raw, doc, recv_ns, request, url, decode_error)
-
-
-class CmeClient:
+class CmeClient(PolledClient[CmeConfig]):
     """Polls (or watches) one product's settlement documents until :meth:`stop`.
 
     ``sleep``, ``clock`` and ``rng`` go to the poller / file watch (tests run the schedule
     without waiting).
     """
 
-    def __init__(
-        self,
-        config: CmeConfig,
-        stage: IngestStage,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.stage = stage
-        self.source: HttpPoller | FileWatch
+    def _source(self, timing: Timing) -> HttpPoller | FileWatch:
+        config = self.config
         if config.directory:
             watch = FileWatchConfig(
                 path=config.directory,
                 patterns=(FUTURES_FILE, "options_*.json"),
                 poll_interval_s=config.file_poll_interval_s,
             )
-            describing = _Describing(stage, self._describe_file)
-            self.source = FileWatch(watch, describing, sleep=sleep)  # type: ignore[arg-type]
-        else:
-            requests = config.requests()
-            describing = _Describing(stage, requests.get)
-            self.source = HttpPoller(
-                config.poller_config(),
-                describing,  # type: ignore[arg-type]
-                sleep=sleep,
-                clock=clock,
-                rng=rng,
-            )
+            return FileWatch(watch, self.stage, sleep=timing.sleep, describe=self._describe_file)
+        return HttpPoller(
+            config.poller_config(),
+            self.stage,
+            sleep=timing.sleep,
+            clock=timing.clock,
+            rng=timing.rng,
+            describe=config.requests().get,
+        )
 
     def _describe_file(self, url: str) -> dict[str, Any] | None:
         path = Path(unquote(urlsplit(url).path))
         return file_request(path, self.config.product, self.config.chain)
 
-    @property
-    def counts(self) -> Counter[str]:
-        """The transport's outcomes (requests, delivered, not_modified, … / scans, …)."""
-        return self.source.counts
-
     async def run(self) -> None:
+        """Warm the pricing kernels up (when configured), then poll until :meth:`stop`."""
         if self.config.warm_up:
             await asyncio.to_thread(warm_up)  # numba compiles once, off the event loop
-        await self.source.run()
-
-    async def stop(self) -> None:
-        await self.source.stop()
+        await super().run()

@@ -31,17 +31,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import orjson
-
 from connectors.cme.parse import (
     CmeChainConfig,
     CmeOptionSeries,
+    json_object,
     parse_cme_futures,
     parse_cme_settlements,
     parse_option_row,
-    parse_trade_date,
 )
 from connectors.cme.products import product
+from connectors.cme.values import parse_trade_date
 from connectors.common.errors import ParseError
 from connectors.common.ingest import OPTIONS, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
@@ -125,7 +124,7 @@ class CmeNormaliser:
         code = _string(request, "product")
         product(code)  # ParseError for an unknown product
         chain = _chain_config(request)
-        decoded = _decode_json(doc, code)
+        decoded = json_object(doc, f"CME {code} settlements")
         state = self._products.setdefault(code, _Product())
         kind = _string(request, "document")
         if kind == FUTURES_DOCUMENT:
@@ -233,17 +232,6 @@ def _expected(request: Mapping[str, Any]) -> list[tuple[str, date]]:
             raise ParseError(f"CME expected series {name!r} is not CODE:YYYY-MM-DD")
         out.append((code, _iso_date(day, "expected series")))
     return out
-
-
-def _decode_json(doc: Any, code: str) -> Mapping[str, Any]:
-    if isinstance(doc, bytes | bytearray | memoryview | str):
-        try:
-            doc = orjson.loads(doc)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"CME {code} settlements: not valid JSON: {exc}") from None
-    if not isinstance(doc, Mapping):
-        raise ParseError(f"CME {code} settlements: expected an object, got {type(doc).__name__}")
-    return doc
 
 
 def _series(request: Mapping[str, Any], doc: Mapping[str, Any], code: str) -> _Series:

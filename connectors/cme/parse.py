@@ -37,13 +37,10 @@ the engine re-prices gamma from the volatility.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
-from functools import lru_cache
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -51,6 +48,18 @@ import numpy as np
 import orjson
 
 from connectors.cme.products import CmeOptionFamily, CmeProduct, Quoting, product
+from connectors.cme.values import (
+    CmePrice,
+    PriceFlag,
+    as_text,
+    located,
+    parse_change,
+    parse_count,
+    parse_month,
+    parse_price,
+    parse_strike,
+    parse_trade_date,
+)
 from connectors.common.errors import ParseError
 from engine.core.pricing import implied_vol
 from schemas.chain import ChainSnapshot
@@ -87,203 +96,6 @@ class CmeChainConfig:
         """Build from a mapping (TOML, flags), rejecting unknown keys."""
         check_known_keys(cls, values, "cme")
         return cls(**values)
-
-
-# ---------------------------------------------------------------------------- values
-
-
-class PriceFlag(StrEnum):
-    """What a settlement-page price is, from its suffix."""
-
-    PLAIN = ""  # a trade or a settlement
-    BID = "B"  # "B" suffix: a bid (high above the highest trade, or a bid last)
-    ASK = "A"  # "A" suffix: an ask (low below the lowest trade, or an ask last)
-    CABINET = "CAB"  # cabinet: settled below one tick
-
-
-@dataclass(frozen=True, slots=True)
-class CmePrice:
-    value: float  # per unit of underlying; the product's cabinet price (NaN if unknown) for CAB
-    flag: PriceFlag = PriceFlag.PLAIN
-
-
-_NONE = frozenset(("", "-"))
-_DECIMAL_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)?(?:\.(\d+))?", re.ASCII)
-# whole ' units-of-1/32-or-1/64 [quarter digit 0/2/5/7 | .fraction]: "110'165", "0'10.5"
-_FRACTION_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)?'(\d{2})(?:([0257])|\.(\d+))?", re.ASCII)
-_QUARTER = {"0": 0.0, "2": 0.25, "5": 0.5, "7": 0.75}  # "110'162" = 110 + 16.25/32
-_COUNT_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+", re.ASCII)
-
-
-def _text(value: Any, what: str) -> str:
-    if type(value) is not str:
-        raise ParseError(f"{what} is not a string: {value!r}")
-    return value
-
-
-def _located(what: str, parse: Any, *args: Any) -> Any:
-    """``parse(*args)``, its ParseError prefixed with ``what`` (the cached parsers below
-    raise without it, so their cache key stays the text alone)."""
-    try:
-        return parse(*args)
-    except ParseError as exc:
-        raise ParseError(f"{what} {exc.reason}") from None
-
-
-def _unsigned(text: str, quoting: Quoting, original: str) -> float:
-    if "'" in text:
-        if quoting is Quoting.DECIMAL:
-            raise ParseError(f"{original!r}: fractional price in a decimal-quoted product")
-        match = _FRACTION_RE.fullmatch(text)
-        if match is None:
-            raise ParseError(
-                f"{original!r}: expected WHOLE'NN[2|5|7] in {quoting.value} "
-                "(e.g. 110'165 = 110 16.5/32)"
-            )
-        whole, units, quarter, fraction = match.groups()
-        ticks = int(units) + (_QUARTER[quarter] if quarter else 0.0)
-        if fraction:
-            ticks += float("0." + fraction)
-        if ticks >= quoting.denominator:
-            raise ParseError(f"{original!r}: {units} is not below {quoting.denominator}")
-        return int((whole or "0").replace(",", "")) + ticks / quoting.denominator
-    match = _DECIMAL_RE.fullmatch(text)
-    if match is None or not (match.group(1) or match.group(2)):
-        raise ParseError(f"{original!r} is not a price")
-    return float(text.replace(",", ""))
-
-
-@lru_cache(maxsize=65_536)
-def _price(value: str, quoting: Quoting, cabinet: float | None) -> CmePrice | None:
-    text = value.strip()
-    if text in _NONE:
-        return None
-    if text.upper() == "CAB":
-        return CmePrice(math.nan if cabinet is None else cabinet, PriceFlag.CABINET)
-    flag = PriceFlag.PLAIN
-    if text[-1] in "AB":
-        flag = PriceFlag(text[-1])
-        text = text[:-1]
-    sign = 1.0
-    if text and text[0] in "+-":
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    return CmePrice(sign * _unsigned(text, quoting, value), flag)
-
-
-def parse_price(
-    value: Any, quoting: Quoting, *, what: str = "price", cabinet: float | None = None
-) -> CmePrice | None:
-    """A settlement-page price: ``"5,012.25"``, ``"110'165"``, ``"2.15B"``, ``"CAB"``.
-
-    None for ``"-"`` or ``""`` (no price). The ``A``/``B`` suffixes set the flag; ``CAB``
-    gives the product's cabinet price (NaN when it has none). Fractional prices (32nds,
-    64ths) are accepted only for products quoted that way; plain decimals are accepted for
-    every product. ParseError for anything else, naming ``what``.
-    """
-    return _located(what, _price, _text(value, what), quoting, cabinet)
-
-
-@lru_cache(maxsize=4096)
-def _change(value: str, quoting: Quoting) -> float | None:
-    if value.strip().upper() == "UNCH":
-        return 0.0
-    price = _price(value, quoting, None)
-    if price is None:
-        return None
-    if price.flag is not PriceFlag.PLAIN:
-        raise ParseError(f"{value!r}: a change carries no bid/ask/cabinet flag")
-    return price.value
-
-
-def parse_change(value: Any, quoting: Quoting, *, what: str = "change") -> float | None:
-    """The Change column: signed price difference, ``"UNCH"`` = 0.0, ``"-"`` = None."""
-    return _located(what, _change, _text(value, what), quoting)
-
-
-@lru_cache(maxsize=65_536)
-def _count(value: str) -> float | None:
-    text = value.strip()
-    if text in _NONE:
-        return None
-    if _COUNT_RE.fullmatch(text) is None:
-        raise ParseError(f"{value!r} is not a count of contracts")
-    return float(text.replace(",", ""))
-
-
-def parse_count(value: Any, *, what: str = "count") -> float | None:
-    """A contract count with thousands separators (``"1,234"``); None for ``"-"``/``""``."""
-    return _located(what, _count, _text(value, what))
-
-
-@lru_cache(maxsize=65_536)
-def _strike(value: str) -> Decimal:
-    text = value.strip()
-    if not text or _DECIMAL_RE.fullmatch(text) is None:
-        raise ParseError(f"{value!r} is not a number")
-    try:
-        strike = Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        raise ParseError(f"{value!r} is not a number") from None
-    if not strike > 0:
-        raise ParseError(f"{value!r} is not positive")
-    # One spelling per strike ("72.50" and "72.5" are one instrument); no exponent form.
-    return (
-        strike.quantize(Decimal(1)) if strike == strike.to_integral_value() else strike.normalize()
-    )
-
-
-def parse_strike(value: Any, *, what: str = "strike") -> Decimal:
-    """An exact, positive strike: ``"5,000"`` → 5000, ``"72.50"`` → 72.5."""
-    return _located(what, _strike, _text(value, what))
-
-
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("JAN",),
-            ("FEB",),
-            ("MAR",),
-            ("APR",),
-            ("MAY",),
-            ("JUN",),
-            ("JUL", "JLY"),  # CME prints July as "JLY"
-            ("AUG",),
-            ("SEP",),
-            ("OCT",),
-            ("NOV",),
-            ("DEC",),
-        ),
-        start=1,
-    )
-    for name in names
-}
-_MONTH_RE = re.compile(r"([A-Za-z]{3})[ -]?(\d{2}|\d{4})", re.ASCII)
-
-
-def parse_month(value: Any, *, what: str = "month") -> date:
-    """A contract month label (``"DEC 25"``, ``"JLY 26"``, ``"Dec 2025"``) → its first day."""
-    text = _text(value, what).strip()
-    match = _MONTH_RE.fullmatch(text)
-    month = _MONTHS.get(match.group(1).upper()) if match else None
-    if match is None or month is None:
-        raise ParseError(f"{what} {value!r} is not a contract month like 'DEC 25'")
-    year = int(match.group(2))
-    return date(year + 2000 if year < 100 else year, month, 1)
-
-
-def parse_trade_date(value: Any) -> date:
-    """The document's ``tradeDate``: ``"MM/DD/YYYY"`` (or ``"YYYY-MM-DD"``)."""
-    text = _text(value, "tradeDate").strip()
-    try:
-        if re.fullmatch(r"\d{2}/\d{2}/\d{4}", text):
-            return date(int(text[6:]), int(text[:2]), int(text[3:5]))
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise ParseError(f"tradeDate {value!r} is not a date (expected MM/DD/YYYY)")
 
 
 # ---------------------------------------------------------------------------- rows
@@ -356,7 +168,7 @@ def _futures_row(row: Any, cme: CmeProduct) -> FuturesSettlement | None:
 
 def parse_futures_row(row: Any, cme: CmeProduct, index: int = 0) -> FuturesSettlement | None:
     """One futures ``settlements[]`` row; None for the closing ``"Total"`` row."""
-    return _located(f"CME {cme.code} futures settlements[{index}]", _futures_row, row, cme)
+    return located(f"CME {cme.code} futures settlements[{index}]", _futures_row, row, cme)
 
 
 _RIGHTS = {"call": OptionRight.CALL, "put": OptionRight.PUT}
@@ -371,7 +183,7 @@ def _option_row(row: Any, cme: CmeProduct) -> OptionSettlement | None:
     strike_text = _field(row, "strike")
     if _is_total(strike_text):
         return None
-    right = _RIGHTS.get(_text(_field(row, "type"), "type").strip().lower())
+    right = _RIGHTS.get(as_text(_field(row, "type"), "type").strip().lower())
     if right is None:
         raise ParseError(f"type {row['type']!r} is neither Call nor Put")
     strike = parse_strike(strike_text)
@@ -391,17 +203,23 @@ def parse_option_row(
 # ---------------------------------------------------------------------------- documents
 
 
-def _decode(doc: Any, what: str) -> tuple[date, list[Any]]:
-    """(trade date, rows) of a settlements document; ParseError for anything else."""
+def json_object(doc: Any, what: str, kind: str = "an object") -> Mapping[str, Any]:
+    """``doc`` (JSON text, or already decoded) as a mapping; ParseError naming ``what``."""
     if isinstance(doc, bytes | bytearray | memoryview | str):
         try:
             doc = orjson.loads(doc)
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"{what}: not valid JSON: {exc}") from None
     if not isinstance(doc, Mapping):
-        raise ParseError(f"{what}: expected a settlements object, got {type(doc).__name__}")
-    trade_date = _located(
-        f"{what}:", parse_trade_date, _located(f"{what}:", _field, doc, "tradeDate")
+        raise ParseError(f"{what}: expected {kind}, got {type(doc).__name__}")
+    return doc
+
+
+def _decode(doc: Any, what: str) -> tuple[date, list[Any]]:
+    """(trade date, rows) of a settlements document; ParseError for anything else."""
+    doc = json_object(doc, what, "a settlements object")
+    trade_date = located(
+        f"{what}:", parse_trade_date, located(f"{what}:", _field, doc, "tradeDate")
     )
     rows = doc.get("settlements")
     if doc.get("empty") is True or rows == []:

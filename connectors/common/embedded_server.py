@@ -25,7 +25,6 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, ClassVar, Self
 
 __all__ = ["EmbeddedServer"]
@@ -230,12 +229,7 @@ class EmbeddedServer:
     async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     # -- internals ----------------------------------------------------------------------

@@ -38,7 +38,7 @@ from connectors.common.http_poller import (
     body_digest,
     pause_unless_stopped,
 )
-from connectors.common.ingest import IngestStage
+from connectors.common.ingest import Describe, IngestStage, no_request
 from connectors.common.logs import get_logger
 from schemas.config import check_known_keys
 
@@ -100,12 +100,14 @@ class FileWatch:
         stage: IngestStage,
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        describe: Describe = no_request,
     ) -> None:
         root = Path(config.path)
         if not root.exists():
             raise ValueError(f"file watch path does not exist: {config.path}")
         self.config = config
         self.stage = stage
+        self._describe = describe
         self.root = root.resolve()
         self.counts: Counter[str] = Counter()
         self._sleep = sleep
@@ -213,9 +215,8 @@ class FileWatch:
             sample = await self._read(
                 path, min(DEAD_LETTER_SAMPLE_BYTES, self.config.max_file_bytes)
             )
-            await self.stage.on_message(
-                sample or b"", None, time.time_ns(), url=uri, decode_error=reason
-            )
+            request, recv_ns = self._describe(uri), time.time_ns()
+            await self.stage.on_message(sample or b"", None, recv_ns, request, uri, reason)
             return False
         raw = await self._read(path, None, quiet=tracked.unreadable == signature)
         recv_ns = time.time_ns()
@@ -237,7 +238,7 @@ class FileWatch:
             return False
         tracked.digest = digest
         self.counts["delivered"] += 1
-        await self.stage.on_message(raw, raw, recv_ns, url=uri)
+        await self.stage.on_message(raw, raw, recv_ns, self._describe(uri), uri)
         return True
 
     async def _read(self, path: Path, limit: int | None, quiet: bool = False) -> bytes | None:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from connectors.common.ingest import IngestStage
+from connectors.common.ingest import Describe, IngestStage, no_request
 from connectors.common.lifecycle import Backoff, Watchdog, cancel_and_wait
 from connectors.common.logs import get_logger
 from schemas.config import check_known_keys
@@ -179,11 +179,13 @@ class HttpPoller:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        describe: Describe = no_request,
     ) -> None:
         if not config.urls:
             raise ValueError("HttpPoller needs at least one URL")
         self.config = config
         self.stage = stage
+        self._describe = describe
         self.counts: Counter[str] = Counter()
         self._sleep = sleep
         self._clock = clock
@@ -332,14 +334,12 @@ class HttpPoller:
             reason = (
                 f"body over limit: at least {body.at_least} bytes > {self.config.max_body_bytes}"
             )
-            await self.stage.on_message(
-                body.sample, None, recv_ns, url=state.url, decode_error=reason
-            )
+            request = self._describe(state.url)
+            await self.stage.on_message(body.sample, None, recv_ns, request, state.url, reason)
             return self._failed(state, "oversize", reason)
         if not body:
-            await self.stage.on_message(
-                b"", None, recv_ns, url=state.url, decode_error="empty body"
-            )
+            request = self._describe(state.url)
+            await self.stage.on_message(b"", None, recv_ns, request, state.url, "empty body")
             return self._failed(state, "empty_body", "200 with an empty body")
         state.etag, state.last_modified = validators
         digest = body_digest(body)
@@ -348,7 +348,7 @@ class HttpPoller:
         state.digest = digest
         state.deliveries += 1
         self._fresh(state)
-        await self.stage.on_message(body, body, recv_ns, url=state.url)
+        await self.stage.on_message(body, body, recv_ns, self._describe(state.url), state.url)
         return self._succeeded(state, "delivered")
 
     # ------------------------------------------------------------ outcomes

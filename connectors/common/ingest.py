@@ -96,6 +96,15 @@ class MemorySink:
         return [record for t, record in self.records if t == topic]
 
 
+Describe = Callable[[str], dict[str, Any] | None]
+"""What a transport's URL is: the request to hand the normaliser with its body (or None)."""
+
+
+def no_request(url: str) -> None:
+    """The default :data:`Describe`: a body needs no request to say what it is."""
+    return None
+
+
 def decode_json(raw: bytes) -> tuple[Any, str | None]:
     """(document, None) or (None, reason) — venue frames are decoded exactly once."""
     try:

@@ -24,6 +24,7 @@ COUNTERS = (
     "commits",
     "checkpoints",  # labels: result ("written" | "failed")
     "restores",  # labels: kind ("checkpoint" | "replay" | "rebuild")
+    "assignments",  # partition assignments handled (after their seeks)
 )
 
 

@@ -1,55 +1,51 @@
 """The engine process: Kafka market data → books → detector → Redis and ``regime.events.v1``.
 
-Loop: ``getmany`` a batch; decode each record once (undecodable ones go to the dead-letter
-topic); push it into its task's event-time merge; let every task apply what the merge
-releases and evaluate; then, in this order, produce the batch's events to
-``regime.events.v1`` and await the acks, write events and levels to Redis in one atomic
-script (skipped for a batch with neither), and only then commit the input offsets that were
-processed: at most every ``commit_interval_s``, and always before partitions move away or
-the engine stops. A crash anywhere in between replays the batch; its events get the same
-ids and the Redis script skips the ones already written (see :mod:`engine.stream.publisher`), so
-the stream never holds a duplicate.
+The runtime loops and owns the lifecycles (clients, tasks, partition states). Loop:
+``getmany`` a batch; decode each record once (:mod:`engine.stream.decode`; undecodable ones
+become dead letters); push it into its task's event-time merge; let every task apply what
+the merge releases and evaluate; then hand the batch to the commit procedure
+(:mod:`engine.stream.commit`: events, flush, Redis with watermarks, offsets, checkpoint, in
+that order).
 
-On partition assignment a task rebuilds its state by replaying its partitions from the
-beginning of the retained log (events of inputs already published are not published
-again); the consumer uses the range assignor so that partition ``p`` of every topic lands
-on the same engine. Partitions whose merge buffer is full are paused (bounded memory).
+On partition assignment a task takes its state from the latest checkpoint or rebuilds it by
+replaying its partitions from the beginning of the retained log (events of inputs already
+published are not published again); the consumer uses the range assignor so that partition
+``p`` of every topic lands on the same engine. What the engine knows of each input partition
+is one :class:`engine.stream.partitions.PartitionState`, created on assignment and dropped on
+revoke. Partitions whose merge buffer is full are paused (bounded memory).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.common.kafka.embedded import ensure_topics
-from connectors.common.kafka.producer import ProducerConfig, RecordProducer, read_order_header
-from connectors.common.lifecycle import Backoff, Services
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
 from engine.core.config import ConfigError, LevelsConfig
 from engine.signals.detector import DetectorConfig
-from engine.stream.checkpoint import Checkpoint, dumps_state, fingerprint, loads_state
+from engine.stream.checkpoint import Checkpoint, fingerprint, loads_state
+from engine.stream.commit import Commit, CommitPolicy
+from engine.stream.decode import decode_messages
 from engine.stream.instrumentation import Instrumentation, NoInstrumentation
 from engine.stream.merge import EventTimeMerge, InputItem
-from engine.stream.publisher import PendingWrite, RedisPublisher, position_field
+from engine.stream.partitions import Assignment
+from engine.stream.publisher import RedisPublisher, position_field
+from engine.stream.report import EngineReport, InputStatus
 from engine.stream.state_store import StateStore
 from engine.stream.task import PartitionTask, TaskConfig, TaskOutput
-from schemas.contracts import OptionContract
-from schemas.events import encode_event
-from schemas.levels import encode_levels
-from schemas.records import decode_record, encode_record
-from schemas.ticks import OptionTicks
 from schemas.topics import Topics
+
+__all__ = ["EngineConfig", "EngineReport", "EngineRuntime", "InputStatus"]
 
 log = get_logger("engine")
 _AHEAD_CONFIRM_S = 3.0  # a position past the log's end this long: the input was recreated
@@ -118,57 +114,6 @@ class EngineConfig:
         return Topics(self.topic_prefix)
 
 
-@dataclass
-class EngineReport:
-    """Counters of one engine run."""
-
-    records: int = 0  # market-data records consumed (a pack of ticks is one record)
-    updates: int = 0  # normalised updates they carry (a pack counts its ticks)
-    option_ticks: int = 0  # option updates among them: a pack's ticks, a whole contract
-    dead_letters: int = 0
-    evaluations: int = 0
-    events: Counter[str] = field(default_factory=Counter)  # by type, new ones only
-    events_replayed: int = 0  # re-derived after a restart and not published again
-    levels_written: int = 0
-    batches: int = 0
-    commits: int = 0
-    checkpoints: int = 0  # task checkpoints written to engine.state.v1
-    checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
-    restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
-    rebuilt: int = 0  # partitions replayed from the log start: a checkpoint ahead of the log
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "updates": self.updates,
-            "option_ticks": self.option_ticks,
-            "dead_letters": self.dead_letters,
-            "evaluations": self.evaluations,
-            "events": dict(self.events),
-            "events_replayed": self.events_replayed,
-            "levels_written": self.levels_written,
-            "batches": self.batches,
-            "commits": self.commits,
-            "checkpoints": self.checkpoints,
-            "checkpoint_failures": self.checkpoint_failures,
-            "restored": self.restored,
-            "rebuilt": self.rebuilt,
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class InputStatus:
-    """One input partition: the log's end, the next offset fetched, records buffered."""
-
-    tp: TopicPartition
-    highwater: int | None
-    fetched_next: int | None
-    buffered: int
-    paused: bool
-
-
 class EngineRuntime:
     """Consume → apply → detect → publish → commit, until stopped."""
 
@@ -187,26 +132,13 @@ class EngineRuntime:
         self.topics = config.topics
         self._clock_ns = clock_ns
         self.tasks: dict[int, PartitionTask] = {}
+        self.assignment = Assignment()  # the state of every assigned input partition
         self.report = EngineReport()
         self.caught_up = asyncio.Event()  # set while everything assigned is consumed and applied
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: RecordProducer | None = None
-        self._publisher: RedisPublisher | None = None
-        self._fetched_next: dict[TopicPartition, int] = {}
-        self._last_ts: dict[TopicPartition, int] = {}
-        self._written: dict[str, int] = {}  # watermarks read from Redis at assignment
-        self._committed: dict[TopicPartition, int] = {}
-        self._marked: dict[TopicPartition, int] = {}  # offsets the Redis watermarks reached
-        self._last_commit = 0.0
-        self._last_checkpoint = time.monotonic()
+        self._commit: Commit | None = None  # the commit procedure, once the clients run
         self.fingerprint = fingerprint(config.levels, config.detector, config.task)
         self._state: StateStore | None = None
-        self._checkpoint_lock = asyncio.Lock()
-        # Set while a batch is processed but its events are not yet written: a checkpoint
-        # then (a rebalance mid-batch) would cover inputs whose events nobody may write.
-        self._unpublished = False
-        self._paused: set[TopicPartition] = set()
-        self._ahead_since: dict[TopicPartition, float] = {}  # position past the log's end
 
     # ------------------------------------------------------------ lifecycle
 
@@ -220,8 +152,8 @@ class EngineRuntime:
             redis = Redis.from_url(cfg.redis_url, protocol=2, socket_timeout=10.0)
             services.add("redis", redis.aclose)
             await redis.ping()
-            self._publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
-            self._producer = RecordProducer(
+            publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
+            producer = RecordProducer(
                 ProducerConfig(
                     cfg.bootstrap,
                     client_id=f"{cfg.client_id}-engine",
@@ -230,8 +162,8 @@ class EngineRuntime:
                 ),
                 self.topics,
             )
-            await self._producer.start()
-            services.add("producer", self._producer.stop)
+            await producer.start()
+            services.add("producer", producer.stop)
             if cfg.checkpoint_interval_s > 0:
                 self._state = StateStore(
                     cfg.bootstrap,
@@ -259,12 +191,31 @@ class EngineRuntime:
             self._consumer = consumer
             await consumer.start()
             services.add("consumer", consumer.stop)
+            self._commit = Commit(
+                CommitPolicy(
+                    cfg.group_id,
+                    cfg.commit_interval_s,
+                    cfg.checkpoint_interval_s,
+                    cfg.redis_max_retries,
+                    cfg.redis_retry_cap_s,
+                ),
+                self.topics,
+                producer,
+                publisher,
+                consumer,
+                self._state,
+                self.assignment,
+                self.report,
+                self.instrumentation,
+                self.fingerprint,
+                self._clock_ns,
+            )
             await self._check_partitions(consumer)
             consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
-                await self._step(consumer)
-            await self._commit(checkpoint=True)
+                await self._step(consumer, self._commit)
+            await self._commit.commit(self.tasks, checkpoint=True)
         self.report.elapsed_s = time.monotonic() - started
         log.info("engine stopped", **self.report.to_dict())
         return self.report
@@ -283,27 +234,30 @@ class EngineRuntime:
 
     def input_status(self) -> list[InputStatus]:
         """Where each assigned input partition stands (a diagnostic for a stalled engine)."""
-        consumer = self._consumer
-        return [
-            InputStatus(
-                tp,
-                consumer.highwater(tp) if consumer is not None else None,
-                self._fetched_next.get(tp),
-                task.merge.buffered(tp),
-                tp in self._paused,
-            )
-            for task in self.tasks.values()
-            for tp in task.merge.tps
-        ]
+        statuses = []
+        for task in self.tasks.values():
+            for tp in task.merge.tps:
+                state = self.assignment.get(tp)
+                statuses.append(
+                    InputStatus(
+                        tp,
+                        self._highwater(tp),
+                        None if state is None else state.fetched_next,
+                        task.merge.buffered(tp),
+                        state is not None and state.paused,
+                    )
+                )
+        return statuses
 
     # ------------------------------------------------------------ one batch
 
-    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+    async def _step(self, consumer: AIOKafkaConsumer, commit: Commit) -> None:
         cfg, meter = self.config, self.instrumentation
         began = time.perf_counter()
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
         meter.stage("fetch", time.perf_counter() - began)
-        beyond = self._beyond_the_end(consumer)
+        beyond = self.assignment.beyond_the_end(consumer.highwater, time.monotonic(),
+                                                _AHEAD_CONFIRM_S)  # fmt: skip
         if beyond:  # a checkpoint ahead of the log: the input topic was recreated
             await self._rebuild(consumer, beyond, "checkpoint beyond the end of the input")
             batch = {tp: m for tp, m in batch.items() if tp.partition not in beyond}
@@ -311,11 +265,17 @@ class EngineRuntime:
         dead: list[tuple[ConsumerRecord, str]] = []
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
-            if task is None or tp not in task.merge.queues:
+            state = self.assignment.get(tp)
+            if task is None or state is None or tp not in task.merge.queues:
                 continue
-            task.merge.push(tp, self._decode(tp, messages, dead))
-            self._fetched_next[tp] = messages[-1].offset + 1
+            decoded = decode_messages(tp, messages, state.last_ts, dead)
+            state.last_ts = decoded.last_ts
+            task.merge.push(tp, decoded.items)
+            state.fetched_next = messages[-1].offset + 1
             self.report.records += len(messages)
+            self.report.option_ticks += decoded.option_ticks
+            self.report.updates += decoded.updates
+            meter.count("updates_applied", decoded.updates)
             meter.count("records_consumed", len(messages), topic=tp.topic)
         meter.stage("decode", time.perf_counter() - began)
         outputs: list[TaskOutput] = []
@@ -327,13 +287,16 @@ class EngineRuntime:
                 meter.count("merge_held_back")
             meter.stage("merge", time.perf_counter() - began)
             if items:
-                self._unpublished = True
+                commit.unpublished = True
                 began = time.perf_counter()
                 outputs.append(task.process(items))
                 meter.stage("process", time.perf_counter() - began)
                 released.extend(items)
         began = time.perf_counter()
-        await self._publish(outputs, dead)
+        await commit.batch(outputs, dead, self.tasks)
+        self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
+        self.report.batches += 1
+        meter.count("batches")
         meter.stage("publish", time.perf_counter() - began)
         if self._on_batch is not None and released:
             self._on_batch(released)
@@ -347,221 +310,23 @@ class EngineRuntime:
         else:
             self.caught_up.clear()
 
-    def _decode(
-        self,
-        tp: TopicPartition,
-        messages: list[ConsumerRecord],
-        dead: list[tuple[ConsumerRecord, str]],
-    ) -> list[InputItem]:
-        items = []
-        last_ts = self._last_ts.get(tp, 0)
-        ticks = updates = 0
-        for message in messages:
-            try:
-                record = decode_record(message.value)
-                last_ts = record.ts_event_ns
-                kind = type(record)
-                if kind is OptionTicks:
-                    ticks += len(record)
-                    updates += len(record)
-                else:
-                    updates += 1
-                    if kind is OptionContract:
-                        ticks += 1
-            except Exception as exc:  # any failure to decode is bad input, never a crash
-                record = None
-                dead.append((message, f"undecodable record: {_one_line(exc)}"))
-            item = InputItem(tp, message.offset, last_ts, record)
-            if message.headers and (order := read_order_header(message.headers)) is not None:
-                item.producer, item.after = order  # applied in its producer's send order
-            items.append(item)
-        self._last_ts[tp] = last_ts
-        self.report.option_ticks += ticks
-        self.report.updates += updates
-        self.instrumentation.count("updates_applied", updates)
-        return items
+    def _highwater(self, tp: TopicPartition) -> int | None:
+        consumer = self._consumer
+        return consumer.highwater(tp) if consumer is not None else None
 
     def _caught_up(self, tp: TopicPartition) -> bool:
-        consumer = self._consumer
-        highwater = consumer.highwater(tp) if consumer is not None else None
-        fetched = self._fetched_next.get(tp)
-        return (
-            highwater is not None
-            and fetched is not None
-            and fetched >= highwater
-            and tp not in self._ahead_since  # ahead of the log's end: not consistent yet
-        )
-
-    def _beyond_the_end(self, consumer: AIOKafkaConsumer) -> set[int]:
-        """Partitions whose position has stayed past the log's end for
-        ``_AHEAD_CONFIRM_S`` (a new leader may report a lower end for a moment)."""
-        now = time.monotonic()
-        confirmed = set()
-        for task in self.tasks.values():
-            for tp in task.merge.tps:
-                end = consumer.highwater(tp)
-                if end is None or self._fetched_next.get(tp, 0) <= end:
-                    self._ahead_since.pop(tp, None)
-                elif now - self._ahead_since.setdefault(tp, now) >= _AHEAD_CONFIRM_S:
-                    confirmed.add(tp.partition)
-        return confirmed
+        return self.assignment.caught_up(tp, self._highwater(tp))
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        limit = self.config.max_buffered_per_partition
-        for task in self.tasks.values():
-            for tp in task.merge.tps:
-                size = task.merge.buffered(tp)
-                if size >= limit and tp not in self._paused:
-                    consumer.pause(tp)
-                    self._paused.add(tp)
-                elif size < limit // 2 and tp in self._paused:
-                    consumer.resume(tp)
-                    self._paused.discard(tp)
-
-    async def _publish(
-        self, outputs: list[TaskOutput], dead: list[tuple[ConsumerRecord, str]]
-    ) -> None:
-        producer, publisher = self._producer, self._publisher
-        assert producer is not None and publisher is not None
-        now = self._clock_ns()
-        sent = bool(dead) or any(o.rejected or o.events for o in outputs)
-        for message, reason in dead:
-            if self._is_new(message.topic, message.partition, message.offset):
-                await _dead_letter(
-                    producer,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.value or b"",
-                    reason,
-                    now,
-                )
-        pending_events: list[PendingWrite] = []
-        pending_levels: list[PendingWrite] = []
-        new_types: list[str] = []  # of events not written before this run (replays excluded)
-        for output in outputs:
-            for item, reason in output.rejected:
-                if self._is_new(item.tp.topic, item.tp.partition, item.offset):
-                    raw = b"" if item.record is None else encode_record(item.record)
-                    await _dead_letter(
-                        producer, item.tp.topic, item.tp.partition, item.offset, raw, reason, now
-                    )
-            for trigger, event in output.events:
-                source = position_field(trigger.topic, trigger.partition)
-                payload = encode_event(event)
-                pending_events.append(
-                    PendingWrite(source, trigger.offset, event.underlying, payload)
-                )
-                if self._is_new(trigger.topic, trigger.partition, trigger.offset):
-                    await producer.send(self.topics.events, event.underlying.encode(), payload)
-                    new_types.append(event.type)
-            for underlying, (trigger, levels) in output.levels.items():
-                pending_levels.append(
-                    PendingWrite(
-                        position_field(trigger.topic, trigger.partition),
-                        trigger.offset,
-                        underlying,
-                        encode_levels(levels),
-                    )
-                )
-        dead_letters = len(dead) + sum(len(o.rejected) for o in outputs)
-        self.report.dead_letters += dead_letters
-        if sent:
-            await producer.flush()
-        written = 0
-        if pending_events or pending_levels:
-            marks = {}
-            for task in self.tasks.values():
-                for tp, next_offset in task.next_offsets.items():
-                    if self._marked.get(tp) != next_offset:
-                        marks[tp] = next_offset
-            written = await self._write_redis(
-                publisher,
-                pending_events,
-                pending_levels,
-                {position_field(tp.topic, tp.partition): n - 1 for tp, n in marks.items()},
-            )
-            self._marked.update(marks)
-        self._unpublished = False  # every processed input has its events written
-        self.report.events.update(new_types)
-        self.report.events_replayed += len(pending_events) - written
-        self.report.levels_written += len(pending_levels)
-        self.report.evaluations = sum(t.evaluations for t in self.tasks.values())
-        self.report.batches += 1
-        meter = self.instrumentation
-        meter.count("dead_letters", dead_letters)
-        for event_type, n in Counter(new_types).items():
-            meter.count("events_published", n, type=event_type)
-        meter.count("events_replayed", len(pending_events) - written)
-        meter.count("levels_written", len(pending_levels))
-        meter.count("batches")
-        if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
-            await self._commit()
-
-    def _is_new(self, topic: str, partition: int, offset: int) -> bool:
-        """False for an input whose events were written before (a replay after a restart)."""
-        return offset > self._written.get(position_field(topic, partition), -1)
-
-    async def _commit(self, checkpoint: bool = False) -> None:
-        """Commit what was processed (everything processed has its events written), then
-        checkpoint the tasks when due (``checkpoint``: now)."""
-        self._last_commit = time.monotonic()
-        offsets = {
-            tp: next_offset
-            for task in self.tasks.values()
-            for tp, next_offset in task.next_offsets.items()
-            if self._committed.get(tp) != next_offset
-        }
-        if offsets and self._consumer is not None:
-            began = time.perf_counter()
-            await self._consumer.commit(offsets)
-            self.instrumentation.stage("commit", time.perf_counter() - began)
-            self._committed.update(offsets)
-            self.report.commits += 1
-            self.instrumentation.count("commits")
-        interval = self.config.checkpoint_interval_s
-        if interval > 0 and (checkpoint or time.monotonic() - self._last_checkpoint >= interval):
-            began = time.perf_counter()
-            await self._write_checkpoints()
-            self.instrumentation.stage("checkpoint", time.perf_counter() - began)
-
-    async def _write_checkpoints(self) -> None:
-        """Each task whose input moved since its last checkpoint: its state and offsets to
-        ``engine.state.v1``. A failed write is logged and counted; the engine goes on (the
-        previous checkpoint, or a replay, still restores it)."""
-        store = self._state
-        if store is None:
-            return
-        async with self._checkpoint_lock:
-            self._last_checkpoint = time.monotonic()
-            for partition, task in list(self.tasks.items()):
-                # Checked before each task's (synchronous) snapshot: a batch processed while
-                # an earlier task's write was awaited (a rebalance callback runs beside the
-                # main loop) has events not yet written; its inputs must not be covered.
-                if self._unpublished:
-                    return
-                offsets = {
-                    position_field(t.topic, t.partition): n for t, n in task.next_offsets.items()
-                }
-                if not offsets or store.covers(partition, offsets):
-                    continue
-                try:
-                    checkpoint = Checkpoint(
-                        group=self.config.group_id,
-                        partition=partition,
-                        checkpoint_id=store.next_id(partition),
-                        fingerprint=self.fingerprint,
-                        offsets=offsets,
-                        state=dumps_state(task.state()),
-                    )
-                    await store.write(checkpoint)
-                except Exception as exc:  # not a reason to stop: the previous one still holds
-                    self.report.checkpoint_failures += 1
-                    self.instrumentation.count("checkpoints", result="failed")
-                    log.warning("checkpoint not written", partition=partition, error=str(exc))
-                    continue
-                self.report.checkpoints += 1
-                self.instrumentation.count("checkpoints", result="written")
+        buffered = {tp: task.merge.buffered(tp) for task in self.tasks.values()
+                    for tp in task.merge.tps}  # fmt: skip
+        pause, resume = self.assignment.backpressure(
+            lambda tp: buffered.get(tp, 0), self.config.max_buffered_per_partition
+        )
+        if pause:
+            consumer.pause(*pause)
+        if resume:
+            consumer.resume(*resume)
 
     def new_task(self, partition: int, tps: list[TopicPartition]) -> PartitionTask:
         return PartitionTask(
@@ -593,34 +358,6 @@ class EngineRuntime:
             return False
         return True
 
-    async def _write_redis(
-        self,
-        publisher: RedisPublisher,
-        events: list[PendingWrite],
-        levels: list[PendingWrite],
-        marks: dict[str, int],
-    ) -> int:
-        """Write the batch, retrying through a Redis outage (nothing is committed before).
-
-        The write is idempotent (watermarks), so retrying after a failure whose effect is
-        unknown never duplicates an event.
-        """
-        backoff = Backoff(initial_s=0.05, cap_s=self.config.redis_retry_cap_s)
-        failures = 0
-        while True:
-            try:
-                began = time.perf_counter()
-                written = await publisher.write(events, levels, marks)
-                self.instrumentation.stage("redis", time.perf_counter() - began)
-                return written
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                failures += 1
-                if failures > self.config.redis_max_retries:
-                    raise
-                delay = backoff.next_delay()
-                log.warning("redis write failed; retrying", error=str(exc), in_s=round(delay, 3))
-                await asyncio.sleep(delay)
-
     async def _rebuild(self, consumer: AIOKafkaConsumer, partitions: set[int], why: str) -> None:
         """Partitions whose input no longer matches their checkpoint: fresh tasks, replayed
         from the start of the retained log (events already written are not written again)."""
@@ -635,10 +372,8 @@ class EngineRuntime:
                 continue  # being revoked: its next owner reads the checkpoint again
             self.tasks[partition] = self.new_task(partition, tps)
             await consumer.seek_to_beginning(*tps)
-            for tp in tps:
-                self._fetched_next[tp] = await consumer.position(tp)
-                self._last_ts.pop(tp, None)
-                self._ahead_since.pop(tp, None)
+            for state in self.assignment.assign(tps):
+                state.reset(await consumer.position(state.tp))
             self.report.rebuilt += 1
             self.instrumentation.count("restores", kind="rebuild")
 
@@ -647,29 +382,25 @@ class EngineRuntime:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Partitions move away: commit what was processed, checkpoint, drop their tasks."""
         try:
-            # bounded: the group's rebalance waits for this callback
-            await asyncio.wait_for(
-                self._commit(checkpoint=True), self.config.session_timeout_ms / 2_000
-            )
+            if self._commit is not None:  # bounded: the group's rebalance waits for this
+                await asyncio.wait_for(
+                    self._commit.commit(self.tasks, checkpoint=True),
+                    self.config.session_timeout_ms / 2_000,
+                )
         finally:  # the tasks go even if that failed: they must not see their input again
             for partition in {tp.partition for tp in revoked}:
                 self.tasks.pop(partition, None)
                 if self._state is not None:
                     self._state.forget(partition)
-            for tp in revoked:
-                self._fetched_next.pop(tp, None)
-                self._marked.pop(tp, None)
-                self._last_ts.pop(tp, None)
-                self._ahead_since.pop(tp, None)
-                self._paused.discard(tp)
+            self.assignment.revoke(revoked)
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """New partitions: their tasks' state from the latest checkpoint, then the input after
         its offsets; without a usable checkpoint, by replaying the input from the start."""
-        consumer, publisher = self._consumer, self._publisher
-        assert consumer is not None and publisher is not None
-        self._written = await publisher.watermarks()
+        consumer, commit = self._consumer, self._commit
+        assert consumer is not None and commit is not None
+        await commit.read_watermarks()
         new = sorted(tp for tp in assigned if tp.partition not in self.tasks)
         by_partition: dict[int, list[TopicPartition]] = {}
         for tp in new:
@@ -686,6 +417,7 @@ class EngineRuntime:
                 log.warning("checkpoints not read; replaying", error=str(exc))
         for partition, tps in by_partition.items():
             tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
+            states = self.assignment.assign(tps)
             task = self.new_task(partition, tps)
             checkpoint = checkpoints.get(partition)
             resume: dict[TopicPartition, int] = {}
@@ -694,7 +426,8 @@ class EngineRuntime:
             elif checkpoint is not None:
                 self.report.restored += 1
                 self.instrumentation.count("restores", kind="checkpoint")
-                self._last_ts.update(task.last_ts)
+                for state in states:
+                    state.last_ts = task.last_ts.get(state.tp, state.last_ts)
                 if self._state is not None:
                     self._state.adopt(checkpoint)
                 resume = {
@@ -711,9 +444,10 @@ class EngineRuntime:
             from_start = [tp for tp in tps if tp not in resume]
             if from_start:
                 await consumer.seek_to_beginning(*from_start)
-            for tp in tps:
-                self._fetched_next[tp] = await consumer.position(tp)
+            for state in states:
+                state.fetched_next = await consumer.position(state.tp)
         self.caught_up.clear()
+        self.instrumentation.count("assignments")
         log.info("partitions assigned", partitions=sorted(by_partition))
 
 
@@ -726,20 +460,3 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.runtime.on_assigned(assigned)
-
-
-async def _dead_letter(
-    producer: RecordProducer,
-    topic: str,
-    partition: int,
-    offset: int,
-    raw: bytes,
-    reason: str,
-    now_ns: int,
-) -> None:
-    await producer.send_dead_letter(raw, reason, "engine", f"{topic}/{partition}/{offset}", now_ns)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

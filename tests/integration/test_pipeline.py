@@ -29,6 +29,7 @@ from engine.app.cli import main
 from engine.app.run_ingest import run_ingest
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
+from engine.stream.instrumentation import Instrumentation, RecordingInstrumentation
 from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import events_channel, events_stream, levels_key
 from schemas.events import RegimeEvent, decode_event
@@ -71,9 +72,11 @@ def engine_config(bootstrap: str, redis_url: str, topics: Topics, **kw: object) 
     )
 
 
-async def run_engine(config: EngineConfig, timeout: float = 90.0) -> EngineReport:
+async def run_engine(
+    config: EngineConfig, timeout: float = 90.0, instrumentation: Instrumentation | None = None
+) -> EngineReport:
     """Run an engine until it has consumed and applied everything, then stop it."""
-    runtime = EngineRuntime(config)
+    runtime = EngineRuntime(config, instrumentation=instrumentation)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     waiter = asyncio.create_task(runtime.caught_up.wait())
@@ -143,11 +146,24 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     listener = Redis.from_url(redis_url)
     pubsub = listener.pubsub()
     await pubsub.subscribe(events_channel("BTC"))
-    report = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    meter = RecordingInstrumentation()
+    report = await run_engine(
+        engine_config(kafka_bootstrap, redis_url, topics), instrumentation=meter
+    )
 
     events = [event for _, event in await stream(redis_url)]
     assert len({e.id for e in events}) == len(events) == sum(report.events.values())
     assert report.dead_letters == 4 and report.events_replayed == 0
+    # The instrumentation hook saw what the report counts (one assignment of the 3
+    # partitions, each replayed from the start: a new group has no checkpoint).
+    published = {k: n for k, n in meter.counts.items() if k.startswith("events_published{")}
+    assert sum(published.values()) == sum(report.events.values())
+    assert meter.counts["dead_letters"] == 4 and meter.counts["batches"] == report.batches
+    assert meter.counts["updates_applied"] == report.updates
+    assert meter.counts["assignments"] == 1 and meter.counts["restores{kind=replay}"] == 3
+    assert meter.counts["checkpoints{result=written}"] == report.checkpoints >= 1
+    assert meter.counts["commits"] == report.commits >= 1
+    assert set(meter.calls) >= {"fetch", "decode", "merge", "process", "publish", "redis"}
     # Every option ticker reached the engine, most of them packed (+ the two malformed).
     # How many ticks share a pack depends on the 1 ms pack wait against the replay's pace,
     # so the bound is loose.

@@ -21,7 +21,7 @@ import pytest
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
-from connectors.cboe.parse import parse_cboe_json_columns
+from connectors.cboe.columns import parse_cboe_json_columns
 from connectors.common.ingest import IngestStage, MemorySink, replay_capture
 from connectors.common.kafka.producer import partition_for_key
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig

@@ -17,10 +17,8 @@ first tick has waited ``pack_wait_ms`` (the same flush task as the linger), and 
 other record of its underlying.
 
 Order header: every market-data record (``send_record``, ``send_tick``) carries an
-``md-order`` header, ``{producer id}:{n0},{n1},…``: for each market-data topic (in
-:meth:`Topics.market_data` order), how many records this producer sent before it to the same
-partition number of that topic. The engine applies one producer's records in exactly that
-order, live and in any replay (see :mod:`engine.stream.merge`).
+``md-order`` header (:mod:`connectors.common.kafka.order`) so that the engine applies one
+producer's records in exactly their send order.
 
 Errors: a batch the broker does not acknowledge means records are lost, so the first
 delivery error is sticky: ``flush``, ``stop`` and every later ``send`` raise
@@ -32,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
@@ -47,8 +43,9 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
-from connectors.common.packing import PackConfig, TickPacker
-from schemas.config import check_known_keys
+from connectors.common.kafka.order import ORDER_HEADER, OrderStamper, read_order_header
+from connectors.common.kafka.producer_config import ProducerConfig
+from connectors.common.packing import TickPacker
 from schemas.contracts import OptionContract
 from schemas.records import Record, encode_record
 from schemas.topics import Topics
@@ -68,12 +65,9 @@ __all__ = [
 
 Headers = Sequence[tuple[str, bytes]]
 
-_ACKS = ("all", -1, 0, 1)
-_COMPRESSION = (None, "gzip", "snappy", "lz4", "zstd")
 _MAX_ROUTES_PER_TOPIC = 65_536  # key → partition cache; cleared when it grows past this
 _NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
 _DEAD_LETTER_MAX_FRACTION = 0.9  # of max_request_bytes kept for a dead letter's raw bytes
-ORDER_HEADER = "md-order"  # producer id and send counts per topic (module docstring)
 
 
 class ProducerStartError(RuntimeError):
@@ -90,74 +84,6 @@ class ProducerClosedError(RuntimeError):
 
 class RecordTooLargeError(ValueError):
     """A single record is larger than ``max_request_bytes``; it was not queued."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerConfig:
-    """Producer settings.
-
-    ``enable_idempotence`` defaults to True (Apache Kafka); it must be False against the
-    embedded Tansu broker, which has no InitProducerId (``start()`` then fails).
-    ``max_in_flight_batches`` bounds batches sent and not yet acknowledged (backpressure).
-    ``pack_max_ticks`` > 0 packs option tickers (``send_tick``) up to that many per record,
-    each tick waiting at most ``pack_wait_ms``; 0 sends every ticker as its own record. Packing
-    is on by default: one Kafka record and one decode per tick cost more than everything else
-    the engine does with a tick (see benchmarks/README.md). ``linger_ms`` is short because
-    the packs already batch the ticks.
-    """
-
-    bootstrap: str
-    client_id: str = "regime-engine"
-    acks: str | int = "all"
-    enable_idempotence: bool = True
-    linger_ms: float = 1.0
-    max_batch_bytes: int = 256 * 1024
-    max_in_flight_batches: int = 16
-    compression: str | None = None
-    request_timeout_ms: int = 30_000
-    max_request_bytes: int = 1024 * 1024
-    pack_max_ticks: int = 256
-    pack_wait_ms: float = 1.0
-    pack_keyframe_s: float = 600.0  # a packed instrument's terms are re-sent this often
-
-    def __post_init__(self) -> None:
-        if not self.bootstrap:
-            raise ValueError("bootstrap is empty")
-        if self.acks not in _ACKS:
-            raise ValueError(f"acks must be one of {_ACKS}, got {self.acks!r}")
-        if self.enable_idempotence and self.acks not in ("all", -1):
-            raise ValueError("enable_idempotence requires acks='all'")
-        if self.compression not in _COMPRESSION:
-            raise ValueError(f"compression must be one of {_COMPRESSION}, got {self.compression!r}")
-        if self.linger_ms < 0:
-            raise ValueError("linger_ms must be >= 0")
-        for name in (
-            "max_batch_bytes",
-            "max_in_flight_batches",
-            "request_timeout_ms",
-            "max_request_bytes",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.pack_max_ticks, int) or self.pack_max_ticks < 0:
-            raise ValueError(f"pack_max_ticks must be an integer >= 0, got {self.pack_max_ticks!r}")
-        if self.pack_max_ticks:
-            self.packing()  # checks the other pack settings
-
-    def packing(self) -> PackConfig | None:
-        """The tick packing settings, None when packing is off."""
-        if not self.pack_max_ticks:
-            return None
-        return PackConfig(self.pack_max_ticks, self.pack_wait_ms / 1000.0, self.pack_keyframe_s)
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> ProducerConfig:
-        """Build from a mapping of field names; unknown keys raise ValueError."""
-        check_known_keys(cls, mapping, "producer")
-        if "bootstrap" not in mapping:
-            raise ValueError("producer config needs 'bootstrap'")
-        return cls(**mapping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,19 +117,6 @@ def partition_for_key(key: bytes, partition_count: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partition_count
 
 
-def read_order_header(headers: Sequence[tuple[str, bytes]]) -> tuple[str, tuple[int, ...]] | None:
-    """The producer id and per-topic counts of an ``md-order`` header (None: none, or bad)."""
-    for name, value in headers:
-        if name == ORDER_HEADER:
-            producer, _, counts = value.decode("ascii", "replace").partition(":")
-            try:
-                after = tuple(int(n) for n in counts.split(","))
-            except ValueError:
-                return None
-            return (producer, after) if producer and min(after) >= 0 else None
-    return None
-
-
 class _OpenBatch:
     __slots__ = ("builder", "created", "tp")
 
@@ -231,9 +144,7 @@ class RecordProducer:
         # topic → sorted partition ids; topic → {key: TopicPartition}
         self._partitions: dict[str, tuple[int, ...]] = {}
         self._routes: dict[str, dict[bytes, TopicPartition]] = {}
-        self._order_id = os.urandom(8).hex()  # this producer in md-order headers
-        self._order_slot = {topic: i for i, topic in enumerate(self.topics.market_data())}
-        self._sent_to: dict[int, list[int]] = {}  # partition → records sent per topic slot
+        self._order = OrderStamper(self.topics.market_data())
         self._open: dict[TopicPartition, _OpenBatch] = {}
         self._sealed: deque[_OpenBatch] = deque()
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -323,12 +234,7 @@ class RecordProducer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     # -- sending ------------------------------------------------------------------------
@@ -374,12 +280,9 @@ class RecordProducer:
             tp = await self._route(topic, key)
             if self._closed:
                 raise ProducerClosedError("RecordProducer stopped")
-        slot = self._order_slot.get(topic) if ordered else None
+        slot = self._order.slots.get(topic) if ordered else None
         if slot is not None:  # stamped right before the append: the counts follow the log
-            sent = self._sent_to.setdefault(tp.partition, [0] * len(self._order_slot))
-            counts = ",".join(map(str, sent)).encode()
-            headers = [*headers, (ORDER_HEADER, self._order_id.encode() + b":" + counts)]
-            sent[slot] += 1
+            headers = self._order.stamp(slot, tp.partition, headers)
         batch = self._open.get(tp)
         if batch is None:
             batch = self._new_batch(tp)

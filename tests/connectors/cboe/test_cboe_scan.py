@@ -21,12 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.cboe import scan
-from connectors.cboe.parse import (
-    _DOCUMENT,
-    SCAN_MIN_BYTES,
-    parse_cboe_json,
-    parse_cboe_json_columns,
-)
+from connectors.cboe.columns import _DOCUMENT, SCAN_MIN_BYTES, parse_cboe_json_columns
+from connectors.cboe.parse import parse_cboe_json
 from connectors.cboe.scan import ScannedDocument, scan_cboe_json
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from schemas.chain import ChainColumns

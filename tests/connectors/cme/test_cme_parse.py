@@ -22,18 +22,20 @@ from scipy.stats import norm
 from connectors.cme.parse import (
     CmeChainConfig,
     CmeOptionSeries,
+    parse_cme_futures,
+    parse_cme_settlements,
+)
+from connectors.cme.products import Quoting
+from connectors.cme.values import (
     CmePrice,
     PriceFlag,
     parse_change,
-    parse_cme_futures,
-    parse_cme_settlements,
     parse_count,
     parse_month,
     parse_price,
     parse_strike,
     parse_trade_date,
 )
-from connectors.cme.products import Quoting
 from connectors.common.errors import ParseError
 from schemas.contracts import OptionRight
 

@@ -12,14 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.cboe.columns import _terms, parse_cboe_json_columns
 from connectors.cboe.normaliser import CboeNormaliser, parse_cboe_body
-from connectors.cboe.parse import (
-    _terms,
-    parse_cboe_csv,
-    parse_cboe_json,
-    parse_cboe_json_columns,
-    parse_occ_symbol,
-)
+from connectors.cboe.parse import parse_cboe_csv, parse_cboe_json, parse_occ_symbol
 from connectors.cboe.products import product_for_root
 from connectors.common.errors import ParseError
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig

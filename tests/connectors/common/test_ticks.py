@@ -19,7 +19,7 @@ from connectors.common.packing import PackConfig, TickPacker
 from connectors.deribit.normaliser import DeribitNormaliser
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
-from engine.stream.runtime import EngineConfig, EngineRuntime
+from engine.stream.decode import decode_messages
 from engine.stream.task import feed_of
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import (
@@ -132,7 +132,6 @@ def test_bad_packs_are_rejected_with_the_reason(change, message):
 
 
 def test_an_undecodable_pack_goes_to_the_dead_letters_not_the_books():
-    runtime = EngineRuntime(EngineConfig(bootstrap="127.0.0.1:1", redis_url="redis://x"))
     tp = TopicPartition(OPTIONS, 0)
     good = encode_record(OptionTicks.from_contracts([contract()]))
     bad = _bad(lambda d: d.update(iv={"i8": d["iv"]["f8"]}))
@@ -141,9 +140,10 @@ def test_an_undecodable_pack_goes_to_the_dead_letters_not_the_books():
         for offset, value in enumerate((good, bad))
     ]
     dead: list = []
-    items = runtime._decode(tp, messages, dead)
+    decoded = decode_messages(tp, messages, 0, dead)
+    items = decoded.items
     assert type(items[0].record) is OptionTicks and items[1].record is None
-    assert runtime.report.option_ticks == 1
+    assert decoded.option_ticks == 1
     assert items[1].ts == items[0].ts == T0  # the undecodable one takes its predecessor's time
     assert [(m.offset, reason) for m, reason in dead] == [
         (1, "undecodable record: ValueError: option ticks: column iv must be packed as {'f8': …}")
