@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -68,10 +69,8 @@ async def ingest_round(mixed: list, counts: Counter) -> tuple[float, list]:
 def plain_json(messages: list) -> float:
     start = time.perf_counter()
     for message in messages:
-        try:
+        with contextlib.suppress(ValueError):
             json.loads(message.raw)
-        except ValueError:
-            pass
     return time.perf_counter() - start
 
 
