@@ -216,3 +216,22 @@ def column_problem(
     who = f"{instruments[row]}: " if instruments is not None else f"row {row}: "
     problem = _value_problem(name, float(values[row]), low, high, inclusive, False)
     return f"{who}{problem}"
+
+
+def row_problems(
+    columns: dict[str, np.ndarray], instruments: Any, nan_ok: dict[str, bool] | None = None
+) -> dict[int, str]:
+    """Every row of a column set with a value outside its domain → the first reason
+    (``instrument: field=value (expected …)``); empty when all rows are good."""
+    out: dict[int, str] = {}
+    for name, values in columns.items():
+        low, high, inclusive, column_nan_ok = _COLUMN_DOMAIN[name]
+        allow_nan = column_nan_ok if nan_ok is None else nan_ok.get(name, column_nan_ok)
+        good = (values >= low if inclusive else values > low) & (values <= high)
+        if allow_nan:
+            good |= np.isnan(values)
+        for row in np.flatnonzero(~good).tolist():
+            if row not in out:
+                problem = _value_problem(name, float(values[row]), low, high, inclusive, False)
+                out[row] = f"{instruments[row]}: {problem}"
+    return dict(sorted(out.items()))

@@ -43,6 +43,23 @@ class Routed:
     packable: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedRows:
+    """Rows of a document that were not applied while the rest were: the stage sends one
+    dead letter for the document listing them (a bad row is not a bad document)."""
+
+    reasons: tuple[str, ...]  # one per rejected row: "SPXW…: open_interest=-1.0 (expected …)"
+    rows: int  # rows in the document
+    kind: str = "out_of_domain"  # the reason class of the dead letter
+
+    def reason(self, listed: int = 20) -> str:
+        """One line: how many rows, and the first ``listed`` reasons."""
+        shown = "; ".join(self.reasons[:listed])
+        more = len(self.reasons) - listed
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{len(self.reasons)} of {self.rows} rows rejected: {shown}{tail}"
+
+
 class Normaliser(Protocol):
     def normalise(
         self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
@@ -160,6 +177,11 @@ class IngestStage:
         except ParseError as exc:
             await self._dead_letter(raw, exc.reason, exc.kind, recv_ns)
             return []
+        if any(type(item) is RejectedRows for item in routed):
+            for item in routed:
+                if type(item) is RejectedRows:
+                    await self._dead_letter(raw, item.reason(), item.kind, recv_ns)
+            routed = [item for item in routed if type(item) is not RejectedRows]
         send_record, send_tick = self.sink.send_record, self._send_tick
         for item in routed:
             topic = getattr(self.topics, item.topic)
