@@ -1,69 +1,51 @@
-"""``--source SPEC`` (DESIGN §2.2): what to connect to, parsed and checked up front."""
+"""``--source SPEC`` (DESIGN §2.2): what to connect to, parsed and checked up front.
+
+A source is ``replay:PATH`` or the prefix of a venue in :mod:`connectors.registry` and its
+target (``deribit:BTC``, ``funding:binance:BTCUSDT``); each venue's spec checks its target.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from connectors.cboe.client import CBOE_SYMBOLS
-from connectors.cme.products import PRODUCTS as CME_PRODUCTS
 from connectors.common.sources import Source, SourceError
+from connectors.common.venue import VenueSpec
+from connectors.registry import SPECS
 
-__all__ = ["Source", "SourceError", "parse_source"]
+__all__ = ["KINDS", "REPLAY", "Source", "SourceError", "parse_source"]
 
-KNOWN_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
-IMPLEMENTED_KINDS = ("deribit", "cboe", "cme", "funding", "replay")
-DERIBIT_CURRENCIES = ("BTC", "ETH")
-# Perpetual symbols per funding venue (dated futures have no funding).
-FUNDING_SYMBOLS = {
-    "binance": (re.compile(r"[A-Z0-9]{2,30}"), "a USD-M perpetual such as BTCUSDT"),
-    "bybit": (re.compile(r"[A-Z0-9]{2,30}"), "a linear perpetual such as BTCUSDT"),
-    "okx": (re.compile(r"[A-Z0-9]+-[A-Z0-9]+-SWAP"), "a perpetual swap such as BTC-USDT-SWAP"),
-}
+REPLAY = "replay"
+KINDS = (*dict.fromkeys(spec.prefix.partition(":")[0] for spec in SPECS), REPLAY)
 
 
-def parse_source(spec: str) -> Source:
+def parse_source(text: str) -> Source:
     """Parse ``deribit:BTC``, ``funding:binance:BTCUSDT``, ``replay:PATH`` …; SourceError with
     one line when not usable."""
-    kind, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise SourceError(f"bad source {spec!r}: expected KIND:TARGET, e.g. deribit:BTC")
-    if kind not in KNOWN_KINDS:
-        raise SourceError(
-            f"unknown source kind {kind!r} in {spec!r}; known: {', '.join(KNOWN_KINDS)}"
-        )
-    if kind not in IMPLEMENTED_KINDS:
-        supported = ", ".join(IMPLEMENTED_KINDS)
-        raise SourceError(f"source {spec!r} is not supported yet (supported: {supported})")
-    if kind == "deribit":
-        target = target.upper()
-        if target not in DERIBIT_CURRENCIES:
-            choices = ", ".join(DERIBIT_CURRENCIES)
-            raise SourceError(f"bad source {spec!r}: Deribit currency must be one of {choices}")
-    if kind == "cboe":
-        target = target.upper()
-        if target not in CBOE_SYMBOLS:
-            choices = ", ".join(sorted(CBOE_SYMBOLS))
-            raise SourceError(f"bad source {spec!r}: CBOE symbol must be one of {choices}")
-    if kind == "cme":
-        target = target.upper()
-        if target not in CME_PRODUCTS:
-            choices = ", ".join(sorted(CME_PRODUCTS))
-            raise SourceError(f"bad source {spec!r}: CME product must be one of {choices}")
-    if kind == "funding":
-        target = _funding_target(spec, target)
-    if kind == "replay" and not Path(target).is_file():
-        raise SourceError(f"bad source {spec!r}: no such capture file {target}")
-    return Source(kind, target)
+    kind, sep, rest = text.partition(":")
+    if not sep or not rest:
+        raise SourceError(f"bad source {text!r}: expected KIND:TARGET, e.g. deribit:BTC")
+    if kind not in KINDS:
+        raise SourceError(f"unknown source kind {kind!r} in {text!r}; known: {', '.join(KINDS)}")
+    if kind == REPLAY:
+        if not Path(rest).is_file():
+            raise SourceError(f"bad source {text!r}: no such capture file {rest}")
+        return Source(kind, rest)
+    spec, target = _venue(text, kind, rest)
+    try:
+        target = spec.target(target)
+    except SourceError as exc:
+        raise SourceError(f"bad source {text!r}: {exc}") from None
+    return Source(kind, f"{spec.prefix}:{target}".partition(":")[2])
 
 
-def _funding_target(spec: str, target: str) -> str:
-    venue, sep, symbol = target.partition(":")
-    venue, symbol = venue.lower(), symbol.upper()
-    if venue not in FUNDING_SYMBOLS:
-        venues = ", ".join(FUNDING_SYMBOLS)
-        raise SourceError(f"bad source {spec!r}: funding venue must be one of {venues}")
-    pattern, example = FUNDING_SYMBOLS[venue]
-    if not sep or not pattern.fullmatch(symbol):
-        raise SourceError(f"bad source {spec!r}: expected funding:{venue}:SYMBOL, {example}")
-    return f"{venue}:{symbol}"
+def _venue(text: str, kind: str, rest: str) -> tuple[VenueSpec, str]:
+    """The spec of a venue source and its raw target (``funding:VENUE:…`` picks the venue)."""
+    family = [spec for spec in SPECS if spec.prefix.partition(":")[0] == kind]
+    if len(family) == 1 and family[0].prefix == kind:
+        return family[0], rest
+    venue, _, target = rest.partition(":")
+    for spec in family:
+        if spec.prefix == f"{kind}:{venue.lower()}":
+            return spec, target
+    venues = ", ".join(spec.prefix.partition(":")[2] for spec in family)
+    raise SourceError(f"bad source {text!r}: {kind} venue must be one of {venues}")

@@ -1,34 +1,78 @@
-"""Which normaliser reads which venue's messages: one table for replay, levels and ingest."""
+"""The registry's venues at work: live clients for sources, normalisers for captured messages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
-from connectors.cboe.normaliser import CboeNormaliser
-from connectors.cme.normaliser import CmeNormaliser
 from connectors.common.capture import CaptureWriter
 from connectors.common.ingest import IngestStage, Normaliser, RecordSink
-from connectors.deribit.normaliser import DeribitNormaliser
-from connectors.funding.venues import VENUES as FUNDING_VENUES
-from connectors.funding.venues import funding_normaliser
+from connectors.common.sources import Source
+from connectors.common.venue import LiveSource, VenueSpec
+from connectors.registry import SPECS
+from schemas.config import Config
 from schemas.topics import Topics
 
-NORMALISERS: dict[str, Callable[[], Normaliser]] = {
-    "deribit": DeribitNormaliser,
-    "cboe": CboeNormaliser,
-    "cme": CmeNormaliser,
-    **{venue: partial(funding_normaliser, venue) for venue in FUNDING_VENUES},
-}
+BY_VENUE: dict[str, VenueSpec] = {spec.venue: spec for spec in SPECS}
+NORMALISERS = {venue: spec.normaliser for venue, spec in BY_VENUE.items()}
+
+
+class LiveClient(NamedTuple):
+    name: str
+    stage: IngestStage
+    client: LiveSource
+
+
+def locate(source: Source) -> tuple[VenueSpec, str] | None:
+    """The venue spec of a live source and its target there (None: not a venue's)."""
+    for spec in SPECS:
+        target = spec.target_of(source)
+        if target is not None:
+            return spec, target
+    return None
+
+
+def targets_by_venue(sources: Iterable[Source]) -> dict[str, tuple[str, ...]]:
+    """Live sources' targets grouped by venue, in order, once each."""
+    out: dict[str, dict[str, None]] = {}
+    for source in sources:
+        found = locate(source)
+        if found is not None:
+            out.setdefault(found[0].venue, {})[found[1]] = None
+    return {venue: tuple(targets) for venue, targets in out.items()}
+
+
+def live_clients(
+    sources: Sequence[Source],
+    sink: RecordSink,
+    topics: Topics,
+    venues: Mapping[str, Config] | None = None,
+    capture: CaptureWriter | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
+) -> list[LiveClient]:
+    """The client (and ingest stage) of every live source: one per venue (ingest, record).
+
+    ``venues`` holds a venue's config (its table) by venue name; the targets come from the
+    sources. ``capture`` records every message (``regime-engine record``). ``clock_ns`` is
+    the receive clock the clients stamp messages with.
+    """
+    out: list[LiveClient] = []
+    for venue, targets in targets_by_venue(sources).items():
+        spec, config = BY_VENUE[venue], (venues or {}).get(venue)
+        normaliser = spec.normaliser(config)
+        stage = IngestStage(venue, normaliser, sink, topics, capture, clock_ns=clock_ns)
+        out.append(LiveClient(spec.name, stage, spec.client(config, targets, stage)))
+    return out
 
 
 def normaliser_for(venue: str) -> Normaliser:
     """A fresh normaliser for a venue's messages; ValueError (one line) for unknown venues."""
-    factory = NORMALISERS.get(venue)
-    if factory is None:
-        known = ", ".join(sorted(NORMALISERS))
+    spec = BY_VENUE.get(venue)
+    if spec is None:
+        known = ", ".join(sorted(BY_VENUE))
         raise ValueError(f"messages of venue {venue!r} cannot be read (known: {known})")
-    return factory()
+    return spec.normaliser(None)
 
 
 class StagePerVenue:

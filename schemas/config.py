@@ -2,8 +2,8 @@
 
 Every component's config is a frozen dataclass that also derives from :class:`Config`; its
 ``from_mapping`` (a TOML table, flags) rejects unknown keys, builds nested configs from
-sub-tables, turns lists into tuples and ISO dates into dates where the field says so, and
-raises :class:`ConfigError` (one line) for anything it cannot accept.
+sub-tables (lists of them too), turns lists into tuples and ISO dates into dates where the
+field says so, and raises :class:`ConfigError` (one line) for anything it cannot accept.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, Self
 
@@ -20,9 +20,11 @@ class ConfigError(ValueError):
     """A configuration value or key that is not accepted; the message is one line."""
 
 
-def check_known_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
-    """ConfigError naming the keys of ``values`` that are not fields of dataclass ``cls``."""
-    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+def check_known_keys(known: type | Iterable[str], values: Mapping[str, Any], what: str) -> None:
+    """ConfigError naming the keys of ``values`` that are not fields of dataclass ``known``
+    (or not among the names ``known``)."""
+    names = {f.name for f in fields(known)} if isinstance(known, type) else set(known)
+    unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown {what} config keys: {', '.join(unknown)}")
 
@@ -63,7 +65,8 @@ def _convert(hint: Any, value: Any) -> Any:
             if isinstance(value, Mapping):
                 return candidate.from_mapping(value)
         elif typing.get_origin(candidate) is tuple and isinstance(value, list):
-            return tuple(value)
+            (item, *_) = typing.get_args(candidate) or (None,)
+            return tuple(_convert(item, v) for v in value)
         elif candidate is dt.date and isinstance(value, str):
             try:
                 return dt.date.fromisoformat(value)

@@ -10,14 +10,13 @@ the stage's normaliser (``CboeNormaliser``) parses each body and frames the chan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import ClassVar
 
 from connectors.cboe.products import PRODUCTS
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
 from connectors.common.polled import PolledClient, Timing
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 CBOE_DELAYED_QUOTES_URL = "https://cdn.cboe.com/api/global/delayed_quotes/options"
 
@@ -37,12 +36,14 @@ def delayed_quotes_url(symbol: str, base_url: str = CBOE_DELAYED_QUOTES_URL) -> 
 
 
 @dataclass(frozen=True, slots=True)
-class CboeConfig:
+class CboeConfig(Config):
     """Configuration of the CBOE poller (frozen; unknown keys rejected).
 
     ``poller`` holds the polling policy (interval, timeouts, backoff, body limit, user
     agent); its ``urls`` are left empty and filled in from ``symbols``.
     """
+
+    SECTION: ClassVar[str] = "CBOE"
 
     symbols: tuple[str, ...] = ("SPX",)  # underlyings: "SPX", "NDX", "SPY", "QQQ", …
     base_url: str = CBOE_DELAYED_QUOTES_URL  # tests point this at a local server
@@ -50,31 +51,21 @@ class CboeConfig:
 
     def __post_init__(self) -> None:
         if not self.symbols:
-            raise ValueError("CBOE config needs at least one symbol")
+            raise ConfigError("CBOE config needs at least one symbol")
         unknown = [s for s in self.symbols if s not in CBOE_SYMBOLS]
         if unknown:
             known = ", ".join(sorted(CBOE_SYMBOLS))
-            raise ValueError(f"unknown CBOE symbols {', '.join(unknown)} (known: {known})")
+            raise ConfigError(f"unknown CBOE symbols {', '.join(unknown)} (known: {known})")
         if len(set(self.symbols)) != len(self.symbols):
-            raise ValueError("CBOE symbols must be distinct")
+            raise ConfigError("CBOE symbols must be distinct")
         if self.poller.urls:
-            raise ValueError("CBOE poller URLs come from symbols; leave poller.urls empty")
+            raise ConfigError("CBOE poller URLs come from symbols; leave poller.urls empty")
 
     def urls(self) -> tuple[str, ...]:
         return tuple(delayed_quotes_url(symbol, self.base_url) for symbol in self.symbols)
 
     def poller_config(self) -> HttpPollerConfig:
         return replace(self.poller, urls=self.urls())
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CboeConfig:
-        check_known_keys(cls, values, "CBOE")
-        out = dict(values)
-        if "symbols" in out:
-            out["symbols"] = tuple(out["symbols"])
-        if isinstance(out.get("poller"), Mapping):
-            out["poller"] = HttpPollerConfig.from_mapping(dict(out["poller"]))
-        return cls(**out)
 
 
 class CboeClient(PolledClient[CboeConfig]):

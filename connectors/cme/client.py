@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from connectors.cme.normaliser import futures_request, series_key, series_request
@@ -33,7 +33,7 @@ from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.http_poller import HttpPoller, HttpPollerConfig
 from connectors.common.polled import PolledClient, Timing
 from engine.core.pricing import warm_up
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 CME_SETTLEMENTS_URL = "https://www.cmegroup.com/CmeWS/mvc/Settlements"
 DEFAULT_INTERVAL_S = 600.0  # settlements change once a trade date
@@ -48,31 +48,27 @@ def futures_settlements_url(product_code: str, base_url: str = CME_SETTLEMENTS_U
 
 
 @dataclass(frozen=True, slots=True)
-class CmeSeriesConfig:
+class CmeSeriesConfig(Config):
     """One option series to poll: what its options document does not say, and its URL."""
+
+    SECTION: ClassVar[str] = "CME series"
 
     option_code: str  # Globex code of the family: "ES", "EW3", "E1C"
     last_trading_day: date  # TradeDateAndExpirations' lastTradeDate
     url: str  # its …/OOF settlements URL
     underlying_month: str | None = None  # "JUN 25"; None: the product's rule
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CmeSeriesConfig:
-        check_known_keys(cls, values, "CME series")
-        out = dict(values)
-        if isinstance(out.get("last_trading_day"), str):
-            out["last_trading_day"] = date.fromisoformat(out["last_trading_day"])
-        return cls(**out)
-
 
 @dataclass(frozen=True, slots=True)
-class CmeConfig:
+class CmeConfig(Config):
     """Configuration of the CME client (frozen; unknown keys rejected).
 
     Either ``series`` (HTTP polling; ``futures_url`` defaults to CME's futures settlements
     of ``product``) or ``directory`` (saved files). ``poller.urls`` stays empty: the URLs
     come from ``futures_url`` and ``series``.
     """
+
+    SECTION: ClassVar[str] = "CME"
 
     product: str = "ES"  # futures product code: "ES", "NQ", "ZN", "CL", "GC"
     futures_url: str | None = None
@@ -85,12 +81,21 @@ class CmeConfig:
     file_poll_interval_s: float = 5.0
     warm_up: bool = True  # compile the Black-76 solver before the first document
 
+    @classmethod
+    def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The poller's interval defaults to CME's; ``chain`` is the parser's own config."""
+        if isinstance(values.get("poller"), Mapping):
+            values["poller"] = {"interval_s": DEFAULT_INTERVAL_S, **values["poller"]}
+        if isinstance(values.get("chain"), Mapping):
+            values["chain"] = CmeChainConfig.from_mapping(values["chain"])
+        return values
+
     def __post_init__(self) -> None:
         if self.product not in PRODUCTS:
             known = ", ".join(sorted(PRODUCTS))
-            raise ValueError(f"unknown CME product {self.product!r} (known: {known})")
+            raise ConfigError(f"unknown CME product {self.product!r} (known: {known})")
         if bool(self.series) == bool(self.directory):
-            raise ValueError(
+            raise ConfigError(
                 f"CME {self.product} needs either option series (with URLs) or a directory "
                 "of saved settlement files, not both"
             )
@@ -99,13 +104,13 @@ class CmeConfig:
         for s in self.series:
             if s.option_code not in families:
                 known = ", ".join(sorted(families))
-                raise ValueError(
+                raise ConfigError(
                     f"unknown CME option code {s.option_code!r} for {self.product} (known: {known})"
                 )
         if len(set(keys)) != len(keys):
-            raise ValueError("CME option series must be distinct")
+            raise ConfigError("CME option series must be distinct")
         if self.poller.urls:
-            raise ValueError("CME poller URLs come from futures_url and series; leave them empty")
+            raise ConfigError("CME poller URLs come from futures_url and series; leave them empty")
         self.poller_config()  # URLs well-formed and distinct
 
     def expected(self) -> list[str]:
@@ -133,22 +138,6 @@ class CmeConfig:
     def poller_config(self) -> HttpPollerConfig:
         futures = self.futures_url or futures_settlements_url(self.product)
         return replace(self.poller, urls=(futures, *(s.url for s in self.series)))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CmeConfig:
-        check_known_keys(cls, values, "CME")
-        out = dict(values)
-        if "series" in out:
-            out["series"] = tuple(
-                s if isinstance(s, CmeSeriesConfig) else CmeSeriesConfig.from_mapping(s)
-                for s in out["series"]
-            )
-        if isinstance(out.get("chain"), Mapping):
-            out["chain"] = CmeChainConfig.from_mapping(out["chain"])
-        if isinstance(out.get("poller"), Mapping):
-            poller = {"interval_s": DEFAULT_INTERVAL_S, **out["poller"]}
-            out["poller"] = HttpPollerConfig.from_mapping(poller)
-        return cls(**out)
 
 
 def file_request(path: Path, product_code: str, chain: CmeChainConfig) -> dict[str, Any] | None:

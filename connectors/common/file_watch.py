@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from connectors.common.http_poller import (
     DEAD_LETTER_SAMPLE_BYTES,
@@ -40,7 +40,7 @@ from connectors.common.http_poller import (
 )
 from connectors.common.ingest import Describe, IngestStage, no_request
 from connectors.common.logs import get_logger
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 log = get_logger("file_watch")
 
@@ -48,8 +48,10 @@ Signature = tuple[int, int, int]  # (inode, size, mtime_ns)
 
 
 @dataclass(frozen=True, slots=True)
-class FileWatchConfig:
+class FileWatchConfig(Config):
     """Configuration of one file watch (frozen; unknown keys rejected)."""
+
+    SECTION: ClassVar[str] = "file watch"
 
     path: str  # a directory to watch, or one file
     patterns: tuple[str, ...] = ("*.csv", "*.json")  # file names to take (directory mode)
@@ -62,20 +64,13 @@ class FileWatchConfig:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ValueError("file watch needs a path")
+            raise ConfigError("file watch needs a path")
         if not self.patterns:
-            raise ValueError("file watch needs at least one file name pattern")
+            raise ConfigError("file watch needs at least one file name pattern")
         if self.poll_interval_s <= 0 or self.stable_polls < 1:
-            raise ValueError("poll_interval_s must be > 0 and stable_polls >= 1")
+            raise ConfigError("poll_interval_s must be > 0 and stable_polls >= 1")
         if self.max_file_bytes <= 0 or self.max_tracked_files < 1:
-            raise ValueError("max_file_bytes and max_tracked_files must be positive")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> FileWatchConfig:
-        check_known_keys(cls, values, "file watch")
-        if "patterns" in values:
-            values = {**values, "patterns": tuple(values["patterns"])}
-        return cls(**values)
+            raise ConfigError("max_file_bytes and max_tracked_files must be positive")
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from connectors.common.errors import ParseError
@@ -66,6 +66,14 @@ def funding_rate(
         ts_recv_ns=ts_recv_ns,
         open_interest_usd=open_interest_usd,
     )
+
+
+def with_interval(record: FundingRate, interval_hours: float) -> FundingRate:
+    """``record`` stated per another funding interval (one a settlement showed later):
+    ``rate_8h`` and ``annualized`` follow, as :func:`funding_rate` makes them."""
+    derived = ("interval_hours", "rate_8h", "annualized", "schema")
+    given = {f.name: getattr(record, f.name) for f in fields(record) if f.name not in derived}
+    return funding_rate(**given, interval_hours=interval_hours)
 
 
 def underlying_of(symbol: str) -> str:

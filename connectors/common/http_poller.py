@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -40,7 +40,7 @@ import aiohttp
 from connectors.common.ingest import Describe, IngestStage, no_request
 from connectors.common.lifecycle import Backoff, Watchdog, cancel_and_wait
 from connectors.common.logs import get_logger
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 MIN_INTERVAL_S = 2.0  # no URL is requested more often than this, whatever the config says
 DEFAULT_USER_AGENT = "regime-engine/0.1 (chain snapshot poller; one request per URL per 15 s)"
@@ -51,11 +51,13 @@ log = get_logger("http_poller")
 
 
 @dataclass(frozen=True, slots=True)
-class HttpPollerConfig:
+class HttpPollerConfig(Config):
     """Configuration of one poller (frozen; unknown keys rejected).
 
     ``urls`` may be empty in a template that a venue client fills in (``CboeConfig.poller``).
     """
+
+    SECTION: ClassVar[str] = "HTTP poller"
 
     urls: tuple[str, ...] = ()
     interval_s: float = 15.0  # per URL; CBOE's delayed quotes change about every 15 s
@@ -74,28 +76,21 @@ class HttpPollerConfig:
     def __post_init__(self) -> None:
         for url in self.urls:
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-                raise ValueError(f"poll URL must be http(s)://host/…, got {url!r}")
+                raise ConfigError(f"poll URL must be http(s)://host/…, got {url!r}")
         if len(set(self.urls)) != len(self.urls):
-            raise ValueError("poll URLs must be distinct")
+            raise ConfigError("poll URLs must be distinct")
         if self.interval_s < MIN_INTERVAL_S:
-            raise ValueError(f"interval_s must be >= {MIN_INTERVAL_S} s (politeness floor)")
+            raise ConfigError(f"interval_s must be >= {MIN_INTERVAL_S} s (politeness floor)")
         if min(self.request_timeout_s, self.connect_timeout_s, self.stop_grace_s) <= 0:
-            raise ValueError("request_timeout_s, connect_timeout_s, stop_grace_s must be > 0")
+            raise ConfigError("request_timeout_s, connect_timeout_s, stop_grace_s must be > 0")
         if self.max_body_bytes <= 0 or self.max_connections_per_host < 1:
-            raise ValueError("max_body_bytes and max_connections_per_host must be positive")
+            raise ConfigError("max_body_bytes and max_connections_per_host must be positive")
         if not 0 < self.backoff_initial_s <= self.backoff_cap_s:
-            raise ValueError("backoff needs 0 < backoff_initial_s <= backoff_cap_s")
+            raise ConfigError("backoff needs 0 < backoff_initial_s <= backoff_cap_s")
         if self.rate_limit_penalty < 0 or self.stale_after_intervals < 1:
-            raise ValueError("rate_limit_penalty must be >= 0, stale_after_intervals >= 1")
+            raise ConfigError("rate_limit_penalty must be >= 0, stale_after_intervals >= 1")
         if self.max_retry_after_s <= 0 or not self.user_agent:
-            raise ValueError("max_retry_after_s must be > 0 and user_agent non-empty")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> HttpPollerConfig:
-        check_known_keys(cls, values, "HTTP poller")
-        if "urls" in values:
-            values = {**values, "urls": tuple(values["urls"])}
-        return cls(**values)
+            raise ConfigError("max_retry_after_s must be > 0 and user_agent non-empty")
 
 
 def body_digest(body: bytes) -> bytes:

@@ -11,15 +11,12 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    kind: str  # "deribit" | "funding" | "replay" | …
-    target: str  # "BTC" for deribit:BTC; "binance:BTCUSDT" for funding:…; the path for replay
+    """``kind`` is the SPEC's first field, ``target`` the rest (``funding:binance:BTCUSDT``
+    is kind ``funding``, target ``binance:BTCUSDT``; ``replay:PATH`` targets the path)."""
+
+    kind: str
+    target: str
 
     @property
     def spec(self) -> str:
         return f"{self.kind}:{self.target}"
-
-    @property
-    def funding_target(self) -> tuple[str, str]:
-        """(venue, symbol) of a ``funding:VENUE:SYMBOL`` source."""
-        venue, _, symbol = self.target.partition(":")
-        return venue, symbol

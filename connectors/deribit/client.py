@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,7 +32,7 @@ from connectors.common.lifecycle import (
 from connectors.common.logs import get_logger
 from connectors.deribit.normaliser import rpc_error
 from connectors.deribit.parse import is_option_name
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 from schemas.records import InstrumentState
 
 TOO_MANY_REQUESTS = 10028
@@ -40,8 +40,10 @@ log = get_logger("deribit")
 
 
 @dataclass(frozen=True, slots=True)
-class DeribitConfig:
+class DeribitConfig(Config):
     """Configuration of one Deribit connection (frozen; unknown keys rejected)."""
+
+    SECTION: ClassVar[str] = "Deribit"
 
     url: str = "wss://www.deribit.com/ws/api/v2"  # testnet: wss://test.deribit.com/ws/api/v2
     currencies: tuple[str, ...] = ("BTC",)
@@ -59,20 +61,13 @@ class DeribitConfig:
 
     def __post_init__(self) -> None:
         if not self.currencies:
-            raise ValueError("at least one currency")
+            raise ConfigError("at least one currency")
         if not 1 <= self.subscribe_chunk <= 250:
-            raise ValueError("subscribe_chunk must be in [1, 250]")
+            raise ConfigError("subscribe_chunk must be in [1, 250]")
         if self.heartbeat_interval_s < 10:
-            raise ValueError("heartbeat_interval_s must be >= 10 (Deribit's minimum)")
+            raise ConfigError("heartbeat_interval_s must be >= 10 (Deribit's minimum)")
         if self.stale_after_s <= 0 or self.subscribe_per_s <= 0 or self.rpc_timeout_s <= 0:
-            raise ValueError("stale_after_s, subscribe_per_s and rpc_timeout_s must be positive")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> DeribitConfig:
-        check_known_keys(cls, values, "Deribit")
-        if "currencies" in values:
-            values = {**values, "currencies": tuple(values["currencies"])}
-        return cls(**values)
+            raise ConfigError("stale_after_s, subscribe_per_s and rpc_timeout_s must be positive")
 
 
 class SessionEnded(Exception):

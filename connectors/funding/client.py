@@ -6,7 +6,7 @@ goes quiet for ``stale_after_s`` (watchdog); send the venue's keepalive frame on
 re-read the REST tables every ``refresh_s``. Reconnects use capped, jittered backoff and
 subscribe again. Every frame goes to the ingest stage (capture → normalise → sink) except
 a non-JSON keepalive reply (OKX "pong"); control frames (acks, pongs, errors, notices) are
-counted here and errors logged. What differs per venue is a :class:`VenueSpec`.
+counted here and errors logged. What differs per venue is a :class:`FundingFeed`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,7 +32,7 @@ from connectors.common.lifecycle import (
 )
 from connectors.common.logs import get_logger
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 log = get_logger("funding")
 RATE_LIMITED_HTTP = frozenset({418, 429})  # Binance: 429 too many requests, 418 IP banned
@@ -63,7 +63,7 @@ def _same_url(url: str, symbols: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class VenueSpec:
+class FundingFeed:
     """Everything that differs between the funding venues."""
 
     name: str  # "binance" | "bybit" | "okx"
@@ -82,8 +82,10 @@ class VenueSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class FundingClientConfig:
+class FundingClientConfig(Config):
     """Configuration of one venue's funding connection (frozen; unknown keys rejected)."""
+
+    SECTION: ClassVar[str] = "funding"
 
     symbols: tuple[str, ...] = ()  # venue symbols: "BTCUSDT", "BTC-USDT-SWAP"
     url: str | None = None  # WebSocket endpoint; None: the venue's public one
@@ -101,31 +103,28 @@ class FundingClientConfig:
     rate_limit_penalty: int = 3  # extra backoff steps after HTTP 429/418
     max_frame_bytes: int = 1 << 20
 
-    def __post_init__(self) -> None:
-        for name in ("stale_after_s", "keepalive_s"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive")
-        if not (self.refresh_s > 0 and self.open_timeout_s > 0 and self.rest_timeout_s > 0):
-            raise ValueError("refresh_s, open_timeout_s and rest_timeout_s must be positive")
-        if self.min_emit_interval_ms < 0:
-            raise ValueError("min_emit_interval_ms must be >= 0")
-        self.fallback()  # checks the intervals
-
-    def fallback(self) -> IntervalFallback:
-        return IntervalFallback(self.default_interval_hours, self.interval_hours)
-
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> FundingClientConfig:
-        check_known_keys(cls, values, "funding")
-        values = dict(values)
-        if "symbols" in values:
-            values["symbols"] = tuple(values["symbols"])
+    def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``interval_hours`` may be a table of symbol → hours."""
         if isinstance(values.get("interval_hours"), Mapping):
             values["interval_hours"] = tuple(
                 (str(k), float(v)) for k, v in values["interval_hours"].items()
             )
-        return cls(**values)
+        return values
+
+    def __post_init__(self) -> None:
+        for name in ("stale_after_s", "keepalive_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive")
+        if not (self.refresh_s > 0 and self.open_timeout_s > 0 and self.rest_timeout_s > 0):
+            raise ConfigError("refresh_s, open_timeout_s and rest_timeout_s must be positive")
+        if self.min_emit_interval_ms < 0:
+            raise ConfigError("min_emit_interval_ms must be >= 0")
+        self.fallback()  # checks the intervals
+
+    def fallback(self) -> IntervalFallback:
+        return IntervalFallback(self.default_interval_hours, self.interval_hours)
 
 
 class RestFailed(Exception):
@@ -145,16 +144,16 @@ class _Session:
 class FundingClient:
     """Streams one venue's funding for ``config.symbols`` into an ingest stage until stopped."""
 
-    def __init__(self, spec: VenueSpec, config: FundingClientConfig, stage: IngestStage) -> None:
+    def __init__(self, feed: FundingFeed, config: FundingClientConfig, stage: IngestStage) -> None:
         if not config.symbols:
-            raise ValueError(f"{spec.name}: no symbols to subscribe")
-        self.spec = spec
+            raise ValueError(f"{feed.name}: no symbols to subscribe")
+        self.feed = feed
         self.config = config
         self.stage = stage
-        self.url = spec.stream_url(config.url or spec.url, config.symbols)
-        self.rest_url = (config.rest_url or spec.rest_url or "").rstrip("/")
-        self.stale_after_s = config.stale_after_s or spec.stale_after_s
-        self.keepalive_s = config.keepalive_s or spec.keepalive_s
+        self.url = feed.stream_url(config.url or feed.url, config.symbols)
+        self.rest_url = (config.rest_url or feed.rest_url or "").rstrip("/")
+        self.stale_after_s = config.stale_after_s or feed.stale_after_s
+        self.keepalive_s = config.keepalive_s or feed.keepalive_s
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_cap_s)
         self.counts: Counter[str] = Counter()  # connections, acks, pongs, venue_errors, …
         self._stopping = asyncio.Event()
@@ -181,7 +180,7 @@ class FundingClient:
                 delay = self.backoff.next_delay()
                 log.warning(
                     "funding reconnecting",
-                    venue=self.spec.name,
+                    venue=self.feed.name,
                     reason=reason,
                     delay_s=round(delay, 3),
                 )
@@ -200,8 +199,8 @@ class FundingClient:
 
     async def _until_stopped(self, work: Coroutine[Any, Any, str]) -> str | None:
         """Run one connection; None when stop() came first (the connection is cancelled)."""
-        task = asyncio.create_task(work, name=f"{self.spec.name}-connection")
-        stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.spec.name}-stop")
+        task = asyncio.create_task(work, name=f"{self.feed.name}-connection")
+        stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.feed.name}-stop")
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
@@ -216,7 +215,7 @@ class FundingClient:
 
     async def _one_connection(self) -> str:
         try:
-            for request in self.spec.seed_requests(self.config.symbols):
+            for request in self.feed.seed_requests(self.config.symbols):
                 await self._get(request)
             async with connect(
                 self.url,
@@ -235,13 +234,13 @@ class FundingClient:
             self._session = None
 
     async def _run_session(self, session: _Session) -> str:
-        name = self.spec.name
+        name = self.feed.name
         tasks = {
             asyncio.create_task(self._read(session), name=f"{name}-reader"),
             asyncio.create_task(session.watchdog.watch(), name=f"{name}-watchdog"),
             asyncio.create_task(self._subscribe_then_refresh(session), name=f"{name}-session"),
         }
-        if self.spec.keepalive_frame is not None:
+        if self.feed.keepalive_frame is not None:
             tasks.add(asyncio.create_task(self._keepalive(session), name=f"{name}-keepalive"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -259,11 +258,11 @@ class FundingClient:
         while True:
             raw = await session.ws.recv(decode=False)
             recv_ns = self.stage.clock_ns()
-            if raw == self.spec.keepalive_reply:
+            if raw == self.feed.keepalive_reply:
                 self.counts["pongs"] += 1
                 continue
             doc, error = decode_json(raw)
-            control = self.spec.control(doc) if error is None else None
+            control = self.feed.control(doc) if error is None else None
             if control is not None:
                 self._on_control(control)
             else:
@@ -276,40 +275,40 @@ class FundingClient:
     def _on_control(self, control: Control) -> None:
         if control.kind == ERROR:
             self.counts["venue_errors"] += 1
-            log.warning("funding venue error", venue=self.spec.name, detail=control.detail)
+            log.warning("funding venue error", venue=self.feed.name, detail=control.detail)
         else:
             self.counts[f"{control.kind}s"] += 1  # acks, pongs, notices
             if control.kind == NOTICE:
-                log.info("funding venue notice", venue=self.spec.name, detail=control.detail)
+                log.info("funding venue notice", venue=self.feed.name, detail=control.detail)
 
     async def _send(self, session: _Session, frame: str) -> None:
         async with session.send_lock:
             await session.ws.send(frame)
 
     async def _subscribe_then_refresh(self, session: _Session) -> None:
-        for frame in self.spec.subscribe_frames(self.config.symbols):
+        for frame in self.feed.subscribe_frames(self.config.symbols):
             await self._send(session, frame)
         self.counts["subscribed"] += 1
         log.info(
             "funding subscribed",
-            venue=self.spec.name,
+            venue=self.feed.name,
             symbols=list(self.config.symbols),
             connection=self.connections,
         )
-        refresh = self.spec.refresh_requests(self.config.symbols)
+        refresh = self.feed.refresh_requests(self.config.symbols)
         while refresh:
             await asyncio.sleep(self.config.refresh_s)
             for request in refresh:
                 try:
                     await self._get(request)
                 except RestFailed as exc:  # the stream stays up; the last table stays in use
-                    log.warning("funding refresh failed", venue=self.spec.name, error=str(exc))
+                    log.warning("funding refresh failed", venue=self.feed.name, error=str(exc))
 
     async def _keepalive(self, session: _Session) -> None:
-        assert self.spec.keepalive_frame is not None
+        assert self.feed.keepalive_frame is not None
         while True:
             await asyncio.sleep(self.keepalive_s)
-            await self._send(session, self.spec.keepalive_frame)
+            await self._send(session, self.feed.keepalive_frame)
             self.counts["pings"] += 1
 
     # ------------------------------------------------------------ REST

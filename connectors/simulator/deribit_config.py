@@ -6,10 +6,12 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import ClassVar
 
 import numpy as np
 
 from engine.core.settlement import instant_ns
+from schemas.config import Config, ConfigError
 
 SCENARIOS = ("flip_and_wall", "none")
 # Saturday 2024-03-09 07:30 UTC: the 9MAR24 daily settles 30 minutes in.
@@ -37,8 +39,10 @@ CURRENCIES = {
 
 
 @dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """What to simulate. Every field is checked; a bad value raises ValueError."""
+class SessionConfig(Config):
+    """What to simulate. Every field is checked; a bad value raises ConfigError."""
+
+    SECTION: ClassVar[str] = "simulator.session"
 
     currency: str = "BTC"  # "BTC" | "ETH"
     n_instruments: int = 1_000  # option instruments, calls + puts (even, 300..10,000)
@@ -61,20 +65,20 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         if self.currency not in CURRENCIES:
-            raise ValueError(f"currency must be one of {', '.join(CURRENCIES)}")
+            raise ConfigError(f"currency must be one of {', '.join(CURRENCIES)}")
         n = self.n_instruments
         if isinstance(n, bool) or not isinstance(n, int) or not 300 <= n <= 10_000:
-            raise ValueError(f"n_instruments must be an integer in [300, 10000], got {n!r}")
+            raise ConfigError(f"n_instruments must be an integer in [300, 10000], got {n!r}")
         if n % 2:
-            raise ValueError(f"n_instruments must be even (calls and puts), got {n}")
+            raise ConfigError(f"n_instruments must be even (calls and puts), got {n}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.start_ns, bool) or not isinstance(self.start_ns, int):
-            raise ValueError(
+            raise ConfigError(
                 f"start_ns must be an integer (ns since the epoch), got {self.start_ns!r}"
             )
         if not 946_684_800 * 10**9 <= self.start_ns <= 4_102_444_800 * 10**9:
-            raise ValueError("start_ns must lie between 2000 and 2100")
+            raise ConfigError("start_ns must lie between 2000 and 2100")
         _positive("duration_s", self.duration_s, 0.1, 7 * 86_400.0)
         if self.spot0 is not None:
             _positive("spot0", self.spot0, 1e-6, 1e9)
@@ -85,13 +89,13 @@ class SessionConfig:
         _positive("feedback_interval_s", self.feedback_interval_s, 0.1, 3_600.0)
         rate = self.trades_rate_per_s
         if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise ValueError(f"trades_rate_per_s must be a number, got {rate!r}")
+            raise ConfigError(f"trades_rate_per_s must be a number, got {rate!r}")
         if not (math.isfinite(rate) and 0.0 <= rate <= 10_000.0):
-            raise ValueError(f"trades_rate_per_s must be in [0, 10000], got {rate!r}")
+            raise ConfigError(f"trades_rate_per_s must be in [0, 10000], got {rate!r}")
         if not isinstance(self.feedback, bool):
-            raise ValueError(f"feedback must be a bool, got {self.feedback!r}")
+            raise ConfigError(f"feedback must be a bool, got {self.feedback!r}")
         if self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+            raise ConfigError(f"scenario must be one of {', '.join(SCENARIOS)}")
         object.__setattr__(self, "funding_path", _knots("funding_path", self.funding_path, 0.05))
         object.__setattr__(self, "dvol_path", _knots("dvol_path", self.dvol_path, 500.0, 1.0))
 
@@ -104,20 +108,20 @@ class SessionConfig:
 def _knots(
     name: str, value: object, limit: float, low: float | None = None
 ) -> tuple[tuple[float, float], ...]:
-    """``value`` as a tuple of (seconds, value) knots, times rising; ValueError when not."""
+    """``value`` as a tuple of (seconds, value) knots, times rising; ConfigError when not."""
     low = -limit if low is None else low
     try:
         knots = tuple((t, v) for t, v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (seconds, value) pairs, got {value!r}") from None
+        raise ConfigError(f"{name} must be (seconds, value) pairs, got {value!r}") from None
     for t, v in knots:
         for x in (t, v):
             if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-                raise ValueError(f"{name} must hold finite numbers, got {(t, v)!r}")
+                raise ConfigError(f"{name} must hold finite numbers, got {(t, v)!r}")
         if t < 0 or not low <= v <= limit:
-            raise ValueError(f"{name}: seconds must be >= 0 and values in [{low}, {limit}]")
+            raise ConfigError(f"{name}: seconds must be >= 0 and values in [{low}, {limit}]")
     if any(b[0] < a[0] for a, b in pairwise(knots)):
-        raise ValueError(f"{name}: times must not decrease")
+        raise ConfigError(f"{name}: times must not decrease")
     return tuple((float(t), float(v)) for t, v in knots)
 
 
@@ -128,6 +132,6 @@ def path_at(knots: tuple[tuple[float, float], ...], t_s: float) -> float:
 
 def _positive(name: str, value: object, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value!r}")

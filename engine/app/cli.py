@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -21,8 +22,9 @@ from connectors.common.kafka.producer import DeliveryError, ProducerConfig, Prod
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
 from connectors.common.redis_embedded import EmbeddedRedisError
-from connectors.deribit.client import DeribitConfig
-from connectors.sources import Source, SourceError, parse_source
+from connectors.registry import SPECS
+from connectors.sources import REPLAY, Source, SourceError, parse_source
+from connectors.venues import locate
 from engine.app.capture_levels import levels_from_capture
 from engine.app.demo import (
     DemoConfig,
@@ -42,11 +44,16 @@ from engine.core.levels import compute_levels
 from engine.core.models import MODELS
 from engine.stream.runtime import EngineReport, EngineRuntime
 from schemas.chain import ChainSnapshot
+from schemas.config import Config
 from schemas.events import encode_event
 from schemas.levels import BUCKETS, Levels
 from schemas.topics import Topics
 
-SOURCE_HELP = "deribit:BTC, cboe:SPX, cme:ES, funding:binance:BTCUSDT, replay:PATH"
+SOURCE_HELP = ", ".join((*(spec.example for spec in SPECS), f"{REPLAY}:PATH"))
+URL_HELP = (
+    f"{', '.join(s.venue for s in SPECS if s.url_flag)} WebSocket URL (testnet, a local fake)"
+)
+TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
 T = TypeVar("T")
@@ -82,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     record = commands.add_parser("record", help="capture raw venue messages to a capture file")
     record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
     record.add_argument("--out", required=True, help="capture file to append to")
-    record.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+    record.add_argument("--url", default=None, help=URL_HELP)
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    record.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
+    record.add_argument("--config", default=None, help=TABLES_HELP)
 
     ingest = commands.add_parser("ingest", help="connectors → Kafka (the ingest half of run)")
     ingest.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
@@ -95,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plain acks=all producer (for brokers without InitProducerId, e.g. the embedded one)",
     )
-    ingest.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
-    ingest.add_argument("--config", default=None, help="TOML file ([cboe], [cme], [funding.*])")
+    ingest.add_argument("--url", default=None, help=URL_HELP)
+    ingest.add_argument("--config", default=None, help=TABLES_HELP)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -116,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
     _add_service_flags(run, required=True)
-    run.add_argument("--url", default=None, help="Deribit WebSocket URL (testnet, a local fake)")
+    run.add_argument("--url", default=None, help=URL_HELP)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -302,7 +309,7 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
     producer = ProducerConfig(
         bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
     )
-    deribit = DeribitConfig(url=args.url) if args.url else None
+    venues = _venue_configs(settings, sources, args.url)
 
     async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
         engine = EngineRuntime(config)
@@ -313,9 +320,8 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
                 producer,
                 config.topics,
                 stop,
-                deribit,
+                venues,
                 partitions=config.partitions,
-                **_connector_configs(settings, sources),
             )
             if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
                 while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
@@ -385,27 +391,29 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
-def _connector_configs(settings: Settings, sources: list[Source]) -> dict[str, Any]:
-    """The [cboe] / [cme] / [funding.*] tables for run_ingest and record_sources."""
-    if any(s.kind == "cme" for s in sources) and settings.cme is None:
-        raise UsageError(
-            "cme sources need a [cme] table in the config file (--config): the settlement "
-            "URLs or a directory of saved files (see the README)"
-        )
-    return {"cboe": settings.cboe, "cme": settings.cme, "funding": settings.funding or None}
+def _venue_configs(settings: Settings, sources: list[Source], url: str | None) -> dict[str, Config]:
+    """The venues' tables for run_ingest and record_sources, ``--url`` over its venue's."""
+    venues = dict(settings.venues)
+    for spec, _ in filter(None, map(locate, sources)):
+        if spec.needs_table and spec.venue not in venues:
+            raise UsageError(
+                f"{spec.prefix} sources need a [{spec.table}] table in the config file "
+                f"(--config): {spec.needs_table} (see the README)"
+            )
+    for spec in SPECS if url else ():
+        if spec.url_flag:
+            venues[spec.venue] = replace(venues.get(spec.venue) or spec.config(), url=url)
+    return venues
 
 
 def _cmd_record(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
-    if any(s.kind == "replay" for s in sources):
+    if any(s.kind == REPLAY for s in sources):
         raise UsageError("record captures live sources; a replay is already a capture")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    deribit = DeribitConfig(**({"url": args.url} if args.url else {}))
-    connectors = _connector_configs(load_settings({}, env, args.config), sources)
-    count = asyncio.run(
-        record_sources(sources, args.out, args.duration, deribit=deribit, **connectors)
-    )
+    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    count = asyncio.run(record_sources(sources, args.out, args.duration, venues))
     print(f"recorded {count} messages to {args.out}", file=sys.stderr)
     return 0
 
@@ -416,17 +424,14 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    deribit = DeribitConfig(url=args.url) if args.url else None
-    connectors = _connector_configs(load_settings({}, env, args.config), sources)
+    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
 
     async def run() -> IngestReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(
-            sources, producer, Topics(args.topic_prefix), stop, deribit, **connectors
-        )
+        return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, venues)
 
     try:
         report = asyncio.run(run())

@@ -151,11 +151,12 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
         )
         # A run of its own on shared infrastructure: fresh topics and consumer group.
         run_id = uuid4().hex[:8]
-        prefix = settings.topic_prefix or (f"demo-{run_id}." if settings.kafka else "")
+        given = settings.engine_config(bootstrap, redis_url, embedded_kafka=settings.kafka is None)
+        prefix = given.topic_prefix or (f"demo-{run_id}." if settings.kafka else "")
         engine_config = replace(
-            settings.engine_config(bootstrap, redis_url, embedded_kafka=settings.kafka is None),
+            given,
             topic_prefix=prefix,
-            group_id=f"{settings.group_id}-demo-{run_id}",
+            group_id=f"{given.group_id}-demo-{run_id}",
             session_timeout_ms=3_000,
             heartbeat_interval_ms=500,
         )

@@ -8,14 +8,11 @@ import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from connectors.cboe.client import CboeConfig
-from connectors.cme.client import CmeConfig
 from connectors.common.capture import CaptureWriter
 from connectors.common.lifecycle import cancel_and_wait
-from connectors.deribit.client import DeribitConfig
-from connectors.funding.client import FundingClientConfig
 from connectors.sources import Source
-from engine.app.run_ingest import live_clients
+from connectors.venues import live_clients
+from schemas.config import Config
 from schemas.records import Record
 from schemas.topics import Topics
 
@@ -46,29 +43,18 @@ async def record_sources(
     sources: Sequence[Source],
     out: str | Path,
     duration_s: float | None,
-    deribit: DeribitConfig | None = None,
-    cboe: CboeConfig | None = None,
-    funding: Mapping[str, FundingClientConfig] | None = None,
-    cme: CmeConfig | None = None,
+    venues: Mapping[str, Config] | None = None,
 ) -> int:
     """Record live sources until ``duration_s`` elapses or SIGINT/SIGTERM; returns the
-    messages written. The clients are the ingest's own, with a capture writer on the stage."""
+    messages written. The clients are the ingest's own, with a capture writer on the stage;
+    ``venues`` holds a venue's config by venue name."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     with CaptureWriter(out) as writer:
-        lives = live_clients(
-            sources,
-            DiscardSink(),
-            Topics(),
-            capture=writer,
-            deribit=deribit,
-            cboe=cboe,
-            cme=cme,
-            funding=funding,
-        )
+        lives = live_clients(sources, DiscardSink(), Topics(), venues, capture=writer)
         tasks = [asyncio.create_task(live.client.run(), name=live.name) for live in lives]
         try:
             with contextlib.suppress(TimeoutError):

@@ -2,10 +2,11 @@
 
 Precedence: flags > environment > TOML file > defaults. Only the CLI entry point reads the
 environment; it passes it here as a mapping. The TOML file (``--config PATH`` or
-``REGIME_ENGINE_CONFIG``) holds the top-level keys of :class:`Settings` and the tables
-``[levels]``, ``[detector]``, ``[task]`` and the connector tables ``[cboe]``, ``[cme]``,
-``[funding.binance]`` / ``[funding.bybit]`` / ``[funding.okx]``; an unknown key anywhere is
-an error::
+``REGIME_ENGINE_CONFIG``) holds ``kafka``, ``redis``, ``idempotence`` and the engine's own
+settings (the fields of :class:`EngineConfig`: ``group_id``, ``topic_prefix``,
+``max_records`` …) at the top level, the tables ``[levels]``, ``[detector]``, ``[task]``
+and each venue's table of :mod:`connectors.registry` (``[cboe]``, ``[cme]``,
+``[funding.okx]`` …); an unknown key anywhere is an error::
 
     kafka = "kafka-1:9092"
     redis = "redis://cache:6379/0"
@@ -20,19 +21,17 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from connectors.cboe.client import CboeConfig
-from connectors.cme.client import CmeConfig
-from connectors.funding.client import FundingClientConfig
-from connectors.funding.venues import VENUES as FUNDING_VENUES
-from engine.core.config import ConfigError, LevelsConfig, resolve_config
+from connectors.registry import SPECS
+from engine.core.config import LevelsConfig, resolve_config
 from engine.signals.detector import DetectorConfig
 from engine.stream.runtime import EngineConfig
 from engine.stream.task import TaskConfig
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError, check_known_keys
 
 ENV_PREFIX = "REGIME_ENGINE_"
 ENV_KEYS = {  # environment variable → Settings field
@@ -44,29 +43,28 @@ ENV_KEYS = {  # environment variable → Settings field
 }
 CONFIG_ENV = "REGIME_ENGINE_CONFIG"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+SERVICES = ("kafka", "redis", "idempotence")  # resolved by the command (embedded or given)
+# The engine's fields the file may set: all but what the services resolve to.
+ENGINE_KEYS = tuple(
+    f.name
+    for f in fields(EngineConfig)
+    if f.name not in ("bootstrap", "redis_url", "enable_idempotence")
+)
+TABLES = {spec.table: spec for spec in SPECS}  # "cboe", "funding.okx" → its venue's spec
+GROUPS = tuple(dict.fromkeys(t.partition(".")[0] for t in TABLES if "." in t))  # "funding"
+COMPONENTS: dict[str, type] = {"detector": DetectorConfig, "task": TaskConfig}
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """What `run`, `engine` and `demo` are configured with."""
+    """What `run`, `engine`, `demo`, `ingest` and `record` are configured with: the services,
+    the engine's config as given (its fields by name) and each venue's config."""
 
     kafka: str | None = None  # bootstrap HOST:PORT; None: the demo starts an embedded broker
     redis: str | None = None  # redis://HOST:PORT/DB; None: the demo starts a local server
-    topic_prefix: str = ""
-    group_id: str = "regime-engine"
     idempotence: bool | None = None  # None: on for a given Kafka, off for the embedded one
-    partitions: int = 3  # of topics created when missing
-    stream_maxlen: int = 100_000
-    max_records: int = 20_000  # records per consumer fetch batch
-    session_timeout_ms: int = 10_000  # consumer group: a dead engine's partitions move after this
-    heartbeat_interval_ms: int = 3_000
-    checkpoint_interval_s: float = 60.0  # engine.state.v1 checkpoints; 0: none (full replay)
-    levels: LevelsConfig = field(default_factory=LevelsConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    cboe: CboeConfig | None = None  # [cboe]: polling settings of cboe:SYMBOL sources
-    cme: CmeConfig | None = None  # [cme]: what cme:PRODUCT polls or watches (required)
-    funding: Mapping[str, FundingClientConfig] = field(default_factory=dict)  # [funding.VENUE]
+    engine: Mapping[str, Any] = field(default_factory=dict)  # EngineConfig fields given
+    venues: Mapping[str, Config] = field(default_factory=dict)  # venue name → its table
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
@@ -75,33 +73,22 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError(f"redis must be a redis:// URL, got {self.redis!r}")
-        if isinstance(self.partitions, bool) or not isinstance(self.partitions, int):
-            raise ConfigError(f"partitions must be an integer, got {self.partitions!r}")
-        if self.partitions <= 0:
-            raise ConfigError("partitions must be positive")
-        interval = self.checkpoint_interval_s
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
-            raise ConfigError(f"checkpoint_interval_s must be a number >= 0, got {interval!r}")
+        check_known_keys(ENGINE_KEYS, self.engine, "settings")
+        object.__setattr__(self, "engine", MappingProxyType(dict(self.engine)))
+        object.__setattr__(self, "venues", MappingProxyType(dict(self.venues)))
 
     def engine_config(self, bootstrap: str, redis_url: str, embedded_kafka: bool) -> EngineConfig:
         """The engine's config against a resolved broker and Redis."""
         idempotence = self.idempotence if self.idempotence is not None else not embedded_kafka
-        return EngineConfig(
-            bootstrap=bootstrap,
-            redis_url=redis_url,
-            group_id=self.group_id,
-            topic_prefix=self.topic_prefix,
-            enable_idempotence=idempotence,
-            partitions=self.partitions,
-            levels=self.levels,
-            detector=self.detector,
-            task=self.task,
-            stream_maxlen=self.stream_maxlen,
-            max_records=self.max_records,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            checkpoint_interval_s=float(self.checkpoint_interval_s),
-        )
+        try:
+            return EngineConfig(
+                bootstrap=bootstrap,
+                redis_url=redis_url,
+                enable_idempotence=idempotence,
+                **self.engine,
+            )
+        except TypeError as exc:  # a value of the wrong type (a string for a number)
+            raise ConfigError(f"settings: {exc}") from None
 
 
 def check_bootstrap(value: str) -> str:
@@ -133,47 +120,58 @@ def load_settings(
         raise ConfigError(f"unknown environment variables: {', '.join(unknown_env)}")
     levels_flags = {k: flags.get(k) for k in ("preset", "model", "gamma_source")}
     data.update({k: v for k, v in flags.items() if v is not None and k not in levels_flags})
-    try:
-        check_known_keys(Settings, data, "settings")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    known = (*SERVICES, *ENGINE_KEYS, *(t for t in TABLES if "." not in t), *GROUPS)
+    check_known_keys(known, data, "settings")
     if isinstance(data.get("idempotence"), str):
         data["idempotence"] = _boolean("idempotence", data["idempotence"])
-    levels = data.pop("levels", {})
-    if not isinstance(levels, Mapping):
-        raise ConfigError("[levels] must be a table")
-    base = resolve_config(**levels_flags)
-    if levels:
-        LevelsConfig.from_mapping(dict(levels))  # names unknown keys, checks the values
-    levels_config = replace(base, **levels) if levels else base
-    detector = data.pop("detector", {})
-    task = data.pop("task", {})
+    services = {k: data.pop(k) for k in SERVICES if k in data}
+    venues = _venues(data)
+    engine = {"levels": _levels(data.pop("levels", {}), levels_flags), **data}
+    for name, cls in COMPONENTS.items():
+        if name in data:
+            engine[name] = _component(name, cls, data[name])
+    settings = Settings(**services, engine=engine, venues=venues)
+    # EngineConfig checks the values now rather than when a command starts the engine (the
+    # broker and Redis it is given here are placeholders: the command resolves the real ones)
+    settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)
+    return settings
+
+
+def _levels(table: object, flags: Mapping[str, str | None]) -> LevelsConfig:
+    """``[levels]`` over the preset and the model flags."""
+    values = _table("levels", table)
+    check_known_keys(LevelsConfig, values, "levels")
+    return replace(resolve_config(**flags), **values)
+
+
+def _component(name: str, cls: type, table: object) -> Any:
+    """``[detector]`` / ``[task]`` as its config; ConfigError (one line) when not accepted."""
+    values = _table(name, table)
+    if issubclass(cls, Config):
+        return cls.from_mapping(values)
+    check_known_keys(cls, values, name)
     try:
-        detector_config = DetectorConfig.from_mapping(_table("detector", detector))
-        check_known_keys(TaskConfig, _table("task", task), "task")
-        task_config = TaskConfig(**task)
-    except (ValueError, TypeError) as exc:  # ConfigError too: the same one line
-        raise ConfigError(str(exc)) from None
-    connectors: dict[str, Any] = {}
-    try:
-        if "cboe" in data:
-            connectors["cboe"] = CboeConfig.from_mapping(_table("cboe", data.pop("cboe")))
-        if "cme" in data:
-            connectors["cme"] = CmeConfig.from_mapping(_table("cme", data.pop("cme")))
-        if "funding" in data:
-            venues = _table("funding", data.pop("funding"))
-            unknown = sorted(set(venues) - set(FUNDING_VENUES))
-            if unknown:
-                raise ConfigError(f"[funding]: unknown venues {', '.join(unknown)}")
-            connectors["funding"] = {
-                venue: FundingClientConfig.from_mapping(_table(f"funding.{venue}", table))
-                for venue, table in venues.items()
-            }
+        return cls(**values)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
-    return Settings(
-        **data, levels=levels_config, detector=detector_config, task=task_config, **connectors
-    )
+
+
+def _venues(data: dict[str, Any]) -> dict[str, Config]:
+    """Pop each venue's table (``[cboe]``, ``[funding.okx]``) as its config, by venue name."""
+    out: dict[str, Config] = {}
+    for group in GROUPS:
+        if group in data:
+            members = _table(group, data.pop(group))
+            unknown = sorted(
+                set(members) - {t.partition(".")[2] for t in TABLES if t.startswith(f"{group}.")}
+            )
+            if unknown:
+                raise ConfigError(f"[{group}]: unknown venues {', '.join(unknown)}")
+            data.update({f"{group}.{name}": table for name, table in members.items()})
+    for table, spec in TABLES.items():
+        if table in data:
+            out[spec.venue] = spec.config.from_mapping(_table(table, data.pop(table)))
+    return out
 
 
 def _table(name: str, value: object) -> Mapping[str, Any]:

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -47,7 +47,7 @@ from schemas.channels import (
     levels_key,
     underlying_of,
 )
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 from schemas.events import RegimeEvent, decode_event
 from schemas.levels import Levels, decode_levels
 
@@ -90,11 +90,11 @@ def _normalise_start(value: object, what: str) -> str:
     if value == "$":
         return "$"
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string stream id, '0' or '$'; got {value!r}")
+        raise ConfigError(f"{what} must be a string stream id, '0' or '$'; got {value!r}")
     try:
         ms, seq = _parse_id(value)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"{what} must be a stream id ('ms-seq'), '0' or '$'; got {value!r}"
         ) from None
     return f"{ms}-{seq}"
@@ -102,12 +102,12 @@ def _normalise_start(value: object, what: str) -> str:
 
 def _check_underlying(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or _BAD_NAME_CHARS.intersection(name):
-        raise ValueError(f"{what}: bad underlying name {name!r}")
+        raise ConfigError(f"{what}: bad underlying name {name!r}")
     return name
 
 
 @dataclass(frozen=True, slots=True)
-class SubscriberConfig:
+class SubscriberConfig(Config):
     """What to read and how to reconnect.
 
     ``underlyings=None`` follows every underlying: streams (``regime:stream:*``) and levels
@@ -117,6 +117,8 @@ class SubscriberConfig:
     first connect, a stream id (``"ms-seq"``) what comes after it. A stream discovered
     after the first connect is read from its beginning (``"$"`` becomes ``"0"``).
     """
+
+    SECTION: ClassVar[str] = "subscriber"
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     underlyings: tuple[str, ...] | None = None
@@ -136,19 +138,19 @@ class SubscriberConfig:
         if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
-            raise ValueError(f"redis_url must be a redis:// URL, got {self.redis_url!r}")
+            raise ConfigError(f"redis_url must be a redis:// URL, got {self.redis_url!r}")
         if self.underlyings is not None:
             if isinstance(self.underlyings, str) or not isinstance(self.underlyings, Sequence):
-                raise ValueError("underlyings must be a tuple of names or None")
+                raise ConfigError("underlyings must be a tuple of names or None")
             names = tuple(_check_underlying(u, "underlyings") for u in self.underlyings)
             if not names:
-                raise ValueError("underlyings is empty (use None for every underlying)")
+                raise ConfigError("underlyings is empty (use None for every underlying)")
             if len(set(names)) != len(names):
-                raise ValueError(f"underlyings has duplicates: {names}")
+                raise ConfigError(f"underlyings has duplicates: {names}")
             object.__setattr__(self, "underlyings", names)
         object.__setattr__(self, "start_id", _normalise_start(self.start_id, "start_id"))
         if not isinstance(self.start_ids, Mapping):
-            raise ValueError("start_ids must be a mapping of underlying to stream id")
+            raise ConfigError("start_ids must be a mapping of underlying to stream id")
         start_ids = {
             _check_underlying(u, "start_ids"): _normalise_start(v, f"start_ids[{u!r}]")
             for u, v in self.start_ids.items()
@@ -156,12 +158,12 @@ class SubscriberConfig:
         if self.underlyings is not None:
             unknown = sorted(set(start_ids) - set(self.underlyings))
             if unknown:
-                raise ValueError(f"start_ids names underlyings not subscribed: {unknown}")
+                raise ConfigError(f"start_ids names underlyings not subscribed: {unknown}")
         object.__setattr__(self, "start_ids", MappingProxyType(start_ids))
         for name in ("block_ms", "count"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in (
             "discover_interval_s",
             "reconnect_min_s",
@@ -171,23 +173,14 @@ class SubscriberConfig:
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+            raise ConfigError("reconnect_max_s must be >= reconnect_min_s")
         attempts = self.max_reconnect_attempts
         if attempts is not None and (
             not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0
         ):
-            raise ValueError(f"max_reconnect_attempts must be None or >= 0, got {attempts!r}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> SubscriberConfig:
-        """Build from a mapping of field names; unknown keys raise ValueError."""
-        check_known_keys(cls, values, "subscriber")
-        data = dict(values)
-        if isinstance(data.get("underlyings"), list):
-            data["underlyings"] = tuple(data["underlyings"])
-        return cls(**data)
+            raise ConfigError(f"max_reconnect_attempts must be None or >= 0, got {attempts!r}")
 
     def start_for(self, underlying: str, *, initial: bool) -> str:
         """Start id of ``underlying``: from ``start_ids``, else ``start_id`` (see class doc)."""

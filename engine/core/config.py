@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import ClassVar
 
 from engine.core.calendar import TIME_MODELS
 from engine.core.models import MODELS
-from schemas.config import ConfigError, check_known_keys
+from schemas.config import Config, ConfigError
 
 GAMMA_SOURCES = ("iv", "venue")
 GRID_SPACINGS = ("log", "linear")
@@ -15,8 +15,10 @@ ROOT_RULES = ("nearest", "first")
 
 
 @dataclass(frozen=True, slots=True)
-class LevelsConfig:
+class LevelsConfig(Config):
     """How dealer gamma and its levels are computed (DESIGN §2.1)."""
+
+    SECTION: ClassVar[str] = "levels"
 
     model: str = "long_calls_short_puts"
     gamma_source: str = "iv"  # profile always re-prices from IV; this picks GEX at spot/walls
@@ -50,15 +52,6 @@ class LevelsConfig:
             raise ConfigError("transition_band_bps must be >= 0")
         if not 0.0 < self.recenter_fraction <= 1.0:
             raise ConfigError("recenter_fraction must be in (0, 1]")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> LevelsConfig:
-        """Build from a mapping (TOML, flags), rejecting unknown keys."""
-        try:
-            check_known_keys(cls, values, "levels")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        return cls(**values)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

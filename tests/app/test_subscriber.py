@@ -22,6 +22,7 @@ from engine.client.subscriber import (
     latest_levels,
 )
 from schemas.channels import STREAM_FIELD, events_stream, levels_key
+from schemas.config import ConfigError
 from schemas.events import RegimeEvent, encode_event
 from schemas.levels import BucketLevels, Levels, encode_levels
 
@@ -175,12 +176,12 @@ def test_config_normalises_ids_and_names() -> None:
     ],
 )
 def test_config_rejects_bad_values(values: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SubscriberConfig(**values)  # type: ignore[arg-type]
 
 
 def test_config_from_mapping_rejects_unknown_keys() -> None:
-    with pytest.raises(ValueError, match="unknown subscriber config keys: blockms"):
+    with pytest.raises(ConfigError, match="unknown subscriber config keys: blockms"):
         SubscriberConfig.from_mapping({"blockms": 10})
 
 

@@ -536,10 +536,10 @@ def test_config_checks_values_and_keys_and_nests_in_the_detector_table(tmp_path:
         "[detector]\nband_bps = 12.0\n[detector.funding]\nthreshold_8h = 0.001\nintervals = 2\n"
         "[detector.vol]\nelevated_above = 85.0\ndwell_s = 30.0\n"
     )
-    settings_ = load_settings({}, {}, str(path))
-    assert settings_.detector.band_bps == 12.0
-    assert settings_.detector.funding == FundingConfig(threshold_8h=0.001, intervals=2)
-    assert settings_.detector.vol == VolConfig(elevated_above=85.0, dwell_s=30.0)
+    detector = load_settings({}, {}, str(path)).engine["detector"]
+    assert detector.band_bps == 12.0
+    assert detector.funding == FundingConfig(threshold_8h=0.001, intervals=2)
+    assert detector.vol == VolConfig(elevated_above=85.0, dwell_s=30.0)
     path.write_text("[detector.vol]\ndvol_max = 3\n")
     with pytest.raises(ConfigError, match="dvol_max"):
         load_settings({}, {}, str(path))

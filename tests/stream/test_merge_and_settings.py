@@ -10,6 +10,9 @@ from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.cboe.client import CboeConfig
+from connectors.cme.client import CmeConfig
+from connectors.funding.client import FundingClientConfig
 from engine.app.cli import main
 from engine.app.settings import load_settings
 from engine.core.config import ConfigError
@@ -101,13 +104,11 @@ def test_settings_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     loaded = load_settings({"kafka": "flag:9092", "model": "short_all"}, env, str(config))
     assert loaded.kafka == "flag:9092"
     assert loaded.redis == "redis://env:6379/1"
-    assert loaded.group_id == "from-file"
     assert loaded.idempotence is False
-    assert loaded.max_records == 500
-    assert loaded.detector.dwell_s == 7.5
-    assert loaded.levels.grid_points == 300 and loaded.levels.model == "short_all"
-    assert loaded.task.max_eval_gap_s == 2.0
     engine = loaded.engine_config(loaded.kafka, loaded.redis, embedded_kafka=False)
+    assert engine.group_id == "from-file"
+    assert engine.levels.grid_points == 300 and engine.levels.model == "short_all"
+    assert engine.task.max_eval_gap_s == 2.0
     assert engine.enable_idempotence is False and engine.max_records == 500
     assert engine.detector.dwell_s == 7.5
 
@@ -185,13 +186,15 @@ def test_connector_tables_in_the_config_file(tmp_path: Path) -> None:
         "stale_after_s = 240.0\n"
     )
     loaded = load_settings({}, {}, str(path))
-    assert loaded.cboe is not None and loaded.cboe.symbols == ("SPX", "NDX")
-    assert loaded.cboe.poller.interval_s == 30.0
-    assert loaded.cme is not None and (loaded.cme.product, loaded.cme.directory) == (
+    cboe, cme, okx = (loaded.venues.get(venue) for venue in ("cboe", "cme", "okx"))
+    assert isinstance(cboe, CboeConfig) and cboe.symbols == ("SPX", "NDX")
+    assert cboe.poller.interval_s == 30.0
+    assert isinstance(cme, CmeConfig) and (cme.product, cme.directory) == (
         "ES",
         str(tmp_path),
     )
-    assert set(loaded.funding) == {"okx"} and loaded.funding["okx"].stale_after_s == 240.0
+    assert set(loaded.venues) == {"cboe", "cme", "okx"}
+    assert isinstance(okx, FundingClientConfig) and okx.stale_after_s == 240.0
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from connectors.common.funding import (
     required_decimal,
     required_ms_ns,
     required_text,
+    with_interval,
 )
 from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
 from schemas.records import FundingRate
@@ -168,17 +169,7 @@ class BinanceFundingNormaliser(FundingNormaliser):
         if hours is None or hours == record.interval_hours:
             return record
         self.intervals[record.instrument] = hours
-        return funding_rate(
-            venue=VENUE,
-            instrument=record.instrument,
-            rate=record.rate,
-            interval_hours=hours,
-            mark_price=record.mark_price,
-            index_price=record.index_price,
-            next_funding_ns=record.next_funding_ns,
-            ts_event_ns=record.ts_event_ns,
-            ts_recv_ns=record.ts_recv_ns,
-        )
+        return with_interval(record, hours)
 
     def _settlement_interval(self, record: FundingRate) -> float | None:
         """Hours by which ``T`` moved on, when this record is the first after a settlement."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connectors.funding.binance.parse import BinanceFundingNormaliser, control_frame
-from connectors.funding.client import FundingClientConfig, RestRequest, VenueSpec
+from connectors.funding.client import FundingClientConfig, FundingFeed, RestRequest
 
 STREAM = "{symbol}@markPrice@1s"  # mark price, index, funding rate, next funding time
 
@@ -32,7 +32,7 @@ def normaliser(config: FundingClientConfig) -> BinanceFundingNormaliser:
     return BinanceFundingNormaliser(config.fallback())
 
 
-SPEC = VenueSpec(
+FEED = FundingFeed(
     name="binance",
     url="wss://fstream.binance.com/stream",
     normaliser=normaliser,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import orjson
 
 from connectors.funding.bybit.parse import TOPIC_PREFIX, BybitFundingNormaliser, control_frame
-from connectors.funding.client import FundingClientConfig, VenueSpec
+from connectors.funding.client import FundingClientConfig, FundingFeed
 
 TOPICS_PER_REQUEST = 10  # Bybit's limit of args per subscribe request
 
@@ -30,7 +30,7 @@ def normaliser(config: FundingClientConfig) -> BybitFundingNormaliser:
     return BybitFundingNormaliser(config.fallback(), config.min_emit_interval_ms)
 
 
-SPEC = VenueSpec(
+FEED = FundingFeed(
     name="bybit",
     url="wss://stream.bybit.com/v5/public/linear",
     normaliser=normaliser,

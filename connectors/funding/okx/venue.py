@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from connectors.funding.client import FundingClientConfig, VenueSpec
+from connectors.funding.client import FundingClientConfig, FundingFeed
 from connectors.funding.okx.parse import (
     CHANNEL,
     KEEPALIVE_REPLY,
@@ -24,7 +24,7 @@ def normaliser(config: FundingClientConfig) -> OkxFundingNormaliser:
     return OkxFundingNormaliser(config.fallback())
 
 
-SPEC = VenueSpec(
+FEED = FundingFeed(
     name="okx",
     url="wss://ws.okx.com:8443/ws/v5/public",
     normaliser=normaliser,

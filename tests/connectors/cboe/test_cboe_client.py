@@ -30,6 +30,7 @@ from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.http_poller import HttpPollerConfig
 from connectors.common.ingest import IngestStage, MemorySink, replay_capture
 from schemas.chain import ChainDelta
+from schemas.config import ConfigError
 from schemas.topics import Topics
 from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 from tests.paths import DATA
@@ -78,17 +79,17 @@ def test_config_defaults_and_validation():
     )
     assert parsed.symbols == ("SPX", "SPY")
     assert parsed.poller == HttpPollerConfig(interval_s=30, user_agent="me")
-    with pytest.raises(ValueError, match="unknown CBOE config keys: symbol"):
+    with pytest.raises(ConfigError, match="unknown CBOE config keys: symbol"):
         CboeConfig.from_mapping({"symbol": "SPX"})
-    with pytest.raises(ValueError, match="unknown HTTP poller config keys: every"):
+    with pytest.raises(ConfigError, match="unknown HTTP poller config keys: every"):
         CboeConfig.from_mapping({"poller": {"every": 3}})
-    with pytest.raises(ValueError, match="unknown CBOE symbols AAPL, spx"):
+    with pytest.raises(ConfigError, match="unknown CBOE symbols AAPL, spx"):
         CboeConfig(symbols=("AAPL", "spx"))
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ConfigError, match="distinct"):
         CboeConfig(symbols=("SPX", "SPX"))
-    with pytest.raises(ValueError, match=r"leave poller\.urls empty"):
+    with pytest.raises(ConfigError, match=r"leave poller\.urls empty"):
         CboeConfig(poller=HttpPollerConfig(urls=("https://x/y.json",)))
-    with pytest.raises(ValueError, match=r">= 2\.0"):
+    with pytest.raises(ConfigError, match=r">= 2\.0"):
         CboeConfig.from_mapping({"poller": {"interval_s": 1}})
 
 

@@ -23,6 +23,7 @@ from connectors.common.errors import ParseError
 from connectors.common.ingest import IngestStage, MemorySink, replay_capture
 from connectors.sources import SourceError, parse_source
 from connectors.venues import StagePerVenue
+from schemas.config import ConfigError
 from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.connectors.cme.test_cme_parse import (
@@ -235,13 +236,13 @@ def test_config_and_sources():
     requests = config.requests()
     assert requests["https://a/oof1"]["option_code"] == "EW3"
     assert requests[fut]["expected"] == EXPECTED and requests[fut]["rate"] == 0.04
-    with pytest.raises(ValueError, match="unknown CME config keys: products"):
+    with pytest.raises(ConfigError, match="unknown CME config keys: products"):
         CmeConfig.from_mapping({"products": "ES"})
-    with pytest.raises(ValueError, match="unknown CME option code 'LO' for ES"):
+    with pytest.raises(ConfigError, match="unknown CME option code 'LO' for ES"):
         CmeConfig(series=(CmeSeriesConfig("LO", EW3_LTD, "https://a/b"),))
-    with pytest.raises(ValueError, match="either option series"):
+    with pytest.raises(ConfigError, match="either option series"):
         CmeConfig()
-    with pytest.raises(ValueError, match="unknown CME product 'XX'"):
+    with pytest.raises(ConfigError, match="unknown CME product 'XX'"):
         CmeConfig(product="XX", directory="/tmp")
     assert parse_source("cme:ES").spec == "cme:ES"
     assert parse_source("cme:nq").target == "NQ"

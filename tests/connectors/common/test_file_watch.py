@@ -14,6 +14,7 @@ import pytest
 from connectors.common.errors import ParseError
 from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.ingest import IngestStage, MemorySink
+from schemas.config import ConfigError
 from schemas.topics import Topics
 
 DOC_1 = orjson.dumps({"timestamp": "2025-03-14 14:45:03", "data": {"options": [1, 2, 3]}})
@@ -243,9 +244,9 @@ async def test_run_and_stop(tmp_path):
 def test_config_validation(tmp_path):
     config = FileWatchConfig.from_mapping({"path": str(tmp_path), "patterns": ["*.csv"]})
     assert config.patterns == ("*.csv",)
-    with pytest.raises(ValueError, match="unknown file watch config keys: pattern"):
+    with pytest.raises(ConfigError, match="unknown file watch config keys: pattern"):
         FileWatchConfig.from_mapping({"path": str(tmp_path), "pattern": "*.csv"})
-    with pytest.raises(ValueError, match="stable_polls"):
+    with pytest.raises(ConfigError, match="stable_polls"):
         FileWatchConfig(path=str(tmp_path), stable_polls=0)
     with pytest.raises(ValueError, match="does not exist"):
         FileWatch(FileWatchConfig(path=str(tmp_path / "missing")), UrlRecordingStage())

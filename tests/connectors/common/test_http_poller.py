@@ -21,6 +21,7 @@ from connectors.common.http_poller import (
     retry_after_s,
 )
 from connectors.common.ingest import IngestStage, MemorySink
+from schemas.config import ConfigError
 from schemas.topics import Topics
 from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 
@@ -284,13 +285,13 @@ def test_config_validation():
     assert HttpPollerConfig().interval_s == 15.0
     config = HttpPollerConfig.from_mapping({"urls": ["https://cdn.cboe.com/x.json"]})
     assert config.urls == ("https://cdn.cboe.com/x.json",)
-    with pytest.raises(ValueError, match="unknown HTTP poller config keys: intervall"):
+    with pytest.raises(ConfigError, match="unknown HTTP poller config keys: intervall"):
         HttpPollerConfig.from_mapping({"intervall": 5})
-    with pytest.raises(ValueError, match=f">= {MIN_INTERVAL_S}"):
+    with pytest.raises(ConfigError, match=f">= {MIN_INTERVAL_S}"):
         HttpPollerConfig(interval_s=1.0)
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(ConfigError, match="http"):
         HttpPollerConfig(urls=("ftp://x/y",))
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ConfigError, match="distinct"):
         HttpPollerConfig(urls=("http://x/y", "http://x/y"))
     with pytest.raises(ValueError, match="at least one URL"):
         HttpPoller(HttpPollerConfig(), make_stage()[0])

@@ -125,7 +125,12 @@ async def test_live_session_into_kafka_until_stopped(fake, kafka_bootstrap, topi
     deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
     task = asyncio.create_task(
         run_ingest(
-            [Source("deribit", "BTC")], config, topics, stop, deribit, clock_ns=venue_clock()
+            [Source("deribit", "BTC")],
+            config,
+            topics,
+            stop,
+            {"deribit": deribit},
+            clock_ns=venue_clock(),
         )
     )
     await eventually(lambda: "public/subscribe" in fake.methods())
@@ -265,7 +270,12 @@ async def test_live_ticker_is_packed_and_sent_within_the_pack_wait(fake, kafka_b
     deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
     task = asyncio.create_task(
         run_ingest(
-            [Source("deribit", "BTC")], config, topics, stop, deribit, clock_ns=venue_clock()
+            [Source("deribit", "BTC")],
+            config,
+            topics,
+            stop,
+            {"deribit": deribit},
+            clock_ns=venue_clock(),
         )
     )
     await eventually(lambda: "public/subscribe" in fake.methods())

@@ -31,7 +31,7 @@ BINANCE_MARK_PRICE = {
 
 
 def test_every_live_venue_has_a_normaliser():
-    assert set(NORMALISERS) == {"deribit", "cboe", "cme", "binance", "bybit", "okx"}
+    assert set(NORMALISERS) == {"deribit", "cboe", "cme", "binance", "bybit", "okx", "simulator"}
     with pytest.raises(ValueError, match="venue 'kraken' cannot be read"):
         normaliser_for("kraken")
 

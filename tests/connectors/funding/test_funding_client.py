@@ -12,9 +12,10 @@ import pytest
 from connectors.common.capture import CaptureWriter, read_capture
 from connectors.common.ingest import IngestStage, MemorySink, replay_messages
 from connectors.funding.client import FundingClient, FundingClientConfig
-from connectors.funding.venues import funding_clients, funding_normaliser
 from connectors.sources import parse_source
+from connectors.venues import live_clients, locate, normaliser_for
 from engine.app.record import record_sources
+from schemas.config import ConfigError
 from schemas.topics import Topics
 from tests.connectors.deribit.test_deribit_client import eventually
 from tests.fakes.funding import (
@@ -39,8 +40,8 @@ async def running(
     """A client for ``spec`` (``funding:VENUE:SYMBOL``, comma-separated) until the block ends."""
     sink = MemorySink()
     sources = [parse_source(s) for s in spec.split(",")]
-    venue = sources[0].funding_target[0]
-    (client,) = funding_clients(sources, sink, TOPICS, {venue: config}, capture)
+    venue = locate(sources[0])[0].venue
+    ((_, _, client),) = live_clients(sources, sink, TOPICS, {venue: config}, capture)
     task = asyncio.create_task(client.run())
     try:
         yield client, sink
@@ -307,7 +308,7 @@ async def test_a_capture_replays_to_the_same_records(tmp_path):
     assert lines[1].url.endswith("/fapi/v1/premiumIndex?symbol=BTCUSDT")
     assert {m.venue for m in lines} == {"binance"}
     replayed = MemorySink()
-    stage = IngestStage("binance", funding_normaliser("binance"), replayed, TOPICS, source="replay")
+    stage = IngestStage("binance", normaliser_for("binance"), replayed, TOPICS, source="replay")
     await replay_messages(lines, stage)
     assert funding(replayed) == funding(live)
     assert {r.interval_hours for r in funding(replayed)} == {4.0}
@@ -326,7 +327,7 @@ async def test_record_captures_a_funding_session(tmp_path):
             [parse_source("funding:okx:BTC-USDT-SWAP")],
             path,
             0.5,
-            funding={"okx": FundingClientConfig(url=fake.url, **FAST)},
+            {"okx": FundingClientConfig(url=fake.url, **FAST)},
         )
     finally:
         await fake.stop()
@@ -334,7 +335,7 @@ async def test_record_captures_a_funding_session(tmp_path):
     assert count == len(lines) >= 5 and {m.venue for m in lines} == {"okx"}
     assert orjson.loads(lines[0].raw)["event"] == "subscribe"
     replayed = MemorySink()
-    stage = IngestStage("okx", funding_normaliser("okx"), replayed, TOPICS, source="replay")
+    stage = IngestStage("okx", normaliser_for("okx"), replayed, TOPICS, source="replay")
     await replay_messages(lines, stage)
     assert len(funding(replayed)) == count - 1 and not replayed.dead_letters
     assert {(r.instrument, r.rate, r.interval_hours) for r in funding(replayed)} == {
@@ -348,9 +349,9 @@ def test_config_rejects_unknown_keys_and_bad_values():
     )
     assert config.interval_hours == (("BTCUSDT", 4.0),) and config.symbols == ("BTCUSDT",)
     assert config.fallback().hours("BTCUSDT") == 4.0 and config.fallback().hours("X") == 8.0
-    with pytest.raises(ValueError, match="unknown funding config keys: colour"):
+    with pytest.raises(ConfigError, match="unknown funding config keys: colour"):
         FundingClientConfig.from_mapping({"colour": "red"})
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigError, match="positive"):
         FundingClientConfig(stale_after_s=0)
     with pytest.raises(ValueError, match="positive hours"):
         FundingClientConfig(default_interval_hours=-8)

@@ -50,9 +50,7 @@ async def test_run_ingest_streams_three_venues_into_md_funding(kafka_bootstrap, 
     ]
     stop = asyncio.Event()
     producer = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False)
-    task = asyncio.create_task(
-        run_ingest(sources, producer, topics, stop, partitions=3, funding=configs)
-    )
+    task = asyncio.create_task(run_ingest(sources, producer, topics, stop, configs, partitions=3))
     try:
         await eventually(lambda: binance.connections and bybit.subscribed and okx.subscribed)
         await binance.mark_price("BTCUSDT", "0.00030000", event_ms=T0_MS + 1_000)

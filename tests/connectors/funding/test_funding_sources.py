@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.funding.venues import VENUES, symbols_by_venue
+from connectors.registry import SPECS
 from connectors.sources import Source, SourceError, parse_source
+from connectors.venues import locate, targets_by_venue
 from engine.app.cli import main
 
 
@@ -21,8 +22,9 @@ from engine.app.cli import main
 def test_funding_sources(spec, target):
     source = parse_source(spec)
     assert source == Source("funding", target)
-    assert source.funding_target == tuple(target.split(":"))
-    assert source.funding_target[0] in VENUES
+    spec, symbol = locate(source)
+    assert (spec.venue, symbol) == tuple(target.split(":"))
+    assert spec in SPECS
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,8 @@ def test_sources_are_grouped_by_venue_once_each():
             "funding:bybit:ethusdt",
         )
     ]
-    assert symbols_by_venue(sources) == {
+    assert targets_by_venue(sources) == {
         "bybit": ("ETHUSDT", "BTCUSDT"),
+        "deribit": ("BTC",),
         "binance": ("BTCUSDT",),
     }
