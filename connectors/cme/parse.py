@@ -319,6 +319,7 @@ def parse_cme_settlements(
     product_code: str,
     recv_ns: int,
     config: CmeChainConfig | None = None,
+    rejected: list[str] | None = None,
 ) -> ChainSnapshot:
     """One trade date's option chain of a CME product from its settlements documents.
 
@@ -327,7 +328,9 @@ def parse_cme_settlements(
     settle and its time the trade date's settlement instant (``CmeProduct.settlement_ns``).
     ParseError for a malformed document, documents of different trade dates, an option
     code the product table does not know, a series whose futures month has no settle, or a
-    duplicate strike and right.
+    bad row: one that does not parse, repeats a strike and right, or settles below zero.
+    With ``rejected`` (a list), a bad row is left out and its reason appended there
+    instead (a bad row is not a bad document).
     """
     config = config or CmeChainConfig()
     cme = product(product_code)
@@ -361,12 +364,15 @@ def parse_cme_settlements(
         keys: set[tuple[Decimal, OptionRight]] = set()
         first = len(rows.strike)
         for i, raw in enumerate(raw_rows):
-            settled = parse_option_row(raw, cme, what, i)
+            try:
+                settled = _checked_option_row(raw, cme, what, i, keys)
+            except ParseError as exc:
+                if rejected is None:
+                    raise
+                rejected.append(exc.reason)
+                continue
             if settled is None:
                 continue
-            if (settled.strike, settled.right) in keys:
-                raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
-            keys.add((settled.strike, settled.right))
             settle = settled.values.settle
             priced = settle is not None and settle.flag is _PLAIN
             rows.series.append(series_index)
@@ -415,6 +421,26 @@ def parse_cme_settlements(
     return ChainSnapshot(
         venue=VENUE, underlying=cme.code, spot=spot, asof_ns=asof_ns, contracts=tuple(contracts)
     )
+
+
+def _checked_option_row(
+    raw: Any, cme: CmeProduct, what: str, index: int, keys: set[tuple[Decimal, OptionRight]]
+) -> OptionSettlement | None:
+    """One option row, parsed and checked: a new strike and right, a settle not below 0."""
+    settled = parse_option_row(raw, cme, what, index)
+    if settled is None:
+        return None
+    if (settled.strike, settled.right) in keys:
+        raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
+    keys.add((settled.strike, settled.right))
+    settle = settled.values.settle
+    if settle is not None and settle.value < 0:
+        raise ParseError(
+            f"{what} settlements[{index}] strike {settled.strike} {settled.right.value}: "
+            f"settle={settle.value} (expected >= 0)",
+            "out_of_domain",
+        )
+    return settled
 
 
 def _volatilities(rows: _Rows, config: CmeChainConfig) -> np.ndarray:
