@@ -8,7 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.ingest import FUNDING, OPTIONS, TRADES, UNDERLYING, VOLINDEX, Routed
+from connectors.common.ingest import (
+    FUNDING,
+    OPTIONS,
+    TRADES,
+    UNDERLYING,
+    VOLINDEX,
+    RejectedRows,
+    Routed,
+)
 from connectors.deribit.parse import (
     OptionTerms,
     is_option_name,
@@ -123,8 +131,11 @@ class DeribitNormaliser:
             return []
         if method == "public/get_book_summary_by_currency":
             table = list(self.instruments.values()) or None
-            snapshot = parse_book_summary(doc, table, recv_ns, live=True)
-            out = [Routed(OPTIONS, c) for c in snapshot.contracts]
+            rejected: list[str] = []
+            snapshot = parse_book_summary(doc, table, recv_ns, live=True, rejected=rejected)
+            out: list[Routed | RejectedRows] = [Routed(OPTIONS, c) for c in snapshot.contracts]
+            if rejected:
+                out.append(RejectedRows(tuple(rejected), len(doc["result"])))
             if snapshot.contracts:
                 out.append(
                     Routed(

@@ -228,6 +228,7 @@ def parse_book_summary(
     instruments: Any = None,
     recv_ns: int = 0,
     live: bool = False,
+    rejected: list[str] | None = None,
 ) -> ChainSnapshot:
     """Normalise a ``public/get_book_summary_by_currency`` response into a chain snapshot.
 
@@ -239,7 +240,8 @@ def parse_book_summary(
     else the nearest expiry's forward; asof = the latest ``creation_timestamp``. Every row
     is validated (``schemas.domain``); one bad row rejects the snapshot with its reason.
     ``live``: ``recv_ns`` is a receive clock, so row times are checked against it (a file
-    read later is not checked).
+    read later is not checked). With ``rejected`` (a list), a bad row is left out and its
+    reason appended there instead (a bad row is not a bad document).
     """
     rows = _rpc_result(response, "Deribit book summary")
     by_name = _instrument_table(instruments) if instruments is not None else {}
@@ -247,19 +249,30 @@ def parse_book_summary(
     index_prices: list[float] = []
     created: list[int] = []
     for raw_row in rows:
-        row = validated(raw_row, DeribitBookSummary, "Deribit book summary", "instrument_name")
-        name = row.instrument_name
+        try:
+            row = validated(raw_row, DeribitBookSummary, "Deribit book summary", "instrument_name")
+            name = row.instrument_name
+            contract = None
+            if is_option_name(name):  # futures, perpetual, combos: their index price only
+                parsed = parse_instrument_name(name)
+                terms = _terms(name, parsed, by_name.get(name))
+                contract = _option_contract(row, terms, parsed, recv_ns, live)
+        except ParseError as exc:
+            if rejected is None:
+                raise
+            rejected.append(exc.reason)
+            continue
+        if not created:
+            first_row = raw_row
         created.append(row.creation_timestamp)
         index_price = _delivery_price(row.estimated_delivery_price)
         if index_price is not None:
             index_prices.append(index_price)
-        if not is_option_name(name):
-            continue  # futures, perpetual, combos
-        parsed = parse_instrument_name(name)
-        terms = _terms(name, parsed, by_name.get(name))
-        contracts.append(_option_contract(row, terms, parsed, recv_ns, live))
-    if not rows:
-        raise ParseError("Deribit book summary: no rows")
+        if contract is not None:
+            contracts.append(contract)
+    if not created:
+        first = f": {rejected[0]}" if rejected else ""
+        raise ParseError(f"Deribit book summary: no rows{first}")
     currencies = sorted({c.underlying for c in contracts})
     if len(currencies) > 1:
         raise ParseError(f"Deribit book summary mixes currencies {', '.join(currencies)}")
@@ -271,7 +284,7 @@ def parse_book_summary(
         raise ParseError("Deribit book summary: no option rows and no numeric index price")
     return ChainSnapshot(
         venue=VENUE,
-        underlying=currencies[0] if currencies else _row_currency(rows[0]),
+        underlying=currencies[0] if currencies else _row_currency(first_row),
         spot=float(spot),
         asof_ns=ms_to_ns(max(created)),
         contracts=tuple(contracts),

@@ -8,6 +8,7 @@ dead letters must be exactly the invalid mutants, each with a reason naming the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 
@@ -21,6 +22,7 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.simulator.deribit_config import SessionConfig
 from connectors.simulator.deribit_session import generate_session
 from connectors.simulator.malformed import HARMLESS, INVALID, Mutant, mixed_session, mutate
+from engine.core.settlement import ms_to_ns
 from schemas.topics import Topics
 
 CONFIG = SessionConfig(n_instruments=300, duration_s=20.0, seed=3, ticker_interval_s=2.0)
@@ -172,3 +174,42 @@ def test_a_negative_open_interest_names_the_field_and_the_value():
     sink, _, _ = ingest(messages)
     ((_, reason, *_),) = sink.dead_letters
     assert reason == f"Deribit ticker {name}: open_interest={value!r} (expected >= 0.0)"
+
+
+def test_a_book_summary_with_bad_rows_applies_the_rest_and_lists_them():
+    session = list(clean_session()[:SHORT])
+    at = next(
+        i
+        for i, m in enumerate(session)
+        if (m.request or {}).get("method") == "public/get_book_summary_by_currency"
+    )
+    doc = orjson.loads(session[at].raw)
+    rows = doc["result"]
+    options = [i for i, r in enumerate(rows) if r["instrument_name"].count("-") == 3]
+    first, second = rows[options[3]], rows[options[7]]
+    first["open_interest"] = -21.0
+    second["underlying_price"] = "n/a"
+    bad = dataclasses.replace(session[at], raw=orjson.dumps(doc))
+    sink, _, stage = ingest([*session[:at], bad, *session[at + 1 :]])
+    ((raw, reason, *_),) = sink.dead_letters
+    assert raw == bad.raw
+    assert reason == (
+        f"2 of {len(rows)} rows rejected: "
+        f"Deribit book summary {first['instrument_name']}: open_interest=-21.0 (expected >= 0.0); "
+        f"Deribit book summary {second['instrument_name']}: underlying_price='n/a' "
+        "(expected float | null, got str)"
+    )
+    assert stage.dead_letter_kinds == {"out_of_domain": 1}
+    names = {first["instrument_name"], second["instrument_name"]}
+    # The rows left out are missing from the book summary's records, and only they are:
+    # their first ticker then comes as the first record of them.
+    expected = [
+        (t, r)
+        for t, r in short_clean_records()
+        if not (
+            getattr(r, "instrument", None) in names
+            and r.ts_event_ns == ms_to_ns(first["creation_timestamp"])
+        )
+    ]
+    assert len(expected) == len(short_clean_records()) - 2
+    assert sink.records == expected
