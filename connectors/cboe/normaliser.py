@@ -19,7 +19,7 @@ from schemas.chain import ChainColumns
 def parse_cboe_body(doc: Any, recv_ns: int, rejected: list[str] | None = None) -> ChainColumns:
     """A CBOE body as columns: JSON (bytes, text or decoded) or the download-CSV text.
 
-    With ``rejected``, JSON rows out of their domain are left out and listed there."""
+    With ``rejected``, rows out of their domain are left out and listed there."""
     if isinstance(doc, bytes | bytearray | memoryview):
         text_start = bytes(doc[:64]).lstrip()
         is_json = text_start.startswith(b"{")
@@ -38,7 +38,7 @@ def parse_cboe_body(doc: Any, recv_ns: int, rejected: list[str] | None = None) -
             raise ParseError(f"CBOE CSV: not UTF-8 text: {exc}") from None
     if not doc.strip():
         raise ParseError("CBOE: empty body")
-    return ChainColumns.from_snapshot(parse_cboe_csv(doc, recv_ns))
+    return ChainColumns.from_snapshot(parse_cboe_csv(doc, recv_ns, rejected))
 
 
 class CboeNormaliser:
