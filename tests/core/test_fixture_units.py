@@ -9,7 +9,7 @@ import pytest
 
 from engine.core.pricing import bsm_gamma
 from schemas.time import NS_PER_YEAR
-from tests.paths import SHARED_FIXTURES
+from tests.paths import SHARED_FIXTURES, shared_fixture
 
 FIXTURES = SHARED_FIXTURES
 DERIBIT = FIXTURES / "deribit-btc-2020-schepal"
@@ -18,9 +18,7 @@ DERIBIT_FILES = ("btc_options_2020-05-14.csv", "btc_options_2020-05-21.csv")
 
 @pytest.mark.parametrize("name", DERIBIT_FILES)
 def test_repriced_gamma_matches_deribit_published_gamma(name):
-    path = DERIBIT / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (../shared/fixtures is optional)")
+    path = shared_fixture(DERIBIT / name)
     checked = strict = 0
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):

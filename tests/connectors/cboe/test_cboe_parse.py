@@ -16,7 +16,7 @@ from connectors.cboe.products import PRODUCTS, product_for_root
 from connectors.common.errors import ParseError
 from engine.core.settlement import NEW_YORK, new_york_instant_ns
 from schemas.contracts import OptionRight
-from tests.paths import DATA, SHARED_FIXTURES
+from tests.paths import DATA, SHARED_FIXTURES, shared_fixture
 
 FIXTURES = SHARED_FIXTURES
 RECV = 1_741_963_600_000_000_123
@@ -327,9 +327,7 @@ REAL_CSVS = [
 @pytest.mark.parametrize("case", REAL_CSVS, ids=lambda case: case.underlying)
 def test_real_csv_exports(case: RealCsv):
     relpath, spot, asof_s, underlying, roots, lists_expired = case
-    path = FIXTURES / relpath
-    if not path.is_file():
-        pytest.skip(f"shared fixture {relpath} not present")
+    path = shared_fixture(FIXTURES / relpath)
     text = path.read_text()
     with path.open(newline="") as handle:
         table = list(csv.reader(handle))
@@ -428,9 +426,9 @@ def vix_sample_rows() -> list[bytes]:
     """The three captured CBOE option rows, verbatim (skips when ../shared is absent)."""
     rows = []
     for name in ("call", "put", "call_halfstrike"):
-        path = FIXTURES / "protocol_samples" / f"cboe_delayed_option_row_vix_{name}_capture.json"
-        if not path.is_file():
-            pytest.skip("shared protocol samples not present")
+        path = shared_fixture(
+            FIXTURES / "protocol_samples" / f"cboe_delayed_option_row_vix_{name}_capture.json"
+        )
         rows.append(path.read_bytes().strip())
     return rows
 

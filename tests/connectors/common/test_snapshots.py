@@ -25,7 +25,7 @@ from engine.core.feed import BookFeeder
 from engine.core.levels import compute_levels
 from schemas.chain import CHAIN_COLUMNS, ChainColumns, ChainDelta
 from schemas.records import decode_record, encode_record
-from tests.paths import DATA, SHARED_FIXTURES
+from tests.paths import DATA, SHARED_FIXTURES, shared_fixture
 
 FIXTURES = SHARED_FIXTURES
 RECV = 1_741_963_600_000_000_123
@@ -123,9 +123,7 @@ def test_positional_occ_terms_match_the_regex_parser(root, day, right, strike_mi
 
 
 def test_every_fixture_symbol_parses_the_same_both_ways():
-    path = FIXTURES / "cboe-spx-2024-01-07-phammings" / "spx_quotedata.csv"
-    if not path.exists():
-        pytest.skip("../shared/fixtures not present")
+    path = shared_fixture(FIXTURES / "cboe-spx-2024-01-07-phammings" / "spx_quotedata.csv")
     snapshot = parse_cboe_csv(path.read_text(), RECV)
     assert len(snapshot.contracts) > 10_000
     for contract in snapshot.contracts:

@@ -13,7 +13,7 @@ from connectors.common.errors import ParseError
 from connectors.deribit.parse import is_option_name, parse_book_summary, parse_instrument_name
 from engine.core.settlement import deribit_expiry_ns
 from schemas.contracts import OptionRight
-from tests.paths import DATA, PROTOCOL_SAMPLES
+from tests.paths import DATA, PROTOCOL_SAMPLES, shared_fixture
 
 SAMPLES = PROTOCOL_SAMPLES
 MS = 1_000_000  # ns per ms
@@ -32,9 +32,7 @@ def small_file() -> dict:
 
 
 def sample(name: str) -> dict:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"shared protocol sample {name} not present")
+    path = shared_fixture(SAMPLES / name)
     return json.loads(path.read_text())
 
 

@@ -14,7 +14,7 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from schemas.contracts import OptionContract
 from schemas.records import FundingRate, InstrumentState, OptionTrade, UnderlyingTick, VolIndexTick
 from schemas.topics import Topics
-from tests.paths import PROTOCOL_SAMPLES
+from tests.paths import PROTOCOL_SAMPLES, shared_fixture
 
 SAMPLES = PROTOCOL_SAMPLES
 FILES = sorted(SAMPLES.glob("deribit_*.json")) if SAMPLES.is_dir() else []
@@ -160,8 +160,7 @@ EXPECTED_OUTCOME: dict[str, str | int] = {
 
 
 def test_every_sample_has_a_pinned_outcome():
-    if not SAMPLES.is_dir():
-        pytest.skip("../shared/fixtures/protocol_samples not present")
+    shared_fixture(SAMPLES / sorted(EXPECTED_OUTCOME)[0])
     assert [p.name for p in FILES] == sorted(EXPECTED_OUTCOME)
 
 
@@ -185,11 +184,7 @@ def test_every_sample_parses_or_is_dead_lettered_with_a_reason(name):
 
 def _sample(name: str) -> Path:
     """The sample's path; skips when ../shared is absent, fails when only the file is."""
-    if not SAMPLES.is_dir():
-        pytest.skip("../shared/fixtures/protocol_samples not present")
-    path = SAMPLES / name
-    assert path.exists(), f"{name} missing from {SAMPLES}"
-    return path
+    return shared_fixture(SAMPLES / name)
 
 
 def test_option_ticker_capture_values():

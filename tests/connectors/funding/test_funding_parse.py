@@ -34,7 +34,7 @@ from tests.fakes.funding import (
     okx_funding,
     okx_push,
 )
-from tests.paths import PROTOCOL_SAMPLES
+from tests.paths import PROTOCOL_SAMPLES, shared_fixture
 
 SAMPLES = PROTOCOL_SAMPLES
 MS = 1_000_000
@@ -43,9 +43,7 @@ YEAR_8H = 3 * 365
 
 
 def sample(name: str) -> bytes:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"shared protocol sample {name} not present")
+    path = shared_fixture(SAMPLES / name)
     return path.read_bytes()
 
 

@@ -21,7 +21,7 @@ from engine.core.pricing import bsm_gamma
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
 from schemas.time import MS_PER_YEAR
-from tests.paths import PROTOCOL_SAMPLES
+from tests.paths import PROTOCOL_SAMPLES, shared_fixture
 
 SAMPLES = PROTOCOL_SAMPLES
 DEFAULT = SessionConfig()  # BTC, 1,000 options, 300 s, the "flip_and_wall" scenario
@@ -165,9 +165,7 @@ def test_the_session_opens_with_the_rpc_responses_and_their_requests(default_ses
 
 
 def _sample(name: str):
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (../shared/fixtures is optional)")
+    path = shared_fixture(SAMPLES / name)
     doc = orjson.loads(path.read_bytes())
     if isinstance(doc, dict) and "data" in doc.get("params", {}):
         return doc["params"]["data"]
