@@ -56,5 +56,5 @@ class CboeNormaliser:
             Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)
         ]
         if rejected:
-            out.append(RejectedRows(tuple(rejected), len(columns.instrument) + len(rejected)))
+            out.append(RejectedRows(tuple(rejected), len(columns.instrument)))
         return out

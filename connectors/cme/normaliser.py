@@ -171,8 +171,7 @@ class CmeNormaliser:
             Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)
         ]
         if rejected:
-            rows = len(snapshot.contracts) + len(rejected)
-            out.append(RejectedRows(tuple(rejected), rows))
+            out.append(RejectedRows(tuple(rejected), len(snapshot.contracts)))
         return out
 
     def _older(self, state: _Product, trade_date: date) -> bool:

@@ -49,7 +49,7 @@ class RejectedRows:
     dead letter for the document listing them (a bad row is not a bad document)."""
 
     reasons: tuple[str, ...]  # one per rejected row: "SPXW…: open_interest=-1.0 (expected …)"
-    rows: int  # rows in the document
+    applied: int  # contracts of the document that were applied
     kind: str = "out_of_domain"  # the reason class of the dead letter
 
     def reason(self, listed: int = 20) -> str:
@@ -57,7 +57,8 @@ class RejectedRows:
         shown = "; ".join(self.reasons[:listed])
         more = len(self.reasons) - listed
         tail = f"; and {more} more" if more > 0 else ""
-        return f"{len(self.reasons)} of {self.rows} rows rejected: {shown}{tail}"
+        count = len(self.reasons)
+        return f"{count} row{'s' * (count != 1)} rejected, {self.applied} applied: {shown}{tail}"
 
 
 class Normaliser(Protocol):

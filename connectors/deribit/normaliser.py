@@ -135,7 +135,7 @@ class DeribitNormaliser:
             snapshot = parse_book_summary(doc, table, recv_ns, live=True, rejected=rejected)
             out: list[Routed | RejectedRows] = [Routed(OPTIONS, c) for c in snapshot.contracts]
             if rejected:
-                out.append(RejectedRows(tuple(rejected), len(doc["result"])))
+                out.append(RejectedRows(tuple(rejected), len(snapshot.contracts)))
             if snapshot.contracts:
                 out.append(
                     Routed(

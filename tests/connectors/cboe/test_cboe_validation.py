@@ -53,7 +53,7 @@ def test_bad_rows_are_left_out_and_listed_in_one_dead_letter():
     ((raw, reason, venue, _, _),) = sink.dead_letters
     assert raw == orjson.dumps(doc) and venue == "cboe"
     assert reason == (
-        f"2 of 8 rows rejected: {bad_one}: open_interest=-21.0 (expected >= 0); "
+        f"2 rows rejected, 6 applied: {bad_one}: open_interest=-21.0 (expected >= 0); "
         f"{bad_two}: iv='high' (expected float | null, got str)"
     )
     assert sink.dead_letter_classes == ["out_of_domain"]
@@ -106,6 +106,29 @@ def test_the_byte_scanner_path_rejects_the_same_rows(field):
     for sink in (scanned, decoded):
         ((_, reason, *_),) = sink.dead_letters
         assert sink.records
-        assert reason.startswith(f"5 of {len(rows)} rows rejected: ")
+        assert reason.startswith(f"5 rows rejected, {len(rows) - 5} applied: ")
         assert reason.count(f"{field}=-0.5 (expected >= 0)") == 5
     assert levels_of(scanned) == levels_of(decoded)
+
+
+def test_a_csv_body_with_bad_rows_applies_the_rest():
+    lines = (DATA / "cboe_small.csv").read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[10] = "-812"  # the call's open interest
+    lines[5] = ",".join(fields)
+    fields = lines[6].split(",")
+    fields[18] = "nan"  # the put's IV
+    lines[6] = ",".join(fields)
+    body = ("\n".join(lines) + "\n").encode()
+    sink, _ = through_stage(body)
+    ((_, reason, *_),) = sink.dead_letters
+    call = lines[5].split(",")[1]
+    put = lines[6].split(",")[12]
+    rows = 2 * (len([line for line in lines[4:] if line.strip()]))
+    assert reason == (
+        f"2 rows rejected, {rows - 4} applied: CBOE CSV line 6: {call}: open_interest=-812.0 "
+        f"(expected >= 0); CBOE CSV line 7: {put}: iv=nan (expected a finite number)"
+    )
+    applied = {name for _, delta in sink.records for name in delta.columns["instrument"]}
+    assert len(applied) == rows - 4  # both contracts of each bad line are left out
+    assert call not in applied and put not in applied

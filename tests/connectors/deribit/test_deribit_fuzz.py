@@ -194,7 +194,7 @@ def test_a_book_summary_with_bad_rows_applies_the_rest_and_lists_them():
     ((raw, reason, *_),) = sink.dead_letters
     assert raw == bad.raw
     assert reason == (
-        f"2 of {len(rows)} rows rejected: "
+        f"2 rows rejected, {len(options) - 2} applied: "
         f"Deribit book summary {first['instrument_name']}: open_interest=-21.0 (expected >= 0.0); "
         f"Deribit book summary {second['instrument_name']}: underlying_price='n/a' "
         "(expected float | null, got str)"
