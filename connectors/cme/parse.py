@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -63,7 +63,7 @@ from connectors.cme.values import (
 from connectors.common.errors import ParseError
 from engine.core.pricing import implied_vol
 from schemas.chain import ChainSnapshot
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 from schemas.contracts import OptionContract, OptionRight
 from schemas.time import NS_PER_YEAR  # DESIGN §2.1: time to expiry / 365 days
 
@@ -75,27 +75,23 @@ IV_SOURCES = ("otm", "own")
 
 
 @dataclass(frozen=True, slots=True)
-class CmeChainConfig:
+class CmeChainConfig(Config):
     """How a CME chain's implied volatilities are solved."""
+
+    SECTION: ClassVar[str] = "cme"
 
     rate: float = 0.0  # continuously compounded discount rate for Black-76, per year
     iv_from: str = "otm"  # "otm": each strike's out-of-the-money premium; "own": each row's
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rate, int | float) and math.isfinite(self.rate)):
-            raise ValueError(f"rate must be a finite number, got {self.rate!r}")
+            raise ConfigError(f"rate must be a finite number, got {self.rate!r}")
         if not -0.5 < self.rate < 1.0:
-            raise ValueError(f"rate is a fraction per year (0.05 = 5 %), got {self.rate}")
+            raise ConfigError(f"rate is a fraction per year (0.05 = 5 %), got {self.rate}")
         if self.iv_from not in IV_SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"iv_from must be one of {', '.join(IV_SOURCES)}; got {self.iv_from!r}"
             )
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CmeChainConfig:
-        """Build from a mapping (TOML, flags), rejecting unknown keys."""
-        check_known_keys(cls, values, "cme")
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------- rows
