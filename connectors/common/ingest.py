@@ -87,6 +87,23 @@ class RecordSink(Protocol):
     ) -> None: ...
 
 
+class CountsDeadLetters:
+    """A sink's dead-letter side that only counts them (``dead_letters``)."""
+
+    dead_letters: int = 0
+
+    async def send_dead_letter(
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
+    ) -> None:
+        self.dead_letters += 1
+
+
 @dataclass
 class MemorySink:
     """Collects what an ingest stage emits (tests, one-shot levels from a capture)."""
