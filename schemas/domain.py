@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -172,6 +173,29 @@ def _value_problem(
 
 def contract_problem(contract: Any) -> str | None:
     """Why an option contract's values cannot enter the book, or None when they can."""
+    try:  # the usual case, every value in its domain, in one expression (NaN fails it)
+        iv, index, gamma = contract.iv, contract.index_price, contract.gamma
+        if (
+            0.0 <= contract.open_interest <= MAX_OPEN_INTEREST
+            and (iv is None or 0.0 <= iv <= MAX_IV)
+            and 0.0 < contract.underlying_price <= MAX_PRICE
+            and (index is None or 0.0 < index <= MAX_PRICE)
+            and 0.0 < contract.multiplier <= MAX_MULTIPLIER
+            and (gamma is None or 0.0 <= gamma <= MAX_GAMMA)
+            and 0 < contract.strike <= _MAX_STRIKE
+            and bool
+            not in (
+                type(contract.open_interest),
+                type(iv),
+                type(contract.underlying_price),
+                type(index),
+                type(contract.multiplier),
+                type(gamma),
+            )
+        ):
+            return None
+    except (TypeError, ArithmeticError):  # a string, a NaN strike: found below
+        pass
     for name, low, high, inclusive, none_ok in _CONTRACT_FIELDS:
         problem = _value_problem(name, getattr(contract, name), low, high, inclusive, none_ok)
         if problem is not None:
@@ -180,6 +204,9 @@ def contract_problem(contract: Any) -> str | None:
     if not strike.is_finite() or strike <= 0 or strike > MAX_PRICE:
         return f"{contract.instrument}: strike={strike} (expected > 0)"
     return None
+
+
+_MAX_STRIKE = Decimal(int(MAX_PRICE))
 
 
 def price_problem(name: str, value: Any) -> str | None:

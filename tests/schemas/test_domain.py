@@ -135,3 +135,8 @@ def test_column_problem_finds_the_first_bad_row_and_lets_none_be_nan():
     assert (
         column_problem("multiplier", np.array([1.0, 0.0])) == "row 1: multiplier=0.0 (expected > 0)"
     )
+
+
+def test_booleans_are_not_numbers_for_a_contract():
+    for name in ("open_interest", "iv", "underlying_price", "index_price", "multiplier", "gamma"):
+        assert contract_problem(contract(**{name: True})) == f"U-1: {name}=True (expected a number)"
