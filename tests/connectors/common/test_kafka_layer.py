@@ -185,6 +185,7 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
             venue="deribit",
             source="ticker.BTC-27DEC24-60000-C.100ms",
             recv_ns=1_700_000_000_123_456_789,
+            reason_class="out_of_domain",
         )
         assert producer.stats.dead_letters == 1
     (record,) = await consume(kafka_bootstrap, topics.deadletter, 1, settle=0.2, subscribe=True)
@@ -195,6 +196,7 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
         ("venue", b"deribit"),
         ("source", b"ticker.BTC-27DEC24-60000-C.100ms"),
         ("recv_ns", b"1700000000123456789"),
+        ("reason_class", b"out_of_domain"),
     ]
 
 
