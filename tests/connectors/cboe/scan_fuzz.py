@@ -313,9 +313,10 @@ def run(cases: int, seed_value: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, default_cases: int = 3000) -> int:
+    """The command line: run, print the report; exit status 1 on any failure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=3000)
+    parser.add_argument("--cases", type=int, default=default_cases)
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
     parser.add_argument("--json", action="store_true", help="one JSON object (the default)")
     args = parser.parse_args(argv)

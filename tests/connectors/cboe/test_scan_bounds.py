@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CASES = 3000
 
 
-def fuzz(cache: pytest.Cache, *args: str) -> dict:
+def fuzz(cache: pytest.Cache, cases: int) -> dict:
+    """The fuzz's report, from a child process with bounds-checked kernels."""
     env = {
         **os.environ,
         "NUMBA_BOUNDSCHECK": "1",
@@ -28,14 +29,16 @@ def fuzz(cache: pytest.Cache, *args: str) -> dict:
         "NUMBA_NUM_THREADS": "1",  # the pieces are still cut and read, one after the other
         "PYTHONPATH": str(ROOT),
     }
-    command = [sys.executable, "-m", "tests.connectors.cboe.scan_fuzz", "--json", *args]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=900)
+    command = [sys.executable, "-m", "tests.connectors.cboe.scan_fuzz", "--json", "--cases"]
+    done = subprocess.run(
+        [*command, str(cases)], check=False, cwd=ROOT, env=env, capture_output=True, timeout=900
+    )
     assert done.stdout, done.stderr.decode()[-3000:]
     return json.loads(done.stdout)
 
 
 def test_mutated_real_bodies_are_never_read_out_of_bounds_nor_misread(pytestconfig):
-    report = fuzz(pytestconfig.cache, "--cases", str(CASES))
+    report = fuzz(pytestconfig.cache, CASES)
     assert report["boundscheck"], "the child's kernels are not bounds-checked"
     assert report["cases"] >= CASES
     failed = {name: report[name] for name in ("out_of_bounds", "crashes", "disagreements")}
