@@ -44,7 +44,7 @@ def _perpetual(rate: float | None, next_ms: int, key: str, symbol: str, where: s
     if rate is None or next_ms == 0:
         raise ParseError(f"{where}: no funding rate ({symbol} is not a perpetual)", "unsupported")
     if next_ms < MIN_EPOCH_MS:
-        raise ParseError(f"{where}: {key}={next_ms} (expected >= {MIN_EPOCH_MS})", "bad_timestamp")
+        raise ParseError(f"{where}: {key}={next_ms} (expected >= {MIN_EPOCH_MS})", "out_of_domain")
     return rate
 
 
