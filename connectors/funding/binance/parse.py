@@ -139,12 +139,9 @@ class BinanceFundingNormaliser(FundingNormaliser):
         else:
             raise ParseError(f"unrecognised Binance message: {str(doc)[:80]}")
         events = data if isinstance(data, list) else [data]
-        return self.in_order(
-            [
-                self._follow(parse_mark_price_update(e, self._hours_of(e, "s"), recv_ns))
-                for e in events
-            ]
-        )
+        hours = self._hours_of
+        parsed = [parse_mark_price_update(e, hours(e, "s"), recv_ns) for e in events]
+        return [self._follow(record) for record in self.in_order(parsed)]
 
     def _response(self, doc: Any, recv_ns: int, method: Any) -> list[FundingRate]:
         if method == FUNDING_INFO:
@@ -152,12 +149,9 @@ class BinanceFundingNormaliser(FundingNormaliser):
             return []
         if method == PREMIUM_INDEX:
             entries = doc if isinstance(doc, list) else [doc]
-            return self.in_order(
-                [
-                    self._follow(parse_premium_index(e, self._hours_of(e, "symbol"), recv_ns))
-                    for e in entries
-                ]
-            )
+            hours = self._hours_of
+            parsed = [parse_premium_index(e, hours(e, "symbol"), recv_ns) for e in entries]
+            return [self._follow(record) for record in self.in_order(parsed)]
         raise ParseError(f"Binance: response to an unknown request {method!r}")
 
     def _hours_of(self, entry: Any, symbol_key: str) -> float:
