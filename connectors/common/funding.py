@@ -127,6 +127,7 @@ class IntervalFallback:
 # ("NaN", "inf", " 1", "0x1", "1_0") is left a string, which the wire type then refuses.
 _DECIMAL = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"-?\d+", re.ASCII)
+_MAX_DIGITS = 64
 
 
 def decimal_struct(obj: Any, kind: type[WireT], where: str, name_key: str = "") -> WireT:
@@ -147,6 +148,8 @@ def decimal_struct(obj: Any, kind: type[WireT], where: str, name_key: str = "") 
             continue
         if not value:
             del prepared[key]
+        elif len(value) > _MAX_DIGITS:
+            continue  # no venue number is this long: refused as the string it is
         elif _INTEGER.fullmatch(value):
             prepared[key] = int(value)
         elif _DECIMAL.fullmatch(value):

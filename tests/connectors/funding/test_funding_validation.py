@@ -96,6 +96,7 @@ B = "Binance markPriceUpdate BTCUSDT: "
         ("T", -1, "T=-1 (expected >= 0)", "out_of_domain"),
         ("T", 5, "T=5 (expected >= 946684800000)", "out_of_domain"),
         ("T", "x", "T='x' (expected int, got str)", "wrong_type"),
+        ("T", "9" * 5000, f"T={'9' * 5000!r:.37}... (expected int, got str)", "wrong_type"),
     ],
 )
 def test_binance_out_of_domain_values_are_refused(key, value, reason, kind):
