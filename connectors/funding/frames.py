@@ -2,7 +2,9 @@
 
 A venue frame is either a control frame (a subscribe ack, a pong, an error, a notice: no
 market data, never dead-lettered) or a data message that yields FundingRate records or
-raises ParseError (the ingest stage dead-letters it with the reason).
+raises ParseError (the ingest stage dead-letters it with the reason). Per symbol, a record
+older (venue time) than the last one accepted is refused (kind ``out_of_order``, counted in
+``out_of_order``); equal times are fine.
 """
 
 from __future__ import annotations
@@ -39,6 +41,29 @@ class FundingNormaliser:
 
     def __init__(self, fallback: IntervalFallback | None = None) -> None:
         self.fallback = fallback or IntervalFallback()
+        self.out_of_order = 0  # records refused as older than their symbol's last
+        self._last_ts: dict[str, int] = {}
+
+    def in_order(self, records: list[FundingRate]) -> list[FundingRate]:
+        """``records`` (one message's) once none is older than its symbol's last accepted;
+        ParseError ``out_of_order`` otherwise (then none is accepted)."""
+        for record in records:
+            self.check_order(record.instrument, record.ts_event_ns)
+        for record in records:
+            self._last_ts[record.instrument] = record.ts_event_ns
+        return records
+
+    def check_order(self, symbol: str, ts_event_ns: int) -> None:
+        """ParseError ``out_of_order`` when ``ts_event_ns`` is older than the last accepted
+        for ``symbol`` (it is not recorded: :meth:`in_order` does)."""
+        last = self._last_ts.get(symbol)
+        if last is not None and ts_event_ns < last:
+            self.out_of_order += 1
+            raise ParseError(
+                f"{self.venue} {symbol}: timestamp {ts_event_ns} ns is older than the last "
+                f"accepted {last} ns (out of order)",
+                "out_of_order",
+            )
 
     @staticmethod
     def control(doc: Any) -> Control | None:
