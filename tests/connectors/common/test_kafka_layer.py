@@ -313,7 +313,10 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
                 # one batch in flight; the sender's full batch and the lingered one wait
                 assert stats.in_flight == 1
                 assert stats.sealed_batches + stats.open_batches <= 2
-                assert stats.records < 40  # ~10 records a batch
+                # Accepted: the acked batches' records and at most three batches more (in
+                # flight, sealed, open) of at most 10 records (1 KiB, 100-byte values); how
+                # many were acked before the broker stopped depends on the machine's load.
+                assert stats.records <= 1 + 10 * (stats.batches_acked - 1) + 3 * 10
                 assert stats.backpressure_waits >= 1
             await asyncio.wait_for(task, 20)
             await producer.flush()
