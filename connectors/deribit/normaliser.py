@@ -17,6 +17,7 @@ from connectors.common.ingest import (
     RejectedRows,
     Routed,
 )
+from connectors.common.series_order import SeriesOrder
 from connectors.deribit.parse import (
     OptionTerms,
     is_option_name,
@@ -67,10 +68,9 @@ class DeribitNormaliser:
 
     def __init__(self) -> None:
         self.instruments: dict[str, DeribitInstrument] = {}
-        self.out_of_order = 0
         self._terms: dict[str, OptionTerms] = {}
         self._premium: dict[str, str] = {}
-        self._last_ts: dict[str, int] = {}
+        self.order = SeriesOrder("Deribit")
 
     def terms(self, name: str) -> OptionTerms:
         terms = self._terms.get(name)
@@ -94,16 +94,14 @@ class DeribitNormaliser:
             self.instruments[name] = entry
             self._terms.pop(name, None)
 
+    @property
+    def out_of_order(self) -> int:
+        """Updates refused as older than their series' last accepted."""
+        return self.order.out_of_order
+
     def _in_order(self, series: str, ts_event_ns: int) -> None:
-        last = self._last_ts.get(series)
-        if last is not None and ts_event_ns < last:
-            self.out_of_order += 1
-            raise ParseError(
-                f"Deribit {series}: timestamp {ts_event_ns} ns is older than the last "
-                f"accepted {last} ns (out of order)",
-                "out_of_order",
-            )
-        self._last_ts[series] = ts_event_ns
+        self.order.check(series, ts_event_ns)
+        self.order.accept(series, ts_event_ns)
 
     def normalise(
         self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None

@@ -17,6 +17,7 @@ import orjson
 from connectors.common.errors import ParseError
 from connectors.common.funding import IntervalFallback
 from connectors.common.ingest import FUNDING, Routed
+from connectors.common.series_order import SeriesOrder
 from schemas.records import FundingRate
 
 ACK, PONG, ERROR, NOTICE = "ack", "pong", "error", "notice"
@@ -41,29 +42,21 @@ class FundingNormaliser:
 
     def __init__(self, fallback: IntervalFallback | None = None) -> None:
         self.fallback = fallback or IntervalFallback()
-        self.out_of_order = 0  # records refused as older than their symbol's last
-        self._last_ts: dict[str, int] = {}
+        self.order = SeriesOrder(self.venue)
 
     def in_order(self, records: list[FundingRate]) -> list[FundingRate]:
         """``records`` (one message's) once none is older than its symbol's last accepted;
         ParseError ``out_of_order`` otherwise (then none is accepted)."""
         for record in records:
-            self.check_order(record.instrument, record.ts_event_ns)
+            self.order.check(record.instrument, record.ts_event_ns)
         for record in records:
-            self._last_ts[record.instrument] = record.ts_event_ns
+            self.order.accept(record.instrument, record.ts_event_ns)
         return records
 
-    def check_order(self, symbol: str, ts_event_ns: int) -> None:
-        """ParseError ``out_of_order`` when ``ts_event_ns`` is older than the last accepted
-        for ``symbol`` (it is not recorded: :meth:`in_order` does)."""
-        last = self._last_ts.get(symbol)
-        if last is not None and ts_event_ns < last:
-            self.out_of_order += 1
-            raise ParseError(
-                f"{self.venue} {symbol}: timestamp {ts_event_ns} ns is older than the last "
-                f"accepted {last} ns (out of order)",
-                "out_of_order",
-            )
+    @property
+    def out_of_order(self) -> int:
+        """Records refused as older than their symbol's last accepted."""
+        return self.order.out_of_order
 
     @staticmethod
     def control(doc: Any) -> Control | None:
