@@ -38,6 +38,7 @@ from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.kafka_helpers import consume
 from tests.paths import REPO
+from tests.redis_helpers import flush_db
 
 SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
 NS = 1_000_000_000
@@ -236,7 +237,7 @@ async def test_event_ids_do_not_depend_on_batching_and_replays_publish_nothing_t
     topics = produced
     base = redis_url.rsplit("/", 1)[0]
     other_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(other_url).flushdb()
+    await flush_db(other_url)
     big = await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
     small = await run_engine(
         replace(
@@ -335,7 +336,7 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_duplicates_nothi
     topics = produced
     base = redis_url.rsplit("/", 1)[0]
     reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(reference_url).flushdb()
+    await flush_db(reference_url)
     await run_engine(engine_config(kafka_bootstrap, reference_url, topics))
     reference = [e.id for _, e in await stream(reference_url)]
 

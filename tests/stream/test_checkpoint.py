@@ -62,6 +62,7 @@ from tests.integration.test_pipeline import (
     run_engine,
     stream,
 )
+from tests.redis_helpers import flush_db
 
 NS = 1_000_000_000
 TOPICS = Topics()
@@ -360,7 +361,7 @@ async def test_killed_engine_resumes_from_its_checkpoint(
     await ingest(kafka_bootstrap, topics, path)
     base = redis_url.rsplit("/", 1)[0]
     reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(reference_url).flushdb()
+    await flush_db(reference_url)
     whole = await run_engine(
         engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0)
     )
@@ -455,7 +456,7 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
 
     base = redis_url.rsplit("/", 1)[0]
     reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(reference_url).flushdb()
+    await flush_db(reference_url)
     await run_engine(
         replace(
             engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0),
