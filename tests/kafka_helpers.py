@@ -61,3 +61,35 @@ async def consume(
     finally:
         await asyncio.shield(consumer.stop())
     return records
+
+
+async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[ConsumerRecord]:
+    """Every record ``topic`` holds now: read from the beginning up to each partition's end
+    offset at the call (a condition; ``timeout`` is only a generous cap, reaching it fails)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assert partitions, f"topic {topic!r} has no partitions"
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        deadline = time.monotonic() + timeout
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, f"{topic!r} not read to its end in {timeout} s"
+            batches = await consumer.getmany(timeout_ms=100)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await asyncio.shield(consumer.stop())
+    return records
