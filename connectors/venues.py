@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from connectors.common.capture import CaptureWriter
@@ -48,16 +49,19 @@ def live_clients(
     topics: Topics,
     venues: Mapping[str, Config] | None = None,
     capture: CaptureWriter | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> list[LiveClient]:
     """The client (and ingest stage) of every live source: one per venue (ingest, record).
 
     ``venues`` holds a venue's config (its table) by venue name; the targets come from the
-    sources. ``capture`` records every message (``regime-engine record``).
+    sources. ``capture`` records every message (``regime-engine record``). ``clock_ns`` is
+    the receive clock the clients stamp messages with.
     """
     out: list[LiveClient] = []
     for venue, targets in targets_by_venue(sources).items():
         spec, config = BY_VENUE[venue], (venues or {}).get(venue)
-        stage = IngestStage(venue, spec.normaliser(config), sink, topics, capture)
+        normaliser = spec.normaliser(config)
+        stage = IngestStage(venue, normaliser, sink, topics, capture, clock_ns=clock_ns)
         out.append(LiveClient(spec.name, stage, spec.client(config, targets, stage)))
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import orjson
 
 from connectors.cboe.parse import (
     PREMIUM_CURRENCY,
@@ -30,6 +31,7 @@ from connectors.cboe.scan import scan_cboe_json
 from connectors.cboe.wire import CboeDelayedQuotesDocument
 from connectors.common.errors import ParseError
 from schemas.chain import ChainColumns
+from schemas.domain import describe, row_problems
 
 
 class _Row(msgspec.Struct, gc=False):
@@ -156,19 +158,24 @@ def _expiry_of(root: str, yymmdd: str) -> int:
 
 
 def parse_cboe_json_columns(
-    doc: bytes | str | CboeDelayedQuotesDocument | dict[str, Any], recv_ns: int
+    doc: bytes | str | CboeDelayedQuotesDocument | dict[str, Any],
+    recv_ns: int,
+    rejected: list[str] | None = None,
 ) -> ChainColumns:
     """:func:`parse_cboe_json` into columns, without a Python object per contract.
 
     A body of ``SCAN_MIN_BYTES`` or more is read by the byte scanner (``scan.py``, on
     parallel threads); smaller ones, and what the scanner does not take, by a typed decoder
-    of only the fields the columns need. OCC symbols are parsed once per listing. A
-    document the typed decoder rejects is handed to :func:`parse_cboe_json`, so errors
-    read the same.
+    of only the fields the columns need. OCC symbols are parsed once per listing. Every
+    row's values are checked (``schemas.domain``). With ``rejected`` (a list), a bad row is
+    left out and its reason appended there (a bad row is not a bad document); without it
+    the first bad row rejects the document. A document bad as a whole (no data, a bad
+    timestamp or spot) always raises ParseError.
     """
     scanned = None
     if isinstance(doc, bytes | bytearray | memoryview) and len(doc) >= SCAN_MIN_BYTES:
         scanned = scan_cboe_json(doc)
+    problems: dict[int, str] = {}
     if scanned is not None:
         timestamp, current_price = scanned.timestamp, scanned.current_price
         instruments = _listing(scanned.symbols, scanned.symbol_offsets)
@@ -180,23 +187,34 @@ def parse_cboe_json_columns(
             else:
                 decoded = msgspec.convert(doc, _Document)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))
+            decoded, problems = _rows_one_by_one(doc, recv_ns)
         rows = decoded.data.options
         timestamp, current_price = decoded.timestamp, decoded.data.current_price
         instruments = [row.option for row in rows]
         open_interest = np.array([row.open_interest for row in rows], dtype=np.float64)
         iv = np.array([row.iv for row in rows], dtype=np.float64)  # None → NaN
         gamma = np.array([row.gamma for row in rows], dtype=np.float64)
-    if not instruments:
+    if not instruments and not problems:
         raise ParseError("no option rows in the CBOE JSON document")
     asof_ns = parse_document_timestamp(timestamp)
     spot = positive_spot(current_price, "CBOE JSON")
+    iv = np.where(iv == 0.0, np.nan, iv)  # CBOE prints IV 0 when it has none
+    values = {"open_interest": open_interest, "iv": iv, "gamma": gamma}
+    bad = {**problems, **_symbol_problems(instruments, problems)}
+    bad.update(
+        (row, reason) for row, reason in row_problems(values, instruments).items() if row not in bad
+    )
+    if bad:
+        if rejected is None:
+            raise ParseError(f"CBOE JSON: {next(iter(sorted(bad.items())))[1]}")
+        rejected.extend(reason for _, reason in sorted(bad.items()))
+        keep = np.ones(len(instruments), dtype=bool)
+        keep[list(bad)] = False
+        instruments = [name for name, kept in zip(instruments, keep, strict=True) if kept]
+        open_interest, iv, gamma = open_interest[keep], iv[keep], gamma[keep]
+        if not instruments:
+            raise ParseError(f"CBOE JSON: every row rejected: {rejected[0]}")
     underlying, root, expiry_ns, strike, right, multiplier = _term_columns(instruments)
-    if not (
-        np.isfinite(open_interest).all() and not np.isinf(iv).any() and not np.isinf(gamma).any()
-    ):
-        return ChainColumns.from_snapshot(parse_cboe_json(doc, recv_ns))  # names the bad row
-    iv[iv == 0.0] = np.nan  # CBOE prints IV 0 when it has none
     return ChainColumns(
         venue=VENUE,
         underlying=underlying,
@@ -214,3 +232,60 @@ def parse_cboe_json_columns(
         underlying_price=np.full(len(instruments), np.nan),  # quoted against spot
         gamma=gamma,
     )
+
+
+_PLACEHOLDER = _Row(option="", open_interest=0.0)
+
+
+def _rows_one_by_one(doc: Any, recv_ns: int) -> tuple[_Document, dict[int, str]]:
+    """The document with each row converted alone: rows that do not convert become
+    placeholders, reported by row index. A document bad as a whole goes to
+    :func:`parse_cboe_json`, whose errors name the problem."""
+    if isinstance(doc, bytes | bytearray | memoryview | str):
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            parse_cboe_json(doc, recv_ns)  # raises with the document's reason
+    data = doc.get("data") if isinstance(doc, dict) else None
+    options = data.get("options") if isinstance(data, dict) else None
+    if not isinstance(options, list):
+        parse_cboe_json(doc, recv_ns)  # raises with the document's reason
+        raise ParseError("CBOE JSON: data.options is missing or not a list")
+    try:
+        head = msgspec.convert({**doc, "data": {**data, "options": []}}, _Document)
+    except msgspec.ValidationError:
+        parse_cboe_json(doc, recv_ns)
+        raise ParseError("CBOE JSON: the document's timestamp or current_price is bad") from None
+    rows: list[_Row] = []
+    problems: dict[int, str] = {}
+    for index, row in enumerate(options):
+        try:
+            rows.append(msgspec.convert(row, _Row))
+        except msgspec.ValidationError as exc:
+            symbol = row.get("option") if isinstance(row, dict) else None
+            who = symbol if isinstance(symbol, str) else f"data.options[{index}]"
+            problems[index] = f"{who}: {describe(exc, row)[0]}"
+            rows.append(_PLACEHOLDER)
+    head.data.options = rows
+    return head, problems
+
+
+def _symbol_problems(instruments: list[str], known: dict[int, str]) -> dict[int, str]:
+    """Rows whose OCC symbol does not parse (or whose underlying differs from the rest)."""
+    problems: dict[int, str] = {}
+    underlyings: dict[str, int] = {}
+    for index, symbol in enumerate(instruments):
+        if index in known:
+            continue
+        try:
+            underlying = _terms(symbol)[0]
+        except ParseError as exc:
+            problems[index] = exc.reason
+            continue
+        underlyings.setdefault(underlying, index)
+    if len(underlyings) > 1:
+        first = min(underlyings, key=underlyings.__getitem__)
+        for index, symbol in enumerate(instruments):
+            if index not in problems and index not in known and _terms(symbol)[0] != first:
+                problems[index] = f"{symbol}: underlying {_terms(symbol)[0]} is not {first}"
+    return problems

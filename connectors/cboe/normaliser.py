@@ -11,13 +11,15 @@ from typing import Any
 from connectors.cboe.columns import parse_cboe_json_columns
 from connectors.cboe.parse import parse_cboe_csv
 from connectors.common.errors import ParseError
-from connectors.common.ingest import OPTIONS, Routed
+from connectors.common.ingest import OPTIONS, RejectedRows, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
 
 
-def parse_cboe_body(doc: Any, recv_ns: int) -> ChainColumns:
-    """A CBOE body as columns: JSON (bytes, text or decoded) or the download-CSV text."""
+def parse_cboe_body(doc: Any, recv_ns: int, rejected: list[str] | None = None) -> ChainColumns:
+    """A CBOE body as columns: JSON (bytes, text or decoded) or the download-CSV text.
+
+    With ``rejected``, rows out of their domain are left out and listed there."""
     if isinstance(doc, bytes | bytearray | memoryview):
         text_start = bytes(doc[:64]).lstrip()
         is_json = text_start.startswith(b"{")
@@ -28,7 +30,7 @@ def parse_cboe_body(doc: Any, recv_ns: int) -> ChainColumns:
     else:
         raise ParseError(f"CBOE: expected a JSON document or CSV text, got {type(doc).__name__}")
     if is_json:
-        return parse_cboe_json_columns(doc, recv_ns)
+        return parse_cboe_json_columns(doc, recv_ns, rejected)
     if isinstance(doc, bytes | bytearray | memoryview):
         try:
             doc = bytes(doc).decode("utf-8-sig")
@@ -36,7 +38,7 @@ def parse_cboe_body(doc: Any, recv_ns: int) -> ChainColumns:
             raise ParseError(f"CBOE CSV: not UTF-8 text: {exc}") from None
     if not doc.strip():
         raise ParseError("CBOE: empty body")
-    return ChainColumns.from_snapshot(parse_cboe_csv(doc, recv_ns))
+    return ChainColumns.from_snapshot(parse_cboe_csv(doc, recv_ns, rejected))
 
 
 class CboeNormaliser:
@@ -48,5 +50,11 @@ class CboeNormaliser:
     def normalise(
         self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
     ) -> list[Routed]:
-        columns = parse_cboe_body(doc, recv_ns)
-        return [Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)]
+        rejected: list[str] = []
+        columns = parse_cboe_body(doc, recv_ns, rejected)
+        out: list[Routed | RejectedRows] = [
+            Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)
+        ]
+        if rejected:
+            out.append(RejectedRows(tuple(rejected), len(columns.instrument)))
+        return out

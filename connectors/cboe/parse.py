@@ -25,6 +25,7 @@ from connectors.common.fields import optional_number, required_number
 from engine.core.settlement import instant_ns, new_york_instant_ns
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract, OptionRight
+from schemas.domain import contract_problem
 
 VENUE = "cboe"
 PREMIUM_CURRENCY = "USD"
@@ -312,15 +313,21 @@ def _csv_row_contracts(
                 f"{symbol} in the {CSV_HEADER[cols[0]]} column is not a {right.name.lower()}"
             )
         quote = _side_quote(row, cols)
-        out.append(_contract(symbol, occ, quote, spot=spot, ts_event_ns=asof_ns, recv_ns=recv_ns))
+        contract = _contract(symbol, occ, quote, spot=spot, ts_event_ns=asof_ns, recv_ns=recv_ns)
+        problem = contract_problem(contract)
+        if problem is not None:
+            raise ParseError(problem, "out_of_domain")
+        out.append(contract)
     return out[0], out[1]
 
 
-def parse_cboe_csv(text: str, recv_ns: int) -> ChainSnapshot:
+def parse_cboe_csv(text: str, recv_ns: int, rejected: list[str] | None = None) -> ChainSnapshot:
     """Parse CBOE's "download CSV" quote table (calls and puts side by side per strike).
 
     Every row yields a call and a put; expired rows are kept (the engine drops them by
     time). Spot is the preamble's ``Last:``; asof is its ``Date:`` (New York wall time).
+    Every value is checked (``schemas.domain``). With ``rejected`` (a list), a bad row is
+    left out and its reason appended there; without it the first bad row raises.
     """
     rows = csv.reader(io.StringIO(text))
     spot, asof_ns = _read_preamble(rows)
@@ -333,7 +340,12 @@ def parse_cboe_csv(text: str, recv_ns: int) -> ChainSnapshot:
         try:
             contracts.extend(_csv_row_contracts(row, spot=spot, asof_ns=asof_ns, recv_ns=recv_ns))
         except ParseError as exc:
-            raise ParseError(f"CBOE CSV line {rows.line_num}: {exc}") from None
+            located = ParseError(f"CBOE CSV line {rows.line_num}: {exc}", exc.kind)
+            if rejected is None:
+                raise located from None
+            rejected.append(located.reason)
+    if not contracts and rejected:
+        raise ParseError(f"CBOE CSV: every row rejected: {rejected[0]}")
     return _snapshot(contracts, spot, asof_ns, "CBOE CSV")
 
 

@@ -42,7 +42,7 @@ from connectors.cme.parse import (
 from connectors.cme.products import product
 from connectors.cme.values import parse_trade_date
 from connectors.common.errors import ParseError
-from connectors.common.ingest import OPTIONS, Routed
+from connectors.common.ingest import OPTIONS, RejectedRows, Routed
 from connectors.common.snapshots import SnapshotDiffer, SnapshotFramingConfig
 from schemas.chain import ChainColumns
 
@@ -151,15 +151,28 @@ class CmeNormaliser:
         if complete is None:
             self.counts["waiting"] += 1
             return []
+        rejected: list[str] = []
         try:
-            snapshot = parse_cme_settlements(complete, state.futures[1], code, recv_ns, chain)  # type: ignore[index]
+            snapshot = parse_cme_settlements(
+                complete,
+                state.futures[1],  # type: ignore[index]
+                code,
+                recv_ns,
+                chain,
+                rejected,
+            )
             columns = ChainColumns.from_snapshot(snapshot)
         except (ParseError, ValueError) as exc:
             self._restore(state, key, previous)
             reason = exc.reason if isinstance(exc, ParseError) else str(exc)
             raise ParseError(f"CME {code} chain of {trade_date}: {reason}") from None
         self.counts["snapshots"] += 1
-        return [Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)]
+        out: list[Routed | RejectedRows] = [
+            Routed(OPTIONS, part) for part in self.differ.frame(columns, recv_ns)
+        ]
+        if rejected:
+            out.append(RejectedRows(tuple(rejected), len(snapshot.contracts)))
+        return out
 
     def _older(self, state: _Product, trade_date: date) -> bool:
         if state.latest is not None and trade_date < state.latest:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -63,7 +63,7 @@ from connectors.cme.values import (
 from connectors.common.errors import ParseError
 from engine.core.pricing import implied_vol
 from schemas.chain import ChainSnapshot
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 from schemas.contracts import OptionContract, OptionRight
 from schemas.time import NS_PER_YEAR  # DESIGN §2.1: time to expiry / 365 days
 
@@ -75,27 +75,23 @@ IV_SOURCES = ("otm", "own")
 
 
 @dataclass(frozen=True, slots=True)
-class CmeChainConfig:
+class CmeChainConfig(Config):
     """How a CME chain's implied volatilities are solved."""
+
+    SECTION: ClassVar[str] = "cme"
 
     rate: float = 0.0  # continuously compounded discount rate for Black-76, per year
     iv_from: str = "otm"  # "otm": each strike's out-of-the-money premium; "own": each row's
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rate, int | float) and math.isfinite(self.rate)):
-            raise ValueError(f"rate must be a finite number, got {self.rate!r}")
+            raise ConfigError(f"rate must be a finite number, got {self.rate!r}")
         if not -0.5 < self.rate < 1.0:
-            raise ValueError(f"rate is a fraction per year (0.05 = 5 %), got {self.rate}")
+            raise ConfigError(f"rate is a fraction per year (0.05 = 5 %), got {self.rate}")
         if self.iv_from not in IV_SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"iv_from must be one of {', '.join(IV_SOURCES)}; got {self.iv_from!r}"
             )
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CmeChainConfig:
-        """Build from a mapping (TOML, flags), rejecting unknown keys."""
-        check_known_keys(cls, values, "cme")
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------- rows
@@ -319,6 +315,7 @@ def parse_cme_settlements(
     product_code: str,
     recv_ns: int,
     config: CmeChainConfig | None = None,
+    rejected: list[str] | None = None,
 ) -> ChainSnapshot:
     """One trade date's option chain of a CME product from its settlements documents.
 
@@ -327,7 +324,9 @@ def parse_cme_settlements(
     settle and its time the trade date's settlement instant (``CmeProduct.settlement_ns``).
     ParseError for a malformed document, documents of different trade dates, an option
     code the product table does not know, a series whose futures month has no settle, or a
-    duplicate strike and right.
+    bad row: one that does not parse, repeats a strike and right, or settles below zero.
+    With ``rejected`` (a list), a bad row is left out and its reason appended there
+    instead (a bad row is not a bad document).
     """
     config = config or CmeChainConfig()
     cme = product(product_code)
@@ -361,12 +360,15 @@ def parse_cme_settlements(
         keys: set[tuple[Decimal, OptionRight]] = set()
         first = len(rows.strike)
         for i, raw in enumerate(raw_rows):
-            settled = parse_option_row(raw, cme, what, i)
+            try:
+                settled = _checked_option_row(raw, cme, what, i, keys)
+            except ParseError as exc:
+                if rejected is None:
+                    raise
+                rejected.append(exc.reason)
+                continue
             if settled is None:
                 continue
-            if (settled.strike, settled.right) in keys:
-                raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
-            keys.add((settled.strike, settled.right))
             settle = settled.values.settle
             priced = settle is not None and settle.flag is _PLAIN
             rows.series.append(series_index)
@@ -415,6 +417,26 @@ def parse_cme_settlements(
     return ChainSnapshot(
         venue=VENUE, underlying=cme.code, spot=spot, asof_ns=asof_ns, contracts=tuple(contracts)
     )
+
+
+def _checked_option_row(
+    raw: Any, cme: CmeProduct, what: str, index: int, keys: set[tuple[Decimal, OptionRight]]
+) -> OptionSettlement | None:
+    """One option row, parsed and checked: a new strike and right, a settle not below 0."""
+    settled = parse_option_row(raw, cme, what, index)
+    if settled is None:
+        return None
+    if (settled.strike, settled.right) in keys:
+        raise ParseError(f"{what}: strike {settled.strike} {settled.right} listed twice")
+    keys.add((settled.strike, settled.right))
+    settle = settled.values.settle
+    if settle is not None and settle.value < 0:
+        raise ParseError(
+            f"{what} settlements[{index}] strike {settled.strike} {settled.right.value}: "
+            f"settle={settle.value} (expected >= 0)",
+            "out_of_domain",
+        )
+    return settled
 
 
 def _volatilities(rows: _Rows, config: CmeChainConfig) -> np.ndarray:

@@ -10,6 +10,10 @@ class ParseError(ValueError):
     record), so line breaks in it are folded into spaces.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, kind: str = "malformed") -> None:
         self.reason = " ".join(str(message).splitlines())
+        # the reason class dead letters are counted by (a small fixed set: malformed,
+        # out_of_domain, wrong_type, missing_field, bad_timestamp, bad_instrument,
+        # out_of_order, rpc_error, unsupported)
+        self.kind = kind
         super().__init__(self.reason)

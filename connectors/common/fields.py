@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.common.errors import ParseError
+from schemas.domain import DomainError, check_event_time, convert
+
+WireT = TypeVar("WireT")
 
 
 def optional_number(obj: Mapping[str, Any], key: str, where: str) -> float | None:
@@ -28,3 +31,25 @@ def required_number(obj: Mapping[str, Any], key: str, where: str) -> float:
     if value is None:
         raise ParseError(f"{where}: missing {key}")
     return value
+
+
+def validated(obj: Any, kind: type[WireT], where: str, name_key: str = "") -> WireT:
+    """``obj`` (decoded JSON) as the venue wire type ``kind`` with its domain checked;
+    ParseError ``where [name]: field=value (expected …)`` of the violation's class
+    otherwise (``name`` = ``obj[name_key]`` when it is a string: the instrument)."""
+    try:
+        return convert(obj, kind)
+    except DomainError as exc:
+        name = obj.get(name_key) if name_key and isinstance(obj, dict) else None
+        if isinstance(name, str):
+            where = f"{where} {name}"
+        raise ParseError(f"{where}: {exc.reason}", exc.kind) from None
+
+
+def event_time(ts_event_ns: int, recv_ns: int, where: str, field: str = "timestamp") -> int:
+    """``ts_event_ns`` once checked against the receive clock (schemas.domain window)."""
+    try:
+        check_event_time(ts_event_ns, recv_ns, field)
+    except DomainError as exc:
+        raise ParseError(f"{where}: {exc.reason}", exc.kind) from None
+    return ts_event_ns

@@ -4,20 +4,29 @@ A venue states its rate per funding interval (Binance 8 h, 4 h or 1 h by symbol,
 ``fundingIntervalHour``, OKX ``nextFundingTime − fundingTime``; Deribit's ``funding_8h`` is
 stated per 8 h). :func:`funding_rate` turns it into the 8-hour equivalent and an annual
 rate, so a 4-hour venue and an 8-hour venue compare directly. Also here: readers for the
-string-encoded numbers these venues send, and the coin of a perpetual's symbol.
+string-encoded numbers these venues send (:func:`decimal_struct`), and the coin of a
+perpetual's symbol.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta
 
 from connectors.common.errors import ParseError
+from connectors.common.fields import validated
+from schemas.domain import MAX_ABS_RATE
 from schemas.records import FundingRate
-from schemas.time import NS_PER_MS
+
+WireT = TypeVar("WireT")
+MAX_INTERVAL_HOURS = 24
+IntervalHours = Annotated[float, Meta(gt=0, le=MAX_INTERVAL_HOURS)]  # a funding interval
 
 HOURS_8 = 8.0
 PERIODS_8H_PER_YEAR = 3 * 365  # annualized = rate_8h × 3 × 365
@@ -48,8 +57,12 @@ def funding_rate(
         raise ParseError(
             f"{venue} {instrument}: funding interval must be positive hours, got {interval_hours!r}"
         )
-    if not math.isfinite(rate):
-        raise ParseError(f"{venue} {instrument}: funding rate is not finite: {rate!r}")
+    if not (math.isfinite(rate) and abs(rate) <= MAX_ABS_RATE):
+        raise ParseError(
+            f"{venue} {instrument}: rate={rate!r} (expected a finite number, |rate| <= "
+            f"{MAX_ABS_RATE:g})",
+            "out_of_domain",
+        )
     rate_8h = rate * HOURS_8 / interval_hours
     return FundingRate(
         venue=venue,
@@ -108,63 +121,51 @@ class IntervalFallback:
         return self.default_hours
 
 
-# ---------------------------------------------------------------------------- field readers
+# ---------------------------------------------------------------------------- wire values
+
+# A decimal as the venues write it ("0.00010000", "-2.5e-4", "1710000000000"); anything else
+# ("NaN", "inf", " 1", "0x1", "1_0") is left a string, which the wire type then refuses.
+_DECIMAL = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"-?\d+", re.ASCII)
+_MAX_DIGITS = 64
 
 
-def optional_decimal(obj: Mapping[str, Any], key: str, where: str) -> float | None:
-    """``obj[key]`` as a float from a decimal string ("0.00038167") or a JSON number.
+def decimal_struct(obj: Any, kind: type[WireT], where: str, name_key: str = "") -> WireT:
+    """``obj`` (decoded venue JSON whose numbers are decimal strings) as the wire type
+    ``kind`` with its domain checked (``connectors.common.fields.validated``).
 
-    None when absent, null or "" (venues send "" for "not applicable"); ParseError when
-    it is not a finite number.
+    Only the numeric fields of ``kind`` are read as numbers: a decimal string becomes the
+    number it writes (a digit string an integer), "" means "not applicable" (as absent), any
+    other string stays a string and is refused naming the field and the value.
     """
-    value = obj.get(key)
-    if isinstance(value, str):
+    if not isinstance(obj, dict):
+        raise ParseError(f"{where}: not an object: {str(obj)[:80]}", "wrong_type")
+    numeric = _numeric_fields(kind)
+    prepared = dict(obj)
+    for key in numeric.intersection(obj):
+        value = obj[key]
+        if type(value) is not str:
+            continue
         if not value:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise ParseError(f"{where}: {key} is not a number: {value!r:.40}") from None
-    elif value is None:
-        return None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise ParseError(f"{where}: {key} is not a number: {value!r:.40}")
-    if not math.isfinite(number):
-        raise ParseError(f"{where}: {key} is not a finite number: {value!r:.40}")
-    return number
+            del prepared[key]
+        elif len(value) > _MAX_DIGITS:
+            continue  # no venue number is this long: refused as the string it is
+        elif _INTEGER.fullmatch(value):
+            prepared[key] = int(value)
+        elif _DECIMAL.fullmatch(value):
+            prepared[key] = float(value)
+    return validated(prepared, kind, where, name_key)
 
 
-def required_decimal(obj: Mapping[str, Any], key: str, where: str) -> float:
-    """Like :func:`optional_decimal`, but ParseError when absent, null or ""."""
-    number = optional_decimal(obj, key, where)
-    if number is None:
-        raise ParseError(f"{where}: missing {key}")
-    return number
+@functools.cache
+def _numeric_fields(kind: type) -> frozenset[str]:
+    """The wire names of the fields of struct ``kind`` that hold numbers."""
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return frozenset(f.encode_name for f in info.fields if _is_number(f.type))
 
 
-def optional_ms_ns(obj: Mapping[str, Any], key: str, where: str) -> int | None:
-    """A venue time in ms since the epoch (integer or digit string) as integer ns."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value) * NS_PER_MS
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value * NS_PER_MS
-    raise ParseError(f"{where}: {key} is not a time in ms: {value!r:.40}")
-
-
-def required_ms_ns(obj: Mapping[str, Any], key: str, where: str) -> int:
-    ns = optional_ms_ns(obj, key, where)
-    if ns is None:
-        raise ParseError(f"{where}: missing {key}")
-    return ns
-
-
-def required_text(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise ParseError(f"{where}: missing {key}")
-    return value
+def _is_number(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_number(member) for member in t.types)
+    return isinstance(t, msgspec.inspect.FloatType | msgspec.inspect.IntType)

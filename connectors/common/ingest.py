@@ -8,6 +8,7 @@ sink with the raw bytes and the reason; nothing else is lost and nothing raises.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,24 @@ class Routed:
     packable: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedRows:
+    """Rows of a document that were not applied while the rest were: the stage sends one
+    dead letter for the document listing them (a bad row is not a bad document)."""
+
+    reasons: tuple[str, ...]  # one per rejected row: "SPXW…: open_interest=-1.0 (expected …)"
+    applied: int  # contracts of the document that were applied
+    kind: str = "out_of_domain"  # the reason class of the dead letter
+
+    def reason(self, listed: int = 20) -> str:
+        """One line: how many rows, and the first ``listed`` reasons."""
+        shown = "; ".join(self.reasons[:listed])
+        more = len(self.reasons) - listed
+        tail = f"; and {more} more" if more > 0 else ""
+        count = len(self.reasons)
+        return f"{count} row{'s' * (count != 1)} rejected, {self.applied} applied: {shown}{tail}"
+
+
 class Normaliser(Protocol):
     def normalise(
         self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
@@ -58,8 +77,31 @@ class RecordSink(Protocol):
     async def send_record(self, topic: str, record: Record) -> None: ...
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None: ...
+
+
+class CountsDeadLetters:
+    """A sink's dead-letter side that only counts them (``dead_letters``)."""
+
+    dead_letters: int = 0
+
+    async def send_dead_letter(
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
+    ) -> None:
+        self.dead_letters += 1
 
 
 @dataclass
@@ -68,14 +110,22 @@ class MemorySink:
 
     records: list[tuple[str, Record]] = field(default_factory=list)
     dead_letters: list[tuple[bytes, str, str, str, int]] = field(default_factory=list)
+    dead_letter_classes: list[str] = field(default_factory=list)
 
     async def send_record(self, topic: str, record: Record) -> None:
         self.records.append((topic, record))
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None:
         self.dead_letters.append((raw, reason, venue, source, recv_ns))
+        self.dead_letter_classes.append(reason_class)
 
     def on(self, topic: str) -> list[Record]:
         return [record for t, record in self.records if t == topic]
@@ -109,7 +159,11 @@ class IngestStage:
         topics: Topics,
         capture: CaptureWriter | None = None,
         source: str = "live",
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        """``clock_ns`` is the receive clock the venue's client stamps messages with (venue
+        times are checked against it); tests of fake venues give the fake's clock."""
+        self.clock_ns = clock_ns
         self.venue = venue
         self.normaliser = normaliser
         self.sink = sink
@@ -117,6 +171,7 @@ class IngestStage:
         self.capture = capture
         self.source = source
         self.counts: Counter[str] = Counter()
+        self.dead_letter_kinds: Counter[str] = Counter()  # by reason class (ParseError.kind)
         self._send_tick = getattr(sink, "send_tick", None)
 
     async def on_message(
@@ -133,13 +188,18 @@ class IngestStage:
         if self.capture is not None:
             self.capture.write(CapturedMessage(recv_ns, self.venue, raw, request, url))
         if decode_error is not None:
-            await self._dead_letter(raw, decode_error, recv_ns)
+            await self._dead_letter(raw, decode_error, "malformed", recv_ns)
             return []
         try:
             routed = self.normaliser.normalise(doc, recv_ns, request)
         except ParseError as exc:
-            await self._dead_letter(raw, exc.reason, recv_ns)
+            await self._dead_letter(raw, exc.reason, exc.kind, recv_ns)
             return []
+        if any(type(item) is RejectedRows for item in routed):
+            for item in routed:
+                if type(item) is RejectedRows:
+                    await self._dead_letter(raw, item.reason(), item.kind, recv_ns)
+            routed = [item for item in routed if type(item) is not RejectedRows]
         send_record, send_tick = self.sink.send_record, self._send_tick
         for item in routed:
             topic = getattr(self.topics, item.topic)
@@ -150,9 +210,12 @@ class IngestStage:
         self.counts["records"] += len(routed)
         return routed
 
-    async def _dead_letter(self, raw: bytes, reason: str, recv_ns: int) -> None:
+    async def _dead_letter(self, raw: bytes, reason: str, kind: str, recv_ns: int) -> None:
         self.counts["dead_letters"] += 1
-        await self.sink.send_dead_letter(raw, reason, self.venue, self.source, recv_ns)
+        self.dead_letter_kinds[kind] += 1
+        await self.sink.send_dead_letter(
+            raw, reason, self.venue, self.source, recv_ns, reason_class=kind
+        )
 
 
 async def replay_messages(

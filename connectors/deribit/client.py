@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -157,7 +156,7 @@ class DeribitClient:
     async def _read(self, ws: ClientConnection) -> None:
         while True:
             raw = await ws.recv(decode=False)
-            recv_ns = time.time_ns()
+            recv_ns = self.stage.clock_ns()
             self._watchdog.touch()
             doc, error = decode_json(raw)
             request = None

@@ -8,19 +8,30 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.ingest import FUNDING, OPTIONS, TRADES, UNDERLYING, VOLINDEX, Routed
+from connectors.common.ingest import (
+    FUNDING,
+    OPTIONS,
+    TRADES,
+    UNDERLYING,
+    VOLINDEX,
+    RejectedRows,
+    Routed,
+)
+from connectors.common.series_order import SeriesOrder
 from connectors.deribit.parse import (
     OptionTerms,
     is_option_name,
     option_terms,
     parse_book_summary,
     parse_instrument_state,
+    parse_instruments,
     parse_option_ticker,
     parse_perpetual_ticker,
     parse_price_index,
     parse_trades,
     parse_volatility_index,
 )
+from connectors.deribit.wire import DeribitInstrument
 from schemas.records import UnderlyingTick
 
 
@@ -30,7 +41,9 @@ class RpcErrorResponse(ParseError):
     def __init__(self, code: int | None, message: str, method: str | None) -> None:
         self.code = code
         self.method = method
-        super().__init__(f"Deribit error {code} {message} (answering {method or 'unknown'})")
+        super().__init__(
+            f"Deribit error {code} {message} (answering {method or 'unknown'})", "rpc_error"
+        )
 
 
 def rpc_error(doc: dict[str, Any], method: str | None) -> RpcErrorResponse:
@@ -46,31 +59,49 @@ class DeribitNormaliser:
     """Turns decoded Deribit JSON-RPC messages into normalised records.
 
     Keeps the ``public/get_instruments`` table (contract sizes, exact strikes, expiries) and
-    each option's terms, so a ticker costs one dict lookup for its static fields.
+    each option's terms, so a ticker costs one dict lookup for its static fields. Once the
+    table is loaded, a ticker of an option it does not list is refused (a name that parses
+    but no instrument agrees with). Per series (an instrument's ticker, an index), an update
+    older than the last one accepted is refused as out of order and counted in
+    ``out_of_order``; equal timestamps are fine.
     """
 
     def __init__(self) -> None:
-        self.instruments: dict[str, dict[str, Any]] = {}
+        self.instruments: dict[str, DeribitInstrument] = {}
         self._terms: dict[str, OptionTerms] = {}
         self._premium: dict[str, str] = {}
+        self.order = SeriesOrder("Deribit")
 
     def terms(self, name: str) -> OptionTerms:
         terms = self._terms.get(name)
         if terms is None:
-            terms = option_terms(name, self.instruments.get(name))
+            instrument = self.instruments.get(name)
+            if instrument is None and self.instruments:
+                raise ParseError(
+                    f"Deribit {name}: not in the instrument table (get_instruments)",
+                    "bad_instrument",
+                )
+            terms = option_terms(name, instrument)
             self._terms[name] = terms
             self._premium[name] = terms.premium_currency
         return terms
 
-    def set_instruments(self, entries: list[Any]) -> None:
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("instrument_name"), str):
-                raise ParseError(
-                    f"Deribit instruments: entry without instrument_name: {entry!r:.80}"
-                )
-            name = entry["instrument_name"]
+    def set_instruments(self, entries: Any) -> None:
+        """Add ``get_instruments`` / ``get_instrument`` entries to the table: a response,
+        or its result (a list, or one entry); decoded JSON, validated here."""
+        for entry in parse_instruments(entries):
+            name = entry.instrument_name
             self.instruments[name] = entry
             self._terms.pop(name, None)
+
+    @property
+    def out_of_order(self) -> int:
+        """Updates refused as older than their series' last accepted."""
+        return self.order.out_of_order
+
+    def _in_order(self, series: str, ts_event_ns: int) -> None:
+        self.order.check(series, ts_event_ns)
+        self.order.accept(series, ts_event_ns)
 
     def normalise(
         self, doc: Any, recv_ns: int, request: dict[str, Any] | None = None
@@ -93,15 +124,16 @@ class DeribitNormaliser:
         method = request.get("method") if isinstance(request, dict) else None
         if "error" in doc:
             raise rpc_error(doc, method)
-        result = doc["result"]
-        if method == "public/get_instruments":
-            if not isinstance(result, list):
-                raise ParseError("Deribit get_instruments: result is not a list")
-            self.set_instruments(result)
+        if method in ("public/get_instruments", "public/get_instrument"):
+            self.set_instruments(doc)
             return []
         if method == "public/get_book_summary_by_currency":
-            snapshot = parse_book_summary(doc, list(self.instruments.values()) or None, recv_ns)
-            out = [Routed(OPTIONS, c) for c in snapshot.contracts]
+            table = list(self.instruments.values()) or None
+            rejected: list[str] = []
+            snapshot = parse_book_summary(doc, table, recv_ns, live=True, rejected=rejected)
+            out: list[Routed | RejectedRows] = [Routed(OPTIONS, c) for c in snapshot.contracts]
+            if rejected:
+                out.append(RejectedRows(tuple(rejected), len(snapshot.contracts)))
             if snapshot.contracts:
                 out.append(
                     Routed(
@@ -128,19 +160,27 @@ class DeribitNormaliser:
         kind, _, rest = channel.partition(".")
         if kind == "ticker":
             name = rest.rsplit(".", 1)[0] if "." in rest else rest
+            if isinstance(data, dict) and data.get("instrument_name") not in (None, name):
+                raise ParseError(
+                    f"Deribit {channel}: data is for {data.get('instrument_name')!r}",
+                    "bad_instrument",
+                )
             if name.endswith("-PERPETUAL"):
-                return [Routed(FUNDING, parse_perpetual_ticker(data, recv_ns))]
+                funding = parse_perpetual_ticker(data, recv_ns)
+                self._in_order(channel, funding.ts_event_ns)
+                return [Routed(FUNDING, funding)]
             if is_option_name(name):
-                if isinstance(data, dict) and data.get("instrument_name") not in (None, name):
-                    raise ParseError(
-                        f"Deribit {channel}: data is for {data.get('instrument_name')}"
-                    )
                 contract = parse_option_ticker(data, self.terms(name), recv_ns)
+                self._in_order(name, contract.ts_event_ns)
                 return [Routed(OPTIONS, contract, packable=True)]
         elif kind == "deribit_price_index":
-            return [Routed(UNDERLYING, parse_price_index(data, recv_ns))]
+            tick = parse_price_index(data, recv_ns)
+            self._in_order(channel, tick.ts_event_ns)
+            return [Routed(UNDERLYING, tick)]
         elif kind == "deribit_volatility_index":
-            return [Routed(VOLINDEX, parse_volatility_index(data, recv_ns))]
+            vol = parse_volatility_index(data, recv_ns)
+            self._in_order(channel, vol.ts_event_ns)
+            return [Routed(VOLINDEX, vol)]
         elif kind == "trades" and rest.startswith("option."):
             for trade in data if isinstance(data, list) else ():
                 if isinstance(trade, dict) and isinstance(trade.get("instrument_name"), str):
@@ -149,4 +189,4 @@ class DeribitNormaliser:
         elif kind == "instrument" and rest.startswith("state."):
             state = parse_instrument_state(data, recv_ns)
             return [Routed(OPTIONS, state)] if is_option_name(state.instrument) else []
-        raise ParseError(f"unsupported Deribit channel {channel}")
+        raise ParseError(f"unsupported Deribit channel {channel}", "unsupported")

@@ -10,13 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.fields import optional_number, required_number
+from connectors.common.fields import event_time, validated
 from connectors.common.funding import funding_rate
 from connectors.deribit.wire import (
     DeribitBookSummary,
-    DeribitBookSummaryResponse,
+    DeribitGreeks,
     DeribitInstrument,
-    DeribitInstrumentsResponse,
+    DeribitInstrumentState,
+    DeribitOptionTicker,
+    DeribitPerpetualTicker,
+    DeribitPriceIndex,
+    DeribitTrade,
+    DeribitVolatilityIndex,
 )
 from engine.core.settlement import deribit_expiry_ns, ms_to_ns
 from schemas.chain import ChainSnapshot
@@ -61,20 +66,23 @@ class DeribitOptionName:
 def parse_instrument_name(name: str) -> DeribitOptionName:
     """Parse a Deribit option name: ``BTC-27DEC24-60000-C``, ``XRP_USDC-30MAY25-0d625-C``."""
     if not isinstance(name, str):
-        raise ParseError(f"bad Deribit option name {name!r}: not a string")
+        raise ParseError(f"bad Deribit option name {name!r}: not a string", "bad_instrument")
     match = _OPTION_NAME_RE.fullmatch(name)
     if match is None:
-        raise ParseError(f"bad Deribit option name {name!r}: expected CURRENCY-DMMMYY-STRIKE-C|P")
+        raise ParseError(
+            f"bad Deribit option name {name!r}: expected CURRENCY-DMMMYY-STRIKE-C|P",
+            "bad_instrument",
+        )
     currency, day, month, year, strike_text, right = match.groups()
     try:
         expiry = date(2000 + int(year), _MONTHS[month], int(day))
     except (KeyError, ValueError):
         raise ParseError(
-            f"bad Deribit option name {name!r}: {day}{month}{year} is not a date"
+            f"bad Deribit option name {name!r}: {day}{month}{year} is not a date", "bad_instrument"
         ) from None
     strike = Decimal(strike_text.replace("d", "."))
     if not strike:
-        raise ParseError(f"bad Deribit option name {name!r}: zero strike")
+        raise ParseError(f"bad Deribit option name {name!r}: zero strike", "bad_instrument")
     return DeribitOptionName(currency=currency, expiry=expiry, strike=strike, right=_RIGHTS[right])
 
 
@@ -98,7 +106,7 @@ def _rpc_result(response: Any, what: str) -> list[Any]:
             error = response["error"] or {}
             detail = error.get("message") if isinstance(error, dict) else error
             code = error.get("code") if isinstance(error, dict) else None
-            raise ParseError(f"{what}: Deribit returned error {code}: {detail}")
+            raise ParseError(f"{what}: Deribit returned error {code}: {detail}", "rpc_error")
         result = response.get("result")
         if isinstance(result, list):
             return result
@@ -126,22 +134,21 @@ class OptionTerms:
     premium_currency: str = ""  # "BTC"; "USDC" for linear options
 
 
-def _index_instruments(instruments: Any) -> dict[str, dict[str, Any]]:
-    rows = _rpc_result(instruments, "Deribit instruments")
-    out: dict[str, dict[str, Any]] = {}
-    for entry in rows:
-        if not isinstance(entry, dict) or not isinstance(entry.get("instrument_name"), str):
-            raise ParseError(f"Deribit instruments: entry without instrument_name: {entry!r:.80}")
-        out[entry["instrument_name"]] = entry
-    return out
+def parse_instruments(response: Any) -> list[DeribitInstrument]:
+    """A ``public/get_instruments`` / ``get_instrument`` response (or its result list),
+    each entry validated."""
+    rows = _rpc_result(response, "Deribit instruments")
+    return [validated(entry, DeribitInstrument, "Deribit", "instrument_name") for entry in rows]
 
 
-def option_terms(name: str, instrument: dict[str, Any] | None = None) -> OptionTerms:
+def option_terms(name: str, instrument: DeribitInstrument | None = None) -> OptionTerms:
     """Terms of option ``name``; from its ``get_instruments`` entry when given (checked)."""
     return _terms(name, parse_instrument_name(name), instrument)
 
 
-def _terms(name: str, parsed: DeribitOptionName, instrument: dict[str, Any] | None) -> OptionTerms:
+def _terms(
+    name: str, parsed: DeribitOptionName, instrument: DeribitInstrument | None
+) -> OptionTerms:
     """Contract terms: from the instrument entry when given (checked against the name)."""
     premium = parsed.currency.split("_", 1)[1] if "_" in parsed.currency else parsed.currency
     if instrument is None:
@@ -149,42 +156,49 @@ def _terms(name: str, parsed: DeribitOptionName, instrument: dict[str, Any] | No
             parsed.strike, parsed.right, deribit_expiry_ns(parsed.expiry), 1.0, parsed.base, premium
         )
     where = f"Deribit {name} (get_instruments)"
-    strike = _canonical(Decimal(repr(required_number(instrument, "strike", where))))
-    expiration_ms = required_number(instrument, "expiration_timestamp", where)
-    contract_size = optional_number(instrument, "contract_size", where)
-    right = _RIGHTS.get(instrument.get("option_type"))  # type: ignore[arg-type]
+    if instrument.strike is None or instrument.expiration_timestamp is None:
+        missing = "strike" if instrument.strike is None else "expiration_timestamp"
+        raise ParseError(f"{where}: {missing} missing", "missing_field")
+    strike = _canonical(Decimal(repr(instrument.strike)))
+    expiration_ms = instrument.expiration_timestamp
+    right = _RIGHTS.get(instrument.option_type)  # type: ignore[arg-type]
     expiry_day = datetime.fromtimestamp(expiration_ms / 1000, tz=UTC).date()
     if strike != parsed.strike or right is not parsed.right or expiry_day != parsed.expiry:
         raise ParseError(
-            f"Deribit {name}: instrument says strike {strike}, {instrument.get('option_type')}, "
-            f"expiring {expiry_day}; the name says otherwise"
+            f"Deribit {name}: instrument says strike {strike}, {instrument.option_type}, "
+            f"expiring {expiry_day}; the name says otherwise",
+            "bad_instrument",
         )
-    if contract_size is not None and contract_size <= 0:
-        raise ParseError(f"{where}: contract_size must be positive, got {contract_size}")
-    quote = instrument.get("quote_currency")
+    quote = instrument.quote_currency
     return OptionTerms(
         strike,
         right,
         ms_to_ns(expiration_ms),
-        contract_size or 1.0,
+        instrument.contract_size or 1.0,
         parsed.base,
-        quote if isinstance(quote, str) and quote else premium,
+        quote if quote else premium,
     )
 
 
-def _index_price(row: dict[str, Any], where: str) -> float | None:
+def _delivery_price(value: float | str | None) -> float | None:
     """``estimated_delivery_price`` (USD); None once it reads "expired" after settlement."""
-    if row.get("estimated_delivery_price") == "expired":
-        return None
-    return optional_number(row, "estimated_delivery_price", where)
+    return None if value == "expired" else value  # type: ignore[return-value]
 
 
 def _option_contract(
-    row: dict[str, Any], name: str, terms: OptionTerms, parsed: DeribitOptionName, recv_ns: int
+    row: DeribitBookSummary,
+    terms: OptionTerms,
+    parsed: DeribitOptionName,
+    recv_ns: int,
+    live: bool,
 ) -> OptionContract:
+    name = row.instrument_name
     where = f"Deribit {name}"
-    mark_iv = optional_number(row, "mark_iv", where)  # percent; absent in older captures
-    premium_currency = row.get("quote_currency")
+    if row.underlying_price is None:
+        raise ParseError(f"{where}: underlying_price missing", "missing_field")
+    if row.open_interest is None:
+        raise ParseError(f"{where}: open_interest missing", "missing_field")
+    mark_iv = row.mark_iv  # percent; absent in older captures
     return OptionContract(
         venue=VENUE,
         underlying=parsed.base,
@@ -194,55 +208,71 @@ def _option_contract(
         strike=terms.strike,
         right=terms.right,
         multiplier=terms.multiplier,
-        open_interest=required_number(row, "open_interest", where),
-        iv=mark_iv / 100 if mark_iv is not None else None,
-        underlying_price=required_number(row, "underlying_price", where),
-        index_price=_index_price(row, where),
-        ts_event_ns=ms_to_ns(required_number(row, "creation_timestamp", where)),
+        open_interest=row.open_interest,
+        iv=mark_iv / 100 if mark_iv else None,
+        underlying_price=row.underlying_price,
+        index_price=_delivery_price(row.estimated_delivery_price),
+        ts_event_ns=event_time(
+            ms_to_ns(row.creation_timestamp), recv_ns if live else 0, where, "creation_timestamp"
+        ),
         ts_recv_ns=recv_ns,
-        bid=optional_number(row, "bid_price", where),
-        ask=optional_number(row, "ask_price", where),
-        mark=optional_number(row, "mark_price", where),
-        premium_currency=premium_currency if isinstance(premium_currency, str) else parsed.currency,
+        bid=row.bid_price,
+        ask=row.ask_price,
+        mark=row.mark_price,
+        premium_currency=row.quote_currency or parsed.currency,
     )
 
 
 def parse_book_summary(
-    response: DeribitBookSummaryResponse | list[DeribitBookSummary],
-    instruments: DeribitInstrumentsResponse | list[DeribitInstrument] | None = None,
+    response: Any,
+    instruments: Any = None,
     recv_ns: int = 0,
+    live: bool = False,
+    rejected: list[str] | None = None,
 ) -> ChainSnapshot:
     """Normalise a ``public/get_book_summary_by_currency`` response into a chain snapshot.
 
     ``response`` is the JSON-RPC response dict or its ``result`` list. ``instruments`` (a
-    ``public/get_instruments`` response or its result list) supplies exact strike, expiry
-    and contract size; without it they come from the name (08:00 UTC, size 1). Futures and
-    perpetual rows are skipped, so a response without options yields an empty snapshot.
-    Spot = median numeric ``estimated_delivery_price``, else the nearest expiry's forward;
-    asof = the latest ``creation_timestamp``.
+    ``public/get_instruments`` response or its result list, decoded or already validated)
+    supplies exact strike, expiry and contract size; without it they come from the name
+    (08:00 UTC, size 1). Futures and perpetual rows are skipped, so a response without
+    options yields an empty snapshot. Spot = median numeric ``estimated_delivery_price``,
+    else the nearest expiry's forward; asof = the latest ``creation_timestamp``. Every row
+    is validated (``schemas.domain``); one bad row rejects the snapshot with its reason.
+    ``live``: ``recv_ns`` is a receive clock, so row times are checked against it (a file
+    read later is not checked). With ``rejected`` (a list), a bad row is left out and its
+    reason appended there instead (a bad row is not a bad document).
     """
     rows = _rpc_result(response, "Deribit book summary")
-    by_name = _index_instruments(instruments) if instruments is not None else {}
+    by_name = _instrument_table(instruments) if instruments is not None else {}
     contracts: list[OptionContract] = []
     index_prices: list[float] = []
-    created: list[float] = []
-    for row in rows:
-        if not isinstance(row, dict):
-            raise ParseError(f"Deribit book summary: row is not an object: {row!r:.80}")
-        name = row.get("instrument_name")
-        if not isinstance(name, str):
-            raise ParseError(f"Deribit book summary: row without instrument_name: {row!r:.80}")
-        created.append(required_number(row, "creation_timestamp", f"Deribit {name}"))
-        index_price = _index_price(row, f"Deribit {name}")
+    created: list[int] = []
+    for raw_row in rows:
+        try:
+            row = validated(raw_row, DeribitBookSummary, "Deribit book summary", "instrument_name")
+            name = row.instrument_name
+            contract = None
+            if is_option_name(name):  # futures, perpetual, combos: their index price only
+                parsed = parse_instrument_name(name)
+                terms = _terms(name, parsed, by_name.get(name))
+                contract = _option_contract(row, terms, parsed, recv_ns, live)
+        except ParseError as exc:
+            if rejected is None:
+                raise
+            rejected.append(exc.reason)
+            continue
+        if not created:
+            first_row = raw_row
+        created.append(row.creation_timestamp)
+        index_price = _delivery_price(row.estimated_delivery_price)
         if index_price is not None:
             index_prices.append(index_price)
-        if not is_option_name(name):
-            continue  # futures, perpetual, combos
-        parsed = parse_instrument_name(name)
-        terms = _terms(name, parsed, by_name.get(name))
-        contracts.append(_option_contract(row, name, terms, parsed, recv_ns))
-    if not rows:
-        raise ParseError("Deribit book summary: no rows")
+        if contract is not None:
+            contracts.append(contract)
+    if not created:
+        first = f": {rejected[0]}" if rejected else ""
+        raise ParseError(f"Deribit book summary: no rows{first}")
     currencies = sorted({c.underlying for c in contracts})
     if len(currencies) > 1:
         raise ParseError(f"Deribit book summary mixes currencies {', '.join(currencies)}")
@@ -254,11 +284,19 @@ def parse_book_summary(
         raise ParseError("Deribit book summary: no option rows and no numeric index price")
     return ChainSnapshot(
         venue=VENUE,
-        underlying=currencies[0] if currencies else _row_currency(rows[0]),
+        underlying=currencies[0] if currencies else _row_currency(first_row),
         spot=float(spot),
         asof_ns=ms_to_ns(max(created)),
         contracts=tuple(contracts),
     )
+
+
+def _instrument_table(instruments: Any) -> dict[str, DeribitInstrument]:
+    if isinstance(instruments, list) and all(isinstance(e, DeribitInstrument) for e in instruments):
+        entries = instruments
+    else:
+        entries = parse_instruments(instruments)
+    return {entry.instrument_name: entry for entry in entries}
 
 
 def _row_currency(row: dict[str, Any]) -> str:
@@ -271,25 +309,12 @@ def _row_currency(row: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- subscriptions
 
 
-def _positive_or_none(obj: dict[str, Any], key: str, where: str) -> float | None:
-    value = optional_number(obj, key, where)
-    return value if value is not None and value > 0 else None
-
-
-def _required_str(obj: Any, key: str, where: str) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, str) or not value:
-        raise ParseError(f"{where}: missing {key}")
-    return value
-
-
-def _ms(obj: dict[str, Any], where: str) -> int:
-    return ms_to_ns(required_number(obj, "timestamp", where))
-
-
 def _coin(index_name: str) -> str:
     """ "btc_usd" → "BTC"."""
     return index_name.split("_", 1)[0].upper()
+
+
+_NO_GREEKS = DeribitGreeks()
 
 
 def parse_option_ticker(data: Any, terms: OptionTerms, recv_ns: int) -> OptionContract:
@@ -299,16 +324,14 @@ def parse_option_ticker(data: Any, terms: OptionTerms, recv_ns: int) -> OptionCo
     """
     if not isinstance(data, dict):
         raise ParseError(f"Deribit option ticker: data is not an object: {data!r:.80}")
-    name = _required_str(data, "instrument_name", "Deribit option ticker")
+    ticker = validated(data, DeribitOptionTicker, "Deribit ticker", "instrument_name")
+    name = ticker.instrument_name
     where = f"Deribit ticker {name}"
-    mark_iv = optional_number(data, "mark_iv", where)  # percent
-    greeks = data.get("greeks")
-    if greeks is not None and not isinstance(greeks, dict):
-        raise ParseError(f"{where}: greeks is not an object")
-    greeks = greeks or {}
-    index_price = optional_number(data, "index_price", where)
+    mark_iv = ticker.mark_iv  # percent; 0 = none
+    greeks = ticker.greeks or _NO_GREEKS
+    index_price = ticker.index_price
     if index_price is None:
-        index_price = _index_price(data, where)
+        index_price = _delivery_price(ticker.estimated_delivery_price)
     return OptionContract(
         venue=VENUE,
         underlying=terms.underlying,
@@ -318,41 +341,41 @@ def parse_option_ticker(data: Any, terms: OptionTerms, recv_ns: int) -> OptionCo
         strike=terms.strike,
         right=terms.right,
         multiplier=terms.multiplier,
-        open_interest=required_number(data, "open_interest", where),
-        iv=mark_iv / 100 if mark_iv is not None and mark_iv > 0 else None,
-        underlying_price=required_number(data, "underlying_price", where),
+        open_interest=ticker.open_interest,
+        iv=mark_iv / 100 if mark_iv else None,
+        underlying_price=ticker.underlying_price,
         index_price=index_price,
-        ts_event_ns=_ms(data, where),
+        ts_event_ns=event_time(ms_to_ns(ticker.timestamp), recv_ns, where),
         ts_recv_ns=recv_ns,
-        bid=_positive_or_none(data, "best_bid_price", where),
-        ask=_positive_or_none(data, "best_ask_price", where),
-        mark=optional_number(data, "mark_price", where),
+        bid=ticker.best_bid_price or None,
+        ask=ticker.best_ask_price or None,
+        mark=ticker.mark_price,
         premium_currency=terms.premium_currency,
-        gamma=optional_number(greeks, "gamma", where),
-        delta=optional_number(greeks, "delta", where),
-        vega=optional_number(greeks, "vega", where),
-        theta=optional_number(greeks, "theta", where),
+        gamma=greeks.gamma,
+        delta=greeks.delta,
+        vega=greeks.vega,
+        theta=greeks.theta,
     )
 
 
 def parse_price_index(data: Any, recv_ns: int) -> UnderlyingTick:
     """``deribit_price_index.{index}`` payload → UnderlyingTick (kind "index")."""
-    index_name = _required_str(data, "index_name", "Deribit price index")
-    where = f"Deribit price index {index_name}"
-    price = required_number(data, "price", where)
-    if price <= 0:
-        raise ParseError(f"{where}: price must be positive, got {price}")
+    index = validated(data, DeribitPriceIndex, "Deribit price index", "index_name")
+    where = f"Deribit price index {index.index_name}"
+    ts = event_time(ms_to_ns(index.timestamp), recv_ns, where)
     return UnderlyingTick(
-        VENUE, _coin(index_name), index_name, "index", price, _ms(data, where), recv_ns
+        VENUE, _coin(index.index_name), index.index_name, "index", index.price, ts, recv_ns
     )
 
 
 def parse_volatility_index(data: Any, recv_ns: int) -> VolIndexTick:
     """``deribit_volatility_index.{index}`` payload (DVOL) → VolIndexTick."""
-    index_name = _required_str(data, "index_name", "Deribit volatility index")
-    where = f"Deribit volatility index {index_name}"
-    value = required_number(data, "volatility", where)
-    return VolIndexTick(VENUE, _coin(index_name), index_name, value, _ms(data, where), recv_ns)
+    index = validated(data, DeribitVolatilityIndex, "Deribit volatility index", "index_name")
+    where = f"Deribit volatility index {index.index_name}"
+    ts = event_time(ms_to_ns(index.timestamp), recv_ns, where)
+    return VolIndexTick(
+        VENUE, _coin(index.index_name), index.index_name, index.volatility, ts, recv_ns
+    )
 
 
 def parse_perpetual_ticker(data: Any, recv_ns: int) -> FundingRate:
@@ -362,22 +385,22 @@ def parse_perpetual_ticker(data: Any, recv_ns: int) -> FundingRate:
     The inverse perpetuals (``BTC-PERPETUAL``, ``ETH-PERPETUAL``) state ``open_interest`` in
     USD; linear ones (``BTC_USDC-PERPETUAL``) in coins, so it is valued at the mark.
     """
-    name = _required_str(data, "instrument_name", "Deribit perpetual ticker")
+    ticker = validated(data, DeribitPerpetualTicker, "Deribit ticker", "instrument_name")
+    name = ticker.instrument_name
     where = f"Deribit ticker {name}"
-    open_interest = optional_number(data, "open_interest", where)
-    mark = optional_number(data, "mark_price", where)
+    open_interest, mark = ticker.open_interest, ticker.mark_price
     if open_interest is not None and "_" in name.split("-", 1)[0]:
         open_interest = open_interest * mark if mark is not None else None
     return funding_rate(
         venue=VENUE,
         instrument=name,
-        rate=required_number(data, "funding_8h", where),
+        rate=ticker.funding_8h,
         interval_hours=8.0,
         mark_price=mark,
         open_interest_usd=open_interest,
-        index_price=optional_number(data, "index_price", where),
+        index_price=ticker.index_price,
         next_funding_ns=None,
-        ts_event_ns=_ms(data, where),
+        ts_event_ns=event_time(ms_to_ns(ticker.timestamp), recv_ns, where),
         ts_recv_ns=recv_ns,
     )
 
@@ -390,33 +413,25 @@ def parse_trades(data: Any, recv_ns: int, premium_currency: dict[str, str]) -> l
     if not isinstance(data, list):
         raise ParseError(f"Deribit trades: data is not a list: {data!r:.80}")
     out = []
-    for trade in data:
-        name = _required_str(trade, "instrument_name", "Deribit trade")
+    for index, entry in enumerate(data):
+        trade = validated(entry, DeribitTrade, f"Deribit trade [{index}]", "instrument_name")
+        name = trade.instrument_name
         where = f"Deribit trade on {name}"
-        direction = trade.get("direction")
-        if direction not in ("buy", "sell"):
-            raise ParseError(f"{where}: direction must be buy or sell, got {direction!r}")
-        trade_id = trade.get("trade_id")
-        if not isinstance(trade_id, str | int) or isinstance(trade_id, bool):
-            raise ParseError(f"{where}: missing trade_id")
-        amount = required_number(trade, "amount", where)
-        if amount <= 0:
-            raise ParseError(f"{where}: amount must be positive, got {amount}")
-        iv = optional_number(trade, "iv", where)  # percent
+        iv = trade.iv  # percent
         coin = parse_instrument_name(name).base
         out.append(
             OptionTrade(
                 venue=VENUE,
                 underlying=coin,
                 instrument=name,
-                trade_id=str(trade_id),
-                direction=direction,
-                amount=amount,
-                price=required_number(trade, "price", where),
+                trade_id=str(trade.trade_id),
+                direction=trade.direction,
+                amount=trade.amount,
+                price=trade.price,
                 premium_currency=premium_currency.get(name, coin),
                 iv=iv / 100 if iv is not None else None,
-                index_price=optional_number(trade, "index_price", where),
-                ts_event_ns=_ms(trade, where),
+                index_price=trade.index_price,
+                ts_event_ns=event_time(ms_to_ns(trade.timestamp), recv_ns, where),
                 ts_recv_ns=recv_ns,
             )
         )
@@ -425,8 +440,9 @@ def parse_trades(data: Any, recv_ns: int, premium_currency: dict[str, str]) -> l
 
 def parse_instrument_state(data: Any, recv_ns: int) -> InstrumentState:
     """``instrument.state.{kind}.{currency}`` payload → InstrumentState."""
-    name = _required_str(data, "instrument_name", "Deribit instrument state")
+    state = validated(data, DeribitInstrumentState, "Deribit instrument state", "instrument_name")
+    name = state.instrument_name
     where = f"Deribit instrument state of {name}"
-    state = _required_str(data, "state", where)
     coin = name.split("-", 1)[0].split("_", 1)[0]
-    return InstrumentState(VENUE, coin, name, state, _ms(data, where), recv_ns)
+    ts = event_time(ms_to_ns(state.timestamp), recv_ns, where)
+    return InstrumentState(VENUE, coin, name, state.state, ts, recv_ns)

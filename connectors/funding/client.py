@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -258,7 +257,7 @@ class FundingClient:
     async def _read(self, session: _Session) -> None:
         while True:
             raw = await session.ws.recv(decode=False)
-            recv_ns = time.time_ns()
+            recv_ns = self.stage.clock_ns()
             if raw == self.feed.keepalive_reply:
                 self.counts["pongs"] += 1
                 continue
@@ -321,7 +320,7 @@ class FundingClient:
         try:
             async with self._http.get(url, params=dict(request.params)) as response:
                 body = await response.read()
-                recv_ns = time.time_ns()
+                recv_ns = self.stage.clock_ns()
                 status, where = response.status, str(response.url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.counts["rest_errors"] += 1

@@ -2,7 +2,9 @@
 
 A venue frame is either a control frame (a subscribe ack, a pong, an error, a notice: no
 market data, never dead-lettered) or a data message that yields FundingRate records or
-raises ParseError (the ingest stage dead-letters it with the reason).
+raises ParseError (the ingest stage dead-letters it with the reason). Per symbol, a record
+older (venue time) than the last one accepted is refused (kind ``out_of_order``, counted in
+``out_of_order``); equal times are fine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import orjson
 from connectors.common.errors import ParseError
 from connectors.common.funding import IntervalFallback
 from connectors.common.ingest import FUNDING, Routed
+from connectors.common.series_order import SeriesOrder
 from schemas.records import FundingRate
 
 ACK, PONG, ERROR, NOTICE = "ack", "pong", "error", "notice"
@@ -39,6 +42,21 @@ class FundingNormaliser:
 
     def __init__(self, fallback: IntervalFallback | None = None) -> None:
         self.fallback = fallback or IntervalFallback()
+        self.order = SeriesOrder(self.venue)
+
+    def in_order(self, records: list[FundingRate]) -> list[FundingRate]:
+        """``records`` (one message's) once none is older than its symbol's last accepted;
+        ParseError ``out_of_order`` otherwise (then none is accepted)."""
+        for record in records:
+            self.order.check(record.instrument, record.ts_event_ns)
+        for record in records:
+            self.order.accept(record.instrument, record.ts_event_ns)
+        return records
+
+    @property
+    def out_of_order(self) -> int:
+        """Records refused as older than their symbol's last accepted."""
+        return self.order.out_of_order
 
     @staticmethod
     def control(doc: Any) -> Control | None:

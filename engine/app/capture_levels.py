@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from connectors.common.ingest import replay_capture
+from connectors.common.ingest import CountsDeadLetters, replay_capture
 from connectors.venues import StagePerVenue
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
@@ -18,24 +18,18 @@ from schemas.records import Record
 from schemas.topics import Topics
 
 
-class FeederSink:
+class FeederSink(CountsDeadLetters):
     """A record sink that feeds a :class:`BookFeeder` in batches (replay straight into books)."""
 
     def __init__(self, feeder: BookFeeder, batch: int = 1024) -> None:
         self.feeder = feeder
         self.batch = batch
         self._pending: list[Record] = []
-        self.dead_letters = 0
 
     async def send_record(self, topic: str, record: Record) -> None:
         self._pending.append(record)
         if len(self._pending) >= self.batch:
             self.flush()
-
-    async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
-    ) -> None:
-        self.dead_letters += 1
 
     def flush(self) -> None:
         if self._pending:

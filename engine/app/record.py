@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from connectors.common.capture import CaptureWriter
+from connectors.common.ingest import CountsDeadLetters
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.sources import Source
 from connectors.venues import live_clients
@@ -17,20 +18,14 @@ from schemas.records import Record
 from schemas.topics import Topics
 
 
-class DiscardSink:
+class DiscardSink(CountsDeadLetters):
     """Recording only: parsed records and dead letters are counted, not kept."""
 
     def __init__(self) -> None:
         self.records = 0
-        self.dead_letters = 0
 
     async def send_record(self, topic: str, record: Record) -> None:
         self.records += 1
-
-    async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
-    ) -> None:
-        self.dead_letters += 1
 
 
 async def record_sources(

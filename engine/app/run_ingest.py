@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.common.ingest import IngestStage, replay_capture
@@ -35,13 +36,14 @@ async def run_ingest(
     venues: Mapping[str, Config] | None = None,
     partitions: int = 3,
     replay_speed: float | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
     Live sources run until stopped; replays end by themselves (each captured message goes
     to its venue's normaliser; paced at ``replay_speed`` × recorded time when given).
     ``venues`` holds a venue's config by venue name (URLs, timings; its config-file
-    table). Shutdown is orderly,
+    table). ``clock_ns`` is the live clients' receive clock. Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
     """
     stop = stop or asyncio.Event()
@@ -53,7 +55,7 @@ async def run_ingest(
         services.add("producer", producer.stop)
         stages: list[IngestStage] = []
         tasks: list[asyncio.Task[None]] = []
-        lives = live_clients(sources, producer, topics, venues)
+        lives = live_clients(sources, producer, topics, venues, clock_ns=clock_ns)
         for live in lives:
             stages.append(live.stage)
             tasks.append(asyncio.create_task(live.client.run(), name=live.name))

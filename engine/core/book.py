@@ -18,6 +18,7 @@ from engine.core.flow import FlowInventory
 from engine.core.models import FLOW_MODEL, dealer_position
 from schemas.chain import ChainSnapshot
 from schemas.contracts import OptionContract
+from schemas.domain import contract_problem, price_problem
 
 BUCKET_BITS = {"all": k.BUCKET_ALL, "0dte": k.BUCKET_0DTE, "front": k.BUCKET_FRONT}
 BUCKET_ROWS = {"all": 0, "0dte": 1, "front": 2}
@@ -41,8 +42,9 @@ class GammaBook(ChainUpdates):
         t_ref_ns: int,
         capacity: int = 1024,
     ) -> None:
-        if not (spot > 0 and math.isfinite(spot)):
-            raise ValueError(f"spot must be a positive number, got {spot!r}")
+        problem = price_problem("spot", spot)
+        if problem is not None:
+            raise ValueError(problem)
         self.underlying = underlying
         self.venue = venue
         self.config = config
@@ -239,16 +241,22 @@ class GammaBook(ChainUpdates):
     def upsert(self, contracts: Iterable[OptionContract]) -> int:
         """Add new contracts and apply quote updates to known ones, in kernel batches.
 
-        Returns the number of contracts applied.
+        Every contract's values are checked first (``schemas.domain``): one out of its domain
+        raises ValueError naming the field and the value, and nothing changes. Returns the
+        number of contracts applied.
         """
         contracts = list(contracts)
-        new_slots = []
-        slots = []
         for contract in contracts:
             if contract.underlying != self.underlying:
                 raise ValueError(
                     f"{contract.instrument} belongs to {contract.underlying}, not {self.underlying}"
                 )
+            problem = contract_problem(contract)
+            if problem is not None:
+                raise ValueError(problem)
+        new_slots = []
+        slots = []
+        for contract in contracts:
             slot = self.instrument_slot.get(contract.instrument)
             if slot is None:
                 slot = self._allocate(contract)
@@ -373,8 +381,9 @@ class GammaBook(ChainUpdates):
 
     def set_spot(self, spot: float, ts_event_ns: int | None = None) -> None:
         """Move spot; re-centres the grid (and rebuilds) when spot leaves the grid's centre."""
-        if not (spot > 0 and math.isfinite(spot)):
-            raise ValueError(f"spot must be a positive number, got {spot!r}")
+        problem = price_problem("spot", spot)
+        if problem is not None:
+            raise ValueError(problem)
         self.spot = float(spot)
         if ts_event_ns is not None:
             self.ts_event_ns = max(self.ts_event_ns, int(ts_event_ns))

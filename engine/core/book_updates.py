@@ -11,7 +11,8 @@ import numpy as np
 from engine.core import kernels as k
 from engine.core.models import DEALER_MODELS
 from schemas.chain import CHAIN_COLUMNS, TERM_COLUMNS, VALUE_COLUMNS, ChainDelta
-from schemas.ticks import OptionTicks
+from schemas.domain import column_problem
+from schemas.ticks import FLOAT_COLUMNS, OptionTicks
 
 
 class ChainUpdates:
@@ -21,18 +22,14 @@ class ChainUpdates:
     def apply_delta(self, delta: ChainDelta) -> int:
         """Apply one part of a polled chain snapshot: drop ``removed``, upsert the columns.
 
-        The columns are checked before anything changes (ValueError names the problem), new
+        The columns are checked before anything changes (ValueError names the problem, a
+        value out of its domain by field and value: ``schemas.domain``), new
         contracts are allocated in bulk and the quotes go to the kernel as arrays; when the
         part updates more than half of the book, a full rebuild is cheaper than retracting
         and re-adding each contribution. Returns the number of contracts upserted.
         """
         columns = delta.columns
         n, with_terms = _checked_length(columns)
-        if delta.removed:
-            self.remove_many(delta.removed)
-        self.ts_event_ns = max(self.ts_event_ns, int(delta.ts_event_ns))
-        if n == 0:
-            return 0
         instruments = columns["instrument"]
         # A part of known contracts carries only the value columns that changed somewhere;
         # an absent column keeps each slot's current value.
@@ -40,6 +37,12 @@ class ChainUpdates:
             name: _floats(columns[name], name) if name in columns else None
             for name in VALUE_COLUMNS
         }
+        _check_domain(given, columns, instruments)  # before anything changes
+        if delta.removed:
+            self.remove_many(delta.removed)
+        self.ts_event_ns = max(self.ts_event_ns, int(delta.ts_event_ns))
+        if n == 0:
+            return 0
         slots = self._slots_of(instruments, columns, with_terms)
         # Updates of contracts this book has never seen, without their terms (the engine
         # joined mid-stream), wait for the next full snapshot.
@@ -95,6 +98,12 @@ class ChainUpdates:
         """
         if ticks.underlying != self.underlying:
             raise ValueError(f"ticks of {ticks.underlying} cannot go to the {self.underlying} book")
+        for name in FLOAT_COLUMNS:  # every value checked before anything changes
+            # a tick always has its forward (NaN there is no "none")
+            nan_ok = False if name == "underlying_price" else None
+            problem = column_problem(name, getattr(ticks, name), ticks.instrument, nan_ok)
+            if problem is not None:
+                raise ValueError(problem)
         self.ts_event_ns = max(self.ts_event_ns, int(ticks.ts_event_ns))
         slots, instruments, (iv, open_interest, gamma, forward, index) = self._known_only(
             self._slots_of(ticks.instrument, {}, with_terms=False),
@@ -262,3 +271,17 @@ def _floats(values: list, name: str) -> np.ndarray:
         return np.asarray(values, dtype=np.float64)  # JSON null → NaN
     except (TypeError, ValueError):
         raise ValueError(f"column {name} holds a value that is not a number") from None
+
+
+def _check_domain(
+    given: dict[str, np.ndarray | None], columns: dict[str, list], instruments
+) -> None:
+    """ValueError naming the first value of a delta outside its domain (schemas.domain)."""
+    arrays = dict(given)
+    if "multiplier" in columns:
+        arrays["multiplier"] = _floats(columns["multiplier"], "multiplier")
+    for name, values in arrays.items():
+        if values is not None:
+            problem = column_problem(name, values, instruments)
+            if problem is not None:
+                raise ValueError(problem)

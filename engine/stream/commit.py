@@ -8,7 +8,10 @@
    script together with the watermarks (``topic/partition`` → offset) their inputs reach,
    retried through a Redis outage (skipped for a batch with neither);
 4. **offsets**: the processed input offsets are committed to the consumer group, at most
-   every ``commit_interval_s`` (and always when forced: partitions moving away, a stop);
+   every ``commit_interval_s`` (and always when forced: partitions moving away, a stop); a
+   commit the group refuses (it rebalanced under the engine) is counted and logged, and
+   ends the step (no checkpoint): the consumer rejoins and the partitions' next owner
+   resumes from the last commit or checkpoint;
 5. **checkpoint**: each task whose input moved since its last checkpoint has its state
    and offsets written to ``engine.state.v1``, when ``checkpoint_interval_s`` has passed
    (or forced).
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -181,7 +185,8 @@ class Commit:
         """Steps 4 and 5: commit what was processed (it all has its events written), then
         checkpoint the tasks when due (``checkpoint``: now)."""
         self._last_commit = time.monotonic()
-        await self.commit_offsets(tasks)  # 4
+        if not await self.commit_offsets(tasks):  # 4
+            return  # the group rebalanced: the partitions may be another engine's now
         interval = self.policy.checkpoint_interval_s
         if interval > 0 and (checkpoint or time.monotonic() - self._last_checkpoint >= interval):
             began = time.perf_counter()
@@ -236,19 +241,28 @@ class Commit:
         self.unpublished = False  # every processed input has its events written
         return written
 
-    async def commit_offsets(self, tasks: Mapping[int, CommitTask]) -> None:
-        """Step 4: the processed offsets that moved since the last commit."""
+    async def commit_offsets(self, tasks: Mapping[int, CommitTask]) -> bool:
+        """Step 4: the processed offsets that moved since the last commit. False: refused,
+        the group rebalanced under this engine (a missed heartbeat on a loaded machine);
+        the consumer rejoins, and whoever gets the partitions resumes from the last
+        commit or checkpoint (events already written are not written again)."""
         offsets: dict[TopicPartition, int] = {}
         for task in tasks.values():
             offsets.update(self.assignment.to_commit(task.next_offsets))
         if not offsets:
-            return
+            return True
         began = time.perf_counter()
-        await self.offsets.commit(offsets)
+        try:
+            await self.offsets.commit(offsets)
+        except CommitFailedError as exc:
+            self.report.commit_failures += 1
+            log.warning("offsets not committed: the group rebalanced", error=str(exc)[:200])
+            return False
         self.instrumentation.stage("commit", time.perf_counter() - began)
         self.assignment.committed(offsets)
         self.report.commits += 1
         self.instrumentation.count("commits")
+        return True
 
     async def write_checkpoints(self, tasks: Mapping[int, CommitTask]) -> None:
         """Step 5: each task whose input moved since its last checkpoint: its state and

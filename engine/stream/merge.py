@@ -19,8 +19,9 @@ sent before it to this partition number) go in exactly the order they were sent:
 waits until every record of its producer sent before it on any topic is released, or is
 known to be absent (a later record of that producer was seen on that topic: truncated by
 retention, or lost). A record still unseen on a topic (in flight, not fetched yet) holds
-its producer's next records for at most ``max_idle_s``; then it is given up on (counted in
-``gaps``, logged). That order is a pure function of the log. Records of independent
+its producer's next records for at most ``max_idle_s`` without the merge releasing anything
+(the wait starts over at each release); then it is given up on (counted in ``gaps``,
+logged). That order is a pure function of the log. Records of independent
 producers, and records without the header, are merged by event time as above. Should no
 record be releasable although every awaited one is buffered (two producers whose records
 reached the partitions in crossed orders), the buffered head first in event time goes
@@ -135,6 +136,7 @@ class EventTimeMerge:
             queue = queues[tp]
             item = queue.popleft()
             self._released(tp, item)
+            self._gap_since = None  # progress: a record awaited next gets its whole wait
             yield item
             if item.producer is not None and blocked:
                 for other, head in list(blocked.items()):

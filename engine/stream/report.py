@@ -23,10 +23,13 @@ class EngineReport:
     levels_written: int = 0
     batches: int = 0
     commits: int = 0
+    commit_failures: int = 0  # offset commits refused: the group rebalanced under the engine
     checkpoints: int = 0  # task checkpoints written to engine.state.v1
     checkpoint_failures: int = 0  # writes that failed (logged; the next one is tried later)
     restored: int = 0  # partitions whose state came from a checkpoint, not a full replay
     rebuilt: int = 0  # partitions replayed from the log start: a checkpoint ahead of the log
+    merge_gaps: int = 0  # records awaited in their producer's send order, given up on
+    merge_forced: int = 0  # records released out of their producers' order (crossed orders)
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,10 +44,13 @@ class EngineReport:
             "levels_written": self.levels_written,
             "batches": self.batches,
             "commits": self.commits,
+            "commit_failures": self.commit_failures,
             "checkpoints": self.checkpoints,
             "checkpoint_failures": self.checkpoint_failures,
             "restored": self.restored,
             "rebuilt": self.rebuilt,
+            "merge_gaps": self.merge_gaps,
+            "merge_forced": self.merge_forced,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 

@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -43,6 +44,7 @@ from engine.stream.publisher import RedisPublisher, position_field
 from engine.stream.report import EngineReport, InputStatus
 from engine.stream.state_store import StateStore
 from engine.stream.task import PartitionTask, TaskConfig, TaskOutput
+from schemas.config import Config
 from schemas.topics import Topics
 
 __all__ = ["EngineConfig", "EngineReport", "EngineRuntime", "InputStatus"]
@@ -54,8 +56,10 @@ _RESTORE_BUDGET_S = 60.0  # to read the state partitions at an assignment (at mo
 
 
 @dataclass(frozen=True, slots=True)
-class EngineConfig:
+class EngineConfig(Config):
     """Everything the engine process needs; built once in the entry point."""
+
+    SECTION: ClassVar[str] = "engine"
 
     bootstrap: str
     redis_url: str
@@ -282,7 +286,10 @@ class EngineRuntime:
         released: list[InputItem] = []
         for task in self.tasks.values():
             began = time.perf_counter()
+            gaps, forced = task.merge.gaps, task.merge.forced
             items = list(task.merge.release(self._caught_up))
+            self.report.merge_gaps += task.merge.gaps - gaps
+            self.report.merge_forced += task.merge.forced - forced
             if task.merge.buffered():
                 meter.count("merge_held_back")
             meter.stage("merge", time.perf_counter() - began)

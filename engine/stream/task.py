@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka.structs import TopicPartition
 
@@ -38,6 +38,7 @@ from engine.signals.crypto_regime import CRYPTO_VENUES, CryptoRegime, Signal
 from engine.signals.detector import DetectorConfig, RegimeDetector, Trigger
 from engine.stream.merge import EventTimeMerge, InputItem
 from schemas.chain import ChainDelta
+from schemas.config import Config, ConfigError
 from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
@@ -47,8 +48,10 @@ from schemas.time import NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
-class TaskConfig:
+class TaskConfig(Config):
     """Evaluation cadence of a task (event-time seconds)."""
+
+    SECTION: ClassVar[str] = "task"
 
     max_eval_gap_s: float = 5.0
     rebuild_interval_s: float = 60.0
@@ -58,7 +61,7 @@ class TaskConfig:
         for name in ("max_eval_gap_s", "rebuild_interval_s", "rebuild_interval_0dte_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
 @dataclass(slots=True)

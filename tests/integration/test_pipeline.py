@@ -113,7 +113,7 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
 async def produced(
     kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
 ) -> Topics:
-    """The session's records in the broker (unique topics), plus three malformed records."""
+    """The session's records in the broker (unique topics), plus four malformed records."""
     await ingest(kafka_bootstrap, topics, session[0])
     producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
     await producer.start()
@@ -124,6 +124,9 @@ async def produced(
         option = next(r for r in normalised if type(r).__name__ == "OptionContract")
         bad = orjson.loads(encode_record(option))
         bad["open_interest"] = "lots"
+        await producer.send(topics.options, b"BTC", orjson.dumps(bad))
+        # Another producer's record the wire boundary would have refused: the book does too.
+        bad["open_interest"] = -21.0
         await producer.send(topics.options, b"BTC", orjson.dumps(bad))
         await producer.flush()
     finally:
@@ -151,22 +154,22 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
 
     events = [event for _, event in await stream(redis_url)]
     assert len({e.id for e in events}) == len(events) == sum(report.events.values())
-    assert report.dead_letters == 3 and report.events_replayed == 0
+    assert report.dead_letters == 4 and report.events_replayed == 0
     # The instrumentation hook saw what the report counts (one assignment of the 3
     # partitions, each replayed from the start: a new group has no checkpoint).
     published = {k: n for k, n in meter.counts.items() if k.startswith("events_published{")}
     assert sum(published.values()) == sum(report.events.values())
-    assert meter.counts["dead_letters"] == 3 and meter.counts["batches"] == report.batches
+    assert meter.counts["dead_letters"] == 4 and meter.counts["batches"] == report.batches
     assert meter.counts["updates_applied"] == report.updates
     assert meter.counts["assignments"] == 1 and meter.counts["restores{kind=replay}"] == 3
     assert meter.counts["checkpoints{result=written}"] == report.checkpoints >= 1
     assert meter.counts["commits"] == report.commits >= 1
     assert set(meter.calls) >= {"fetch", "decode", "merge", "process", "publish", "redis"}
-    # Every option ticker reached the engine, most of them packed (+ the malformed one).
+    # Every option ticker reached the engine, most of them packed (+ the two malformed).
     # How many ticks share a pack depends on the 1 ms pack wait against the replay's pace,
     # so the bound is loose.
     contracts = sum(type(r).__name__ == "OptionContract" for r in normalised)
-    assert report.option_ticks == contracts + 1 and report.records < contracts // 2
+    assert report.option_ticks == contracts + 2 and report.records < contracts // 2
     top = [(e.type, e.direction) for e in events if e.bucket == "all"]
     # The simulator's index sells off through zero gamma, then through the put wall.
     assert [c.level for c in summary.crossings] == ["zero_gamma", "put_wall"]
@@ -220,11 +223,15 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     # The durable Kafka log has the same events; dead letters carry the reason.
     logged = await consume(kafka_bootstrap, topics.events, len(events), timeout=60)
     assert sorted(orjson.loads(r.value)["id"] for r in logged) == sorted(e.id for e in events)
-    dead = await consume(kafka_bootstrap, topics.deadletter, 3, timeout=60)
+    dead = await consume(kafka_bootstrap, topics.deadletter, 4, timeout=60)
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
-    assert reasons[0].startswith("cannot apply: TypeError")
-    assert reasons[1].startswith("undecodable record: JSONDecodeError")
-    assert "unknown record schema 'md.bogus/9'" in reasons[2]
+    option = next(r for r in normalised if type(r).__name__ == "OptionContract")
+    assert reasons[:2] == [
+        f"cannot apply: ValueError: {option.instrument}: open_interest='lots' (expected a number)",
+        f"cannot apply: ValueError: {option.instrument}: open_interest=-21.0 (expected >= 0)",
+    ]
+    assert reasons[2].startswith("undecodable record: JSONDecodeError")
+    assert "unknown record schema 'md.bogus/9'" in reasons[3]
     assert orjson.loads(next(r.value for r in dead if b"lots" in r.value))["open_interest"] == (
         "lots"
     )

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -78,8 +79,13 @@ class Publisher:
 class Offsets:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        self.refuse = 0  # commits to refuse: the group rebalanced under the engine
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            self.journal.steps.append(("offsets_refused", dict(offsets)))
+            raise CommitFailedError("the group has already rebalanced")
         self.journal.steps.append(("offsets", dict(offsets)))
 
 
@@ -327,6 +333,24 @@ def test_a_checkpoint_never_covers_a_batch_whose_events_are_not_written():
     assert journal.names() == ["offsets", "checkpoint"]
     asyncio.run(commit.commit(tasks, checkpoint=True))  # covered already: not written again
     assert journal.names() == ["offsets", "checkpoint"]
+
+
+def test_a_commit_refused_after_a_rebalance_is_counted_and_retried_not_fatal():
+    """A missed heartbeat on a loaded machine: the group rebalanced, the commit is refused.
+    The engine goes on (no crash), writes no checkpoint for partitions that may be another
+    engine's now, and the next commit carries the same offsets."""
+    journal = Journal()
+    commit, report, _, _ = make_commit(journal)
+    commit.offsets.refuse = 1
+    tasks = {0: Task({IDX0: 6})}
+    asyncio.run(commit.commit(tasks, checkpoint=True))
+    assert journal.names() == ["offsets_refused"]
+    assert report.commit_failures == 1 and report.commits == 0 and report.checkpoints == 0
+    assert report.to_dict()["commit_failures"] == 1
+    asyncio.run(commit.commit(tasks, checkpoint=True))
+    assert journal.names() == ["offsets_refused", "offsets", "checkpoint"]
+    assert journal.steps[1][1] == {IDX0: 6}
+    assert report.commits == 1 and report.checkpoints == 1
 
 
 def test_no_checkpoint_when_checkpoints_are_off():

@@ -87,3 +87,24 @@ def test_the_order_state_carries_over_a_restore() -> None:
     second.push(index, [InputItem(index, 0, 3, None, "p1", (1, 0, 0))])
     assert [i.tp for i in second.release(lambda tp: True)] == [index, options]
     assert first.order_state() == {"p1": [1, 0]}
+
+
+def test_each_awaited_record_gets_the_whole_wait_of_its_own() -> None:
+    """The wait for a record not seen yet starts when the merge stops progressing: a second
+    gap is not cut short by the time an earlier, filled one took."""
+    now = [0.0]
+    merge = EventTimeMerge(TPS[:2], max_idle_s=10.0, clock=lambda: now[0])
+    options, index = TPS[0], TPS[1]
+    merge.push(index, [InputItem(index, 0, 5, None, "p1", (1, 0, 0))])  # after option 0
+    assert list(merge.release(lambda tp: True)) == []
+    now[0] = 5.0  # option 0 comes; index 1 (after option 1, still in flight) is held
+    merge.push(options, [InputItem(options, 0, 1, None, "p1", (0, 0, 0))])
+    merge.push(index, [InputItem(index, 1, 6, None, "p1", (2, 1, 0))])
+    merge.push(options, [])
+    assert [(i.tp, i.offset) for i in merge.release(lambda tp: True)] == [(options, 0), (index, 0)]
+    now[0] = 11.0  # option 1 awaited for 6 s only
+    assert list(merge.release(lambda tp: True)) == []
+    now[0] = 12.0
+    merge.push(options, [InputItem(options, 1, 2, None, "p1", (1, 1, 0))])
+    assert [(i.tp, i.offset) for i in merge.release(lambda tp: True)] == [(options, 1), (index, 1)]
+    assert merge.gaps == 0 and merge.forced == 0

@@ -326,19 +326,27 @@ class RecordProducer:
             await self._send(topic, key, value, (), None, True)
 
     async def send_dead_letter(
-        self, raw: bytes, reason: str, venue: str, source: str, recv_ns: int
+        self,
+        raw: bytes,
+        reason: str,
+        venue: str,
+        source: str,
+        recv_ns: int,
+        reason_class: str = "malformed",
     ) -> None:
         """Send unparsable input to the dead-letter topic: value = the raw bytes.
 
-        Headers ``reason``, ``venue``, ``source``, ``recv_ns`` (UTF-8, recv_ns in decimal);
-        key = venue. Raw input too large for one request is cut and gets a ``truncated``
-        header holding the original length, so a dead letter itself never fails.
+        Headers ``reason``, ``venue``, ``source``, ``recv_ns`` (UTF-8, recv_ns in decimal)
+        and ``reason_class`` (the small fixed set of ParseError kinds); key = venue. Raw
+        input too large for one request is cut and gets a ``truncated`` header holding the
+        original length, so a dead letter itself never fails.
         """
         headers = [
             ("reason", reason.encode("utf-8", "replace")),
             ("venue", venue.encode("utf-8", "replace")),
             ("source", source.encode("utf-8", "replace")),
             ("recv_ns", str(int(recv_ns)).encode()),
+            ("reason_class", reason_class.encode("utf-8", "replace")),
         ]
         limit = int(self.config.max_request_bytes * _DEAD_LETTER_MAX_FRACTION) - sum(
             len(k) + len(v) + 16 for k, v in headers

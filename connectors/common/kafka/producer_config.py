@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.common.packing import PackConfig
-from schemas.config import check_known_keys
+from schemas.config import Config, ConfigError
 
 __all__ = ["ProducerConfig"]
 
@@ -16,7 +15,7 @@ _COMPRESSION = (None, "gzip", "snappy", "lz4", "zstd")
 
 
 @dataclass(frozen=True, slots=True)
-class ProducerConfig:
+class ProducerConfig(Config):
     """Producer settings.
 
     ``enable_idempotence`` defaults to True (Apache Kafka); it must be False against the
@@ -43,17 +42,21 @@ class ProducerConfig:
     pack_wait_ms: float = 1.0
     pack_keyframe_s: float = 600.0  # a packed instrument's terms are re-sent this often
 
+    SECTION: ClassVar[str] = "producer"
+
     def __post_init__(self) -> None:
         if not self.bootstrap:
-            raise ValueError("bootstrap is empty")
+            raise ConfigError("bootstrap is empty")
         if self.acks not in _ACKS:
-            raise ValueError(f"acks must be one of {_ACKS}, got {self.acks!r}")
+            raise ConfigError(f"acks must be one of {_ACKS}, got {self.acks!r}")
         if self.enable_idempotence and self.acks not in ("all", -1):
-            raise ValueError("enable_idempotence requires acks='all'")
+            raise ConfigError("enable_idempotence requires acks='all'")
         if self.compression not in _COMPRESSION:
-            raise ValueError(f"compression must be one of {_COMPRESSION}, got {self.compression!r}")
+            raise ConfigError(
+                f"compression must be one of {_COMPRESSION}, got {self.compression!r}"
+            )
         if self.linger_ms < 0:
-            raise ValueError("linger_ms must be >= 0")
+            raise ConfigError("linger_ms must be >= 0")
         for name in (
             "max_batch_bytes",
             "max_in_flight_batches",
@@ -62,9 +65,11 @@ class ProducerConfig:
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.pack_max_ticks, int) or self.pack_max_ticks < 0:
-            raise ValueError(f"pack_max_ticks must be an integer >= 0, got {self.pack_max_ticks!r}")
+            raise ConfigError(
+                f"pack_max_ticks must be an integer >= 0, got {self.pack_max_ticks!r}"
+            )
         if self.pack_max_ticks:
             self.packing()  # checks the other pack settings
 
@@ -75,9 +80,7 @@ class ProducerConfig:
         return PackConfig(self.pack_max_ticks, self.pack_wait_ms / 1000.0, self.pack_keyframe_s)
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> ProducerConfig:
-        """Build from a mapping of field names; unknown keys raise ValueError."""
-        check_known_keys(cls, mapping, "producer")
-        if "bootstrap" not in mapping:
-            raise ValueError("producer config needs 'bootstrap'")
-        return cls(**mapping)
+    def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if "bootstrap" not in values:
+            raise ConfigError("producer config needs 'bootstrap'")
+        return values

@@ -13,18 +13,23 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
+from connectors.common.fields import event_time
 from connectors.common.funding import (
+    MAX_INTERVAL_HOURS,
     IntervalFallback,
+    decimal_struct,
     funding_rate,
-    optional_decimal,
-    required_decimal,
-    required_ms_ns,
-    required_text,
     with_interval,
 )
+from connectors.funding.binance.wire import (
+    BinanceFundingInfo,
+    BinanceMarkPriceUpdate,
+    BinancePremiumIndex,
+)
 from connectors.funding.frames import ACK, ERROR, Control, FundingNormaliser
+from schemas.domain import MIN_EPOCH_MS
 from schemas.records import FundingRate
-from schemas.time import NS_PER_HOUR
+from schemas.time import NS_PER_HOUR, NS_PER_MS
 
 VENUE = "binance"
 FUNDING_INFO = "GET /fapi/v1/fundingInfo"
@@ -32,12 +37,14 @@ PREMIUM_INDEX = "GET /fapi/v1/premiumIndex"
 # A jump of T is read as the new interval only when the stream was seen this shortly
 # before it: after a gap T may have moved on by several intervals.
 SETTLEMENT_GAP_NS = 120 * 1_000_000_000
-MAX_INTERVAL_HOURS = 24
 
 
-def _perpetual(rate: float | None, next_funding_ns: int, symbol: str, where: str) -> float:
-    if rate is None or next_funding_ns == 0:
-        raise ParseError(f"{where}: no funding rate ({symbol} is not a perpetual)")
+def _perpetual(rate: float | None, next_ms: int, key: str, symbol: str, where: str) -> float:
+    """The rate of a perpetual: a delivery contract has none and next funding time 0."""
+    if rate is None or next_ms == 0:
+        raise ParseError(f"{where}: no funding rate ({symbol} is not a perpetual)", "unsupported")
+    if next_ms < MIN_EPOCH_MS:
+        raise ParseError(f"{where}: {key}={next_ms} (expected >= {MIN_EPOCH_MS})", "out_of_domain")
     return rate
 
 
@@ -45,39 +52,37 @@ def parse_mark_price_update(data: Any, interval_hours: float, recv_ns: int) -> F
     """A ``markPriceUpdate`` event → FundingRate; ``interval_hours`` is the symbol's."""
     if not isinstance(data, dict) or data.get("e") != "markPriceUpdate":
         raise ParseError(f"Binance: not a markPriceUpdate event: {str(data)[:80]}")
-    symbol = required_text(data, "s", "Binance markPriceUpdate")
+    event = decimal_struct(data, BinanceMarkPriceUpdate, "Binance markPriceUpdate", "s")
+    symbol = event.s
     where = f"Binance markPriceUpdate {symbol}"
-    next_funding_ns = required_ms_ns(data, "T", where)
     return funding_rate(
         venue=VENUE,
         instrument=symbol,
-        rate=_perpetual(optional_decimal(data, "r", where), next_funding_ns, symbol, where),
+        rate=_perpetual(event.r, event.T, "T", symbol, where),
         interval_hours=interval_hours,
-        mark_price=required_decimal(data, "p", where),
-        index_price=optional_decimal(data, "i", where),
-        next_funding_ns=next_funding_ns,
-        ts_event_ns=required_ms_ns(data, "E", where),
+        mark_price=event.p,
+        index_price=event.i,
+        next_funding_ns=event.T * NS_PER_MS,
+        ts_event_ns=event_time(event.E * NS_PER_MS, recv_ns, where, "E"),
         ts_recv_ns=recv_ns,
     )
 
 
 def parse_premium_index(entry: Any, interval_hours: float, recv_ns: int) -> FundingRate:
     """One ``GET /fapi/v1/premiumIndex`` object → FundingRate (the seed at start)."""
-    if not isinstance(entry, dict):
-        raise ParseError(f"Binance premiumIndex: not an object: {str(entry)[:80]}")
-    symbol = required_text(entry, "symbol", "Binance premiumIndex")
+    index = decimal_struct(entry, BinancePremiumIndex, "Binance premiumIndex", "symbol")
+    symbol = index.symbol
     where = f"Binance premiumIndex {symbol}"
-    next_funding_ns = required_ms_ns(entry, "nextFundingTime", where)
-    rate = optional_decimal(entry, "lastFundingRate", where)
+    next_ms = index.nextFundingTime
     return funding_rate(
         venue=VENUE,
         instrument=symbol,
-        rate=_perpetual(rate, next_funding_ns, symbol, where),
+        rate=_perpetual(index.lastFundingRate, next_ms, "nextFundingTime", symbol, where),
         interval_hours=interval_hours,
-        mark_price=required_decimal(entry, "markPrice", where),
-        index_price=optional_decimal(entry, "indexPrice", where),
-        next_funding_ns=next_funding_ns,
-        ts_event_ns=required_ms_ns(entry, "time", where),
+        mark_price=index.markPrice,
+        index_price=index.indexPrice,
+        next_funding_ns=next_ms * NS_PER_MS,
+        ts_event_ns=event_time(index.time * NS_PER_MS, recv_ns, where, "time"),
         ts_recv_ns=recv_ns,
     )
 
@@ -88,13 +93,8 @@ def parse_funding_info(doc: Any) -> dict[str, float]:
         raise ParseError(f"Binance fundingInfo: expected a list, got {str(doc)[:80]}")
     out: dict[str, float] = {}
     for entry in doc:
-        if not isinstance(entry, dict):
-            raise ParseError(f"Binance fundingInfo: entry is not an object: {str(entry)[:80]}")
-        symbol = required_text(entry, "symbol", "Binance fundingInfo")
-        hours = required_decimal(entry, "fundingIntervalHours", f"Binance fundingInfo {symbol}")
-        if hours <= 0:
-            raise ParseError(f"Binance fundingInfo {symbol}: fundingIntervalHours {hours} <= 0")
-        out[symbol] = hours
+        info = decimal_struct(entry, BinanceFundingInfo, "Binance fundingInfo", "symbol")
+        out[info.symbol] = info.fundingIntervalHours
     return out
 
 
@@ -139,10 +139,9 @@ class BinanceFundingNormaliser(FundingNormaliser):
         else:
             raise ParseError(f"unrecognised Binance message: {str(doc)[:80]}")
         events = data if isinstance(data, list) else [data]
-        return [
-            self._follow(parse_mark_price_update(e, self._hours_of(e, "s"), recv_ns))
-            for e in events
-        ]
+        hours = self._hours_of
+        parsed = [parse_mark_price_update(e, hours(e, "s"), recv_ns) for e in events]
+        return [self._follow(record) for record in self.in_order(parsed)]
 
     def _response(self, doc: Any, recv_ns: int, method: Any) -> list[FundingRate]:
         if method == FUNDING_INFO:
@@ -150,10 +149,9 @@ class BinanceFundingNormaliser(FundingNormaliser):
             return []
         if method == PREMIUM_INDEX:
             entries = doc if isinstance(doc, list) else [doc]
-            return [
-                self._follow(parse_premium_index(e, self._hours_of(e, "symbol"), recv_ns))
-                for e in entries
-            ]
+            hours = self._hours_of
+            parsed = [parse_premium_index(e, hours(e, "symbol"), recv_ns) for e in entries]
+            return [self._follow(record) for record in self.in_order(parsed)]
         raise ParseError(f"Binance: response to an unknown request {method!r}")
 
     def _hours_of(self, entry: Any, symbol_key: str) -> float:

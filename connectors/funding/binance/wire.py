@@ -1,21 +1,39 @@
-"""Binance USDⓈ-M futures wire types (numbers are decimal strings unless noted)."""
+"""Binance USDⓈ-M futures wire types (numbers are decimal strings unless noted).
+
+The payloads the parsers read are ``msgspec.Struct``s whose fields carry the value domain
+(``schemas.domain``); fields the parsers do not read are left out.
+"""
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Annotated, TypedDict
+
+import msgspec
+from msgspec import Meta
+
+from connectors.common.funding import IntervalHours
+from schemas.domain import MAX_EPOCH_MS, EpochMs, Name, Price, Rate
+
+# ms since the epoch, or 0 (a delivery contract: no next funding)
+NextFundingMs = Annotated[int, Meta(ge=0, le=MAX_EPOCH_MS)]
 
 
-class BinanceMarkPriceUpdate(TypedDict):
+class _Wire(msgspec.Struct, kw_only=True, gc=False):
+    """Base of the validating payload types (numbers arrive as decimal strings: read with
+    ``connectors.common.funding.decimal_struct``)."""
+
+
+class BinanceMarkPriceUpdate(_Wire, kw_only=True):
     """``<symbol>@markPrice@1s`` event (also each element of ``!markPrice@arr``)."""
 
-    e: Literal["markPriceUpdate"]
-    E: int  # event time, ms since the epoch (JSON number)
-    s: str  # symbol, "BTCUSDT"
-    p: str  # mark price, quote currency (USDT)
-    i: NotRequired[str]  # index price, quote currency (absent on COIN-M)
-    P: str  # estimated settle price, quote currency
-    r: str  # funding rate, fraction per funding interval ("" for delivery contracts)
-    T: int  # next funding time, ms since the epoch (JSON number; 0 for delivery contracts)
+    e: str  # "markPriceUpdate"
+    E: EpochMs  # event time, ms since the epoch (JSON number)
+    s: Name  # symbol, "BTCUSDT"
+    p: Price  # mark price, quote currency (USDT)
+    i: Price | None = None  # index price, quote currency (absent on COIN-M)
+    r: Rate | None = None  # funding rate, fraction per funding interval ("" for delivery)
+    T: NextFundingMs  # next funding time, ms (JSON number; 0 for delivery contracts)
+    # P: estimated settle price (not read)
 
 
 class BinanceCombinedStream(TypedDict):
@@ -25,27 +43,24 @@ class BinanceCombinedStream(TypedDict):
     data: BinanceMarkPriceUpdate | list[BinanceMarkPriceUpdate]
 
 
-class BinancePremiumIndex(TypedDict):
+class BinancePremiumIndex(_Wire, kw_only=True):
     """``GET /fapi/v1/premiumIndex?symbol=…`` (a list of these without ``symbol``)."""
 
-    symbol: str
-    markPrice: str  # quote currency
-    indexPrice: str  # quote currency
-    estimatedSettlePrice: str  # quote currency
-    lastFundingRate: str  # the current interval's rate, fraction per funding interval
-    interestRate: str  # fraction per funding interval
-    nextFundingTime: int  # ms since the epoch (JSON number)
-    time: int  # ms since the epoch (JSON number)
+    symbol: Name
+    markPrice: Price  # quote currency
+    indexPrice: Price | None = None  # quote currency
+    lastFundingRate: Rate | None = None  # the current interval's rate, fraction per interval
+    nextFundingTime: NextFundingMs  # ms since the epoch (JSON number)
+    time: EpochMs  # ms since the epoch (JSON number)
+    # estimatedSettlePrice, interestRate: not read
 
 
-class BinanceFundingInfo(TypedDict):
+class BinanceFundingInfo(_Wire, kw_only=True):
     """One element of ``GET /fapi/v1/fundingInfo``: only symbols Binance has adjusted."""
 
-    symbol: str
-    adjustedFundingRateCap: str  # fraction per funding interval
-    adjustedFundingRateFloor: str  # fraction per funding interval
-    fundingIntervalHours: int  # hours (JSON number): 8, 4 or 1
-    disclaimer: bool
+    symbol: Name
+    fundingIntervalHours: IntervalHours  # hours (JSON number): 8, 4 or 1
+    # adjustedFundingRateCap / Floor (fraction per interval), disclaimer: not read
 
 
 class BinanceMethodResult(TypedDict):

@@ -11,17 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.funding import (
-    IntervalFallback,
-    funding_rate,
-    optional_decimal,
-    optional_ms_ns,
-    required_decimal,
-    required_ms_ns,
-    required_text,
-)
+from connectors.common.fields import event_time
+from connectors.common.funding import IntervalFallback, decimal_struct, funding_rate
+from connectors.funding.bybit.wire import BybitLinearTicker, BybitTickerMessage
 from connectors.funding.frames import ACK, ERROR, PONG, Control, FundingNormaliser
 from schemas.records import FundingRate
+from schemas.time import NS_PER_MS
 
 VENUE = "bybit"
 TOPIC_PREFIX = "tickers."
@@ -47,24 +42,24 @@ def parse_ticker(
     ticker: Mapping[str, Any], ts_event_ns: int, recv_ns: int, fallback_hours: float
 ) -> FundingRate:
     """A merged linear ticker → FundingRate (interval: ``fundingIntervalHour`` when given)."""
-    symbol = required_text(ticker, "symbol", "Bybit ticker")
-    where = f"Bybit ticker {symbol}"
-    rate = optional_decimal(ticker, "fundingRate", where)
-    if rate is None:
-        raise ParseError(f"{where}: no fundingRate (not a perpetual)")
-    hours = optional_decimal(ticker, "fundingIntervalHour", where)
+    data = decimal_struct(ticker, BybitLinearTicker, "Bybit ticker", "symbol")
+    where = f"Bybit ticker {data.symbol}"
+    if data.fundingRate is None:
+        raise ParseError(f"{where}: no fundingRate (not a perpetual)", "unsupported")
+    hours = data.fundingIntervalHour
+    next_ms = data.nextFundingTime
     return funding_rate(
         venue=VENUE,
-        instrument=symbol,
-        rate=rate,
+        instrument=data.symbol,
+        rate=data.fundingRate,
         interval_hours=hours if hours is not None else fallback_hours,
-        mark_price=required_decimal(ticker, "markPrice", where),
-        index_price=optional_decimal(ticker, "indexPrice", where),
-        next_funding_ns=optional_ms_ns(ticker, "nextFundingTime", where),
-        ts_event_ns=ts_event_ns,
+        mark_price=data.markPrice,
+        index_price=data.indexPrice,
+        next_funding_ns=next_ms * NS_PER_MS if next_ms is not None else None,
+        ts_event_ns=event_time(ts_event_ns, recv_ns, where, "ts"),
         ts_recv_ns=recv_ns,
         # linear contracts settle in USDT/USDC: the value is USD notional
-        open_interest_usd=optional_decimal(ticker, "openInterestValue", where),
+        open_interest_usd=data.openInterestValue,
     )
 
 
@@ -110,11 +105,12 @@ class BybitFundingNormaliser(FundingNormaliser):
         data, kind = doc.get("data"), doc.get("type")
         if isinstance(data, dict) and data.get("symbol", symbol) != symbol:
             raise ParseError(f"Bybit {topic}: data is for {data.get('symbol')}")
-        ts_ns = required_ms_ns(doc, "ts", f"Bybit {topic}")
+        ts_ns = decimal_struct(doc, BybitTickerMessage, f"Bybit {topic}").ts * NS_PER_MS
         previous = self.tickers.get(symbol)
         merged = merge_ticker(previous, kind, data)
         merged.setdefault("symbol", symbol)
         record = parse_ticker(merged, ts_ns, recv_ns, self.fallback.hours(symbol))
+        self.in_order([record])
         self.tickers[symbol] = merged  # only a ticker that parses replaces the last one
         if not self._due(symbol, kind, previous, merged, ts_ns):
             return []

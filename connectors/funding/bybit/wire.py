@@ -4,51 +4,38 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
+import msgspec
 
-class BybitLinearTicker(TypedDict, total=False):
-    """``tickers.{symbol}`` data, category linear. A delta carries only changed fields."""
-
-    symbol: str  # "BTCUSDT"
-    tickDirection: str  # "PlusTick" | "ZeroPlusTick" | "MinusTick" | "ZeroMinusTick"
-    price24hPcnt: str  # fraction
-    lastPrice: str  # quote currency (USDT)
-    prevPrice24h: str
-    highPrice24h: str
-    lowPrice24h: str
-    prevPrice1h: str
-    markPrice: str  # quote currency
-    indexPrice: str  # quote currency
-    openInterest: str  # contracts (coins)
-    openInterestValue: str  # open interest, quote currency (USD notional for USDT/USDC)
-    turnover24h: str  # quote currency
-    volume24h: str  # coins
-    fundingIntervalHour: str  # hours between fundings, "8" (absent before 2025)
-    fundingCap: str  # fraction per funding interval
-    nextFundingTime: str  # ms since the epoch; "" for dated futures
-    fundingRate: str  # fraction per funding interval; "" for dated futures
-    bid1Price: str
-    bid1Size: str
-    ask1Price: str
-    ask1Size: str
-    deliveryTime: str  # dated futures only, ISO 8601
-    basisRate: str
-    deliveryFeeRate: str
-    predictedDeliveryPrice: str
-    basis: str
-    basisRateYear: str
-    preOpenPrice: str
-    preQty: str
-    curPreListingPhase: str
+from connectors.common.funding import IntervalHours
+from schemas.domain import EpochMs, Name, NonNegative, Price, Rate
 
 
-class BybitTickerMessage(TypedDict):
-    """A ``tickers.{symbol}`` push."""
+class _Wire(msgspec.Struct, kw_only=True, gc=False):
+    """Base of the validating payload types (numbers arrive as decimal strings: read with
+    ``connectors.common.funding.decimal_struct``)."""
+
+
+class BybitLinearTicker(_Wire, kw_only=True):
+    """A merged ``tickers.{symbol}`` ticker, category linear (a delta carries only the
+    fields that changed). Fields not read: tickDirection, price24hPcnt, lastPrice,
+    prevPrice24h, high/lowPrice24h, prevPrice1h, openInterest (coins), turnover24h,
+    volume24h, fundingCap, bid1/ask1 price and size, deliveryTime, basis*, preOpen*, …"""
+
+    symbol: Name  # "BTCUSDT"
+    markPrice: Price  # quote currency
+    indexPrice: Price | None = None  # quote currency
+    openInterestValue: NonNegative | None = None  # quote currency (USD for USDT/USDC)
+    fundingIntervalHour: IntervalHours | None = None  # hours, "8" (absent before 2025)
+    nextFundingTime: EpochMs | None = None  # ms since the epoch; "" for dated futures
+    fundingRate: Rate | None = None  # fraction per funding interval; "" for dated futures
+
+
+class BybitTickerMessage(_Wire, kw_only=True):
+    """A ``tickers.{symbol}`` push (``type`` "snapshot" | "delta", ``data`` a
+    :class:`BybitLinearTicker`, ``cs`` cross sequence: read by the normaliser)."""
 
     topic: str  # "tickers.BTCUSDT"
-    type: Literal["snapshot", "delta"]
-    data: BybitLinearTicker
-    cs: int  # cross sequence (JSON number)
-    ts: int  # the time the data was generated, ms since the epoch (JSON number)
+    ts: EpochMs  # the time the data was generated, ms since the epoch (JSON number)
 
 
 class BybitOpResponse(TypedDict):

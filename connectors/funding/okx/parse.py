@@ -11,16 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.common.errors import ParseError
-from connectors.common.funding import (
-    funding_rate,
-    optional_ms_ns,
-    required_decimal,
-    required_ms_ns,
-    required_text,
-)
+from connectors.common.fields import event_time
+from connectors.common.funding import decimal_struct, funding_rate
 from connectors.funding.frames import ACK, ERROR, NOTICE, Control, FundingNormaliser
+from connectors.funding.okx.wire import OkxFundingRate
 from schemas.records import FundingRate
-from schemas.time import NS_PER_HOUR
+from schemas.time import NS_PER_HOUR, NS_PER_MS
 
 VENUE = "okx"
 CHANNEL = "funding-rate"
@@ -29,26 +25,27 @@ KEEPALIVE_REPLY = b"pong"  # the answer to the text frame "ping": not JSON
 
 def parse_funding_rate(entry: Any, recv_ns: int, fallback_hours: float) -> FundingRate:
     """One ``funding-rate`` data element → FundingRate."""
-    if not isinstance(entry, dict):
-        raise ParseError(f"OKX funding-rate: data element is not an object: {str(entry)[:80]}")
-    inst_id = required_text(entry, "instId", "OKX funding-rate")
-    where = f"OKX funding-rate {inst_id}"
-    funding_ns = required_ms_ns(entry, "fundingTime", where)
-    next_ns = optional_ms_ns(entry, "nextFundingTime", where)
-    if next_ns is None:
+    funding = decimal_struct(entry, OkxFundingRate, "OKX funding-rate", "instId")
+    where = f"OKX funding-rate {funding.instId}"
+    funding_ns = funding.fundingTime * NS_PER_MS
+    if funding.nextFundingTime is None:
         hours = fallback_hours
-    elif next_ns > funding_ns:
-        hours = (next_ns - funding_ns) / NS_PER_HOUR
+    elif funding.nextFundingTime > funding.fundingTime:
+        hours = (funding.nextFundingTime * NS_PER_MS - funding_ns) / NS_PER_HOUR
     else:
-        raise ParseError(f"{where}: nextFundingTime is not after fundingTime")
-    ts_ns = optional_ms_ns(entry, "ts", where)
+        raise ParseError(
+            f"{where}: nextFundingTime={funding.nextFundingTime} is not after "
+            f"fundingTime={funding.fundingTime}",
+            "bad_timestamp",
+        )
+    ts_ns = funding.ts * NS_PER_MS if funding.ts is not None else recv_ns
     return funding_rate(
         venue=VENUE,
-        instrument=inst_id,
-        rate=required_decimal(entry, "fundingRate", where),
+        instrument=funding.instId,
+        rate=funding.fundingRate,
         interval_hours=hours,
         next_funding_ns=funding_ns,
-        ts_event_ns=ts_ns if ts_ns is not None else recv_ns,
+        ts_event_ns=event_time(ts_ns, recv_ns, where, "ts"),
         ts_recv_ns=recv_ns,
     )
 
@@ -83,4 +80,4 @@ class OkxFundingNormaliser(FundingNormaliser):
             inst_id = entry.get("instId") if isinstance(entry, dict) else None
             hours = self.fallback.hours(inst_id if isinstance(inst_id, str) else "")
             out.append(parse_funding_rate(entry, recv_ns, hours))
-        return out
+        return self.in_order(out)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
+
+import msgspec
+
+from schemas.domain import EpochMs, Name, Rate
 
 
 class OkxChannelArg(TypedDict):
@@ -10,25 +14,17 @@ class OkxChannelArg(TypedDict):
     instId: str  # "BTC-USDT-SWAP"
 
 
-class OkxFundingRate(TypedDict):
-    """One element of a ``funding-rate`` push's ``data``."""
+class OkxFundingRate(msgspec.Struct, kw_only=True, gc=False):
+    """One element of a ``funding-rate`` push's ``data`` (numbers are decimal strings: read
+    with ``connectors.common.funding.decimal_struct``). Fields not read: instType "SWAP",
+    nextFundingRate, method, formulaType, max/minFundingRate, settFundingRate, settState,
+    premium, interestRate, impactValue."""
 
-    instType: Literal["SWAP"]
-    instId: str  # "BTC-USDT-SWAP"
-    fundingRate: str  # the current period's rate, fraction per funding interval
-    fundingTime: str  # when the current period settles (the next funding), ms since the epoch
-    nextFundingTime: NotRequired[str]  # the settlement after that, ms (absent before 2023)
-    nextFundingRate: NotRequired[str]  # forecast for the next period, fraction ("" if none)
-    method: NotRequired[str]  # "current_period" | "next_period"
-    formulaType: NotRequired[str]  # "noRate" | "withRate"
-    maxFundingRate: NotRequired[str]  # fraction per funding interval
-    minFundingRate: NotRequired[str]
-    settFundingRate: NotRequired[str]  # the rate last settled, fraction
-    settState: NotRequired[str]  # "processing" | "settled"
-    premium: NotRequired[str]  # fraction
-    interestRate: NotRequired[str]
-    impactValue: NotRequired[str]
-    ts: NotRequired[str]  # data time, ms since the epoch (absent before 2023)
+    instId: Name  # "BTC-USDT-SWAP"
+    fundingRate: Rate  # the current period's rate, fraction per funding interval
+    fundingTime: EpochMs  # when the current period settles (the next funding), ms
+    nextFundingTime: EpochMs | None = None  # the settlement after that, ms (absent before 2023)
+    ts: EpochMs | None = None  # data time, ms since the epoch (absent before 2023)
 
 
 class OkxPush(TypedDict):

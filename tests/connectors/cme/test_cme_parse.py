@@ -9,6 +9,7 @@ tick, so the solved volatilities land near those and match scipy's to 1e-9.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from datetime import date
@@ -657,3 +658,42 @@ def test_config_rejects_unknown_keys_and_bad_values():
         CmeChainConfig(rate=4.5)
     with pytest.raises(ValueError, match="finite"):
         CmeChainConfig(rate=math.nan)
+
+
+# ---------------------------------------------------------------------------- bad rows
+
+
+def test_bad_rows_are_left_out_and_listed_when_asked():
+    rows = copy.deepcopy(ew3_rows())
+    rows[2]["settle"] = "-393.00"  # 5,300 call settling below zero
+    rows[5]["openInterest"] = "lots"  # 5,400 put
+    rows[7] = copy.deepcopy(rows[6])  # 5,500 call again, in the 5,500 put's place
+    series = [
+        CmeOptionSeries(document("03/14/2025", rows), "EW3", date(2025, 3, 21)),
+        es_series()[1],
+    ]
+    rejected: list[str] = []
+    snapshot = parse_cme_settlements(series, ES_FUTURES, "ES", RECV, rejected=rejected)
+    what = "CME ES EW3 2025-03-21 option settlements"
+    assert rejected == [
+        f"{what} settlements[2] strike 5300 C: settle=-393.0 (expected >= 0)",
+        f"{what} settlements[5] openInterest 'lots' is not a count of contracts",
+        f"{what}: strike 5500 C listed twice",
+    ]
+    names = {c.instrument for c in snapshot.contracts}
+    gone = {"EW3-20250321-5300-C", "EW3-20250321-5400-P", "EW3-20250321-5500-P"}
+    assert not names & gone
+    # Every other contract is the one of the clean chain; the in-the-money calls whose
+    # out-of-the-money put is gone take their own premium's volatility instead ("otm").
+    clean = by_instrument(parse_cme_settlements(es_series(), ES_FUTURES, "ES", RECV))
+    got = by_instrument(snapshot)
+    own_vol = {"EW3-20250321-5400-C", "EW3-20250321-5500-C"}
+    assert {n: c for n, c in clean.items() if n not in gone | own_vol} == {
+        n: c for n, c in got.items() if n not in own_vol
+    }
+    for name in own_vol:
+        assert got[name].iv != clean[name].iv
+        assert dataclasses.replace(got[name], iv=clean[name].iv) == clean[name]
+    # Without the list, the first bad row rejects the chain.
+    with pytest.raises(ParseError, match=r"settle=-393.0 \(expected >= 0\)"):
+        parse_cme_settlements(series, ES_FUTURES, "ES", RECV)

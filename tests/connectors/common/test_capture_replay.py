@@ -19,7 +19,7 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from engine.app.cli import main
 from schemas.topics import Topics
 from tests.connectors.deribit.test_deribit_client import NAMES, eventually, fake  # noqa: F401 - fixture
-from tests.fakes.deribit import T0_MS, option_ticker
+from tests.fakes.deribit import T0_MS, option_ticker, venue_clock
 
 TOPICS = Topics()
 
@@ -50,7 +50,9 @@ async def test_record_then_replay_is_byte_faithful_and_yields_the_same_records(f
     path = tmp_path / "session.jsonl"
     live = MemorySink()
     with CaptureWriter(path) as writer:
-        stage = IngestStage("deribit", DeribitNormaliser(), live, TOPICS, writer)
+        stage = IngestStage(
+            "deribit", DeribitNormaliser(), live, TOPICS, writer, clock_ns=venue_clock()
+        )
         client = DeribitClient(DeribitConfig(url=fake.url, subscribe_per_s=200.0), stage)
         task = asyncio.create_task(client.run())
         await eventually(lambda: client.sessions_seeded == 1)

@@ -25,6 +25,7 @@ from tests.fakes.deribit import (
     option_ticker,
     rpc_response,
     summary_row,
+    venue_clock,
 )
 from tests.kafka_helpers import consume
 
@@ -123,7 +124,14 @@ async def test_live_session_into_kafka_until_stopped(fake, kafka_bootstrap, topi
     config = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False)
     deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
     task = asyncio.create_task(
-        run_ingest([Source("deribit", "BTC")], config, topics, stop, {"deribit": deribit})
+        run_ingest(
+            [Source("deribit", "BTC")],
+            config,
+            topics,
+            stop,
+            {"deribit": deribit},
+            clock_ns=venue_clock(),
+        )
     )
     await eventually(lambda: "public/subscribe" in fake.methods())
     data = option_ticker(NAMES[3], T0_MS + 77, 65_222.0, 65_111.0, 48.5, 12.5, 0.00003)
@@ -261,7 +269,14 @@ async def test_live_ticker_is_packed_and_sent_within_the_pack_wait(fake, kafka_b
     )
     deribit = DeribitConfig(url=fake.url, subscribe_per_s=200.0)
     task = asyncio.create_task(
-        run_ingest([Source("deribit", "BTC")], config, topics, stop, {"deribit": deribit})
+        run_ingest(
+            [Source("deribit", "BTC")],
+            config,
+            topics,
+            stop,
+            {"deribit": deribit},
+            clock_ns=venue_clock(),
+        )
     )
     await eventually(lambda: "public/subscribe" in fake.methods())
     data = option_ticker(NAMES[3], T0_MS + 77, 65_222.0, 65_111.0, 48.5, 12.5, 0.00003)

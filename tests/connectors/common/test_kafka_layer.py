@@ -185,6 +185,7 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
             venue="deribit",
             source="ticker.BTC-27DEC24-60000-C.100ms",
             recv_ns=1_700_000_000_123_456_789,
+            reason_class="out_of_domain",
         )
         assert producer.stats.dead_letters == 1
     (record,) = await consume(kafka_bootstrap, topics.deadletter, 1, settle=0.2, subscribe=True)
@@ -195,6 +196,7 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
         ("venue", b"deribit"),
         ("source", b"ticker.BTC-27DEC24-60000-C.100ms"),
         ("recv_ns", b"1700000000123456789"),
+        ("reason_class", b"out_of_domain"),
     ]
 
 
@@ -313,7 +315,10 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
                 # one batch in flight; the sender's full batch and the lingered one wait
                 assert stats.in_flight == 1
                 assert stats.sealed_batches + stats.open_batches <= 2
-                assert stats.records < 40  # ~10 records a batch
+                # Accepted: the acked batches' records and at most three batches more (in
+                # flight, sealed, open) of at most 10 records (1 KiB, 100-byte values); how
+                # many were acked before the broker stopped depends on the machine's load.
+                assert stats.records <= 1 + 10 * (stats.batches_acked - 1) + 3 * 10
                 assert stats.backpressure_waits >= 1
             await asyncio.wait_for(task, 20)
             await producer.flush()

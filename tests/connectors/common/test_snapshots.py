@@ -72,8 +72,16 @@ def test_fast_json_columns_on_a_large_simulated_document():
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["data"]["options"][1].update(open_interest=None), "missing open_interest"),
-        (lambda d: d["data"]["options"][1].update(iv="0.19"), "iv is not a finite number"),
+        (
+            lambda d: d["data"]["options"][1].update(open_interest=None),
+            r"P05590000: open_interest=None \(expected float, got null\)",
+        ),
+        (
+            lambda d: d["data"]["options"][1].update(open_interest=-3.0),
+            r"P05590000: open_interest=-3.0 \(expected >= 0\)",
+        ),
+        (lambda d: d["data"]["options"][1].update(iv=11.0), r"iv=11.0 \(expected <= 10\)"),
+        (lambda d: d["data"]["options"][1].update(iv="0.19"), "iv='0.19' \\(expected"),
         (lambda d: d["data"]["options"][1].update(option="SPXW250314Q05590000"), "bad OCC"),
         (lambda d: d["data"]["options"][1].update(option="RUT250314P05590000"), "'RUT'"),
         (lambda d: d["data"]["options"][1].update(option="SPXW251314P05590000"), "date"),

@@ -31,7 +31,7 @@ from schemas.records import (
 )
 from schemas.ticks import OptionTicks
 from schemas.topics import Topics
-from tests.fakes.deribit import envelope, option_ticker, rpc_response, summary_row
+from tests.fakes.deribit import T0_MS, envelope, option_ticker, rpc_response, summary_row
 
 T0 = 1_741_962_600_000_000_000  # 2025-03-14T14:30:00Z
 HOUR = 3_600_000_000_000
@@ -256,12 +256,13 @@ async def test_the_stage_hands_only_ticker_updates_to_a_packing_sink():
     name = "BTC-29MAR24-70000-C"
     summary = rpc_response(1, [summary_row(name, 65_400.0, 65_000.0, 100.0, 55.0)])
     request = {"method": "public/get_book_summary_by_currency", "params": {}}
-    await stage.on_message(summary, orjson.loads(summary), 1, request)
+    recv_ns = T0_MS * 1_000_000  # the receive clock, at the fake venue's time
+    await stage.on_message(summary, orjson.loads(summary), recv_ns, request)
     ticker = envelope(
         f"ticker.{name}.100ms",
-        option_ticker(name, 1_700_000_000_000, 65_500.0, 65_100.0, 60.0, 50.0, 0.00004),
+        option_ticker(name, T0_MS + 1_000, 65_500.0, 65_100.0, 60.0, 50.0, 0.00004),
     )
-    await stage.on_message(ticker, orjson.loads(ticker), 2)
+    await stage.on_message(ticker, orjson.loads(ticker), recv_ns + 2_000_000_000)
     assert [type(r).__name__ for _, r in sink.records] == ["OptionContract", "UnderlyingTick"]
     assert [(t, r.instrument) for t, r in sink.ticks] == [("md.options.v1", name)]
 

@@ -41,7 +41,9 @@ async def test_a_capture_mixing_venues_replays_through_each_parser(tmp_path: Pat
     path = tmp_path / "mixed.jsonl"
     cboe_body = (DATA / "cboe_small.json").read_bytes()
     with CaptureWriter(path) as writer:
-        writer.write(CapturedMessage(1, "binance", orjson.dumps(BINANCE_MARK_PRICE)))
+        # received 50 ms after Binance sent it (the receive clock the event time is checked on)
+        recv_ns = (BINANCE_MARK_PRICE["data"]["E"] + 50) * 1_000_000
+        writer.write(CapturedMessage(recv_ns, "binance", orjson.dumps(BINANCE_MARK_PRICE)))
         writer.write(CapturedMessage(2, "cboe", cboe_body, url="https://cdn.cboe.com/x.json"))
         writer.write(CapturedMessage(3, "binance", b"{not json"))
     sink = MemorySink()

@@ -16,7 +16,14 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import InstrumentState, UnderlyingTick
 from schemas.topics import Topics
-from tests.fakes.deribit import T0_MS, FakeDeribit, instrument, option_ticker, summary_row
+from tests.fakes.deribit import (
+    T0_MS,
+    FakeDeribit,
+    instrument,
+    option_ticker,
+    summary_row,
+    venue_clock,
+)
 
 EXPIRY_MS = 1_710_489_600_000  # 2024-03-15T08:00:00Z
 STRIKES = (60000, 65000, 70000)
@@ -49,7 +56,7 @@ async def fake():
 @pytest_asyncio.fixture
 async def running(fake):
     sink = MemorySink()
-    stage = IngestStage("deribit", DeribitNormaliser(), sink, TOPICS)
+    stage = IngestStage("deribit", DeribitNormaliser(), sink, TOPICS, clock_ns=venue_clock())
     config = DeribitConfig(
         url=fake.url,
         subscribe_chunk=4,
@@ -193,7 +200,7 @@ async def test_malformed_frames_are_dead_lettered_and_streaming_continues(fake, 
     assert reason1.startswith("malformed JSON")
     assert (venue, source) == ("deribit", "live")
     assert raw2 == fake.sent[-2]
-    assert "missing open_interest" in reason2
+    assert "Deribit ticker BTC-15MAR24-60000-C: open_interest missing" in reason2
 
 
 @pytest.mark.asyncio

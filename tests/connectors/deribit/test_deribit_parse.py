@@ -196,9 +196,14 @@ def test_instrument_missing_from_the_list_falls_back_to_the_name():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("contract_size", 0, "contract_size must be positive"),
-        ("strike", None, "(get_instruments): missing strike"),
-        ("expiration_timestamp", "soon", "expiration_timestamp is not a finite number"),
+        ("contract_size", 0, "contract_size=0 (expected > 0.0)"),
+        ("contract_size", -1.5, "contract_size=-1.5 (expected > 0.0)"),
+        ("strike", None, "(get_instruments): strike missing"),
+        (
+            "expiration_timestamp",
+            "soon",
+            "expiration_timestamp='soon' (expected int | null, got str)",
+        ),
     ],
 )
 def test_bad_instrument_entries(field, value, message):
@@ -329,17 +334,30 @@ def _small_rows() -> list[dict]:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("open_interest", None, "Deribit BTC-20DEC24-100000-P: missing open_interest"),
-        ("underlying_price", None, "Deribit BTC-20DEC24-100000-P: missing underlying_price"),
-        ("mark_iv", "58.2", "Deribit BTC-20DEC24-100000-P: mark_iv is not a finite number"),
-        ("estimated_delivery_price", "n/a", "estimated_delivery_price is not a finite number"),
-        ("creation_timestamp", None, "missing creation_timestamp"),
+        ("open_interest", None, "Deribit BTC-20DEC24-100000-P: open_interest missing"),
+        ("open_interest", -21.0, "BTC-20DEC24-100000-P: open_interest=-21.0 (expected >= 0.0)"),
+        ("underlying_price", None, "Deribit BTC-20DEC24-100000-P: underlying_price missing"),
+        ("underlying_price", -5.0, "BTC-20DEC24-100000-P: underlying_price=-5.0 (expected > 0.0)"),
+        (
+            "mark_iv",
+            "58.2",
+            "BTC-20DEC24-100000-P: mark_iv='58.2' (expected float | null, got str)",
+        ),
+        ("mark_iv", -3.0, "BTC-20DEC24-100000-P: mark_iv=-3.0 (expected >= 0.0)"),
+        ("mark_iv", 5000.0, "BTC-20DEC24-100000-P: mark_iv=5000.0 (expected <= 1000.0)"),
+        ("estimated_delivery_price", "n/a", "estimated_delivery_price='n/a' (not one of the"),
+        ("creation_timestamp", None, "creation_timestamp=None (expected int, got null)"),
+        (
+            "creation_timestamp",
+            1.7e12,
+            "creation_timestamp=1700000000000.0 (expected int, got float)",
+        ),
         (
             "instrument_name",
             "BTC-31NOV24-100000-P",
             "'BTC-31NOV24-100000-P': 31NOV24 is not a date",
         ),
-        ("instrument_name", 42, "row without instrument_name"),
+        ("instrument_name", 42, "instrument_name=42 (expected str, got int)"),
     ],
 )
 def test_malformed_rows(field, value, message):
@@ -357,7 +375,7 @@ def test_malformed_rows(field, value, message):
         ({"jsonrpc": "2.0", "result": "ok"}, "expected a JSON-RPC response"),
         ("BTC", "expected a JSON-RPC response"),
         ([], "no rows"),
-        ([["BTC-27DEC24-100000-C"]], "row is not an object"),
+        ([["BTC-27DEC24-100000-C"]], "value=['BTC-27DEC24-100000-C'] (expected object, got array)"),
     ],
 )
 def test_bad_responses(response, message):

@@ -62,12 +62,32 @@ def _frame(path: Path) -> tuple[bytes, dict | None]:
     return raw, request
 
 
+def _venue_times_ms(doc) -> list[int]:
+    if isinstance(doc, dict):
+        found = [v for k, v in doc.items() if k.endswith("timestamp") and type(v) is int]
+        return found + [t for v in doc.values() for t in _venue_times_ms(v)]
+    if isinstance(doc, list):
+        return [t for v in doc for t in _venue_times_ms(v)]
+    return []
+
+
+def _received_ns(doc) -> int:
+    """When the sample was received: the server's send time (``usOut``), else 1 ms after
+    its earliest venue timestamp (the samples come from different years; an instrument's
+    expiry is later than its listing, so the earliest is the message's own time)."""
+    if isinstance(doc, dict) and type(doc.get("usOut")) is int:
+        return doc["usOut"] * 1_000
+    times = [t for t in _venue_times_ms(doc) if t > 946_684_800_000]  # 0 / tiny: not times
+    return (min(times) + 1) * 1_000_000 if times else 1
+
+
 def _run(path: Path) -> tuple[MemorySink, list]:
     sink = MemorySink()
     stage = IngestStage("deribit", DeribitNormaliser(), sink, Topics(), source="test")
     raw, request = _frame(path)
     doc, error = decode_json(raw)
-    routed = asyncio.run(stage.on_message(raw, doc, 1, request, decode_error=error))
+    recv_ns = _received_ns(doc)
+    routed = asyncio.run(stage.on_message(raw, doc, recv_ns, request, decode_error=error))
     return sink, routed
 
 
@@ -152,7 +172,8 @@ def test_every_sample_parses_or_is_dead_lettered_with_a_reason(name):
     if expected == DEAD_LETTER:
         assert routed == [] and sink.records == []
         ((raw, reason, venue, source, recv_ns),) = sink.dead_letters
-        assert reason and venue == "deribit" and source == "test" and recv_ns == 1
+        assert reason and venue == "deribit" and source == "test"
+        assert recv_ns == _received_ns(decode_json(raw)[0])
         assert raw == _frame(path)[0]
     elif expected == NOTHING:
         assert (routed, sink.records, sink.dead_letters) == ([], [], [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,7 @@ from tests.fakes.funding import (
     FakeOkx,
     bybit_ticker,
     okx_funding,
+    venue_clock,
 )
 
 TOPICS = Topics()
@@ -41,7 +43,9 @@ async def running(
     sink = MemorySink()
     sources = [parse_source(s) for s in spec.split(",")]
     venue = locate(sources[0])[0].venue
-    ((_, _, client),) = live_clients(sources, sink, TOPICS, {venue: config}, capture)
+    ((_, _, client),) = live_clients(
+        sources, sink, TOPICS, {venue: config}, capture, clock_ns=venue_clock()
+    )
     task = asyncio.create_task(client.run())
     try:
         yield client, sink
@@ -319,7 +323,13 @@ async def test_a_capture_replays_to_the_same_records(tmp_path):
 async def test_record_captures_a_funding_session(tmp_path):
     """``regime-engine record --source funding:…``: the same client, with a capture writer."""
     fake = await FakeOkx(
-        {"BTC-USDT-SWAP": okx_funding("BTC-USDT-SWAP", "0.0001")}, tick_every_s=0.02
+        # record_sources receives on the wall clock: the pushes are stamped with it
+        {
+            "BTC-USDT-SWAP": okx_funding(
+                "BTC-USDT-SWAP", "0.0001", ts_ms=time.time_ns() // 1_000_000
+            )
+        },
+        tick_every_s=0.02,
     ).start()
     path = tmp_path / "okx.jsonl"
     try:

@@ -21,6 +21,7 @@ from tests.fakes.funding import (
     FakeOkx,
     bybit_ticker,
     okx_funding,
+    venue_clock,
 )
 from tests.kafka_helpers import consume
 
@@ -50,7 +51,9 @@ async def test_run_ingest_streams_three_venues_into_md_funding(kafka_bootstrap, 
     ]
     stop = asyncio.Event()
     producer = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False)
-    task = asyncio.create_task(run_ingest(sources, producer, topics, stop, configs, partitions=3))
+    task = asyncio.create_task(
+        run_ingest(sources, producer, topics, stop, configs, partitions=3, clock_ns=venue_clock())
+    )
     try:
         await eventually(lambda: binance.connections and bybit.subscribed and okx.subscribed)
         await binance.mark_price("BTCUSDT", "0.00030000", event_ms=T0_MS + 1_000)

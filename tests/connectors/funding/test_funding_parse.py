@@ -189,7 +189,7 @@ def test_binance_settlement_that_moves_t_by_4h_switches_the_interval_at_once():
 
     def event(event_ms: int, next_ms: int) -> FundingRate:
         raw = binance_combined(binance_mark_price("BTCUSDT", "0.00300000", next_ms, event_ms))
-        return one(normaliser.normalise(doc(raw), RECV))
+        return one(normaliser.normalise(doc(raw), event_ms * MS))  # received as sent
 
     assert event(t1 - 2_000, t1).interval_hours == 8.0
     assert event(t1 - 1_000, t1).interval_hours == 8.0
@@ -217,7 +217,10 @@ def test_binance_premium_index_seed_and_array_stream():
     assert record.rate_8h == pytest.approx(-0.0004)
     assert record.ts_event_ns == (T0_MS + 5) * MS and record.mark_price == 65010.12
     array = binance_combined(
-        [binance_mark_price("BTCUSDT", "0.0001"), binance_mark_price("SOLUSDT", "0.0002")]
+        [
+            binance_mark_price("BTCUSDT", "0.0001", event_ms=T0_MS + 6),
+            binance_mark_price("SOLUSDT", "0.0002", event_ms=T0_MS + 6),  # after the seed
+        ]
     )
     records = [r.record for r in normaliser.normalise(doc(array), RECV)]
     assert [(r.instrument, r.interval_hours) for r in records] == [
@@ -256,11 +259,11 @@ def test_binance_control_frames(frame, kind):
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"r": "abc"}, "r is not a number"),
-        ({"p": None}, "missing p"),
+        ({"r": "abc"}, r"r='abc' \(expected float \| null, got str\)"),
+        ({"p": None}, r"p=None \(expected float, got null\)"),
         ({"r": "", "T": 0}, "not a perpetual"),
-        ({"E": "soon"}, "E is not a time in ms"),
-        ({"r": "NaN"}, "r is not a finite number"),
+        ({"E": "soon"}, r"E='soon' \(expected int, got str\)"),
+        ({"r": "NaN"}, r"r='NaN' \(expected float \| null, got str\)"),
         ({"e": "aggTrade"}, "not a markPriceUpdate"),
     ],
 )
@@ -273,7 +276,7 @@ def test_binance_malformed_events_are_parse_errors(change, reason):
 def test_binance_verbatim_samples():
     normaliser = BinanceFundingNormaliser()
     record = one(
-        normaliser.normalise(doc(sample("binance_markprice_combined_btcusdt_capture.json")), RECV)
+        normaliser.normalise(doc(sample("binance_markprice_combined_btcusdt_capture.json")), 0)
     )
     assert (record.instrument, record.underlying, record.rate, record.interval_hours) == (
         "BTCUSDT",
@@ -286,11 +289,14 @@ def test_binance_verbatim_samples():
     assert record.ts_event_ns == 1617308820003 * MS
     assert record.annualized == pytest.approx(0.00058455 * YEAR_8H)
     raw_event = one(
-        normaliser.normalise(doc(sample("binance_markprice_stream_event_docs.json")), 0)
+        # a 2019 sample: older than the 2021 one, so a normaliser of its own
+        BinanceFundingNormaliser().normalise(
+            doc(sample("binance_markprice_stream_event_docs.json")), 0
+        )
     )
     assert (raw_event.rate, raw_event.next_funding_ns) == (0.00038167, 1562306400000 * MS)
     arr = normaliser.normalise(
-        doc(sample("binance_markprice_all_arr_combined_usdm_capture.json")), RECV
+        doc(sample("binance_markprice_all_arr_combined_usdm_capture.json")), 0
     )
     assert [(r.record.instrument, r.record.rate) for r in arr] == [
         ("BTCUSDT", 0.00058959),
@@ -298,14 +304,14 @@ def test_binance_verbatim_samples():
     ]
     coinm = one(
         normaliser.normalise(
-            doc(sample("binance_markprice_combined_coinm_btcusd_perp_capture.json")), RECV
+            doc(sample("binance_markprice_combined_coinm_btcusd_perp_capture.json")), 0
         )
     )
     assert (coinm.underlying, coinm.index_price, coinm.rate) == ("BTC", None, 0.00073689)
-    premium = one(
-        normaliser.normalise(
+    premium = one(  # a 2020 sample: older than the 2021 ones
+        BinanceFundingNormaliser().normalise(
             doc(sample("binance_premium_index_rest_docs.json")),
-            RECV,
+            0,
             {"method": PREMIUM_INDEX, "params": {"symbol": "BTCUSDT"}},
         )
     )
@@ -377,7 +383,7 @@ def test_bybit_malformed_delta_is_rejected_and_leaves_the_ticker_as_it_was():
     snap = bybit_message("BTCUSDT", "snapshot", bybit_ticker("BTCUSDT", "0.0001"), T0_MS)
     normaliser.normalise(doc(snap), RECV)
     bad = bybit_message("BTCUSDT", "delta", {"symbol": "BTCUSDT", "fundingRate": "x"}, T0_MS + 1)
-    with pytest.raises(ParseError, match="fundingRate is not a number"):
+    with pytest.raises(ParseError, match=r"fundingRate='x' \(expected float \| null, got str\)"):
         normaliser.normalise(doc(bad), RECV)
     good = bybit_message("BTCUSDT", "delta", {"symbol": "BTCUSDT", "markPrice": "1.5"}, T0_MS + 2)
     record = one(normaliser.normalise(doc(good), RECV))
@@ -432,7 +438,7 @@ def test_bybit_verbatim_samples():
     normaliser = BybitFundingNormaliser()
     record = one(
         normaliser.normalise(
-            doc(sample("bybit_tickers_linear_perpetual_snapshot_docs_2025.json")), RECV
+            doc(sample("bybit_tickers_linear_perpetual_snapshot_docs_2025.json")), 0
         )
     )
     assert (record.instrument, record.underlying, record.rate, record.interval_hours) == (
@@ -451,7 +457,7 @@ def test_bybit_verbatim_samples():
     assert record.ts_event_ns == 1760325052630 * MS
     old = one(
         BybitFundingNormaliser().normalise(
-            doc(sample("bybit_tickers_linear_perpetual_snapshot_docs_2023.json")), RECV
+            doc(sample("bybit_tickers_linear_perpetual_snapshot_docs_2023.json")), 0
         )
     )
     assert (old.rate, old.interval_hours, old.open_interest_usd) == (-0.000212, 8.0, 1183601235.91)
@@ -491,7 +497,9 @@ def test_okx_interval_is_the_gap_between_funding_times():
         ts_recv_ns=RECV,
         open_interest_usd=None,
     )
-    four = okx_funding("BTC-USDT-SWAP", "0.0001", next_ms=NEXT_FUNDING_MS + 4 * H_MS)
+    four = okx_funding(
+        "BTC-USDT-SWAP", "0.0001", next_ms=NEXT_FUNDING_MS + 4 * H_MS, ts_ms=T0_MS + 3
+    )
     switched = one(normaliser.normalise(doc(okx_push(four)), RECV))
     assert (switched.interval_hours, switched.rate_8h) == (4.0, pytest.approx(0.0002))
     hourly = okx_funding("DOGE-USDT-SWAP", "-0.0001", next_ms=NEXT_FUNDING_MS + H_MS)
@@ -517,10 +525,13 @@ def test_okx_old_shape_falls_back_to_configured_interval_and_receive_time():
     [
         (
             okx_push(okx_funding("BTC-USDT-SWAP", "0.1", next_ms=NEXT_FUNDING_MS - H_MS)),
-            "nextFundingTime is not after fundingTime",
+            "nextFundingTime=1710025200000 is not after fundingTime=1710028800000",
         ),
-        (okx_push(okx_funding("BTC-USDT-SWAP", "1e-4x")), "fundingRate is not a number"),
-        (okx_push({"instId": "BTC-USDT-SWAP", "fundingRate": "0.1"}), "missing fundingTime"),
+        (
+            okx_push(okx_funding("BTC-USDT-SWAP", "1e-4x")),
+            r"fundingRate='1e-4x' \(expected float, got str\)",
+        ),
+        (okx_push({"instId": "BTC-USDT-SWAP", "fundingRate": "0.1"}), "fundingTime missing"),
         (b'{"arg":{"channel":"funding-rate","instId":"X"},"data":[]}', "non-empty list"),
         (b'{"arg":{"channel":"tickers","instId":"X"},"data":[{}]}', "unsupported OKX channel"),
         (b'{"data":[{}]}', "unrecognised OKX message"),
@@ -547,7 +558,8 @@ def test_okx_control_frames(frame, kind):
 
 def test_okx_verbatim_samples():
     normaliser = OkxFundingNormaliser()
-    record = one(normaliser.normalise(doc(sample("okx_funding_rate_push_docs.json")), RECV))
+    # a sample read offline (receive clock 0: not checked against one)
+    record = one(normaliser.normalise(doc(sample("okx_funding_rate_push_docs.json")), 0))
     assert (record.instrument, record.underlying, record.rate, record.interval_hours) == (
         "BTC-USD-SWAP",
         "BTC",
@@ -597,7 +609,7 @@ def test_stage_dead_letters_malformed_frames_and_passes_control_frames():
         (frames[2], "malformed JSON"),
         (frames[3], "OKX funding-rate BTC-USDT-SWAP"),
     ]
-    assert "fundingRate is not a number" in sink.dead_letters[1][1]
+    assert "fundingRate='oops' (expected float, got str)" in sink.dead_letters[1][1]
     assert stage.counts == {"messages": 5, "records": 2, "dead_letters": 2}
 
 
