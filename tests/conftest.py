@@ -16,6 +16,7 @@ from uuid import uuid4
 
 import pytest
 import redis
+from hypothesis import settings
 
 from connectors.common.kafka.embedded import EmbeddedKafka, resolve_tansu_binary
 from connectors.common.redis_embedded import EmbeddedRedis
@@ -29,6 +30,11 @@ STRICT_SKIPS_ENV = "REGIME_ENGINE_STRICT_SKIPS"
 # fixture tests when ../shared is absent.
 ALLOWED_SKIP_PREFIXES = ("apache-kafka:", SHARED_SKIP)
 _strict_skips = pytest.StashKey[bool]()
+
+# No per-example deadline anywhere: a loaded 2-core CI box makes an example's wall time
+# meaningless (a test's own ``@settings`` inherits this profile and keeps deadline=None).
+settings.register_profile("regime-engine", deadline=None)
+settings.load_profile("regime-engine")
 
 
 def pytest_configure(config: pytest.Config) -> None:

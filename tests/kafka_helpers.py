@@ -43,21 +43,53 @@ async def consume(
     try:
         deadline = time.monotonic() + timeout
         if not subscribe:
-            await consumer.topics()  # metadata of every topic
-            partitions = consumer.partitions_for_topic(topic) or set()
-            assert partitions, f"topic {topic!r} has no partitions"
-            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
+            await _assign_from_start(consumer, topic)
         while len(records) < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=100)
-            for batch in batches.values():
-                records.extend(batch)
+            await _poll(consumer, records, 100)
         settle_until = time.monotonic() + settle
         while time.monotonic() < settle_until:
-            batches = await consumer.getmany(timeout_ms=50)
-            for batch in batches.values():
-                records.extend(batch)
+            await _poll(consumer, records, 50)
     finally:
         await asyncio.shield(consumer.stop())
     return records
+
+
+async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[ConsumerRecord]:
+    """Every record ``topic`` holds now: read from the beginning up to each partition's end
+    offset at the call (a condition; ``timeout`` is only a generous cap, reaching it fails)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        ends = await consumer.end_offsets(await _assign_from_start(consumer, topic))
+        deadline = time.monotonic() + timeout
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, f"{topic!r} not read to its end in {timeout} s"
+            await _poll(consumer, records, 100)
+    finally:
+        await asyncio.shield(consumer.stop())
+    return records
+
+
+async def _assign_from_start(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign ``consumer`` every partition of ``topic`` (no group join), from the beginning."""
+    await consumer.topics()  # metadata of every topic
+    partitions = consumer.partitions_for_topic(topic) or set()
+    assert partitions, f"topic {topic!r} has no partitions"
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    await consumer.seek_to_beginning(*assigned)
+    return assigned
+
+
+async def _poll(consumer: AIOKafkaConsumer, records: list[ConsumerRecord], timeout_ms: int) -> None:
+    batches = await consumer.getmany(timeout_ms=timeout_ms)
+    for batch in batches.values():
+        records.extend(batch)

@@ -136,6 +136,13 @@ async def wait_blocked_in_xread(client: aioredis.Redis, name: str, timeout: floa
             await asyncio.sleep(0.005)
 
 
+async def kill_named(client: aioredis.Redis, name: str) -> int:
+    """CLIENT KILL the connections named ``name`` (only the subscriber's: other tests' clients
+    on the shared server are spared); how many were killed."""
+    ids = [info["id"] for info in await client.client_list() if info.get("name") == name]
+    return sum([await client.client_kill_filter(_id=i) for i in ids])
+
+
 # -- config -----------------------------------------------------------------------------
 
 
@@ -415,7 +422,7 @@ async def test_reconnect_rereads_levels_and_resumes(
             await wait_blocked_in_xread(writer, name)
             second = make_levels(u, spot=2.0)
             await set_levels(writer, second)
-            killed = await writer.client_kill_filter(_type="normal", skipme=True)
+            killed = await kill_named(writer, name)
             assert killed == 1
             later = make_event(u, 2)
             later_id = await publish(writer, later)
@@ -433,6 +440,7 @@ async def test_client_kill_while_writing_no_gap_no_duplicate(
     redis_server_url: str, writer: aioredis.Redis
 ) -> None:
     u1, u2 = new_underlying(), new_underlying()
+    name = f"sub-{u1}"
     total, kill_every = 240, 40
     written: list[tuple[str, str]] = []
     kills: list[int] = []
@@ -442,10 +450,12 @@ async def test_client_kill_while_writing_no_gap_no_duplicate(
             u = u1 if n % 3 else u2
             written.append((await publish(writer, make_event(u, n)), u))
             if n % kill_every == kill_every - 1:
-                kills.append(await writer.client_kill_filter(_type="normal", skipme=True))
+                kills.append(await kill_named(writer, name))
             await asyncio.sleep(0.001)
 
-    cfg = SubscriberConfig(redis_server_url, underlyings=(u1, u2), start_id="$", count=7, **FAST)
+    cfg = SubscriberConfig(
+        redis_server_url, underlyings=(u1, u2), start_id="$", count=7, client_name=name, **FAST
+    )
     async with RegimeSubscriber(cfg) as sub:
         got: list[Delivery] = []
         async with asyncio.TaskGroup() as group:

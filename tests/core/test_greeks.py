@@ -24,30 +24,50 @@ def _d1_d2(x, strike, tau, sigma, carry):
     return d1, d1 - sd
 
 
+TINY = 1e-300  # below this a double reference has underflowed (or lost its relative precision)
+
+
 def _close(actual: float, expected: float) -> bool:
-    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-300)
+    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=TINY)
 
 
-@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
-def test_gamma_matches_scipy(x, tau, sigma, rates):
-    rate, carry = rates
+def _check(actual: float, expected: float, log_bound: float) -> None:
+    """``actual`` matches ``expected``; where ``expected`` underflowed, the log-space bound
+    ``log_bound`` on the true magnitude (no underflow there) shows it is below TINY too."""
+    if abs(expected) > TINY:
+        assert _close(actual, expected)
+    else:
+        assert log_bound < math.log(TINY), (
+            "the reference underflowed but the true value is not tiny"
+        )
+        assert abs(actual) <= TINY
+
+
+def _log_sum(*logs: float) -> float:
+    """log(sum(exp(l))) without underflow."""
+    top = max(logs)
+    return top if top == -math.inf else top + math.log(sum(math.exp(v - top) for v in logs))
+
+
+def _log_abs(value: float) -> float:
+    return math.log(abs(value)) if value else -math.inf
+
+
+def _expected_gamma(x, tau, sigma, rate, carry):
     d1, _ = _d1_d2(x, 100.0, tau, sigma, carry)
     expected = math.exp((carry - rate) * tau) * norm.pdf(d1) / (x * sigma * math.sqrt(tau))
-    assert _close(pricing.bsm_gamma(x, 100.0, tau, sigma, rate, carry), expected)
+    log_bound = (carry - rate) * tau + norm.logpdf(d1) - math.log(x * sigma * math.sqrt(tau))
+    return expected, log_bound
 
 
-@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
-def test_vanna_matches_scipy(x, tau, sigma, rates):
-    rate, carry = rates
+def _expected_vanna(x, tau, sigma, rate, carry):
     d1, d2 = _d1_d2(x, 100.0, tau, sigma, carry)
     expected = -math.exp((carry - rate) * tau) * norm.pdf(d1) * d2 / sigma
-    assert _close(pricing.bsm_vanna(x, 100.0, tau, sigma, rate, carry), expected)
+    log_bound = (carry - rate) * tau + norm.logpdf(d1) + _log_abs(d2) - math.log(sigma)
+    return expected, log_bound
 
 
-@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
-@pytest.mark.parametrize("is_call", [True, False])
-def test_charm_matches_scipy(x, tau, sigma, rates, is_call):
-    rate, carry = rates
+def _expected_charm(x, tau, sigma, rate, carry, is_call):
     d1, d2 = _d1_d2(x, 100.0, tau, sigma, carry)
     sd = sigma * math.sqrt(tau)
     common = norm.pdf(d1) * (carry / sd - d2 / (2 * tau))
@@ -56,7 +76,47 @@ def test_charm_matches_scipy(x, tau, sigma, rates, is_call):
         expected = -growth * (common + (carry - rate) * norm.cdf(d1))
     else:
         expected = -growth * (common - (carry - rate) * norm.cdf(-d1))
-    assert _close(pricing.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call), expected)
+    # |charm| <= growth × (|pdf term| + |carry - rate| × cdf), each term in log space
+    log_cdf = norm.logcdf(d1) if is_call else norm.logcdf(-d1)
+    log_bound = (carry - rate) * tau + _log_sum(
+        norm.logpdf(d1) + _log_abs(carry / sd - d2 / (2 * tau)),
+        _log_abs(carry - rate) + log_cdf,
+    )
+    return expected, log_bound
+
+
+def test_the_grid_is_mostly_meaningful():
+    """The underflowed cases (checked by their log-space bound only) are counted, so a change
+    of grid cannot make most of it compare 0 with 0."""
+    gammas = [_expected_gamma(x, t, v, *r)[0] for x, t, v, r in CASES]
+    vannas = [_expected_vanna(x, t, v, *r)[0] for x, t, v, r in CASES]
+    charms = [_expected_charm(x, t, v, *r, c)[0] for x, t, v, r in CASES for c in (True, False)]
+    assert len(CASES) == 480
+    assert sum(abs(g) > TINY for g in gammas) == 360
+    assert sum(abs(g) > TINY for g in vannas) == 360
+    assert sum(abs(g) > TINY for g in charms) == 780
+
+
+@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
+def test_gamma_matches_scipy(x, tau, sigma, rates):
+    rate, carry = rates
+    expected, log_bound = _expected_gamma(x, tau, sigma, rate, carry)
+    _check(pricing.bsm_gamma(x, 100.0, tau, sigma, rate, carry), expected, log_bound)
+
+
+@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
+def test_vanna_matches_scipy(x, tau, sigma, rates):
+    rate, carry = rates
+    expected, log_bound = _expected_vanna(x, tau, sigma, rate, carry)
+    _check(pricing.bsm_vanna(x, 100.0, tau, sigma, rate, carry), expected, log_bound)
+
+
+@pytest.mark.parametrize(("x", "tau", "sigma", "rates"), CASES)
+@pytest.mark.parametrize("is_call", [True, False])
+def test_charm_matches_scipy(x, tau, sigma, rates, is_call):
+    rate, carry = rates
+    expected, log_bound = _expected_charm(x, tau, sigma, rate, carry, is_call)
+    _check(pricing.bsm_charm(x, 100.0, tau, sigma, rate, carry, is_call), expected, log_bound)
 
 
 def _delta(x, strike, tau, sigma, rate, carry, is_call):

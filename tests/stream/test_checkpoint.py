@@ -62,6 +62,7 @@ from tests.integration.test_pipeline import (
     run_engine,
     stream,
 )
+from tests.redis_helpers import flush_db
 
 NS = 1_000_000_000
 TOPICS = Topics()
@@ -360,7 +361,7 @@ async def test_killed_engine_resumes_from_its_checkpoint(
     await ingest(kafka_bootstrap, topics, path)
     base = redis_url.rsplit("/", 1)[0]
     reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(reference_url).flushdb()
+    await flush_db(reference_url)
     whole = await run_engine(
         engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0)
     )
@@ -443,8 +444,23 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
 
         await _until(all_on_second, "A's partitions did not move to B")
         await ingest(kafka_bootstrap, topics, halves[1])
-        await asyncio.sleep(0.5)
-        await asyncio.wait_for(second.caught_up.wait(), 60)
+        # One engine reading it all (its own group and database) gives the expected stream;
+        # B runs until its stream is that long (a condition, not a fixed sleep).
+        base = redis_url.rsplit("/", 1)[0]
+        reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
+        await flush_db(reference_url)
+        await run_engine(
+            replace(
+                engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0),
+                group_id=f"{topics.prefix}reference",
+            )
+        )
+        reference = [e.id for _, e in await stream(reference_url)]
+
+        async def all_published() -> bool:
+            return await count() >= len(reference)
+
+        await _until(all_published, "B did not publish the whole session")
     finally:
         stop_first.set()
         stop_second.set()
@@ -452,17 +468,6 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
     report_second = running_second.result()
     ids = [e.id for _, e in await stream(redis_url)]
     await client.aclose()
-
-    base = redis_url.rsplit("/", 1)[0]
-    reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
-    await Redis.from_url(reference_url).flushdb()
-    await run_engine(
-        replace(
-            engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0),
-            group_id=f"{topics.prefix}reference",
-        )
-    )
-    reference = [e.id for _, e in await stream(reference_url)]
     assert 0 < after_first_half < len(reference)
     assert ids == reference
     assert max(Counter(ids).values()) == 1

@@ -202,7 +202,9 @@ async def test_no_answer_within_the_timeout_is_a_one_line_error(tmp_path: Path) 
     started = time.monotonic()
     with pytest.raises(EmbeddedRedisError) as info:
         await server.start()
-    assert time.monotonic() - started < 3.0
+    # gave up after its 0.5 s startup timeout (+ 1 s stop), long before the fake's 30 s sleep
+    # ends; the cap leaves room for a loaded CI box spawning processes slowly
+    assert time.monotonic() - started < 10.0
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("silent-server did not answer PING on 127.0.0.1:")

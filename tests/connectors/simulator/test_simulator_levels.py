@@ -15,7 +15,7 @@ from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
 from schemas.records import decode_record
 from schemas.ticks import OptionTicks
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import consume_all
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +44,15 @@ def test_capture_levels_match_what_the_simulator_saw(session):
 
 
 def test_cli_levels_from_capture(session, capsys):
-    path, _ = session
+    path, summary = session
     assert main(["levels", str(path), "--format", "capture", "--json"]) == 0
     out = orjson.loads(capsys.readouterr().out)
     (expected,) = levels_from_capture(path, LevelsConfig())
     assert out == orjson.loads(orjson.dumps(expected.to_dict()))
+    # and against what the simulator saw (not the function the CLI calls)
+    final = summary.final_levels
+    assert (out["call_wall"], out["put_wall"]) == (final["call_wall"], final["put_wall"])
+    assert out["zero_gamma"] == pytest.approx(final["zero_gamma"], rel=2e-3)
     assert main(["levels", str(path), "--format", "capture", "--model", "flow", "--json"]) == 0
     flow = orjson.loads(capsys.readouterr().out)
     assert flow["model"] == "flow" and flow["net_gex"] != out["net_gex"]  # trades moved inventory
@@ -64,7 +68,7 @@ async def test_capture_levels_equal_levels_through_kafka(session, kafka_bootstra
     )
     assert report.counts["dead_letters"] == 0
     by_topic = {
-        topic: await consume(kafka_bootstrap, topic, 10**9, timeout=2.0)
+        topic: await consume_all(kafka_bootstrap, topic)
         for topic in (
             topics.options,
             topics.underlying,
