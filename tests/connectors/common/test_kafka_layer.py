@@ -212,8 +212,10 @@ async def test_oversized_dead_letter_is_truncated_not_lost(
     headers = dict(record.headers)
     assert headers["truncated"] == b"512000"
     # 90% of max_request_bytes less 16 + len(key) + len(value) per header (hand-computed):
-    # 90_000 - (29 reason + 25 venue + 44 source + 24 recv_ns) = 89_878 bytes kept
-    assert len(record.value) == 89_878
+    # 90_000 - (29 reason + 25 venue + 44 source + 24 recv_ns + 37 reason_class "malformed")
+    # = 89_841 bytes kept
+    assert len(record.value) == 89_841
+    assert headers["reason_class"] == b"malformed"
     assert raw.startswith(record.value)
 
 
