@@ -143,16 +143,20 @@ def check_event_time(ts_event_ns: int, recv_ns: int, field: str = "timestamp") -
         )
 
 
-# (field, low, high, low inclusive, none allowed): the domain of each numeric field of an
-# option contract as the book takes it.
-_CONTRACT_FIELDS = (
-    ("open_interest", 0.0, MAX_OPEN_INTEREST, True, False),
-    ("iv", 0.0, MAX_IV, True, True),  # 0 = no vol: contributes nothing, as None
-    ("underlying_price", 0.0, MAX_PRICE, False, False),
-    ("index_price", 0.0, MAX_PRICE, False, True),
-    ("multiplier", 0.0, MAX_MULTIPLIER, False, False),
-    ("gamma", 0.0, MAX_GAMMA, True, True),
-)
+# The domain of each numeric field of an option contract as the book takes it:
+# (low, high, low inclusive). A contract may leave iv, index_price and gamma as None; a
+# column (chain delta, ticker pack) says "none" with NaN, in those and in underlying_price
+# (a chain delta's null forward: quoted against spot).
+_FIELD_DOMAIN = {
+    "open_interest": (0.0, MAX_OPEN_INTEREST, True),
+    "iv": (0.0, MAX_IV, True),  # 0 = no vol: contributes nothing, as None
+    "underlying_price": (0.0, MAX_PRICE, False),
+    "index_price": (0.0, MAX_PRICE, False),
+    "multiplier": (0.0, MAX_MULTIPLIER, False),
+    "gamma": (0.0, MAX_GAMMA, True),
+}
+_CONTRACT_NONE_OK = frozenset({"iv", "index_price", "gamma"})
+_COLUMN_NAN_OK = _CONTRACT_NONE_OK | {"underlying_price"}
 
 
 def _value_problem(
@@ -196,8 +200,9 @@ def contract_problem(contract: Any) -> str | None:
             return None
     except (TypeError, ArithmeticError):  # a string, a NaN strike: found below
         pass
-    for name, low, high, inclusive, none_ok in _CONTRACT_FIELDS:
-        problem = _value_problem(name, getattr(contract, name), low, high, inclusive, none_ok)
+    for name, (low, high, inclusive) in _FIELD_DOMAIN.items():
+        value = getattr(contract, name)
+        problem = _value_problem(name, value, low, high, inclusive, name in _CONTRACT_NONE_OK)
         if problem is not None:
             return f"{contract.instrument}: {problem}"
     strike = contract.strike
@@ -214,16 +219,18 @@ def price_problem(name: str, value: Any) -> str | None:
     return _value_problem(name, value, 0.0, MAX_PRICE, False, False)
 
 
-# Columns of chain deltas and ticker packs: (low, high, low inclusive); NaN = none where
-# the column allows none.
-_COLUMN_DOMAIN = {
-    "open_interest": (0.0, MAX_OPEN_INTEREST, True, False),
-    "iv": (0.0, MAX_IV, True, True),
-    "underlying_price": (0.0, MAX_PRICE, False, True),
-    "index_price": (0.0, MAX_PRICE, False, True),
-    "multiplier": (0.0, MAX_MULTIPLIER, False, False),
-    "gamma": (0.0, MAX_GAMMA, True, True),
-}
+def _good_rows(name: str, values: np.ndarray, nan_ok: bool) -> np.ndarray:
+    low, high, inclusive = _FIELD_DOMAIN[name]
+    good = (values >= low if inclusive else values > low) & (values <= high)
+    if nan_ok:
+        good |= np.isnan(values)
+    return good
+
+
+def _row_reason(name: str, values: np.ndarray, row: int, instruments: Any) -> str:
+    who = f"{instruments[row]}: " if instruments is not None else f"row {row}: "
+    low, high, inclusive = _FIELD_DOMAIN[name]
+    return who + str(_value_problem(name, float(values[row]), low, high, inclusive, False))
 
 
 def column_problem(
@@ -231,34 +238,19 @@ def column_problem(
 ) -> str | None:
     """Why a float64 column cannot enter the book (first bad row), or None. ``nan_ok``
     overrides whether NaN ("none") is allowed in this column."""
-    low, high, inclusive, column_nan_ok = _COLUMN_DOMAIN[name]
-    nan_ok = column_nan_ok if nan_ok is None else nan_ok
-    above = values >= low if inclusive else values > low
-    good = above & (values <= high)
-    if nan_ok:
-        good |= np.isnan(values)
+    good = _good_rows(name, values, name in _COLUMN_NAN_OK if nan_ok is None else nan_ok)
     if good.all():
         return None
-    row = int(np.argmin(good))
-    who = f"{instruments[row]}: " if instruments is not None else f"row {row}: "
-    problem = _value_problem(name, float(values[row]), low, high, inclusive, False)
-    return f"{who}{problem}"
+    return _row_reason(name, values, int(np.argmin(good)), instruments)
 
 
-def row_problems(
-    columns: dict[str, np.ndarray], instruments: Any, nan_ok: dict[str, bool] | None = None
-) -> dict[int, str]:
+def row_problems(columns: dict[str, np.ndarray], instruments: Any) -> dict[int, str]:
     """Every row of a column set with a value outside its domain → the first reason
     (``instrument: field=value (expected …)``); empty when all rows are good."""
     out: dict[int, str] = {}
     for name, values in columns.items():
-        low, high, inclusive, column_nan_ok = _COLUMN_DOMAIN[name]
-        allow_nan = column_nan_ok if nan_ok is None else nan_ok.get(name, column_nan_ok)
-        good = (values >= low if inclusive else values > low) & (values <= high)
-        if allow_nan:
-            good |= np.isnan(values)
-        for row in np.flatnonzero(~good).tolist():
+        bad = np.flatnonzero(~_good_rows(name, values, name in _COLUMN_NAN_OK))
+        for row in bad.tolist():
             if row not in out:
-                problem = _value_problem(name, float(values[row]), low, high, inclusive, False)
-                out[row] = f"{instruments[row]}: {problem}"
+                out[row] = _row_reason(name, values, row, instruments)
     return dict(sorted(out.items()))
