@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-T0_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z
-
-
-def venue_clock() -> Callable[[], int]:
-    """A receive clock starting now at T0 (the fake venue's time), for a client under test."""
-    started = time.monotonic_ns()
-    return lambda: T0_MS * 1_000_000 + time.monotonic_ns() - started
+from tests.fakes.clock import T0_MS, venue_clock  # noqa: F401 - re-exported
 
 
 def instrument(name: str, strike: float, right: str, expiry_ms: int, iid: int) -> dict[str, Any]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,15 +19,10 @@ import orjson
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-T0_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z
+from tests.fakes.clock import T0_MS, venue_clock  # noqa: F401 - re-exported
+
 H_MS = 3_600_000
 NEXT_FUNDING_MS = 1_710_028_800_000  # 2024-03-10T00:00:00Z
-
-
-def venue_clock() -> Callable[[], int]:
-    """A receive clock starting now at T0 (the fake venues' time), for a client under test."""
-    started = time.monotonic_ns()
-    return lambda: T0_MS * 1_000_000 + time.monotonic_ns() - started
 
 
 # ---------------------------------------------------------------------------- Binance
