@@ -273,19 +273,17 @@ def _rows_one_by_one(doc: Any, recv_ns: int) -> tuple[_Document, dict[int, str]]
 def _symbol_problems(instruments: list[str], known: dict[int, str]) -> dict[int, str]:
     """Rows whose OCC symbol does not parse (or whose underlying differs from the rest)."""
     problems: dict[int, str] = {}
-    underlyings: dict[str, int] = {}
+    underlying_of: dict[int, str] = {}
     for index, symbol in enumerate(instruments):
         if index in known:
             continue
         try:
-            underlying = _terms(symbol)[0]
+            underlying_of[index] = _terms(symbol)[0]
         except ParseError as exc:
             problems[index] = exc.reason
-            continue
-        underlyings.setdefault(underlying, index)
-    if len(underlyings) > 1:
-        first = min(underlyings, key=underlyings.__getitem__)
-        for index, symbol in enumerate(instruments):
-            if index not in problems and index not in known and _terms(symbol)[0] != first:
-                problems[index] = f"{symbol}: underlying {_terms(symbol)[0]} is not {first}"
+    if len(set(underlying_of.values())) > 1:
+        first = underlying_of[min(underlying_of)]
+        for index, underlying in underlying_of.items():
+            if underlying != first:
+                problems[index] = f"{instruments[index]}: underlying {underlying} is not {first}"
     return problems
