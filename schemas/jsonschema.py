@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from schemas.events import DIRECTIONS, EVENT_SCHEMA, EVENT_TYPES, RegimeEvent
-from schemas.levels import BUCKETS, LEVEL_KEYS, REGIMES, UNITS, BucketLevels, Levels
+from schemas.levels import (
+    BUCKETS,
+    LEVEL_KEYS,
+    REGIMES,
+    UNITS,
+    WALL_RULES,
+    BucketLevels,
+    Levels,
+)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://regime-engine.dev/schemas/"
@@ -35,14 +43,28 @@ _BUCKET_DOC = {
         f"Root of the dealer gamma profile nearest spot, {_PRICE}; null when none in range."
     ),
     "zero_gamma_crossings": f"Every root of the gamma profile in its range, ascending, {_PRICE}.",
-    "call_wall": f"Strike with the largest positive net dealer call GEX, {_PRICE}; null if none.",
-    "put_wall": (f"Strike with the largest-magnitude net dealer put GEX, {_PRICE}; null if none."),
+    "call_wall": (
+        f"Strike with the largest positive net dealer call GEX, {_PRICE}; null if none. "
+        "wall_rule side: among strikes at or above spot within the wall window."
+    ),
+    "put_wall": (
+        f"Strike with the largest-magnitude net dealer put GEX, {_PRICE}; null if none. "
+        "wall_rule side: among strikes at or below spot within the wall window."
+    ),
     "abs_gamma_strike": (
         f"Strike with the largest unnetted |call|+|put| GEX, {_PRICE}; null if none."
     ),
     "regime": "Gamma regime of the bucket; null for an empty bucket.",
     "contracts_used": "Number of contracts that contributed to the bucket.",
     "expiries": "ISO-8601 UTC settlement instants of the expiries in the bucket.",
+    "call_wall_oi": (
+        f"Strike with the largest call open interest at or above spot within the wall window, "
+        f"{_PRICE}; null if none."
+    ),
+    "put_wall_oi": (
+        f"Strike with the largest put open interest at or below spot within the wall window, "
+        f"{_PRICE}; null if none."
+    ),
 }
 _LEVELS_DOC = {
     "underlying": "Underlying: coin (BTC, ETH), index or ETF root (SPX, SPY), CME product (ES).",
@@ -56,6 +78,10 @@ _LEVELS_DOC = {
     "units": "Units of every GEX value: US dollars per 1% move of the underlying.",
     "gamma_source": '"iv" (re-priced from implied vol) or "venue" (venue-published gamma).',
     "buckets": "Levels of each expiry bucket (all, 0dte, front), keyed by bucket name.",
+    "wall_rule": (
+        '"side" (call wall at or above spot, put wall at or below, within a window) or '
+        '"global" (the whole chain).'
+    ),
 }
 _EVENT_DOC = {
     "schema": "Event schema name and version.",
@@ -179,6 +205,7 @@ def levels_schema() -> dict[str, Any]:
             "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$",
         },
         "units": {"type": "string", "const": UNITS},
+        "wall_rule": _enum(fields["wall_rule"], WALL_RULES),
         "buckets": buckets,
     }
     bucket = _bucket_properties()

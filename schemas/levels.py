@@ -20,7 +20,10 @@ LEVEL_KEYS = (
     "abs_gamma_strike",
     "regime",
     "contracts_used",
+    "call_wall_oi",
+    "put_wall_oi",
 )
+WALL_RULES = ("side", "global")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ class BucketLevels:
     regime: str | None  # "positive" | "negative" | "transition"; None for an empty bucket
     contracts_used: int
     expiries: tuple[str, ...] = ()  # ISO settlement instants of the expiries in the bucket
+    call_wall_oi: float | None = None  # strike with the largest call OI at or above spot
+    put_wall_oi: float | None = None  # strike with the largest put OI at or below spot
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +53,8 @@ class BucketLevels:
             "regime": self.regime,
             "contracts_used": self.contracts_used,
             "expiries": list(self.expiries),
+            "call_wall_oi": self.call_wall_oi,
+            "put_wall_oi": self.put_wall_oi,
         }
 
     @classmethod
@@ -62,6 +69,8 @@ class BucketLevels:
             regime=data["regime"],
             contracts_used=int(data["contracts_used"]),
             expiries=tuple(data.get("expiries", ())),
+            call_wall_oi=data.get("call_wall_oi"),
+            put_wall_oi=data.get("put_wall_oi"),
         )
 
 
@@ -84,6 +93,7 @@ class Levels:
     preset: str | None
     gamma_source: str  # "iv" (re-priced from implied vol) or "venue" (published gamma)
     buckets: dict[str, BucketLevels] = field(default_factory=dict)
+    wall_rule: str = "side"  # "side" (DESIGN §2.6) or "global" (the whole chain, §2.1)
 
     @property
     def all(self) -> BucketLevels:
@@ -98,6 +108,8 @@ class Levels:
     abs_gamma_strike = property(lambda self: self.all.abs_gamma_strike)
     regime = property(lambda self: self.all.regime)
     contracts_used = property(lambda self: self.all.contracts_used)
+    call_wall_oi = property(lambda self: self.all.call_wall_oi)
+    put_wall_oi = property(lambda self: self.all.put_wall_oi)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -109,6 +121,7 @@ class Levels:
             "preset": self.preset,
             "units": UNITS,
             "gamma_source": self.gamma_source,
+            "wall_rule": self.wall_rule,
         }
         top = self.buckets["all"].to_dict()
         out.update({key: top[key] for key in LEVEL_KEYS})
@@ -125,6 +138,7 @@ class Levels:
             preset=data["preset"],
             gamma_source=data["gamma_source"],
             buckets={k: BucketLevels.from_dict(v) for k, v in data["buckets"].items()},
+            wall_rule=data.get("wall_rule", "global"),  # levels from before §2.6: global
         )
 
 

@@ -72,3 +72,31 @@ def sign_changes(values: list[float], spots: list[float]) -> list[float]:
         if (a < 0 < b) or (a > 0 > b):
             roots.append(spots[g] + (spots[g + 1] - spots[g]) * a / (a - b))
     return roots
+
+
+def side_walls(
+    by_strike: dict[float, tuple[float, float]], spot: float, lo: float, hi: float
+) -> tuple[float | None, float | None]:
+    """(call wall, put wall) by the side rule: the largest |call| among strikes in [spot, hi],
+    the largest |put| among strikes in [lo, spot]; None when no such strike has a nonzero
+    value. Ties go to the first strike in ``by_strike``'s order."""
+    call_wall = put_wall = None
+    best_call = best_put = 0.0
+    for strike, (call, put) in by_strike.items():
+        if spot <= strike <= hi and abs(call) > best_call:
+            call_wall, best_call = strike, abs(call)
+        if lo <= strike <= spot and abs(put) > best_put:
+            put_wall, best_put = strike, abs(put)
+    return call_wall, put_wall
+
+
+def strike_open_interest(
+    rows: list[tuple[float, bool, float]],
+) -> dict[float, tuple[float, float]]:
+    """strike → (call OI, put OI) from (strike, is_call, open interest) rows; OI ≤ 0 ignored."""
+    out: dict[float, list[float]] = {}
+    for strike, is_call, oi in rows:
+        sides = out.setdefault(strike, [0.0, 0.0])
+        if oi > 0:
+            sides[0 if is_call else 1] += oi
+    return {k: (v[0], v[1]) for k, v in out.items()}

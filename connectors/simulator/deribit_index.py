@@ -169,7 +169,9 @@ class IndexPath(MarketQuotes):
         """Record the index crossing a level: beyond it by CROSSING_BAND, as the book sees it.
 
         A wall that moves to another strike, or a zero gamma that jumps to another root,
-        starts afresh instead of counting as a crossing.
+        starts afresh instead of counting as a crossing; except a side-rule wall that steps
+        on because spot reached it (DESIGN §2.6): that wall stays the one in force until
+        spot is beyond it by the band (a crossing) or back inside.
         """
         for name in ("zero_gamma", "call_wall", "put_wall"):
             level = getattr(self.levels, name)
@@ -177,6 +179,16 @@ class IndexPath(MarketQuotes):
             if level is None:
                 self.sides[name] = (0, None)
                 continue
+            outward = 1 if name == "call_wall" else -1
+            if name != "zero_gamma" and seen is not None and level != seen and side == -outward:
+                past = (self.spot / seen - 1.0) * outward
+                if past > CROSSING_BAND:
+                    direction = "up" if outward > 0 else "down"
+                    self.crossings.append(
+                        LevelCrossing(ts_ms * NS_PER_MS, name, direction, seen, self.spot)
+                    )
+                elif past >= -CROSSING_BAND:
+                    continue  # at the wall in force: wait for the band either way
             if seen is None or abs(level / seen - 1.0) > (0.005 if name == "zero_gamma" else 0):
                 side = 0  # a new level: no crossing until the spot has been on one side
             if self.spot > level * (1.0 + CROSSING_BAND):

@@ -265,6 +265,9 @@ class GammaBook(ChainUpdates):
         if new_slots:
             new = np.array(new_slots, dtype=np.int64)
             self.slot_f[k.F_TAU, new] = self._tau_of(self.slot_expiry_ns[new], self.t_ref_ns)
+        if slots:  # the last update of a slot wins, as in the quote batches
+            oi = {slot: c.open_interest for slot, c in zip(slots, contracts, strict=True)}
+            self.slot_f[k.F_OI, np.fromiter(oi, np.int64, len(oi))] = list(oi.values())
         batch = self._batch
         batch.clear()
         for slot, contract in zip(slots, contracts, strict=True):

@@ -12,6 +12,7 @@ from schemas.config import Config, ConfigError
 GAMMA_SOURCES = ("iv", "venue")
 GRID_SPACINGS = ("log", "linear")
 ROOT_RULES = ("nearest", "first")
+WALL_RULES = ("side", "global")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,10 @@ class LevelsConfig(Config):
     recenter_fraction: float = 0.25  # re-centre the grid when spot leaves this part of it
     preset: str | None = None
     flow_prior_weight: float = 1.0  # --model flow: share of OI seeded in the prior direction
+    # Walls (DESIGN §2.6): "side" searches the call wall at or above spot and the put wall at
+    # or below it, among strikes within ±wall_window × spot; "global" is the whole chain.
+    wall_rule: str = "side"
+    wall_window: float = 0.15
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODELS)
@@ -41,6 +46,10 @@ class LevelsConfig(Config):
         _check_choice("time_model", self.time_model, tuple(TIME_MODELS))
         _check_choice("grid_spacing", self.grid_spacing, GRID_SPACINGS)
         _check_choice("root_rule", self.root_rule, ROOT_RULES)
+        _check_choice("wall_rule", self.wall_rule, WALL_RULES)
+        window = self.wall_window
+        if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 1:
+            raise ConfigError(f"wall_window must be in (0, 1], got {self.wall_window}")
         if not 2 <= self.grid_points <= 100_000:
             raise ConfigError(f"grid_points must be in [2, 100000], got {self.grid_points}")
         if not 0.0 < self.grid_low < 1.0 < self.grid_high:
@@ -74,6 +83,7 @@ PRESETS: dict[str, LevelsConfig] = {
         root_rule="first",
         refine_root=False,
         use_forwards=False,
+        wall_rule="global",
         preset="perfiliev",
     ),
 }

@@ -39,7 +39,8 @@ F_VENUE_GAMMA = 6  # venue-published gamma per 1 unit of the quoted underlying (
 F_A = 7  # derived: ln(basis / K) + σ²T/2
 F_INV_SD = 8  # derived: 1 / (σ√T)
 F_WEIGHT = 9  # derived: position × multiplier × 0.01 × basis / (σ√T √(2π))
-N_SLOT_F = 10
+F_OI = 10  # open interest, contracts (NaN when unknown)
+N_SLOT_F = 11
 
 # slot_i rows
 I_STATE = 0  # SLOT_EMPTY, SLOT_PRESENT (listed, maybe expired or without IV)
@@ -343,6 +344,49 @@ def walls(call_gex, put_gex) -> tuple[int, int, int]:
 
 
 @njit(cache=True)
+def side_walls(call_values, put_values, strikes, spot, lo, hi) -> tuple[int, int]:
+    """Side-aware walls (DESIGN §2.6): indices of the largest |call value| among strikes in
+    ``[spot, hi]`` and of the largest |put value| among strikes in ``[lo, spot]`` (−1 when
+    none is nonzero). Used on per-strike GEX (the walls) and per-strike OI (the OI walls).
+    """
+    call_idx = -1
+    put_idx = -1
+    best_call = 0.0
+    best_put = 0.0
+    for k in range(call_values.shape[0]):
+        strike = strikes[k]
+        if strike < lo or strike > hi:
+            continue
+        c = abs(call_values[k])
+        p = abs(put_values[k])
+        if strike >= spot and c > best_call:
+            best_call = c
+            call_idx = k
+        if strike <= spot and p > best_put:
+            best_put = p
+            put_idx = k
+    return call_idx, put_idx
+
+
+@njit(cache=True)
+def strike_open_interest(slot_f, slot_i, n_slots, bucket_bit, call_oi, put_oi) -> None:
+    """Per-strike call and put open interest of one bucket's contracts, into the arrays."""
+    call_oi[:] = 0.0
+    put_oi[:] = 0.0
+    for i in range(n_slots):
+        if not (slot_i[I_BUCKETS, i] & bucket_bit) or slot_i[I_STATE, i] != SLOT_PRESENT:
+            continue
+        oi = slot_f[F_OI, i]
+        if not (oi > 0.0):
+            continue
+        k = slot_i[I_STRIKE_IDX, i]
+        if slot_i[I_IS_CALL, i] == 1:
+            call_oi[k] += oi
+        else:
+            put_oi[k] += oi
+
+
+@njit(cache=True)
 def profile_crossings(row, spots, roots, brackets) -> int:
     """Linear-interpolated sign changes of ``row`` over ``spots``; returns their count.
 
@@ -396,5 +440,7 @@ def warm_up() -> None:
     live = np.zeros(n, dtype=np.int64)
     total_gex_at(100.0, slot_f, live[: live_slots_into(slot_i, n, BUCKET_ALL, live)])
     walls(call, put)
+    side_walls(call, put, slot_f[F_STRIKE], 100.0, 85.0, 115.0)
+    strike_open_interest(slot_f, slot_i, n, BUCKET_ALL, call, put)
     out = np.zeros(4)
     profile_crossings(profile[0], np.exp(log_s), out, np.zeros((2, 4), dtype=np.int64))

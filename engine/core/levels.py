@@ -36,6 +36,7 @@ def compute_levels(book: GammaBook) -> Levels:
         preset=cfg.preset,
         gamma_source=cfg.gamma_source,
         buckets=buckets,
+        wall_rule=cfg.wall_rule,
     )
 
 
@@ -73,6 +74,12 @@ def bucket_levels(
     if used == 0:
         return BucketLevels(0.0, None, (), None, None, None, None, 0, expiries)
     call_idx, put_idx, abs_idx = k.walls(call, put)
+    strikes = book.strike_values[: book.n_strikes]
+    lo, hi = book.spot * (1.0 - cfg.wall_window), book.spot * (1.0 + cfg.wall_window)
+    if cfg.wall_rule == "side":
+        call_idx, put_idx = k.side_walls(call, put, strikes, book.spot, lo, hi)
+    call_oi, put_oi = strike_open_interest(book, bucket)
+    call_oi_idx, put_oi_idx = k.side_walls(call_oi, put_oi, strikes, book.spot, lo, hi)
     crossings, zero_gamma = _zero_gamma(book, bucket)
     return BucketLevels(
         net_gex=float(net),
@@ -84,7 +91,18 @@ def bucket_levels(
         regime=_regime(net, zero_gamma, book.spot, cfg.transition_band_bps),
         contracts_used=int(used),
         expiries=expiries,
+        call_wall_oi=_strike(book, call_oi_idx),
+        put_wall_oi=_strike(book, put_oi_idx),
     )
+
+
+def strike_open_interest(book: GammaBook, bucket: str) -> tuple[np.ndarray, np.ndarray]:
+    """(per-strike call OI, per-strike put OI) of a bucket, indexed like ``book.strike_values``;
+    fresh arrays (the OI walls are computed once per levels, off the per-tick path)."""
+    call = np.zeros(book.n_strikes)
+    put = np.zeros(book.n_strikes)
+    k.strike_open_interest(book.slot_f, book.slot_i, book.n_slots, BUCKET_BITS[bucket], call, put)
+    return call, put
 
 
 def _strike(book: GammaBook, idx: int) -> float | None:

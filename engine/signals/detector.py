@@ -199,11 +199,12 @@ def _close(a: float | None, b: float | None, threshold: float) -> bool:
 class _WallTag:
     """A wall zone touched from inside the range, waiting for a rejection or a break."""
 
-    __slots__ = ("extreme", "wall")
+    __slots__ = ("armed", "extreme", "wall")
 
     def __init__(self) -> None:
         self.wall: float | None = None
         self.extreme = math.nan
+        self.armed = True  # False after the wall relocated: spot must leave the zone first
 
 
 class _BucketState:
@@ -388,11 +389,43 @@ class RegimeDetector:
                 crossing.reset_pending()
                 tag.wall = None
                 continue
-            if wall != crossing.last_level and not math.isnan(crossing.last_level):
+            held = crossing.last_level
+            if (
+                levels.wall_rule == "side"
+                and wall != held
+                and crossing.side == -outward
+                and (spot - held) * outward >= -band
+            ):
+                # A side-rule wall steps to the next strike as soon as spot reaches it: the
+                # break is judged against the wall in force before the move (band and dwell).
+                side = crossing.update(spot, held, band, ts, dwell)
+                shift = state.shifts[f"{wall_name}_wall"]
+                shift.pending_since = -1  # the wall in force is being tested: not a shift yet
+                if side == outward:
+                    tag.wall = None
+                    emit(
+                        event_type,
+                        "up" if side == ABOVE else "down",
+                        held,
+                        {
+                            "wall": wall_name,
+                            "through": "outward",
+                            "cause": crossing.cause(spot, held),
+                            "band_bps": cfg.band_bps,
+                            "dwell_s": cfg.dwell_s,
+                            "broken_wall": held,
+                            "next_wall": wall,
+                        },
+                    )
+                    crossing.rebase(spot, wall, band)
+                    shift.reference = wall  # the break tells the wall moved on: no level_shift
+                continue
+            if wall != held and not math.isnan(held):
                 # The wall moved to another strike: spot did not go through it (a moved
                 # wall is a level_shift), so the side is taken afresh.
                 crossing.rebase(spot, wall, band)
                 tag.wall = None
+                tag.armed = False  # a wall that moved onto spot was not tagged by spot
                 continue
             side = crossing.update(spot, wall, band, ts, dwell)
             if side:
@@ -485,6 +518,9 @@ class RegimeDetector:
             tag.wall = None  # the wall moved: a new wall starts a new test
         distance = (wall - spot) * outward  # > 0 inside the range
         zone = spot * cfg.wall_zone_bps * 1e-4
+        if not tag.armed:
+            tag.armed = distance > zone
+            return None
         if tag.wall is None:
             if distance <= zone:
                 tag.wall, tag.extreme = wall, spot

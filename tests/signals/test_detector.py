@@ -30,7 +30,7 @@ def bucket(
     )
 
 
-def levels(spot: float, ts: int, **kw: object) -> Levels:
+def levels(spot: float, ts: int, wall_rule: str = "side", **kw: object) -> Levels:
     b = bucket(**kw)  # type: ignore[arg-type]
     empty = BucketLevels(0.0, None, (), None, None, None, None, 0)
     return Levels(
@@ -41,6 +41,7 @@ def levels(spot: float, ts: int, **kw: object) -> Levels:
         None,
         "iv",
         {"all": b, "0dte": empty, "front": empty},
+        wall_rule,
     )
 
 
