@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -71,6 +72,19 @@ class RegimeEvent:
             "model": self.model,
             "detail": self.detail,
         }
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        """Every bucket the event stands for (DESIGN §2.6): ``detail.buckets`` when the
+        event was published once for buckets holding the same expiries, else its bucket."""
+        listed = self.detail.get("buckets") if isinstance(self.detail, dict) else None
+        if isinstance(listed, list) and self.bucket in listed:
+            return tuple(str(b) for b in listed)
+        return (self.bucket,)
+
+    def in_buckets(self, wanted: Iterable[str]) -> bool:
+        """True when the event stands for any of the ``wanted`` buckets (a bucket filter)."""
+        return not set(self.buckets).isdisjoint(wanted)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RegimeEvent:

@@ -65,6 +65,10 @@ _BUCKET_DOC = {
         f"Strike with the largest put open interest at or below spot within the wall window, "
         f"{_PRICE}; null if none."
     ),
+    "same_as": (
+        "Another bucket holding exactly the same expiries (the first of 0dte, front, all), "
+        "else null; events of such buckets are published once, under the narrowest."
+    ),
 }
 _LEVELS_DOC = {
     "underlying": "Underlying: coin (BTC, ETH), index or ETF root (SPX, SPY), CME product (ES).",
@@ -100,7 +104,10 @@ _EVENT_DOC = {
     "regime": "Gamma regime of the bucket at the event; null for an empty bucket.",
     "levels": "Levels object of the event's bucket, plus spot and asof_ns.",
     "model": _LEVELS_DOC["model"],
-    "detail": "Type-specific detail.",
+    "detail": (
+        "Type-specific detail. detail.buckets (when present) lists every bucket the event "
+        "stands for: buckets holding the same expiries publish one event, under the narrowest."
+    ),
 }
 
 
@@ -172,6 +179,7 @@ def _header(name: str, title: str) -> dict[str, Any]:
 def _bucket_properties() -> dict[str, Any]:
     properties = _field_properties(BucketLevels)
     properties["regime"] = _enum(properties["regime"], REGIMES)
+    properties["same_as"] = _enum(properties["same_as"], BUCKETS)
     return _described(properties, _BUCKET_DOC)
 
 

@@ -10,6 +10,8 @@ import orjson
 
 UNITS = "usd_per_1pct"
 BUCKETS = ("all", "0dte", "front")
+# Narrowest first: an event of buckets holding the same expiries is published under the first.
+NARROW_FIRST = ("0dte", "front", "all")
 REGIMES = ("positive", "negative", "transition")
 LEVEL_KEYS = (
     "net_gex",
@@ -41,6 +43,7 @@ class BucketLevels:
     expiries: tuple[str, ...] = ()  # ISO settlement instants of the expiries in the bucket
     call_wall_oi: float | None = None  # strike with the largest call OI at or above spot
     put_wall_oi: float | None = None  # strike with the largest put OI at or below spot
+    same_as: str | None = None  # another bucket holding exactly the same expiries, else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class BucketLevels:
             "expiries": list(self.expiries),
             "call_wall_oi": self.call_wall_oi,
             "put_wall_oi": self.put_wall_oi,
+            "same_as": self.same_as,
         }
 
     @classmethod
@@ -71,7 +75,22 @@ class BucketLevels:
             expiries=tuple(data.get("expiries", ())),
             call_wall_oi=data.get("call_wall_oi"),
             put_wall_oi=data.get("put_wall_oi"),
+            same_as=data.get("same_as"),
         )
+
+
+def same_expiries(buckets: dict[str, BucketLevels]) -> dict[str, tuple[str, ...]]:
+    """Per bucket, every bucket (itself included, narrowest first) holding exactly the same
+    nonempty set of expiries; a bucket without expiries stands only for itself."""
+    out = {}
+    for name, bucket in buckets.items():
+        group = [
+            other
+            for other in NARROW_FIRST
+            if other in buckets and bucket.expiries and buckets[other].expiries == bucket.expiries
+        ]
+        out[name] = tuple(group) if len(group) > 1 else (name,)
+    return out
 
 
 def format_asof(asof_ns: int) -> str:

@@ -49,7 +49,7 @@ from schemas.channels import (
 )
 from schemas.config import Config, ConfigError
 from schemas.events import RegimeEvent, decode_event
-from schemas.levels import Levels, decode_levels
+from schemas.levels import BUCKETS, Levels, decode_levels
 
 __all__ = [
     "Delivery",
@@ -133,6 +133,10 @@ class SubscriberConfig(Config):
     connect_timeout_s: float = 5.0
     command_timeout_s: float = 5.0  # socket timeout of commands, beyond block_ms for XREAD
     client_name: str | None = "regime-subscriber"
+    # Deliver only events standing for one of these buckets (an event published once for
+    # buckets with the same expiries matches each of them, ``RegimeEvent.in_buckets``);
+    # None delivers every event. Skipped events still advance ``last_ids``.
+    buckets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
@@ -176,6 +180,13 @@ class SubscriberConfig(Config):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ConfigError("reconnect_max_s must be >= reconnect_min_s")
+        if self.buckets is not None:
+            if isinstance(self.buckets, str) or not isinstance(self.buckets, Sequence):
+                raise ConfigError("buckets must be a tuple of bucket names or None")
+            unknown = sorted(set(self.buckets) - set(BUCKETS))
+            if unknown or not self.buckets:
+                raise ConfigError(f"buckets must be among {', '.join(BUCKETS)}; got {unknown}")
+            object.__setattr__(self, "buckets", tuple(self.buckets))
         attempts = self.max_reconnect_attempts
         if attempts is not None and (
             not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0
@@ -332,7 +343,8 @@ class RegimeSubscriber:
                 underlying, stream_id, fields = self._pending.popleft()
                 self._last_ids[underlying] = stream_id
                 event = self._decode(underlying, stream_id, fields)
-                if event is not None:
+                wanted = self.config.buckets
+                if event is not None and (wanted is None or event.in_buckets(wanted)):
                     self._delivered += 1
                     return Delivery(stream_id=stream_id, underlying=underlying, event=event)
             if self._closed:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from engine.core import kernels as k
 from engine.core.book import BUCKET_BITS, BUCKET_ROWS, GammaBook
-from schemas.levels import BUCKETS, BucketLevels, Levels, format_asof
+from schemas.levels import BUCKETS, BucketLevels, Levels, format_asof, same_expiries
 
 _ROOT_REL_TOL = 1e-12
 _ROOT_MAX_ITER = 100
@@ -28,6 +29,10 @@ def compute_levels(book: GammaBook) -> Levels:
         if levels is None:
             levels = by_expiries[expiries] = bucket_levels(book, name, expiries)
         buckets[name] = levels
+    for name, group in same_expiries(buckets).items():
+        others = [b for b in group if b != name]
+        if others:
+            buckets[name] = replace(buckets[name], same_as=others[0])
     return Levels(
         underlying=book.underlying,
         spot=book.spot,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from engine.signals.composite import GAMMA_STATES
@@ -43,7 +43,7 @@ from engine.signals.funding import FundingConfig
 from engine.signals.vol import VolConfig
 from schemas.config import Config, ConfigError
 from schemas.events import RegimeEvent
-from schemas.levels import BUCKETS, BucketLevels, Levels
+from schemas.levels import BUCKETS, BucketLevels, Levels, same_expiries
 from schemas.time import NS_PER_S
 
 ABOVE, BELOW, INSIDE = 1, -1, 0
@@ -296,14 +296,16 @@ class RegimeDetector:
             for state in self._buckets.values():
                 state.reset_pending()
             return out
+        per_bucket: dict[str, list[RegimeEvent]] = {}
         for name, state in self._buckets.items():
             bucket = levels.buckets.get(name)
             if bucket is None or bucket.contracts_used == 0:
                 if bucket is not None:
-                    out.extend(self._emptied_events(levels, name, bucket, state, trigger))
+                    per_bucket[name] = self._emptied_events(levels, name, bucket, state, trigger)
                 state.reset_pending()
                 continue
-            out.extend(self._bucket_events(levels, name, bucket, state, trigger))
+            per_bucket[name] = self._bucket_events(levels, name, bucket, state, trigger)
+        out.extend(_deduplicated(per_bucket, levels))
         return out
 
     def _emptied_events(
@@ -614,6 +616,40 @@ class RegimeDetector:
             model=levels.model,
             detail=detail,
         )
+
+
+def _event_key(event: RegimeEvent) -> tuple[object, ...]:
+    """What makes two buckets' events the same event (all but the bucket)."""
+    detail = event.detail
+    return (event.type, event.direction, event.level, detail.get("level_name"), detail.get("wall"))
+
+
+def _deduplicated(per_bucket: dict[str, list[RegimeEvent]], levels: Levels) -> list[RegimeEvent]:
+    """One event per real crossing (DESIGN §2.6): where buckets hold exactly the same
+    expiries, an event that several of them emit is kept under the narrowest (0dte, front,
+    all) with ``detail.buckets`` listing every bucket it stands for; an event only one of
+    them emits (their histories differ) is kept as it is. Order: the buckets' order."""
+    groups = same_expiries({name: levels.buckets[name] for name in per_bucket})
+    merged: dict[str, list[RegimeEvent]] = {
+        name: list(events) for name, events in per_bucket.items()
+    }
+    for name, group in groups.items():
+        members = [b for b in group if b in per_bucket]
+        if len(members) < 2 or members[0] != name:
+            continue  # handled from the group's primary
+        primary = merged[name]
+        for index, event in enumerate(primary):
+            key = _event_key(event)
+            stands_for = [name]
+            for other in members[1:]:
+                twin = next((e for e in merged[other] if _event_key(e) == key), None)
+                if twin is not None:
+                    merged[other].remove(twin)
+                    stands_for.append(other)
+            if len(stands_for) > 1:
+                detail = {**event.detail, "buckets": stands_for}
+                primary[index] = replace(event, detail=detail)
+    return [event for name in per_bucket for event in merged[name]]
 
 
 def event_levels(levels: Levels, bucket: BucketLevels) -> dict[str, Any]:
