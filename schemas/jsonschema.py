@@ -24,6 +24,7 @@ from schemas.levels import (
     REGIMES,
     UNITS,
     WALL_RULES,
+    ZERO_GAMMA_STATUSES,
     BucketLevels,
     Levels,
 )
@@ -64,6 +65,14 @@ _BUCKET_DOC = {
     "put_wall_oi": (
         f"Strike with the largest put open interest at or below spot within the wall window, "
         f"{_PRICE}; null if none."
+    ),
+    "zero_gamma_status": (
+        'Why zero_gamma is what it is: "ok" (one root in range), "none_in_range" (null), '
+        '"multiple" (several roots; the nearest to spot is chosen, the first under the '
+        'perfiliev preset), "empty" (no contracts).'
+    ),
+    "zero_gamma_range": (
+        f"[low, high] hypothetical spots searched for roots, {_PRICE}; null for an empty bucket."
     ),
     "same_as": (
         "Another bucket holding exactly the same expiries (the first of 0dte, front, all), "
@@ -133,6 +142,14 @@ def _json_type(hint: Any, refs: dict[type, str]) -> dict[str, Any]:
         return _nullable(_json_type(inner, refs))
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return {"type": "array", "items": _json_type(args[0], refs)}
+    if origin is tuple and args and Ellipsis not in args:  # a fixed-length tuple
+        items = [_json_type(arg, refs) for arg in args]
+        return {
+            "type": "array",
+            "prefixItems": items,
+            "minItems": len(items),
+            "maxItems": len(items),
+        }
     if origin is list and len(args) == 1:
         return {"type": "array", "items": _json_type(args[0], refs)}
     if hint is dict or (origin is dict and args[1] is Any):
@@ -180,6 +197,7 @@ def _bucket_properties() -> dict[str, Any]:
     properties = _field_properties(BucketLevels)
     properties["regime"] = _enum(properties["regime"], REGIMES)
     properties["same_as"] = _enum(properties["same_as"], BUCKETS)
+    properties["zero_gamma_status"] = _enum(properties["zero_gamma_status"], ZERO_GAMMA_STATUSES)
     return _described(properties, _BUCKET_DOC)
 
 

@@ -24,7 +24,10 @@ LEVEL_KEYS = (
     "contracts_used",
     "call_wall_oi",
     "put_wall_oi",
+    "zero_gamma_status",
+    "zero_gamma_range",
 )
+ZERO_GAMMA_STATUSES = ("ok", "none_in_range", "multiple", "empty")
 WALL_RULES = ("side", "global")
 
 
@@ -44,6 +47,10 @@ class BucketLevels:
     call_wall_oi: float | None = None  # strike with the largest call OI at or above spot
     put_wall_oi: float | None = None  # strike with the largest put OI at or below spot
     same_as: str | None = None  # another bucket holding exactly the same expiries, else None
+    # "ok" (one root), "none_in_range", "multiple" (several roots: the rule's one chosen),
+    # "empty" (no contracts); None only in levels from before the field existed
+    zero_gamma_status: str | None = None
+    zero_gamma_range: tuple[float, float] | None = None  # the spot range searched for roots
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +66,10 @@ class BucketLevels:
             "call_wall_oi": self.call_wall_oi,
             "put_wall_oi": self.put_wall_oi,
             "same_as": self.same_as,
+            "zero_gamma_status": self.zero_gamma_status,
+            "zero_gamma_range": None
+            if self.zero_gamma_range is None
+            else list(self.zero_gamma_range),
         }
 
     @classmethod
@@ -76,7 +87,13 @@ class BucketLevels:
             call_wall_oi=data.get("call_wall_oi"),
             put_wall_oi=data.get("put_wall_oi"),
             same_as=data.get("same_as"),
+            zero_gamma_status=data.get("zero_gamma_status"),
+            zero_gamma_range=_pair(data.get("zero_gamma_range")),
         )
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 def same_expiries(buckets: dict[str, BucketLevels]) -> dict[str, tuple[str, ...]]:
@@ -129,6 +146,8 @@ class Levels:
     contracts_used = property(lambda self: self.all.contracts_used)
     call_wall_oi = property(lambda self: self.all.call_wall_oi)
     put_wall_oi = property(lambda self: self.all.put_wall_oi)
+    zero_gamma_status = property(lambda self: self.all.zero_gamma_status)
+    zero_gamma_range = property(lambda self: self.all.zero_gamma_range)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -222,7 +223,11 @@ def render_table(levels: Levels) -> str:
                 f"'{name}': {roots} (zero gamma = {rule})"
             )
         elif b.contracts_used and not b.zero_gamma_crossings:
-            notes.append(f"note: no zero-gamma crossing within the grid range for '{name}'")
+            searched = b.zero_gamma_range or (math.nan, math.nan)
+            notes.append(
+                f"note: no zero-gamma crossing for '{name}' in {searched[0]:.2f}..{searched[1]:.2f}"
+                " (zero_gamma_status none_in_range)"
+            )
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 

@@ -13,6 +13,7 @@ from schemas.levels import BUCKETS, BucketLevels, Levels, format_asof, same_expi
 
 _ROOT_REL_TOL = 1e-12
 _ROOT_MAX_ITER = 100
+_ROOT_STATUS = ("none_in_range", "ok", "multiple")  # by the number of roots: 0, 1, more
 
 
 def compute_levels(book: GammaBook) -> Levels:
@@ -77,7 +78,9 @@ def bucket_levels(
         expiries_ns = tuple(book.bucket_expiries(bucket))
     expiries = tuple(format_asof(e) for e in expiries_ns)
     if used == 0:
-        return BucketLevels(0.0, None, (), None, None, None, None, 0, expiries)
+        return BucketLevels(
+            0.0, None, (), None, None, None, None, 0, expiries, zero_gamma_status="empty"
+        )
     call_idx, put_idx, abs_idx = k.walls(call, put)
     strikes = book.strike_values[: book.n_strikes]
     lo, hi = book.spot * (1.0 - cfg.wall_window), book.spot * (1.0 + cfg.wall_window)
@@ -98,6 +101,8 @@ def bucket_levels(
         expiries=expiries,
         call_wall_oi=_strike(book, call_oi_idx),
         put_wall_oi=_strike(book, put_oi_idx),
+        zero_gamma_status=_ROOT_STATUS[min(len(crossings), 2)],
+        zero_gamma_range=(float(book.grid_spots[0]), float(book.grid_spots[-1])),
     )
 
 
