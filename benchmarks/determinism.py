@@ -78,7 +78,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if not ok:
                 unequal.append({"case": repr(case), "error": error})
             took = time.perf_counter() - case_started
-            print(f"case {n}: {'equal' if ok else 'UNEQUAL'} in {took:.1f} s {case}", file=sys.stderr)
+            verdict = "equal" if ok else "UNEQUAL"
+            print(f"case {n}: {verdict} in {took:.1f} s {case}", file=sys.stderr)
     return {
         "cases_tried": tried,
         "cases_equal": tried - len(unequal),
