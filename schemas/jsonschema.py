@@ -20,6 +20,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from schemas.events import DIRECTIONS, EVENT_SCHEMA, EVENT_TYPES, RegimeEvent
 from schemas.levels import (
     BUCKETS,
+    EXPOSURE_UNITS,
     LEVEL_KEYS,
     REGIMES,
     UNITS,
@@ -74,6 +75,18 @@ _BUCKET_DOC = {
     "zero_gamma_range": (
         f"[low, high] hypothetical spots searched for roots, {_PRICE}; null for an empty bucket."
     ),
+    "net_dex": (
+        "Net dealer delta exposure at spot: sum of position x multiplier x delta x spot, "
+        "in US dollars of underlying (delta re-priced from IV, Black-76, r = 0)."
+    ),
+    "net_vex": (
+        "Net dealer vanna exposure: sum of position x multiplier x dDelta/dvol x 0.01 x spot, "
+        "in US dollars of delta per 1 vol point."
+    ),
+    "net_chex": (
+        "Net dealer charm exposure: sum of position x multiplier x (change of delta over one "
+        "calendar day) x spot, in US dollars of delta per day."
+    ),
     "same_as": (
         "Another bucket holding exactly the same expiries (the first of 0dte, front, all), "
         "else null; events of such buckets are published once, under the narrowest."
@@ -91,6 +104,9 @@ _LEVELS_DOC = {
     "units": "Units of every GEX value: US dollars per 1% move of the underlying.",
     "gamma_source": '"iv" (re-priced from implied vol) or "venue" (venue-published gamma).',
     "buckets": "Levels of each expiry bucket (all, 0dte, front), keyed by bucket name.",
+    "exposure_units": (
+        "Units of the exposures: net_dex usd, net_vex usd_per_vol_point, net_chex usd_per_day."
+    ),
     "wall_rule": (
         '"side" (call wall at or above spot, put wall at or below, within a window) or '
         '"global" (the whole chain).'
@@ -231,6 +247,11 @@ def levels_schema() -> dict[str, Any]:
             "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$",
         },
         "units": {"type": "string", "const": UNITS},
+        "exposure_units": {
+            "type": "object",
+            "properties": {k: {"type": "string", "const": v} for k, v in EXPOSURE_UNITS.items()},
+            "required": sorted(EXPOSURE_UNITS),
+        },
         "wall_rule": _enum(fields["wall_rule"], WALL_RULES),
         "buckets": buckets,
     }

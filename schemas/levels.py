@@ -26,7 +26,12 @@ LEVEL_KEYS = (
     "put_wall_oi",
     "zero_gamma_status",
     "zero_gamma_range",
+    "net_dex",
+    "net_vex",
+    "net_chex",
 )
+# Units of the exposures (DESIGN §2.6), stamped in every levels object as "exposure_units".
+EXPOSURE_UNITS = {"net_dex": "usd", "net_vex": "usd_per_vol_point", "net_chex": "usd_per_day"}
 ZERO_GAMMA_STATUSES = ("ok", "none_in_range", "multiple", "empty")
 WALL_RULES = ("side", "global")
 
@@ -51,6 +56,9 @@ class BucketLevels:
     # "empty" (no contracts); None only in levels from before the field existed
     zero_gamma_status: str | None = None
     zero_gamma_range: tuple[float, float] | None = None  # the spot range searched for roots
+    net_dex: float = 0.0  # Σ dealer position × multiplier × Δ × S, USD of underlying
+    net_vex: float = 0.0  # Σ ... × ∂Δ/∂σ × 0.01 × S, USD of delta per vol point
+    net_chex: float = 0.0  # Σ ... × (change of Δ over one calendar day) × S, USD per day
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +78,9 @@ class BucketLevels:
             "zero_gamma_range": None
             if self.zero_gamma_range is None
             else list(self.zero_gamma_range),
+            "net_dex": self.net_dex,
+            "net_vex": self.net_vex,
+            "net_chex": self.net_chex,
         }
 
     @classmethod
@@ -89,6 +100,9 @@ class BucketLevels:
             same_as=data.get("same_as"),
             zero_gamma_status=data.get("zero_gamma_status"),
             zero_gamma_range=_pair(data.get("zero_gamma_range")),
+            net_dex=float(data.get("net_dex", 0.0)),
+            net_vex=float(data.get("net_vex", 0.0)),
+            net_chex=float(data.get("net_chex", 0.0)),
         )
 
 
@@ -148,6 +162,9 @@ class Levels:
     put_wall_oi = property(lambda self: self.all.put_wall_oi)
     zero_gamma_status = property(lambda self: self.all.zero_gamma_status)
     zero_gamma_range = property(lambda self: self.all.zero_gamma_range)
+    net_dex = property(lambda self: self.all.net_dex)
+    net_vex = property(lambda self: self.all.net_vex)
+    net_chex = property(lambda self: self.all.net_chex)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -158,6 +175,7 @@ class Levels:
             "model": self.model,
             "preset": self.preset,
             "units": UNITS,
+            "exposure_units": dict(EXPOSURE_UNITS),
             "gamma_source": self.gamma_source,
             "wall_rule": self.wall_rule,
         }

@@ -1,13 +1,15 @@
 """Slow, obvious reference implementations that the numba kernels are tested against.
 
-Plain Python and ``math`` only, one contract and one grid point at a time, straight from the
-definitions of DESIGN §2.1.
+Plain Python and ``math`` (scipy's normal CDF for the exposures), one contract and one grid
+point at a time, straight from the definitions of DESIGN §2.1 and §2.6.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from scipy.stats import norm
 
 
 @dataclass
@@ -100,3 +102,26 @@ def strike_open_interest(
         if oi > 0:
             sides[0 if is_call else 1] += oi
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _delta(c: RefContract, spot: float, tau: float, iv: float) -> float:
+    """Δ per 1 unit of spot of one contract (Black-76 on F = spot × basis, r = 0), from
+    scipy's normal CDF."""
+    forward = spot * c.basis
+    d1 = (math.log(forward / c.strike) + 0.5 * iv * iv * tau) / (iv * math.sqrt(tau))
+    n = float(norm.cdf(d1))
+    return c.basis * (n if c.is_call else n - 1.0)
+
+
+def exposures(c: RefContract, spot: float) -> tuple[float, float, float]:
+    """(DEX, VEX, CHEX) of one contract (DESIGN §2.6); vanna and charm by central finite
+    differences of Δ in σ and in τ, independently of the kernels' closed forms."""
+    if c.tau <= 0 or not (c.iv > 0):
+        return 0.0, 0.0, 0.0
+    w = c.position * c.multiplier * spot
+    dex = w * _delta(c, spot, c.tau, c.iv)
+    hs = 1e-5 * c.iv
+    vanna = (_delta(c, spot, c.tau, c.iv + hs) - _delta(c, spot, c.tau, c.iv - hs)) / (2 * hs)
+    ht = 1e-5 * c.tau
+    charm = (_delta(c, spot, c.tau - ht, c.iv) - _delta(c, spot, c.tau + ht, c.iv)) / (2 * ht)
+    return dex, w * vanna * 0.01, w * charm / 365.0

@@ -228,6 +228,21 @@ def render_table(levels: Levels) -> str:
                 f"note: no zero-gamma crossing for '{name}' in {searched[0]:.2f}..{searched[1]:.2f}"
                 " (zero_gamma_status none_in_range)"
             )
+    lines += [
+        "",
+        f"{'bucket':<7}{'call OI':>10}{'put OI':>10}{'net DEX':>12}{'net VEX':>12}"
+        f"{'net CHEX':>12}  {'zero gamma status':<18}{'same as':<8}",
+    ]
+    for name in BUCKETS:
+        b = levels.buckets[name]
+        lines.append(
+            f"{name:<7}{_fmt_level(b.call_wall_oi):>10}{_fmt_level(b.put_wall_oi):>10}"
+            f"{_fmt_money(b.net_dex):>12}{_fmt_money(b.net_vex):>12}{_fmt_money(b.net_chex):>12}"
+            f"  {b.zero_gamma_status or '-':<18}{b.same_as or '-':<8}"
+        )
+    lines.append(
+        f"walls: {levels.wall_rule} rule; DEX in USD, VEX in USD per vol point, CHEX in USD per day"
+    )
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 

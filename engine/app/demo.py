@@ -365,6 +365,9 @@ class RichView:
         for column in ("bucket", "spot", "zero gamma", "call wall", "put wall", "net GEX"):
             levels_table.add_column(column, justify="right")
         levels_table.add_column("regime")
+        for column in ("net DEX", "net VEX", "net CHEX"):  # USD; per vol point; per day
+            levels_table.add_column(column, justify="right")
+        levels_table.add_column("same as")
         if self._levels is not None:
             for name in BUCKETS:
                 b = self._levels.buckets.get(name)
@@ -379,6 +382,10 @@ class RichView:
                     _fmt_price(b.put_wall),
                     _fmt_gex(b.net_gex),
                     Text(b.regime or "-", style=style),
+                    _fmt_gex(b.net_dex),
+                    _fmt_gex(b.net_vex),
+                    _fmt_gex(b.net_chex),
+                    b.same_as or "-",
                 )
         events_table = Table(title="events", expand=True)
         events_table.add_column("event")

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from engine.core.pricing import INV_SQRT_2PI
+from engine.core.pricing import INV_SQRT_2PI, bsm_charm, bsm_vanna, norm_cdf
 
 # Beyond |d1| = 9 the Gaussian factor is below 2.6e-18 of its peak: treated as exactly zero.
 D1_CUTOFF = 9.0
@@ -290,6 +290,37 @@ def strike_gex_at_spot(
 
 
 @njit(cache=True)
+def exposures_at_spot(spot, slot_f, slot_i, n_slots, bucket_bit) -> tuple[float, float, float]:
+    """(net DEX, net VEX, net CHEX) of one bucket at ``spot`` (DESIGN §2.6), re-priced from IV.
+
+    Black-76 on the slot's forward ``F = spot × basis``, r = 0; Δ is per 1 unit of spot
+    (``basis × ∂V/∂F``). Per slot, with ``w = position × multiplier``:
+    DEX = w × Δ × spot (USD of underlying), VEX = w × ∂Δ/∂σ × 0.01 × spot (USD of delta per
+    vol point), CHEX = w × (−∂Δ/∂τ) / 365 × spot (USD of delta per calendar day of decay).
+    Slots that cannot be priced (no IV, expired) are left out, as from the profile.
+    """
+    dex = 0.0
+    vex = 0.0
+    chex = 0.0
+    for i in range(n_slots):
+        if slot_i[I_LIVE, i] != 1 or not (slot_i[I_BUCKETS, i] & bucket_bit):
+            continue
+        basis = slot_f[F_BASIS, i]
+        forward = spot * basis
+        strike = slot_f[F_STRIKE, i]
+        tau = slot_f[F_TAU, i]
+        sigma = slot_f[F_IV, i]
+        is_call = slot_i[I_IS_CALL, i] == 1
+        d1 = (math.log(spot) + slot_f[F_A, i]) * slot_f[F_INV_SD, i]
+        delta = norm_cdf(d1) if is_call else norm_cdf(d1) - 1.0
+        scale = slot_f[F_POSITION, i] * slot_f[F_MULTIPLIER, i] * basis * spot
+        dex += scale * delta
+        vex += scale * bsm_vanna(forward, strike, tau, sigma, 0.0, 0.0) * 0.01
+        chex += scale * bsm_charm(forward, strike, tau, sigma, 0.0, 0.0, is_call) / 365.0
+    return dex, vex, chex
+
+
+@njit(cache=True)
 def live_slots_into(slot_i, n_slots, bucket_bit, out) -> int:
     """Write the live slots whose contribution went into one bucket to ``out``, ascending;
     returns how many (``out`` holds at least ``n_slots``)."""
@@ -440,6 +471,7 @@ def warm_up() -> None:
     live = np.zeros(n, dtype=np.int64)
     total_gex_at(100.0, slot_f, live[: live_slots_into(slot_i, n, BUCKET_ALL, live)])
     walls(call, put)
+    exposures_at_spot(100.0, slot_f, slot_i, n, BUCKET_ALL)
     side_walls(call, put, slot_f[F_STRIKE], 100.0, 85.0, 115.0)
     strike_open_interest(slot_f, slot_i, n, BUCKET_ALL, call, put)
     out = np.zeros(4)

@@ -89,6 +89,9 @@ def bucket_levels(
     call_oi, put_oi = strike_open_interest(book, bucket)
     call_oi_idx, put_oi_idx = k.side_walls(call_oi, put_oi, strikes, book.spot, lo, hi)
     crossings, zero_gamma = _zero_gamma(book, bucket)
+    dex, vex, chex = k.exposures_at_spot(
+        book.spot, book.slot_f, book.slot_i, book.n_slots, BUCKET_BITS[bucket]
+    )
     return BucketLevels(
         net_gex=float(net),
         zero_gamma=zero_gamma,
@@ -103,6 +106,9 @@ def bucket_levels(
         put_wall_oi=_strike(book, put_oi_idx),
         zero_gamma_status=_ROOT_STATUS[min(len(crossings), 2)],
         zero_gamma_range=(float(book.grid_spots[0]), float(book.grid_spots[-1])),
+        net_dex=float(dex),
+        net_vex=float(vex),
+        net_chex=float(chex),
     )
 
 

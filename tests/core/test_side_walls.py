@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.app.cli import render_table
 from engine.core import kernels as k
 from engine.core.book import GammaBook
 from engine.core.config import PRESETS, ConfigError, LevelsConfig
@@ -160,3 +161,16 @@ def test_strike_open_interest_kernel_equals_the_reference(rows, bits, bit):
     expected = ref.strike_open_interest(member)
     for s in range(7):
         assert (call[s], put[s]) == expected.get(float(s), (0.0, 0.0))
+
+
+def test_the_levels_table_shows_the_oi_walls_exposures_and_same_as():
+    text = render_table(compute_levels(wrong_side_book(LevelsConfig())))
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "call OI" in line) + 1
+    rows = {line.split()[0]: line.split() for line in lines[start : start + 3]}
+    assert rows["all"][1:3] == ["100.00", "90.00"] and rows["all"][-2:] == [
+        "none_in_range",
+        "front",
+    ]
+    assert rows["0dte"][-2:] == ["empty", "-"]
+    assert "walls: side rule; DEX in USD, VEX in USD per vol point, CHEX in USD per day" in text
