@@ -28,6 +28,7 @@ SCRIPTS = {
         *("--instruments", "300", "--session-seconds", "5", "--rounds", "1"),
         *("--rate", "200", "--latency-seconds", "1", "--low-rate", "0"),
     ],
+    "signal_quality.py": ["--sessions", "1", "--instruments", "300", "--duration", "120"],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
 
@@ -122,3 +123,15 @@ def test_pipeline(results):
     assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert r["p99_ms_at_30k"] == latency["p99_ms"] and r["latency_low_rate"] is None
     assert all(isinstance(v, bool) for v in r["targets_met"].values())
+
+
+def test_signal_quality(results):
+    r = results["signal_quality.py"]
+    assert (r["sessions"], r["instruments"], r["duration_s"]) == (1, [300], 120.0)
+    for side in ("after", "before"):
+        assert set(r[side]) == {"flip_cross", "call_wall_break", "put_wall_break"}
+        for figures in r[side].values():
+            assert figures["detected"] <= figures["true_crossings"]
+            assert figures["detected"] + figures["false_events"] <= figures["events"]
+    assert set(r["events_per_bucket_after"]) == {"all", "0dte", "front"}
+    assert len(r["sweep_band_dwell"]) == 9 and len(r["sweep_level_shift_per_hour"]) == 3

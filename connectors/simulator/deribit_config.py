@@ -13,7 +13,7 @@ import numpy as np
 from engine.core.settlement import instant_ns
 from schemas.config import Config, ConfigError
 
-SCENARIOS = ("flip_and_wall", "none")
+SCENARIOS = ("flip_and_wall", "call_wall", "none")
 # Saturday 2024-03-09 07:30 UTC: the 9MAR24 daily settles 30 minutes in.
 DEFAULT_START_NS = instant_ns(datetime(2024, 3, 9, 7, 30, tzinfo=UTC))
 
@@ -56,7 +56,7 @@ class SessionConfig(Config):
     perpetual_interval_s: float = 1.0  # seconds between perpetual tickers
     trades_rate_per_s: float = 1.0  # option trades per second (whole chain)
     feedback: bool = True  # dealer-hedging feedback on the index volatility
-    scenario: str = "flip_and_wall"  # scripted drift, or "none"
+    scenario: str = "flip_and_wall"  # scripted drift ("call_wall": a rally through it), "none"
     # Knots (seconds from the start, funding_8h fraction): the perpetual's funding follows it.
     funding_path: tuple[tuple[float, float], ...] = ()
     # Knots (seconds from the start, DVOL points at the initial spot): option IVs follow it.

@@ -110,6 +110,13 @@ class IndexPath(MarketQuotes):
         if self.config.scenario == "none" or frac < 0.15:
             return None
         duration = self.config.duration_s
+        if self.config.scenario == "call_wall":  # a rally through the call wall, then hold
+            if self.wall_target is None:
+                self.scenario_wall = self._wall_beyond(self.spot * 1.01, call=True)
+                self.wall_target = self.scenario_wall * (1.0 + 0.006)
+            if frac >= 0.8:
+                return math.log(self.wall_target), 0.1 * duration
+            return math.log(self.wall_target), max((0.8 - frac) * duration, 0.03 * duration)
         lv = self.levels
         if frac < 0.45:
             if not self.flip_done:
@@ -119,7 +126,7 @@ class IndexPath(MarketQuotes):
             target = self.flip_target
         else:
             if self.wall_target is None:
-                self.scenario_wall = self._put_wall_below(self.spot * 0.99)
+                self.scenario_wall = self._wall_beyond(self.spot * 0.99, call=False)
                 self.wall_target = self.scenario_wall * (1.0 - 0.006)
             target = self.wall_target
             if frac >= 0.8:  # aftermath: hold below the broken wall
@@ -128,14 +135,17 @@ class IndexPath(MarketQuotes):
         remaining = max((end - frac) * duration, 0.03 * duration)
         return math.log(target), remaining
 
-    def _put_wall_below(self, limit: float) -> float:
-        """The strike below ``limit`` with the largest dealer put GEX at spot (USD)."""
-        _, _, _, put = strike_gex(self.book, "all")
-        strikes = self.book.strike_values[: put.shape[0]]
-        below = np.flatnonzero((strikes < limit) & (put != 0.0))
-        if below.size == 0:
-            return limit * 0.97
-        return float(strikes[below[np.argmax(np.abs(put[below]))]])
+    def _wall_beyond(self, limit: float, call: bool) -> float:
+        """The strike above ``limit`` with the largest dealer call GEX at spot (``call``), or
+        below it with the largest dealer put GEX (USD)."""
+        _, _, calls, puts = strike_gex(self.book, "all")
+        gex = calls if call else puts
+        strikes = self.book.strike_values[: gex.shape[0]]
+        beyond = strikes > limit if call else strikes < limit
+        found = np.flatnonzero(beyond & (gex != 0.0))
+        if found.size == 0:
+            return limit * (1.03 if call else 0.97)
+        return float(strikes[found[np.argmax(np.abs(gex[found]))]])
 
     def _step_path(self, step: int) -> None:
         cfg = self.config

@@ -262,6 +262,16 @@ def slot_gex_at(spot, slot_f, slot_i, i, use_venue_gamma) -> float:
 
 
 @njit(cache=True)
+def _add_at_strike(slot_i, i, value, call_values, put_values) -> None:
+    """Add ``value`` to slot ``i``'s strike in the call or the put array, by its right."""
+    k = slot_i[I_STRIKE_IDX, i]
+    if slot_i[I_IS_CALL, i] == 1:
+        call_values[k] += value
+    else:
+        put_values[k] += value
+
+
+@njit(cache=True)
 def strike_gex_at_spot(
     spot, slot_f, slot_i, n_slots, bucket_bit, use_venue_gamma, call_gex, put_gex
 ) -> tuple[float, int]:
@@ -279,11 +289,7 @@ def strike_gex_at_spot(
         gex = slot_gex_at(spot, slot_f, slot_i, i, use_venue_gamma)
         if math.isnan(gex):
             continue
-        k = slot_i[I_STRIKE_IDX, i]
-        if slot_i[I_IS_CALL, i] == 1:
-            call_gex[k] += gex
-        else:
-            put_gex[k] += gex
+        _add_at_strike(slot_i, i, gex, call_gex, put_gex)
         net += gex
         used += 1
     return net, used
@@ -408,13 +414,8 @@ def strike_open_interest(slot_f, slot_i, n_slots, bucket_bit, call_oi, put_oi) -
         if not (slot_i[I_BUCKETS, i] & bucket_bit) or slot_i[I_STATE, i] != SLOT_PRESENT:
             continue
         oi = slot_f[F_OI, i]
-        if not (oi > 0.0):
-            continue
-        k = slot_i[I_STRIKE_IDX, i]
-        if slot_i[I_IS_CALL, i] == 1:
-            call_oi[k] += oi
-        else:
-            put_oi[k] += oi
+        if oi > 0.0:
+            _add_at_strike(slot_i, i, oi, call_oi, put_oi)
 
 
 @njit(cache=True)

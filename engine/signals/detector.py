@@ -63,6 +63,9 @@ class DetectorConfig(Config):
     band_bps: float = 10.0  # hysteresis band around a level for crossings
     dwell_s: float = 3.0  # a new side or level must hold this long before it is confirmed
     level_shift_bps: float = 50.0  # zero gamma or a wall moving by more than this is a shift
+    # ... per bucket where it differs: the 0DTE and front walls sit on the strikes next to
+    # spot and step with it (benchmarks/signal_quality.py: 38 shifts/h at 50 bp, 12 at 200)
+    level_shift_bps_by_bucket: tuple[tuple[str, float], ...] = (("0dte", 200.0), ("front", 200.0))
     wall_zone_bps: float = 15.0  # spot within this distance of a wall has tagged it
     wall_reject_bps: float = 50.0  # ... and moving back this far from it is a rejection
     stale_after_s: float = 30.0  # a feed older than this (event time) is stale
@@ -88,6 +91,14 @@ class DetectorConfig(Config):
             raise ConfigError("detector stale_after_s must be > 0")
         if self.wall_reject_bps <= self.wall_zone_bps:
             raise ConfigError("detector wall_reject_bps must exceed wall_zone_bps")
+        for entry in self.level_shift_bps_by_bucket:
+            ok = isinstance(entry, tuple) and len(entry) == 2 and entry[0] in BUCKETS
+            if not ok or isinstance(entry[1], bool) or not isinstance(entry[1], int | float):
+                raise ConfigError(
+                    f"detector level_shift_bps_by_bucket entries are [bucket, bps], got {entry!r}"
+                )
+            if not (math.isfinite(entry[1]) and entry[1] >= 0):
+                raise ConfigError(f"detector level_shift_bps_by_bucket {entry!r}: bps must be >= 0")
         unknown = set(self.buckets) - set(BUCKETS)
         if unknown or not self.buckets:
             raise ConfigError(f"detector buckets must be among {BUCKETS}, got {self.buckets!r}")
@@ -97,6 +108,10 @@ class DetectorConfig(Config):
     @property
     def dwell_ns(self) -> int:
         return int(self.dwell_s * NS_PER_S)
+
+    def level_shift_bps_of(self, bucket: str) -> float:
+        """The level-shift threshold of one bucket."""
+        return dict(self.level_shift_bps_by_bucket).get(bucket, self.level_shift_bps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +381,25 @@ class RegimeDetector:
                 )
             )
 
+        def emit_break(
+            wall_name: str,
+            event_type: str,
+            side: int,
+            outward: int,
+            wall: float,
+            crossing: _Crossing,
+            extra: dict[str, Any],
+        ) -> None:
+            detail = {
+                "wall": wall_name,
+                "through": "outward" if side == outward else "inward",
+                "cause": crossing.cause(spot, wall),
+                "band_bps": cfg.band_bps,
+                "dwell_s": cfg.dwell_s,
+                **extra,
+            }
+            emit(event_type, "up" if side == ABOVE else "down", wall, detail)
+
         if bucket.zero_gamma is None:
             state.flip.reset_pending()
         else:
@@ -405,20 +439,8 @@ class RegimeDetector:
                 shift.pending_since = -1  # the wall in force is being tested: not a shift yet
                 if side == outward:
                     tag.wall = None
-                    emit(
-                        event_type,
-                        "up" if side == ABOVE else "down",
-                        held,
-                        {
-                            "wall": wall_name,
-                            "through": "outward",
-                            "cause": crossing.cause(spot, held),
-                            "band_bps": cfg.band_bps,
-                            "dwell_s": cfg.dwell_s,
-                            "broken_wall": held,
-                            "next_wall": wall,
-                        },
-                    )
+                    detail = {"broken_wall": held, "next_wall": wall}
+                    emit_break(wall_name, event_type, side, outward, held, crossing, detail)
                     crossing.rebase(spot, wall, band)
                     shift.reference = wall  # the break tells the wall moved on: no level_shift
                 continue
@@ -432,18 +454,7 @@ class RegimeDetector:
             side = crossing.update(spot, wall, band, ts, dwell)
             if side:
                 tag.wall = None
-                emit(
-                    event_type,
-                    "up" if side == ABOVE else "down",
-                    wall,
-                    {
-                        "wall": wall_name,
-                        "through": "outward" if side == outward else "inward",
-                        "cause": crossing.cause(spot, wall),
-                        "band_bps": cfg.band_bps,
-                        "dwell_s": cfg.dwell_s,
-                    },
-                )
+                emit_break(wall_name, event_type, side, outward, wall, crossing, {})
                 continue
             rejected = self._wall_reject(spot, wall, crossing, tag, outward)
             if rejected is not None:
@@ -477,7 +488,7 @@ class RegimeDetector:
                 },
             )
 
-        threshold = spot * cfg.level_shift_bps * 1e-4
+        threshold = spot * cfg.level_shift_bps_of(name) * 1e-4
         for level_name in LEVEL_NAMES:
             shift = state.shifts[level_name]
             value = getattr(bucket, level_name)

@@ -23,9 +23,10 @@ def test_demo_runs_the_pipeline_and_shows_a_flip_and_a_wall_break(
     assert summary["engine"]["records"] < 37_982
     by_type = summary["events_by_type"]
     # The seeded session's events, pinned (event time only: the same on every run and box).
-    # Side-rule walls and one event per crossing for 0dte = front (DESIGN 2.6): 17, was 43.
-    assert by_type == {"level_shift": 7, "flip_cross": 2, "regime_change": 1, "put_wall_break": 7}
-    assert summary["events_received"] == 17
+    # Side-rule walls, one event per crossing for 0dte = front (DESIGN 2.6) and a 200 bp
+    # level-shift threshold for 0dte/front: 13 events, where there were 43.
+    assert by_type == {"level_shift": 3, "flip_cross": 2, "regime_change": 1, "put_wall_break": 7}
+    assert summary["events_received"] == 13
     assert summary["events_received"] == sum(summary["engine"]["events"].values())
     # The live view (plain lines on stderr with --json) showed the events as they fired.
     assert "[all] flip_cross down" in captured.err
