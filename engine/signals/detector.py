@@ -64,7 +64,7 @@ class DetectorConfig(Config):
     dwell_s: float = 3.0  # a new side or level must hold this long before it is confirmed
     level_shift_bps: float = 50.0  # zero gamma or a wall moving by more than this is a shift
     # ... per bucket where it differs: the 0DTE and front walls sit on the strikes next to
-    # spot and step with it (benchmarks/signal_quality.py: 38 shifts/h at 50 bp, 12 at 200)
+    # spot and step with it (benchmarks/signal_quality.py: 35.5 shifts/h at 50 bp, 9 at 200)
     level_shift_bps_by_bucket: tuple[tuple[str, float], ...] = (("0dte", 200.0), ("front", 200.0))
     wall_zone_bps: float = 15.0  # spot within this distance of a wall has tagged it
     wall_reject_bps: float = 50.0  # ... and moving back this far from it is a rejection
