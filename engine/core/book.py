@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from engine.core import kernels as k
-from engine.core.book_updates import ChainUpdates
+from engine.core.book_updates import ChainUpdates, store_last
 from engine.core.calendar import TIME_MODELS, session_end_ns
 from engine.core.config import LevelsConfig
 from engine.core.flow import FlowInventory
@@ -265,9 +265,9 @@ class GammaBook(ChainUpdates):
         if new_slots:
             new = np.array(new_slots, dtype=np.int64)
             self.slot_f[k.F_TAU, new] = self._tau_of(self.slot_expiry_ns[new], self.t_ref_ns)
-        if slots:  # the last update of a slot wins, as in the quote batches
-            oi = {slot: c.open_interest for slot, c in zip(slots, contracts, strict=True)}
-            self.slot_f[k.F_OI, np.fromiter(oi, np.int64, len(oi))] = list(oi.values())
+        if slots:
+            oi = np.fromiter((c.open_interest for c in contracts), np.float64, len(contracts))
+            store_last(self.slot_f[k.F_OI], np.array(slots, dtype=np.int64), oi)
         batch = self._batch
         batch.clear()
         for slot, contract in zip(slots, contracts, strict=True):

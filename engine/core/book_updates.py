@@ -15,6 +15,13 @@ from schemas.domain import column_problem
 from schemas.ticks import FLOAT_COLUMNS, OptionTicks
 
 
+def store_last(row: np.ndarray, slots: np.ndarray, values: np.ndarray) -> None:
+    """``row[slots] = values`` where a slot listed twice takes its last value (in order, as
+    the quote batches apply)."""
+    last, index = np.unique(slots[::-1], return_index=True)
+    row[last] = values[::-1][index]
+
+
 class ChainUpdates:
     """The book's chain-delta and ticker-pack paths (a base of GammaBook: its slots, its
     kernels' arrays)."""
@@ -69,6 +76,8 @@ class ChainUpdates:
             basis = np.where(np.isfinite(forward) & (forward > 0), forward / delta.spot, 1.0)
         else:
             basis = np.ones(n)
+        if open_interest is not None:
+            store_last(f[k.F_OI], slots, open_interest)
         if self._profile_stale or 10 * delta.upserts > 3 * self.n_contracts:
             # Most of the book changes: store the quotes and rebuild once the snapshot is
             # complete (~3x cheaper than retracting and re-adding each contribution). The
@@ -114,6 +123,7 @@ class ChainUpdates:
         if n == 0:
             return 0
         position = self._dealer_positions(slots, instruments, open_interest)
+        store_last(self.slot_f[k.F_OI], slots, np.asarray(open_interest, dtype=np.float64))
         if self.config.use_forwards:  # as _basis: 1 where the index is missing or zero
             usable = np.isfinite(index) & (index != 0)
             basis = np.where(usable, forward / np.where(usable, index, 1.0), 1.0)

@@ -83,7 +83,8 @@ def bucket_levels(
         )
     call_idx, put_idx, abs_idx = k.walls(call, put)
     strikes = book.strike_values[: book.n_strikes]
-    lo, hi = book.spot * (1.0 - cfg.wall_window), book.spot * (1.0 + cfg.wall_window)
+    reach = book.spot * cfg.wall_window  # (not spot × 1.15: 100 × 1.15 < 115 in binary)
+    lo, hi = book.spot - reach, book.spot + reach
     if cfg.wall_rule == "side":
         call_idx, put_idx = k.side_walls(call, put, strikes, book.spot, lo, hi)
     call_oi, put_oi = strike_open_interest(book, bucket)

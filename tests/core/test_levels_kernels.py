@@ -58,15 +58,29 @@ def test_strike_gex_and_walls_match_reference(book):
         assert got[strike][0] == pytest.approx(call, rel=1e-9, abs=1e-6)
         assert got[strike][1] == pytest.approx(put, rel=1e-9, abs=1e-6)
     levels = compute_levels(book).buckets["all"]
-    call_wall, put_wall, abs_strike = ref.walls(by_strike)
+    _, _, abs_strike = ref.walls(by_strike)
+    spot, window = book.spot, book.config.wall_window  # the default side rule
+    call_wall, put_wall = ref.side_walls(
+        by_strike, spot, spot - spot * window, spot + spot * window
+    )
     assert (levels.call_wall, levels.put_wall, levels.abs_gamma_strike) == (
         call_wall,
         put_wall,
         abs_strike,
     )
+    glob = compute_levels_with(book, wall_rule="global").buckets["all"]
+    assert (glob.call_wall, glob.put_wall) == ref.walls(by_strike)[:2]
     net = sum(ref.contract_gex(c, book.spot) for c in contracts)
     assert levels.net_gex == pytest.approx(net, rel=1e-9)
     assert levels.contracts_used == len(contracts)
+
+
+def compute_levels_with(book: GammaBook, **changes: object):
+    """Levels of the same contracts under another config (a fresh book)."""
+    other = GammaBook(book.underlying, book.venue, replace(book.config, **changes), CHAIN.spot,
+                      CHAIN.asof_ns)  # fmt: skip
+    other.load(CHAIN)
+    return compute_levels(other)
 
 
 def test_roots_match_reference_and_zero_gamma_is_refined(book):

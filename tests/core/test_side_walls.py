@@ -14,6 +14,8 @@ from engine.core import kernels as k
 from engine.core.book import GammaBook
 from engine.core.config import PRESETS, ConfigError, LevelsConfig
 from engine.core.levels import compute_levels, strike_gex, strike_open_interest
+from schemas.chain import ChainDelta
+from schemas.ticks import OptionTicks
 from tests import reference as ref
 from tests.core.test_book_incremental import SPOT, T0, make_contract
 
@@ -71,7 +73,7 @@ def test_book_walls_equal_the_reference_at_many_spots():
         _, _, call, put = strike_gex(book, "all")
         strikes = book.strike_values[: book.n_strikes]
         by_strike = {float(s): (call[i], put[i]) for i, s in enumerate(strikes)}
-        lo, hi = spot * 0.85, spot * 1.15
+        lo, hi = spot - spot * 0.15, spot + spot * 0.15
         assert (book_levels := compute_levels(book)).call_wall == ref.side_walls(
             by_strike, spot, lo, hi
         )[0]
@@ -174,3 +176,31 @@ def test_the_levels_table_shows_the_oi_walls_exposures_and_same_as():
     ]
     assert rows["0dte"][-2:] == ["empty", "-"]
     assert "walls: side rule; DEX in USD, VEX in USD per vol point, CHEX in USD per day" in text
+
+
+def test_open_interest_of_ticker_packs_and_chain_deltas_moves_the_oi_walls():
+    book = wrong_side_book(LevelsConfig())
+    # a pack where 110 C ticks twice: the last tick's OI counts, as the quotes do
+    ticks = OptionTicks.from_contracts(
+        [
+            make_contract(110, 4, True, 0.5, 9_000.0, 1.0),
+            make_contract(110, 4, True, 0.5, 50.0, 1.0),
+            make_contract(115, 4, True, 0.5, 8_000.0, 1.0),
+        ]
+    )
+    book.apply_ticks(ticks)
+    assert compute_levels(book).call_wall_oi == 115.0  # exactly at the +15 % edge: inside
+    call_oi, _ = strike_open_interest(book, "all")
+    by_strike = dict(
+        zip(book.strike_values[: book.n_strikes].tolist(), call_oi.tolist(), strict=True)
+    )
+    assert (by_strike[110.0], by_strike[115.0]) == (50.0, 8_000.0)
+    names = [make_contract(s, 4, False, 0.5, 0.0, 1.0).instrument for s in (90, 95)]
+    delta = ChainDelta(
+        venue="deribit", underlying="TST", snapshot_ns=T0 + 9, part=0, parts=1, full=False,
+        upserts=2, spot=SPOT, premium_currency="USD", removed=[],
+        columns={"instrument": names, "open_interest": np.array([10.0, 7_000.0])},
+        ts_event_ns=T0 + 9, ts_recv_ns=T0 + 9,
+    )  # fmt: skip
+    book.apply_delta(delta)
+    assert compute_levels(book).put_wall_oi == 95.0
