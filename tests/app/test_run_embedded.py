@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,32 +21,23 @@ from redis.asyncio import Redis
 
 from connectors.common.ingest import read_capture
 from connectors.common.kafka.embedded import resolve_tansu_binary
-from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
+from connectors.simulator.deribit_session import SessionSummary, write_session
 from engine.app.cli import main
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from schemas.channels import events_stream
 from schemas.events import RegimeEvent, decode_event
 from tests.paths import REPO
+from tests.sessions import EVENTS_BY_TYPE, SESSION, SESSION_RECORDS
 
 ANNOUNCE = re.compile(r"^run: kafka (\S+)( \(embedded\))?, redis (\S+)( \(embedded\))?; ")
 RECORDS = re.compile(r"run: ingested (\d+) records")
-# The seeded session's events (as the demo pins them: event time only, the same everywhere).
-EVENTS_BY_TYPE = {
-    "level_shift": 22,
-    "flip_cross": 3,
-    "wall_reject": 2,
-    "regime_change": 1,
-    "call_wall_break": 8,
-    "put_wall_break": 7,
-}
-SESSION_RECORDS = 37_982
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SessionSummary]:
     resolve_tansu_binary()  # a missing broker binary fails the tests, never skips them
     path = tmp_path_factory.mktemp("run") / "session.jsonl"
-    return path, write_session(SessionConfig(n_instruments=600, duration_s=300.0, seed=7), path)
+    return path, write_session(SESSION, path)
 
 
 class Run:
@@ -243,7 +235,7 @@ async def stream_events(redis_url: str) -> list[RegimeEvent]:
 def short_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     """A smaller session (fast to process) and its recorded span in seconds."""
     path = tmp_path_factory.mktemp("run") / "short.jsonl"
-    write_session(SessionConfig(n_instruments=300, duration_s=300.0, seed=7), path)
+    write_session(replace(SESSION, n_instruments=300), path)
     recv = [message.recv_ns for message in read_capture(path)]
     return path, (recv[-1] - recv[0]) / 1e9
 
