@@ -113,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
     )
     _add_service_flags(demo, required=False)
-    _add_embed_flags(demo)
     demo.add_argument("--speed", type=float, default=30.0, help="replay pace, x real time")
     demo.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
     demo.add_argument("--instruments", type=int, default=600, help="options in the session")
@@ -121,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_embed_flags(demo)
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
@@ -174,7 +174,9 @@ def _add_embed_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _embedding(args: argparse.Namespace, settings: Settings) -> Embedding:
-    """``--broker`` and the embedded services' ports (a port of a given service is an error)."""
+    """``--broker`` and the embedded services' ports (not with a given service)."""
+    if settings.kafka is not None and args.broker != DEFAULT_BROKER:
+        raise UsageError("--broker chooses the embedded broker: not with a given Kafka")
     for name, port in (("kafka", args.kafka_port), ("redis", args.redis_port)):
         if port is not None and getattr(settings, name) is not None:
             raise UsageError(

@@ -65,6 +65,7 @@ async def run_live(
             view.start()
             engine = EngineRuntime(config)
             engine_task = asyncio.create_task(engine.run(stop), name="engine")
+            engine_task.add_done_callback(lambda _task: stop.set())  # a failed engine ends it
             try:
                 ingest = await run_ingest(
                     sources,

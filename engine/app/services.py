@@ -28,22 +28,19 @@ BROKERS = ("tansu", "kafka")  # --broker (DESIGN §2.6)
 DEFAULT_BROKER = "tansu"
 
 
-@dataclass(frozen=True, slots=True)
-class EmbeddedBroker:
-    """A broker ``start_services`` can run: the server and whether it has InitProducerId."""
-
-    server: EmbeddedKafka
-    what: str  # for status lines: "the embedded Kafka-compatible broker (Tansu)"
-    idempotence: bool  # idempotent producers work against it
+#: How status lines name each embedded broker.
+BROKER_TITLES = {
+    "tansu": "the embedded Kafka-compatible broker (Tansu)",
+    "kafka": "the embedded Apache Kafka broker",
+}
 
 
-def embedded_broker(name: str, port: int | None = None) -> EmbeddedBroker:
-    """The embedded broker called ``name`` (one of :data:`BROKERS`), not started yet;
-    EmbeddedKafkaError (one line) when this build cannot run it."""
+def embedded_broker(name: str, port: int | None = None) -> EmbeddedKafka:
+    """The embedded broker called ``name`` (one of :data:`BROKERS`), not started yet (its
+    ``idempotent`` says whether it grants InitProducerId); EmbeddedKafkaError (one line) when
+    this build cannot run it. The one place ``--broker`` is turned into a server."""
     if name == "tansu":
-        return EmbeddedBroker(
-            EmbeddedKafka(port=port), "the embedded Kafka-compatible broker (Tansu)", False
-        )
+        return EmbeddedKafka(port=port)
     if name == "kafka":
         raise EmbeddedKafkaError(
             "--broker kafka: an embedded Apache Kafka broker is not available in this build; "
@@ -94,11 +91,12 @@ async def start_services(
     async with Services() as services:
         idempotence = True
         if kafka is None:
-            chosen = embedded_broker(embed.broker, embed.kafka_port)
-            status(f"starting {chosen.what}")
-            await chosen.server.start()
-            services.add(chosen.what, chosen.server.stop)
-            kafka, idempotence = chosen.server.bootstrap, chosen.idempotence
+            broker = embedded_broker(embed.broker, embed.kafka_port)
+            what = BROKER_TITLES[embed.broker]
+            status(f"starting {what}")
+            await broker.start()
+            services.add(what, broker.stop)
+            kafka, idempotence = broker.bootstrap, broker.idempotent
         if redis is None:
             server = EmbeddedRedis(port=embed.redis_port)
             status("starting a local Redis")

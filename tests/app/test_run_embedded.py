@@ -282,6 +282,10 @@ def test_speed_paces_by_recorded_time_and_given_services_bypass_embedding(
             ["--broker", "kafka"],
             "--broker kafka: an embedded Apache Kafka broker is not available in this build",
         ),
+        (
+            ["--kafka", "127.0.0.1:9", "--broker", "kafka"],
+            "--broker chooses the embedded broker: not with a given Kafka",
+        ),
         (["--speed", "0"], "--speed must be positive, got 0"),
         (["--kafka", "127.0.0.1:9", "--kafka-port", "9092"], "--kafka-port is the embedded"),
         (["--redis-port", "70000"], "--redis-port must be 1..65535, got 70000"),
@@ -302,3 +306,25 @@ def test_speed_needs_a_replay_source(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["ingest", "--source", "deribit:BTC", "--kafka", "h:1", "--speed", "2"]) == 2
     err = capsys.readouterr().err
     assert err == "regime-engine: error: --speed paces replay: sources; none is given\n"
+
+
+def test_an_engine_that_cannot_reach_redis_ends_run_in_one_line_and_stops_the_broker(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    resolve_tansu_binary()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on
+    port = closed.getsockname()[1]
+    argv = ["run", "--source", "deribit:BTC", "--url", f"ws://127.0.0.1:{port}/ws/api/v2"]
+    try:
+        assert main([*argv, "--redis", f"redis://127.0.0.1:{port}/0", "--quiet"]) == 2
+    finally:
+        closed.close()
+    captured = capsys.readouterr()
+    match = ANNOUNCE.match(captured.out)
+    assert match is not None and match[2] and not match[4]
+    assert captured.err.splitlines()[-1].startswith(
+        f"regime-engine: error: redis redis://127.0.0.1:{port}/0: Error 111 connecting"
+    )
+    kafka_port = int(match[1].rsplit(":", 1)[1])
+    assert servers_on(kafka_port) == [] and not listening(kafka_port)
