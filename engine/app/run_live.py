@@ -77,12 +77,11 @@ async def run_live(
                     replay_speed=replay_speed,
                 )
                 if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
+                    view.status("replay finished; waiting for the engine to catch up")
                     while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
                         await asyncio.sleep(0.05)
                     if local.redis_embedded and not engine_task.done():
-                        view.status(
-                            f"replay finished; serving {local.redis_url} until Ctrl-C / SIGTERM"
-                        )
+                        view.status(f"caught up; serving {local.redis_url} until Ctrl-C / SIGTERM")
                         await _first(stop, engine_task)
                     stop.set()
                 return ingest, await engine_task

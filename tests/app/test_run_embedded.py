@@ -76,12 +76,23 @@ class Run:
 
     def wait(self, timeout: float = 60.0) -> int:
         try:
-            _, self.stderr = self.proc.communicate(timeout=timeout)
+            _, rest = self.proc.communicate(timeout=timeout)
+            self.stderr += rest
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, self.stderr = self.proc.communicate()
+            self.stderr += self.proc.communicate()[1]
             raise AssertionError(f"run did not exit: {self.stderr[-2000:]}") from None
         return self.proc.returncode
+
+    def until_status(self, text: str) -> float:
+        """Seconds from the announcement until the status line starting ``text`` (stderr)."""
+        lines = []
+        for line in self.proc.stderr:
+            lines.append(line)
+            if line.startswith(f"-- {text}"):
+                self.stderr = "".join(lines)
+                return time.monotonic() - self.started
+        raise AssertionError(f"no status {text!r}: {''.join(lines)[-2000:]}")
 
     def ingested(self) -> int:
         match = RECORDS.search(self.stderr)
@@ -247,7 +258,7 @@ def test_speed_paces_by_recorded_time_and_given_services_bypass_embedding(
     redis_server_url: str,
 ) -> None:
     path, span_s = short_session
-    elapsed, events = {}, {}
+    replayed, events = {}, {}
     for db, pace in ((13, ["--max-speed"]), (14, ["--speed", "50"])):
         redis_url = f"{redis_server_url.rsplit('/', 1)[0]}/{db}"
         asyncio.run(Redis.from_url(redis_url).flushdb())
@@ -259,18 +270,19 @@ def test_speed_paces_by_recorded_time_and_given_services_bypass_embedding(
         runs.append(run)
         assert (run.kafka, run.redis_url) == (kafka_bootstrap, redis_url)
         assert not (run.kafka_embedded or run.redis_embedded)
-        # Given services: the run ends by itself once the replay is processed.
+        replayed[pace[0]] = run.until_status("replay finished")
+        # Given services: the run ends by itself once the engine has caught up.
         assert run.wait(timeout=180) == 0, run.stderr[-2000:]
-        elapsed[pace[0]] = time.monotonic() - run.started
         # An id names its input topic: the same input under another prefix.
         events[pace[0]] = [
             (e.id.removeprefix(prefix), e.ts_event, e.type, e.level)
             for e in asyncio.run(stream_events(redis_url))
         ]
-    paced, fastest = elapsed["--speed"], elapsed["--max-speed"]
+    paced, fastest = replayed["--speed"], replayed["--max-speed"]
     assert span_s == pytest.approx(300.0, abs=5.0)
-    # About the recorded time / 50 (never faster; loosely bounded above).
-    assert span_s / 50 <= paced <= fastest + span_s / 50 + 10.0, (paced, fastest)
+    # The paced replay takes about the recorded time / 50: never less, loosely bounded above
+    # (the replay shares its event loop and the 2 cores with the engine).
+    assert span_s / 50 <= paced <= max(fastest, span_s / 50) * 1.5 + 2.0, (paced, fastest)
     # Event time is the venue's: the same events, ids and timestamps at any pace.
     assert len(events["--speed"]) >= 3 and events["--speed"] == events["--max-speed"]
 
