@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -340,3 +343,70 @@ def test_an_engine_that_cannot_reach_redis_ends_run_in_one_line_and_stops_the_br
     )
     kafka_port = int(match[1].rsplit(":", 1)[1])
     assert servers_on(kafka_port) == [] and not listening(kafka_port)
+
+
+def test_ingest_paces_a_replay_too(
+    short_session: tuple[Path, float], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The first 100 recorded seconds of the short session, at 20x: at least 5 s.
+    path, _ = short_session
+    lines = path.read_bytes().splitlines(keepends=True)
+    first = orjson.loads(lines[0])["recv_ns"]
+    head = [line for line in lines if orjson.loads(line)["recv_ns"] - first <= 100 * 10**9]
+    capture = tmp_path / "head.jsonl"
+    capture.write_bytes(b"".join(head))
+    span_s = (orjson.loads(head[-1])["recv_ns"] - first) / 1e9
+    argv = ["--source", f"replay:{capture}", "--kafka", kafka_bootstrap, "--no-idempotence"]
+    argv += ["--topic-prefix", f"pace{os.getpid()}.", "--speed", "20"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.app.cli", "ingest", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"ingested {len(head)} messages" in done.stderr
+    assert span_s == pytest.approx(100.0, abs=1.0)
+    assert span_s / 20 <= elapsed <= span_s / 20 * 1.5 + 10.0
+
+
+def test_on_a_terminal_run_shows_the_live_view(session: tuple[Path, SessionSummary]) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.app.cli", "run", "--source", f"replay:{session[0]}"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", "TERM": "xterm"},
+        start_new_session=True,
+    )
+    os.close(terminal)
+    shown = bytearray()
+
+    def read_until(done: Callable[[], bool], timeout: float) -> None:
+        """Drain the terminal (a full one would block the view) until ``done()``."""
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.5)[0]:
+                try:
+                    shown.extend(os.read(controller, 65536))
+                except OSError:  # EIO: the terminal's other side closed
+                    return
+
+    wanted = (b"dealer-gamma levels", b"[all] flip_cross down", b"[all] put_wall_break down")
+    try:
+        read_until(lambda: all(text in shown for text in wanted), 120)
+        assert all(text in shown for text in wanted), bytes(shown[-3000:])
+        assert b"subscribe with: regime-engine subscribe --redis redis://127.0.0.1:" in shown
+        os.killpg(proc.pid, signal.SIGINT)
+        read_until(lambda: proc.poll() is not None, 60)
+        _, stderr = proc.communicate(timeout=10)
+        assert proc.returncode == 0, stderr[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        os.close(controller)
