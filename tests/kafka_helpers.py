@@ -9,6 +9,8 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from connectors.common.kafka.embedded import topic_partitions
+
 
 async def consume(
     bootstrap: str,
@@ -43,7 +45,7 @@ async def consume(
     try:
         deadline = time.monotonic() + timeout
         if not subscribe:
-            await _assign_from_start(consumer, topic)
+            await _assign_from_start(consumer, bootstrap, topic)
         while len(records) < expected and time.monotonic() < deadline:
             await _poll(consumer, records, 100)
         settle_until = time.monotonic() + settle
@@ -68,7 +70,7 @@ async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
-        ends = await consumer.end_offsets(await _assign_from_start(consumer, topic))
+        ends = await consumer.end_offsets(await _assign_from_start(consumer, bootstrap, topic))
         deadline = time.monotonic() + timeout
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             assert time.monotonic() < deadline, f"{topic!r} not read to its end in {timeout} s"
@@ -78,12 +80,13 @@ async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list
     return records
 
 
-async def _assign_from_start(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def _assign_from_start(
+    consumer: AIOKafkaConsumer, bootstrap: str, topic: str
+) -> list[TopicPartition]:
     """Assign ``consumer`` every partition of ``topic`` (no group join), from the beginning."""
-    await consumer.topics()  # metadata of every topic
-    partitions = consumer.partitions_for_topic(topic) or set()
+    partitions = (await topic_partitions(bootstrap, [topic]))[topic]
     assert partitions, f"topic {topic!r} has no partitions"
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    assigned = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(assigned)
     await consumer.seek_to_beginning(*assigned)
     return assigned

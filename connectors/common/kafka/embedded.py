@@ -28,6 +28,7 @@ __all__ = [
     "EmbeddedKafkaError",
     "ensure_topics",
     "resolve_tansu_binary",
+    "topic_partitions",
 ]
 
 #: Topic config of a compacted topic (``engine.state.v1``, DESIGN §2.3): segments roll hourly
@@ -186,3 +187,29 @@ async def ensure_topics(
         return tuple(created)
     finally:
         await admin.close()
+
+
+async def topic_partitions(
+    bootstrap: str, topics: Iterable[str], *, request_timeout_ms: int = 10_000
+) -> dict[str, tuple[int, ...]]:
+    """The partition ids of each topic (empty for a topic the broker does not know).
+
+    Asked of the broker directly: a consumer's ``topics()`` does not fill the consumer's own
+    metadata on Apache Kafka (it did on Tansu, which answers every metadata request with
+    every topic), so ``partitions_for_topic`` after it is None there.
+    """
+    names = list(dict.fromkeys(topics))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+    return {
+        name: tuple(
+            sorted(p["partition"] for p in described[name]["partitions"])
+            if name in described and not described[name]["error_code"]
+            else ()
+        )
+        for name in names
+    }
