@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from uuid import uuid4
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from connectors.common.kafka.embedded import topic_partitions
+
+#: Run a test on both brokers (the ``broker`` fixture of tests/conftest.py): the embedded
+#: Tansu and Apache Kafka (skipped, reason ``apache-kafka: …``, without Java or the jars).
+ON_BOTH_BROKERS = pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """The broker a test runs on: ``name`` ``"tansu"`` or ``"kafka"``; ``idempotence`` is
+    what its producers use (on for Apache Kafka; Tansu has no InitProducerId)."""
+
+    name: str
+    bootstrap: str
+    idempotence: bool
 
 
 async def consume(

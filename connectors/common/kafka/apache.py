@@ -60,6 +60,9 @@ _BASE_PROPERTIES: Mapping[str, str] = {
     # A restart after SIGKILL waits for the old incarnation's broker session to expire
     # (9 s by default) before the broker is unfenced.
     "broker.session.timeout.ms": "2000",
+    # Local clients (tests, the demo, a standby engine) use short consumer sessions; the
+    # broker's default floor is 6 s.
+    "group.min.session.timeout.ms": "500",
     "broker.heartbeat.interval.ms": "500",
     "num.network.threads": "2",
     "num.io.threads": "2",
