@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
 from connectors.common.errors import ParseError
+from connectors.common.kafka.apache import EMBEDDED_BROKERS
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
 from connectors.common.lifecycle import cancel_and_wait
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--broker",
+        choices=EMBEDDED_BROKERS,
+        default="tansu",
+        help="the embedded broker when no --kafka: tansu (default) or kafka (Apache Kafka: "
+        "Java and `make kafka-jars`)",
+    )
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
@@ -258,7 +266,9 @@ def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    summary = _run_services(run_demo(settings, demo, view), settings)
+    if settings.kafka is not None and args.broker != "tansu":
+        raise UsageError("--broker chooses the embedded broker: not with a given Kafka")
+    summary = _run_services(run_demo(settings, demo, view, args.broker), settings)
     if args.json:
         sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
     else:

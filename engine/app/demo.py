@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.common.embedded_server import EmbeddedServer
-from connectors.common.kafka.embedded import EmbeddedKafka
+from connectors.common.kafka.apache import embedded_broker
 from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
 from connectors.common.redis_embedded import EmbeddedRedis
@@ -118,16 +118,24 @@ class DemoView(Protocol):
     def on_event(self, delivery: Delivery) -> None: ...
 
 
-async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> DemoSummary:
-    """Run the demo; the services it started are stopped before it returns."""
+async def run_demo(
+    settings: Settings, demo: DemoConfig, view: DemoView, broker: str = "tansu"
+) -> DemoSummary:
+    """Run the demo; the services it started are stopped before it returns. ``broker``
+    names the embedded broker started when no Kafka is given (``tansu`` or ``kafka``)."""
     started = time.monotonic()
     async with Services() as services:
         bootstrap = settings.kafka
+        idempotent = True  # a given broker: idempotent producers unless settings say otherwise
         if bootstrap is None:
-            kafka = await _start_local(
-                EmbeddedKafka(), "the embedded Kafka-compatible broker (Tansu)", services, view
+            kafka = embedded_broker(broker)
+            what = (
+                "the embedded Apache Kafka broker"
+                if kafka.idempotent
+                else "the embedded Kafka-compatible broker (Tansu)"
             )
-            bootstrap = kafka.bootstrap
+            bootstrap = (await _start_local(kafka, what, services, view)).bootstrap
+            idempotent = kafka.idempotent
         redis_url = settings.redis
         if redis_url is None:
             redis_url = (await _start_local(EmbeddedRedis(), "a local Redis", services, view)).url
@@ -151,7 +159,7 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
         )
         # A run of its own on shared infrastructure: fresh topics and consumer group.
         run_id = uuid4().hex[:8]
-        given = settings.engine_config(bootstrap, redis_url, embedded_kafka=settings.kafka is None)
+        given = settings.engine_config(bootstrap, redis_url, embedded_kafka=not idempotent)
         prefix = given.topic_prefix or (f"demo-{run_id}." if settings.kafka else "")
         engine_config = replace(
             given,

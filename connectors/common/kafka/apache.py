@@ -32,11 +32,17 @@ from connectors.common.embedded_server import _free_port
 from connectors.common.kafka.embedded import EmbeddedKafka, EmbeddedKafkaError
 
 __all__ = [
+    "EMBEDDED_BROKERS",
     "KAFKA_VERSION",
     "EmbeddedApacheKafka",
     "apache_kafka_missing",
     "default_jars_dir",
+    "embedded_broker",
 ]
+
+#: The embedded brokers by name (``--broker``): Tansu (the default, from pip alone) and
+#: Apache Kafka (needs Java and ``make kafka-jars``).
+EMBEDDED_BROKERS = ("tansu", "kafka")
 
 #: The Apache Kafka release the tests run on (``deploy/kafka-jars/pom.xml`` pins the same).
 KAFKA_VERSION = "4.1.2"
@@ -137,6 +143,7 @@ class EmbeddedApacheKafka(EmbeddedKafka):
     temp_prefix = "apache-kafka-"
     stop_signal = signal.SIGTERM  # a controlled shutdown
     default_startup_timeout = 90.0  # a JVM on a busy 2-core machine
+    idempotent = True
 
     def __init__(
         self,
@@ -284,3 +291,12 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         await super().stop()
         self._formatted_for = None
         self._controller_port = None
+
+
+def embedded_broker(name: str) -> EmbeddedKafka:
+    """A new (not started) embedded broker by its :data:`EMBEDDED_BROKERS` name."""
+    if name == "tansu":
+        return EmbeddedKafka()
+    if name == "kafka":
+        return EmbeddedApacheKafka()
+    raise ValueError(f"unknown broker {name!r} (one of {', '.join(EMBEDDED_BROKERS)})")
