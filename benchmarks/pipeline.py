@@ -2,14 +2,19 @@
 
     python benchmarks/pipeline.py --json
 
-Starts its own embedded Tansu broker and Redis. The data is a seeded simulated Deribit
-session (``connectors.simulator``: 2,000 BTC options, every option ticking ~10 times a
-second, the index once a second), normalised by the live parse path (``IngestStage`` +
-``DeribitNormaliser``) and packed as the Kafka producer packs option tickers
-(``connectors.common.packing.TickPacker``: up to ``--pack-max-ticks`` ticks of one underlying per
-``OptionTicks`` record, none waiting longer than ``--pack-wait-ms``, on the simulated
-receive clock), so the engine sees the record mix a busy session gives it. A "tick" is one
-option ticker update, packed or sent whole; rates are in ticks, records are reported too.
+Starts its own embedded broker and Redis: ``--broker tansu`` or ``kafka`` (Apache Kafka,
+KRaft, from ``make kafka-jars``) gives one JSON object with the keys below plus ``broker``;
+``both`` (the default) runs the whole benchmark on each, one after the other, and gives one
+object with a member per broker (``{"broker": "both", "tansu": {...}, "kafka": {...}}``).
+
+The data is a seeded simulated Deribit session (``connectors.simulator``: 2,000 BTC
+options, every option ticking ~10 times a second, the index once a second), normalised by
+the live parse path (``IngestStage`` + ``DeribitNormaliser``) and packed as the Kafka
+producer packs option tickers (``connectors.common.packing.TickPacker``: up to
+``--pack-max-ticks`` ticks of one underlying per ``OptionTicks`` record, none waiting
+longer than ``--pack-wait-ms``, on the simulated receive clock), so the engine sees the
+record mix a busy session gives it. A "tick" is one option ticker update, packed or sent
+whole; rates are in ticks, records are reported too.
 
 1. Throughput. Every record is produced into fresh topics first (not timed). Then an
    ``EngineRuntime`` with its real configuration (Redis publishing, offset commits) runs
@@ -90,7 +95,8 @@ from benchmarks.pipeline_support import (
     ticks_in_packs,
     wait_caught_up,
 )
-from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
+from connectors.common.kafka.apache import EMBEDDED_BROKERS, embedded_broker
+from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.logs import configure_logging
 from connectors.common.packing import TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
@@ -367,7 +373,8 @@ async def latency_run(
 # ---------------------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
+    """The whole benchmark on one embedded broker (``tansu`` or ``kafka``)."""
     wall_start = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     session = SessionConfig(
@@ -385,7 +392,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mix = record_mix(items)
     index_ticks = sum(1 for _, record in items if is_index(record))
 
-    async with EmbeddedKafka() as kafka, EmbeddedRedis() as redis:
+    async with embedded_broker(broker) as kafka, EmbeddedRedis() as redis:
         bootstrap = kafka.bootstrap
         base = redis.url.rsplit("/", 1)[0]
         topics = new_topics("tp")
@@ -427,6 +434,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ticks_per_s = statistics.median(x["ticks_per_s"] for x in engine_runs)
     decode_per_s = statistics.median(x["ticks_per_s"] for x in decode_runs)
     out: dict[str, Any] = {
+        "broker": broker,
         "ticks_per_s": ticks_per_s,
         "decode_only_ticks_per_s": decode_per_s,
         "ratio_vs_decode_only": ticks_per_s / decode_per_s,
@@ -505,7 +513,8 @@ def summary(out: dict[str, Any]) -> str:
     thr, lat, cfg = out["throughput"], out["latency"], out["config"]
     met = out["targets_met"]
     lines = [
-        f"pipeline benchmark: {cfg['instruments']} instruments, {cfg['ticks']:,} option ticks "
+        f"pipeline benchmark on {out['broker']}: {cfg['instruments']} instruments, "
+        f"{cfg['ticks']:,} option ticks "
         f"in {cfg['records']:,} records ({cfg['index_ticks']} index ticks), "
         f"{out['machine']['cpu_count']} CPUs, "
         f"Python {out['machine']['python']}",
@@ -568,10 +577,25 @@ def main() -> int:
         "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile run, top to stderr")
+    parser.add_argument(
+        "--broker",
+        choices=(*EMBEDDED_BROKERS, "both"),
+        default="both",
+        help="the embedded broker: tansu, kafka (Apache Kafka: Java and `make kafka-jars`) or "
+        "both, one after the other in this run (default)",
+    )
     args = parser.parse_args()
     configure_logging(logging.WARNING)  # engine logs to stderr, warnings and up
-    out = asyncio.run(run(args))
-    print(json.dumps(out) if args.json else summary(out))
+    if args.broker == "both":
+        out = {
+            "broker": "both",
+            **{name: asyncio.run(run(args, name)) for name in EMBEDDED_BROKERS},
+        }
+        text = "\n".join(summary(out[name]) for name in EMBEDDED_BROKERS)
+    else:
+        out = asyncio.run(run(args, args.broker))
+        text = summary(out)
+    print(json.dumps(out) if args.json else text)
     return 0
 
 

@@ -27,6 +27,7 @@ SCRIPTS = {
     "pipeline.py": [
         *("--instruments", "300", "--session-seconds", "5", "--rounds", "1"),
         *("--rate", "200", "--latency-seconds", "1", "--low-rate", "0"),
+        *("--broker", "tansu"),
     ],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
@@ -111,6 +112,7 @@ def test_snapshot(results):
 
 def test_pipeline(results):
     r = results["pipeline.py"]
+    assert r["broker"] == "tansu"
     config, throughput, latency = r["config"], r["throughput"], r["latency"]
     assert (config["instruments"], config["rounds"], config["latency_rate"]) == (300, 1, 200.0)
     assert throughput["ticks"] == config["ticks"] > 0
