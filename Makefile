@@ -40,10 +40,11 @@ kafka-jars:
 test: lint kafka-jars
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) kafka-jars
 	$(PY) benchmarks/kernels.py --json
 	$(PY) benchmarks/deribit_ingest.py --json
 	$(PY) benchmarks/pipeline.py --json
+	$(PY) benchmarks/failover.py --json
 	$(PY) benchmarks/snapshot.py --json
 
 clean:
