@@ -39,13 +39,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
 from connectors.common.kafka.apache import EMBEDDED_BROKERS, embedded_broker
-from connectors.common.kafka.embedded import ensure_topics
+from connectors.common.kafka.embedded import ensure_topics, group_assignment
 from connectors.common.kafka.producer import ProducerConfig, partition_for_key
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.redis_embedded import EmbeddedRedis
@@ -108,23 +106,6 @@ class Engine:
         self.config.unlink(missing_ok=True)
 
 
-async def holders(bootstrap: str, group: str) -> dict[str, set[TopicPartition]] | None:
-    """Client id → the partitions it holds, once the group is stable (else None)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    _, _, state, _, _, members, *_ = response.groups[0]
-    if state != "Stable":
-        return None
-    return {
-        member[1]: set(ConsumerProtocolMemberAssignment.decode(member[4]).partitions())
-        for member in members
-    }
-
-
 async def measure(
     bootstrap: str,
     idem: bool,
@@ -174,7 +155,7 @@ async def measure(
 
         deadline = time.monotonic() + 120
         while True:  # the standby joined and the rebalance is over
-            held = await holders(bootstrap, group)
+            held = await group_assignment(bootstrap, group)
             if held is not None and set(held) == {first.name, standby.name}:
                 break
             for engine in engines:

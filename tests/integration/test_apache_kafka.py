@@ -1,6 +1,7 @@
 """What only a real Kafka can show (Apache Kafka, KRaft, one node on disk; skipped with reason
 ``apache-kafka: …`` without Java or the jars): the state topic compacted, the broker killed
-(SIGKILL) and restarted on its data mid-stream, idempotent retries across that restart.
+(SIGKILL) and restarted on its data mid-stream, idempotent retries across that restart, and
+three engines in one group with one killed mid-stream.
 
 These tests restart their broker, so they own one (module scope), not the session's.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,17 +23,24 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from connectors.common.kafka.apache import EmbeddedApacheKafka, apache_kafka_missing
-from connectors.common.kafka.embedded import ensure_topics
-from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.kafka.embedded import ensure_topics, group_assignment
+from connectors.common.kafka.producer import ProducerConfig, RecordProducer, partition_for_key
+from connectors.common.lifecycle import cancel_and_wait
 from connectors.simulator.deribit_session import write_session
 from connectors.sources import Source
-from engine.app.run_ingest import run_ingest
+from engine.app.run_ingest import IngestReport, run_ingest
 from engine.stream.checkpoint import chunk_key, latest_checkpoint
 from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import events_stream
 from schemas.records import UnderlyingTick, decode_record
 from schemas.topics import Topics
-from tests.integration.test_pipeline import SESSION, engine_config, run_engine, stream
+from tests.integration.test_pipeline import (
+    SESSION,
+    _engine_process,
+    engine_config,
+    run_engine,
+    stream,
+)
 from tests.kafka_helpers import consume_all
 from tests.redis_helpers import flush_db
 
@@ -107,9 +116,22 @@ async def _engine(config: EngineConfig) -> AsyncIterator[Callable[[], Awaitable[
     try:
         yield stopped
     finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
+
+
+@asynccontextmanager
+async def _feed(
+    kafka: EmbeddedApacheKafka, topics: Topics, session_path: Path
+) -> AsyncIterator[asyncio.Task[IngestReport]]:
+    """The session ingested at 40 × recorded time (~8 s), as a task (cancelled at the end)."""
+    producer = ProducerConfig(kafka.bootstrap, enable_idempotence=True, pack_max_ticks=256)
+    task = asyncio.create_task(
+        run_ingest([Source("replay", str(session_path))], producer, topics, replay_speed=40)
+    )
+    try:
+        yield task
+    finally:
+        await cancel_and_wait(task)
 
 
 async def _xlen(redis_url: str) -> int:
@@ -131,21 +153,12 @@ async def _live_run(
     """The session ingested at 40 × recorded time while an engine consumes it; ``midway``
     runs once the engine has published a few events. Returns the engine's report and the
     event ids an uninterrupted engine publishes for the same input."""
-    producer = ProducerConfig(kafka.bootstrap, enable_idempotence=True, pack_max_ticks=256)
-    async with _engine(config) as stop_engine:
-        ingesting = asyncio.create_task(
-            run_ingest([Source("replay", str(session_path))], producer, topics, replay_speed=40)
-        )
-        try:
-            await _until(lambda: _more(redis_url, 3), "the engine published nothing")
-            assert not ingesting.done()
-            if midway is not None:
-                await midway()
-            assert (await asyncio.wait_for(ingesting, 120)).counts["dead_letters"] == 0
-        finally:
-            if not ingesting.done():
-                ingesting.cancel()
-                await asyncio.gather(ingesting, return_exceptions=True)
+    async with _engine(config) as stop_engine, _feed(kafka, topics, session_path) as ingesting:
+        await _until(lambda: _more(redis_url, 3), "the engine published nothing")
+        assert not ingesting.done()
+        if midway is not None:
+            await midway()
+        assert (await asyncio.wait_for(ingesting, 120)).counts["dead_letters"] == 0
         reference = await _reference(kafka, redis_url, topics)
         await _until(lambda: _more(redis_url, len(reference) - 1), "the engine fell behind", 120)
         report = await stop_engine()
@@ -261,3 +274,63 @@ async def test_broker_killed_mid_stream_ingest_and_engine_reconnect_with_no_gap_
 
 async def _more(redis_url: str, than: int) -> bool:
     return await _xlen(redis_url) > than
+
+
+@pytest.mark.asyncio
+async def test_three_engines_one_killed_mid_stream_publish_what_one_engine_does(
+    kafka: EmbeddedApacheKafka, redis_url: str, session_path: Path, tmp_path: Path
+) -> None:
+    """Three engine processes share the group (one input partition each); the one holding
+    BTC is killed (SIGKILL) mid-stream; a survivor takes the partition over from the
+    committed offsets and its checkpoint: the Redis stream equals a single engine's."""
+    topics = _topics()
+    await ensure_topics(kafka.bootstrap, topics.all())
+    group = f"{topics.prefix}killed"  # the engine processes' group (test_pipeline)
+    procs = {}
+    try:
+        for name in ("e1", "e2", "e3"):
+            config = tmp_path / f"{name}.toml"
+            config.write_text(
+                f'client_id = "{name}"\nmax_records = 10\ncheckpoint_interval_s = 0.2\n'
+                "session_timeout_ms = 1500\nheartbeat_interval_ms = 300\n"
+            )
+            procs[name] = _engine_process(kafka.bootstrap, redis_url, topics, config, True)
+
+        async def all_three_hold_one() -> bool:
+            for proc in procs.values():
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            held = await group_assignment(kafka.bootstrap, group)
+            return held is not None and sorted(held) == sorted(procs)
+
+        await _until(all_three_hold_one, "three engines in a stable group")
+        held = await group_assignment(kafka.bootstrap, group)
+        assert held is not None
+        btc = partition_for_key(b"BTC", 3)
+        (active,) = [n for n, tps in held.items() if (topics.underlying, btc) in tps]
+
+        async with _feed(kafka, topics, session_path) as ingesting:
+            await _until(lambda: _more(redis_url, 7), "the active engine published nothing")
+            procs[active].kill()
+            procs[active].wait(timeout=10)
+            partial = await _xlen(redis_url)
+            assert not ingesting.done()  # mid-stream
+            assert (await asyncio.wait_for(ingesting, 120)).counts["dead_letters"] == 0
+
+        reference = await _reference(kafka, redis_url, topics)
+        assert partial < len(reference)
+        await _until(lambda: _more(redis_url, len(reference) - 1), "the survivors fell behind")
+        survivors = await group_assignment(kafka.bootstrap, group)
+        assert survivors is not None and active not in survivors and len(survivors) == 2
+        for name, proc in procs.items():
+            if name != active:
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+                assert proc.returncode == 0, err.decode()[-2000:]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ids = [e.id for _, e in await stream(redis_url)]
+    assert ids == reference
+    assert max(Counter(ids).values()) == 1

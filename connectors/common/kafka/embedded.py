@@ -19,7 +19,9 @@ from typing import ClassVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import TopicPartition
 
 from connectors.common.embedded_server import EmbeddedServer
 
@@ -28,6 +30,7 @@ __all__ = [
     "EmbeddedKafka",
     "EmbeddedKafkaError",
     "ensure_topics",
+    "group_assignment",
     "resolve_tansu_binary",
     "topic_partitions",
 ]
@@ -215,4 +218,26 @@ async def topic_partitions(
             else ()
         )
         for name in names
+    }
+
+
+async def group_assignment(bootstrap: str, group: str) -> dict[str, set[TopicPartition]] | None:
+    """Client id → the partitions it holds in consumer group ``group``, once the group is
+    stable (None while it rebalances, has no members or no coordinator yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    except KafkaError as exc:  # no coordinator yet for a new group, one loading: not stable
+        if exc.retriable:
+            return None
+        raise
+    finally:
+        await admin.close()
+    _, _, state, _, _, members, *_ = response.groups[0]
+    if state != "Stable" or not members:
+        return None
+    return {
+        member[1]: set(ConsumerProtocolMemberAssignment.decode(member[4]).partitions())
+        for member in members
     }
