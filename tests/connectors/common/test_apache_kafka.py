@@ -17,10 +17,12 @@ from connectors.common.kafka.embedded import EmbeddedKafkaError
 from tests.paths import REPO
 
 
-def test_pom_makefile_and_helper_name_one_kafka_version() -> None:
+def test_pom_makefile_compose_and_helper_name_one_kafka_version() -> None:
     pom = (REPO / "deploy" / "kafka-jars" / "pom.xml").read_text()
     makefile = (REPO / "Makefile").read_text()
+    compose = (REPO / "deploy" / "docker-compose.yml").read_text()
     assert re.findall(r"<kafka\.version>(.*)</kafka\.version>", pom) == [KAFKA_VERSION]
+    assert re.findall(r"image: apache/kafka:(\S+)", compose) == [KAFKA_VERSION]
     assert re.findall(r"(?m)^KAFKA_VERSION := (.*)$", makefile) == [KAFKA_VERSION]
     assert default_jars_dir().name == f"kafka-{KAFKA_VERSION}"
 
