@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -21,7 +20,10 @@ from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
+from connectors.common.redis_conn import failure_line, permanent_cause
 from connectors.common.redis_embedded import EmbeddedRedisError
+from connectors.common.secrets import redact_text
+from connectors.common.signals import run_until_signal
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
@@ -56,6 +58,10 @@ URL_HELP = (
 TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
+EXIT_SIGNAL = 130
+# After SIGINT / SIGTERM, how long a command may take to stop on its own (the engine's last
+# commit) before it is cancelled; its connects and retries end at once on the signal.
+STOP_GRACE_S = 10.0
 T = TypeVar("T")
 CAPTURE_FORMAT = "capture"
 
@@ -276,30 +282,43 @@ def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
         raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
     except (RedisError, EmbeddedRedisError) as exc:
-        raise UsageError(f"redis {settings.redis or 'embedded'}: {_one_line(exc)}") from None
+        cause = permanent_cause(exc) or _one_line(exc)
+        raise UsageError(failure_line(settings.redis or "embedded", cause)) from None
     except (OSError, TimeoutError, RuntimeError) as exc:
         raise UsageError(_one_line(exc)) from None
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return redact_text(text or type(exc).__name__)
 
 
-async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return await main(stop)
+async def _until_signal(
+    main: Callable[[asyncio.Event], Awaitable[T]], grace_s: float = STOP_GRACE_S
+) -> T | None:
+    """Run ``main(stop)``; SIGINT / SIGTERM set ``stop``. A command that has not ended
+    ``grace_s`` after the signal (stuck in a connect or a retry), or a second signal, cancels
+    it (again and again: a client may swallow one cancel); it then returns None."""
+    return await run_until_signal(main, grace_s)
 
 
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=True)
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
     report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    if report is None:
+        return _stopped("engine")
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
+
+
+def _stopped(command: str) -> int:
+    print(
+        f"regime-engine: {command}: stopped by a signal before a clean shutdown "
+        "(nothing was committed past what was written)",
+        file=sys.stderr,
+    )
+    return EXIT_SIGNAL
 
 
 def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -332,7 +351,10 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
             stop.set()
             await cancel_and_wait(engine_task)
 
-    ingest, report = _run_services(_until_signal(both), settings)
+    result = _run_services(_until_signal(both), settings)
+    if result is None:
+        return _stopped("run")
+    ingest, report = result
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -387,7 +409,8 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
                 await cancel_and_wait(stopper)
         return seen
 
-    _run_services(_until_signal(follow), Settings(redis=redis_url))
+    # Nothing to finish on a signal: the subscriber is cancelled at once, in any state.
+    _run_services(_until_signal(follow, grace_s=0.0), Settings(redis=redis_url))
     return 0
 
 
@@ -426,17 +449,15 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
     venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
 
-    async def run() -> IngestReport:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def run(stop: asyncio.Event) -> IngestReport:
         return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, venues)
 
     try:
-        report = asyncio.run(run())
+        report = asyncio.run(_until_signal(run))
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
-        raise UsageError(f"kafka {args.kafka}: {exc}") from None
+        raise UsageError(f"kafka {args.kafka}: {_one_line(exc)}") from None
+    if report is None:
+        return _stopped("ingest")
     counts = report.counts
     print(
         f"ingested {counts['messages']} messages: {counts['records']} records, "
@@ -469,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
-        message = " ".join(str(exc).split("\n"))
+        message = redact_text(" ".join(str(exc).split("\n")))
         print(f"regime-engine: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

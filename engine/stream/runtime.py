@@ -26,12 +26,13 @@ from typing import ClassVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from redis.asyncio import Redis
 
 from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
+from connectors.common.redis_conn import redis_client
+from connectors.common.signals import Stopped, until_stopped
 from engine.core.config import ConfigError, LevelsConfig
 from engine.signals.detector import DetectorConfig
 from engine.stream.checkpoint import Checkpoint, fingerprint, loads_state
@@ -149,13 +150,28 @@ class EngineRuntime:
     async def run(self, stop: asyncio.Event) -> EngineReport:
         """Run until ``stop`` is set; the last batch is published and committed first."""
         started = time.monotonic()
+        try:
+            await self._run(stop)
+        except Stopped:  # a signal during a connect or a retry: nothing more is committed
+            log.warning(
+                "engine stopped while waiting for a service",
+                state="stopped",
+                **self.report.to_dict(),
+            )
+        self.report.elapsed_s = time.monotonic() - started
+        log.info("engine stopped", **self.report.to_dict())
+        return self.report
+
+    async def _run(self, stop: asyncio.Event) -> None:
         cfg = self.config
-        await ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
+        await until_stopped(
+            stop, ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
+        )
         async with Services() as services:
             # RESP2: a pooled connection the server dropped is replaced quietly on next use.
-            redis = Redis.from_url(cfg.redis_url, protocol=2, socket_timeout=10.0)
+            redis = redis_client(cfg.redis_url, protocol=2, socket_timeout=10.0)
             services.add("redis", redis.aclose)
-            await redis.ping()
+            await until_stopped(stop, redis.ping())
             publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
             producer = RecordProducer(
                 ProducerConfig(
@@ -166,7 +182,7 @@ class EngineRuntime:
                 ),
                 self.topics,
             )
-            await producer.start()
+            await until_stopped(stop, producer.start())
             services.add("producer", producer.stop)
             if cfg.checkpoint_interval_s > 0:
                 self._state = StateStore(
@@ -177,7 +193,7 @@ class EngineRuntime:
                     cfg.enable_idempotence,
                     cfg.fetch_max_wait_ms,
                 )
-                await self._state.start()
+                await until_stopped(stop, self._state.start())
                 services.add("state store", self._state.stop)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=cfg.bootstrap,
@@ -193,7 +209,7 @@ class EngineRuntime:
                 fetch_max_bytes=16 * 1024 * 1024,
             )
             self._consumer = consumer
-            await consumer.start()
+            await until_stopped(stop, consumer.start())
             services.add("consumer", consumer.stop)
             self._commit = Commit(
                 CommitPolicy(
@@ -213,16 +229,14 @@ class EngineRuntime:
                 self.instrumentation,
                 self.fingerprint,
                 self._clock_ns,
+                stop,
             )
-            await self._check_partitions(consumer)
+            await until_stopped(stop, self._check_partitions(consumer))
             consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
                 await self._step(consumer, self._commit)
             await self._commit.commit(self.tasks, checkpoint=True)
-        self.report.elapsed_s = time.monotonic() - started
-        log.info("engine stopped", **self.report.to_dict())
-        return self.report
 
     async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.topics()  # refreshes the metadata

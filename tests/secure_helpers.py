@@ -1,0 +1,191 @@
+"""Test helpers for secure connections: a throwaway CA and certificates (``openssl``), a
+Redis server with a TLS port and ACL users, a "black hole" server that accepts connections
+and never answers, free ports, and waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from connectors.common.redis_embedded import EmbeddedRedis
+
+# The read-only ACL of bots: what the subscriber SDK runs (DESIGN §2.4 keys only).
+BOT_ACL = (
+    "~regime:*",
+    "&regime:*",
+    "+xread",
+    "+xrange",
+    "+xrevrange",
+    "+get",
+    "+mget",
+    "+scan",
+    "+type",
+    "+subscribe",
+    "+ping",
+    "+client|setname",
+)
+USERS = {  # name → (password, rules)
+    "engine": ("engine-Secret-9f2c", ("~*", "&*", "+@all")),
+    "bot": ("bot-Secret-41d7", BOT_ACL),
+    "noread": ("noread-Secret-0b1e", ("~*", "+ping", "+client|setname", "+mget")),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the CA that signed the server and client certificates
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path  # a CA that signed nothing here (an untrusted server for clients)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    binary = shutil.which("openssl")
+    assert binary is not None, "openssl is needed to make the test certificates"
+    subprocess.run([binary, *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A CA, a server certificate for ``localhost`` / ``127.0.0.1`` and a client
+    certificate signed by it, and a second, unrelated CA (EC P-256 keys, valid 2 days)."""
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    for ca in ("ca", "other-ca"):
+        _openssl(
+            "req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2",
+            "-subj", f"/CN=regime-engine test {ca}", cwd=directory,
+        )  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        _openssl(
+            "req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={'localhost' if name == 'server' else 'regime-client'}", cwd=directory,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext",
+            cwd=directory,
+        )  # fmt: skip
+    return TlsFiles(
+        ca=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+        other_ca=directory / "other-ca.crt",
+    )
+
+
+class SecureRedis:
+    """A Redis server with a plain port (the default user, for the test's own set-up) and a
+    TLS port (``tls_auth_clients``: whether clients must present a certificate), and the
+    ACL users of :data:`USERS`."""
+
+    def __init__(self, tls: TlsFiles, *, tls_auth_clients: bool = False) -> None:
+        self.tls = tls
+        self.tls_port = free_port()
+        self.server = EmbeddedRedis(
+            extra_args=(
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", str(tls.server_cert),
+                "--tls-key-file", str(tls.server_key),
+                "--tls-ca-cert-file", str(tls.ca),
+                "--tls-auth-clients", "yes" if tls_auth_clients else "no",
+            )
+        )  # fmt: skip
+
+    @property
+    def plain_url(self) -> str:
+        return self.server.url
+
+    def tls_url(self, user: str | None = None, password: str | None = None, db: int = 0) -> str:
+        auth = ""
+        if user is not None or password is not None:
+            auth = f"{user or ''}:{password if password is not None else USERS[user][0]}@"
+        return f"rediss://{auth}localhost:{self.tls_port}/{db}"
+
+    async def start(self) -> SecureRedis:
+        await self.server.start()
+        client = aioredis.Redis.from_url(self.plain_url)
+        try:
+            for name, (password, rules) in USERS.items():
+                await client.execute_command("ACL", "SETUSER", name, "on", f">{password}", *rules)
+        finally:
+            await client.aclose()
+        return self
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def log_text(self) -> str:
+        path = self.server.log_path
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+
+class BlackHole:
+    """A listening socket that never accepts: clients connect (the kernel completes the TCP
+    handshake) and then wait forever for an answer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+
+    def has_connection(self) -> bool:
+        """Whether a client has connected (a pending connection is queued)."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until true; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+async def wait_until_async(
+    condition: Callable[[], object], what: str, timeout: float = 30.0
+) -> None:
+    """:func:`wait_until` for the event loop (``condition`` may return an awaitable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def blocked_xread_clients(url: str) -> int:
+    """Clients of the server at ``url`` blocked in XREAD now (CLIENT LIST)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return sum(1 for c in clients if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
