@@ -16,6 +16,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from schemas.config import ConfigError
+
 __all__ = [
     "REDACTED",
     "SecretError",
@@ -34,7 +36,7 @@ _known: set[str] = set()  # secret values this process has read (passwords, keys
 _MIN_SECRET_LEN = 3  # shorter values would redact ordinary text
 
 
-class SecretError(ValueError):
+class SecretError(ConfigError):
     """A secret file could not be read (one line, never the secret)."""
 
 

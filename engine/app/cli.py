@@ -139,7 +139,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+    _add_redis_security_flags(subscribe)
     return parser
+
+
+def _add_redis_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS files and the ACL user (the password: in the URL, REGIME_ENGINE_REDIS_PASSWORD or
+    a file, never a flag)."""
+    group = parser.add_argument_group("Redis security (rediss:// URLs, ACL users)")
+    group.add_argument("--redis-user", default=None, help="ACL user (overrides the URL's)")
+    group.add_argument("--redis-password-file", default=None, help="file holding the password")
+    group.add_argument("--redis-ca-file", default=None, help="CA certificate (PEM) to trust")
+    group.add_argument("--redis-cert-file", default=None, help="client certificate (PEM)")
+    group.add_argument("--redis-key-file", default=None, help="client key (PEM)")
+    group.add_argument(
+        "--redis-no-check-hostname",
+        action="store_const",
+        const=False,
+        default=None,
+        help="accept a server certificate issued for another name",
+    )
+
+
+def _redis_security_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "username": args.redis_user,
+        "password_file": args.redis_password_file,
+        "ca_file": args.redis_ca_file,
+        "cert_file": args.redis_cert_file,
+        "key_file": args.redis_key_file,
+        "check_hostname": args.redis_no_check_hostname,
+    }
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -158,6 +188,7 @@ def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         dest="idempotence",
         help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
     )
+    _add_redis_security_flags(parser)
 
 
 def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> Settings:
@@ -165,6 +196,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["redis_security"] = _redis_security_flags(args)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
         missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
@@ -364,7 +396,10 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = load_settings(
+        {"redis": args.redis, "redis_security": _redis_security_flags(args)}, env
+    )
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
     if args.count is not None and args.count <= 0:
@@ -375,6 +410,7 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
             underlyings=tuple(args.underlying) if args.underlying else None,
             start_id=args.start,
             max_reconnect_attempts=None,
+            security=settings.redis_security,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -410,7 +446,7 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
         return seen
 
     # Nothing to finish on a signal: the subscriber is cancelled at once, in any state.
-    _run_services(_until_signal(follow, grace_s=0.0), Settings(redis=redis_url))
+    _run_services(_until_signal(follow, grace_s=0.0), settings)
     return 0
 
 

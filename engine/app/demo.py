@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
-from redis.asyncio import Redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -31,6 +30,7 @@ from connectors.common.embedded_server import EmbeddedServer
 from connectors.common.kafka.embedded import EmbeddedKafka
 from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
+from connectors.common.redis_conn import NO_SECURITY, redis_client
 from connectors.common.redis_embedded import EmbeddedRedis
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
@@ -160,11 +160,16 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
             session_timeout_ms=3_000,
             heartbeat_interval_ms=500,
         )
-        redis = Redis.from_url(redis_url)
+        security = settings.redis_security if settings.redis is not None else None
+        redis = redis_client(redis_url, security)
         services.add("redis client", redis.aclose)
         subscriber = RegimeSubscriber(
             SubscriberConfig(
-                redis_url=redis_url, underlyings=(demo.currency,), start_id="$", block_ms=200
+                redis_url=redis_url,
+                underlyings=(demo.currency,),
+                start_id="$",
+                block_ms=200,
+                security=security or NO_SECURITY,
             )
         )
         await subscriber.start()

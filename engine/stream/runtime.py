@@ -31,7 +31,8 @@ from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
-from connectors.common.redis_conn import redis_client
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
+from connectors.common.secrets import redact_text, redacted_repr
 from connectors.common.signals import Stopped, until_stopped
 from engine.core.config import ConfigError, LevelsConfig
 from engine.signals.detector import DetectorConfig
@@ -87,12 +88,19 @@ class EngineConfig(Config):
     checkpoint_interval_s: float = 60.0
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
     redis_retry_cap_s: float = 2.0
+    redis_security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
             raise ConfigError("engine needs a Kafka bootstrap HOST:PORT")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis url must start with redis://, got {self.redis_url!r}")
+            raise ConfigError(
+                f"redis url must start with redis://, got {redact_text(repr(self.redis_url))}"
+            )
+        self.redis_security.check_url(self.redis_url)
         for name in (
             "partitions",
             "stream_maxlen",
@@ -169,7 +177,7 @@ class EngineRuntime:
         )
         async with Services() as services:
             # RESP2: a pooled connection the server dropped is replaced quietly on next use.
-            redis = redis_client(cfg.redis_url, protocol=2, socket_timeout=10.0)
+            redis = redis_client(cfg.redis_url, cfg.redis_security, protocol=2, socket_timeout=10.0)
             services.add("redis", redis.aclose)
             await until_stopped(stop, redis.ping())
             publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
