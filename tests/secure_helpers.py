@@ -4,7 +4,6 @@ and never answers, free ports, and waiting on conditions."""
 
 from __future__ import annotations
 
-import asyncio
 import select
 import shutil
 import socket
@@ -164,21 +163,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-async def wait_until_async(
-    condition: Callable[[], object], what: str, timeout: float = 30.0
-) -> None:
-    """:func:`wait_until` for the event loop (``condition`` may return an awaitable)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def blocked_xread_clients(url: str) -> int:

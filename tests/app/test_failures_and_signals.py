@@ -22,6 +22,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig, SubscriberError
+from tests.conditions import eventually
 from tests.paths import REPO
 from tests.secure_helpers import (
     USERS,
@@ -31,7 +32,6 @@ from tests.secure_helpers import (
     free_port,
     make_tls_files,
     wait_until,
-    wait_until_async,
 )
 
 EXIT_LOOSE_S = 3.0  # "within a second", loosely, on a loaded 2-core box
@@ -236,7 +236,7 @@ async def test_sdk_iteration_cancelled_during_the_backoff_sleep() -> None:
     )  # fmt: skip
     subscriber = RegimeSubscriber(config)
     task = asyncio.create_task(_iterate(subscriber))
-    await wait_until_async(lambda: subscriber.state == "backoff", "the backoff sleep")
+    await eventually(lambda: subscriber.state == "backoff", 30, "no backoff sleep")
     assert await _cancel_and_time(task) < EXIT_LOOSE_S
     assert subscriber.state == "closed"
 
@@ -251,7 +251,7 @@ async def test_sdk_iteration_cancelled_during_a_connect() -> None:
         )  # fmt: skip
         subscriber = RegimeSubscriber(config)
         task = asyncio.create_task(_iterate(subscriber))
-        await wait_until_async(hole.has_connection, "the connection")
+        await eventually(hole.has_connection, 30, "no connection")
         assert subscriber.state == "connecting"
         assert await _cancel_and_time(task) < EXIT_LOOSE_S
     finally:
@@ -265,6 +265,6 @@ async def test_sdk_iteration_cancelled_during_a_blocking_read(secure_redis: Secu
     config = SubscriberConfig(url, underlyings=("BTC",), block_ms=60_000)
     subscriber = RegimeSubscriber(config)
     task = asyncio.create_task(_iterate(subscriber))
-    await wait_until_async(lambda: _more_blocked(url, before), "a blocked XREAD")
+    await eventually(lambda: _more_blocked(url, before), 30, "no blocked XREAD")
     assert subscriber.state == "connected"
     assert await _cancel_and_time(task) < EXIT_LOOSE_S
