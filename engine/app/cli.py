@@ -358,7 +358,9 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
     sources = [parse_source(spec) for spec in args.source]
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
     producer = ProducerConfig(
-        bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
+        bootstrap=config.bootstrap,
+        enable_idempotence=config.enable_idempotence,
+        security=config.kafka_security,
     )
     venues = _venue_configs(settings, sources, args.url)
 
@@ -482,8 +484,13 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     host, _, port = args.kafka.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
-    producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    settings = load_settings({}, env, args.config)
+    producer = ProducerConfig(
+        bootstrap=args.kafka,
+        enable_idempotence=not args.no_idempotence,
+        security=settings.kafka_security,
+    )
+    venues = _venue_configs(settings, sources, args.url)
 
     async def run(stop: asyncio.Event) -> IngestReport:
         return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, venues)

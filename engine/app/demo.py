@@ -202,7 +202,11 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
             view.status(f"replaying {session.messages} messages at {demo.speed or 'max'}x")
             ingest = await run_ingest(
                 [Source("replay", str(capture))],
-                ProducerConfig(bootstrap, enable_idempotence=engine_config.enable_idempotence),
+                ProducerConfig(
+                    bootstrap,
+                    enable_idempotence=engine_config.enable_idempotence,
+                    security=engine_config.kafka_security,
+                ),
                 Topics(prefix),
                 partitions=engine_config.partitions,
                 replay_speed=demo.speed,

@@ -47,7 +47,12 @@ async def run_ingest(
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
     """
     stop = stop or asyncio.Event()
-    await ensure_topics(producer_config.bootstrap, topics.all(), partitions=partitions)
+    await ensure_topics(
+        producer_config.bootstrap,
+        topics.all(),
+        partitions=partitions,
+        security=producer_config.security,
+    )
     report = IngestReport()
     async with Services() as services:
         producer = RecordProducer(producer_config, topics)

@@ -17,10 +17,12 @@ and each venue's table of :mod:`connectors.registry` (``[cboe]``, ``[cme]``,
     dwell_s = 5.0
 
 The connection security tables (:data:`SECURITY`) — ``[redis_security]`` (the fields of
-:class:`connectors.common.redis_conn.RedisSecurity`) — can also be given field by field in
-the environment (``REGIME_ENGINE_REDIS_PASSWORD``, ``REGIME_ENGINE_REDIS_CA_FILE`` …) and by
-flags (``--redis-ca-file`` …); they apply to the Redis given (``redis``), not to an embedded
-one. Secrets come from the environment or from ``*_file`` settings, never from flags.
+:class:`connectors.common.redis_conn.RedisSecurity`) and ``[kafka_security]`` (those of
+:class:`connectors.common.kafka.security.KafkaSecurity`) — can also be given field by field
+in the environment (``REGIME_ENGINE_REDIS_PASSWORD``, ``REGIME_ENGINE_KAFKA_SASL_MECHANISM``
+…); Redis's also by flags (``--redis-ca-file`` …). They apply to the services given
+(``redis``, ``kafka``), not to embedded ones. Secrets come from the environment or from
+``*_file`` settings, never from flags.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from connectors.common.kafka.security import NO_KAFKA_SECURITY, KafkaSecurity
 from connectors.common.redis_conn import NO_SECURITY, RedisSecurity
 from connectors.common.secrets import redact_text, redacted_repr
 from connectors.registry import SPECS
@@ -55,6 +58,7 @@ SERVICES = ("kafka", "redis", "idempotence")  # resolved by the command (embedde
 # Connection security: table name → (its config, the environment prefix of its fields).
 SECURITY: dict[str, tuple[type[Config], str]] = {
     "redis_security": (RedisSecurity, "REGIME_ENGINE_REDIS_"),
+    "kafka_security": (KafkaSecurity, "REGIME_ENGINE_KAFKA_"),
 }
 SECURITY_ENV = {  # environment variable → (table, field)
     f"{prefix}{f.name.upper()}": (table, f.name)
@@ -83,6 +87,7 @@ class Settings:
     engine: Mapping[str, Any] = field(default_factory=dict)  # EngineConfig fields given
     venues: Mapping[str, Config] = field(default_factory=dict)  # venue name → its table
     redis_security: RedisSecurity = NO_SECURITY  # for the given redis (not an embedded one)
+    kafka_security: KafkaSecurity = NO_KAFKA_SECURITY  # for the given kafka (ditto)
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -111,6 +116,9 @@ class Settings:
                 **self.engine,
                 # the security settings are those of the given services, not embedded ones
                 redis_security=self.redis_security if redis_url == self.redis else NO_SECURITY,
+                kafka_security=(
+                    self.kafka_security if bootstrap == self.kafka else NO_KAFKA_SECURITY
+                ),
             )
         except TypeError as exc:  # a value of the wrong type (a string for a number)
             raise ConfigError(f"settings: {exc}") from None

@@ -29,6 +29,11 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.kafka.security import (
+    NO_KAFKA_SECURITY,
+    KafkaSecurity,
+    kafka_security_kwargs,
+)
 from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
 from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
@@ -89,6 +94,7 @@ class EngineConfig(Config):
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
     redis_retry_cap_s: float = 2.0
     redis_security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password
+    kafka_security: KafkaSecurity = NO_KAFKA_SECURITY  # TLS and SASL of every Kafka client
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -173,7 +179,13 @@ class EngineRuntime:
     async def _run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         await until_stopped(
-            stop, ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
+            stop,
+            ensure_topics(
+                cfg.bootstrap,
+                self.topics.all(),
+                partitions=cfg.partitions,
+                security=cfg.kafka_security,
+            ),
         )
         async with Services() as services:
             # RESP2: a pooled connection the server dropped is replaced quietly on next use.
@@ -187,6 +199,7 @@ class EngineRuntime:
                     client_id=f"{cfg.client_id}-engine",
                     enable_idempotence=cfg.enable_idempotence,
                     linger_ms=1.0,
+                    security=cfg.kafka_security,
                 ),
                 self.topics,
             )
@@ -200,6 +213,7 @@ class EngineRuntime:
                     cfg.client_id,
                     cfg.enable_idempotence,
                     cfg.fetch_max_wait_ms,
+                    cfg.kafka_security,
                 )
                 await until_stopped(stop, self._state.start())
                 services.add("state store", self._state.stop)
@@ -215,6 +229,7 @@ class EngineRuntime:
                 fetch_max_wait_ms=cfg.fetch_max_wait_ms,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 fetch_max_bytes=16 * 1024 * 1024,
+                **kafka_security_kwargs(cfg.kafka_security),
             )
             self._consumer = consumer
             await until_stopped(stop, consumer.start())

@@ -8,6 +8,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from connectors.common.kafka.security import KafkaSecurity
 from connectors.common.redis_conn import RedisSecurity, permanent_cause
 from engine.app.settings import load_settings
 from schemas.config import ConfigError
@@ -94,3 +95,48 @@ def test_transient_failures_are_not_permanent() -> None:
         TimeoutError(),
     ):
         assert permanent_cause(exc) is None
+
+
+def test_kafka_security_from_toml_and_environment(tmp_path: Path) -> None:
+    config = _toml(
+        tmp_path,
+        'kafka = "broker-1:9093"\n'
+        '[kafka_security]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+        'ca_file = "/toml/ca.pem"\n',
+    )
+    env = {
+        "REGIME_ENGINE_KAFKA_SASL_USERNAME": "engine",
+        "REGIME_ENGINE_KAFKA_SASL_PASSWORD_FILE": "/run/secrets/kafka",
+        "REGIME_ENGINE_KAFKA_CHECK_HOSTNAME": "no",
+    }
+    settings = load_settings({}, env, config)
+    expected = KafkaSecurity(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="engine",
+        sasl_password_file="/run/secrets/kafka",
+        ca_file="/toml/ca.pem",
+        check_hostname=False,
+    )
+    assert settings.kafka_security == expected
+    engine = settings.engine_config("broker-1:9093", "redis://r:1/0", embedded_kafka=False)
+    assert engine.kafka_security == expected
+    # An embedded broker (another bootstrap) is plaintext.
+    assert settings.engine_config("127.0.0.1:1", "redis://r:1/0", True).kafka_security == (
+        KafkaSecurity()
+    )
+
+
+def test_kafka_security_from_the_environment_alone_and_its_errors(tmp_path: Path) -> None:
+    env = {
+        "REGIME_ENGINE_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+        "REGIME_ENGINE_KAFKA_SASL_MECHANISM": "plain",
+        "REGIME_ENGINE_KAFKA_SASL_USERNAME": "ingest",
+        "REGIME_ENGINE_KAFKA_SASL_PASSWORD": "Env-Kafka-Secret-3",
+    }
+    settings = load_settings({}, env)
+    assert settings.kafka_security.security_protocol == "SASL_PLAINTEXT"
+    assert settings.kafka_security.sasl_mechanism == "PLAIN"
+    assert "Env-Kafka-Secret-3" not in repr(settings)
+    with pytest.raises(ConfigError, match="SASL_PLAINTEXT needs sasl_username"):
+        load_settings({}, {k: v for k, v in env.items() if "USERNAME" not in k})

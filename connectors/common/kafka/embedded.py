@@ -21,6 +21,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from connectors.common.embedded_server import EmbeddedServer
+from connectors.common.kafka.security import KafkaSecurity, kafka_security_kwargs
 
 __all__ = [
     "COMPACTED",
@@ -147,6 +148,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     request_timeout_ms: int = 10_000,
+    security: KafkaSecurity | None = None,
 ) -> tuple[str, ...]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -158,7 +160,11 @@ async def ensure_topics(
     """
     names = list(dict.fromkeys(topics))
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=request_timeout_ms,
+        **kafka_security_kwargs(security),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
