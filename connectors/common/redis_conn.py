@@ -25,10 +25,10 @@ from redis.exceptions import (
 )
 
 from connectors.common.secrets import (
+    check_connection_settings,
     read_secret_file,
     redact_text,
     redacted_repr,
-    register_secret,
 )
 from schemas.config import Config, ConfigError
 
@@ -104,17 +104,15 @@ class RedisSecurity(Config):
     check_hostname: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("username", "password", "password_file", "ca_file", "cert_file", "key_file"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"redis {name} must be a non-empty string")
-        if not isinstance(self.check_hostname, bool):
-            raise ConfigError("redis check_hostname must be true or false")
-        if self.password is not None and self.password_file is not None:
-            raise ConfigError("redis: give password or password_file, not both")
+        check_connection_settings(
+            "redis",
+            self,
+            ("username", "password", "password_file", "ca_file", "cert_file", "key_file"),
+            secrets=("password",),
+            exclusive=(("password", "password_file"),),
+        )
         if self.key_file is not None and self.cert_file is None:
             raise ConfigError("redis key_file needs cert_file")
-        register_secret(self.password)
 
     def __repr__(self) -> str:
         return redacted_repr(self, hidden=("password",))

@@ -21,6 +21,7 @@ from schemas.config import ConfigError
 __all__ = [
     "REDACTED",
     "SecretError",
+    "check_connection_settings",
     "read_secret_file",
     "redact_log_event",
     "redact_text",
@@ -105,3 +106,27 @@ def redacted_repr(obj: Any, hidden: tuple[str, ...] = ()) -> str:
         shown = REDACTED if f.name in hidden and value is not None else repr(value)
         parts.append(f"{f.name}={shown}")
     return redact_text(f"{type(obj).__name__}({', '.join(parts)})")
+
+
+def check_connection_settings(
+    service: str,
+    config: Any,
+    strings: tuple[str, ...],
+    secrets: tuple[str, ...],
+    exclusive: tuple[tuple[str, str], ...],
+) -> None:
+    """The checks every connection-security config shares (one-line ConfigError): the
+    ``strings`` fields None or non-empty strings, ``check_hostname`` a bool, at most one of
+    each ``exclusive`` pair (a secret and its file); then the ``secrets`` fields are
+    registered for redaction."""
+    for name in strings:
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{service} {name} must be a non-empty string")
+    if not isinstance(config.check_hostname, bool):
+        raise ConfigError(f"{service} check_hostname must be true or false")
+    for first, second in exclusive:
+        if getattr(config, first) is not None and getattr(config, second) is not None:
+            raise ConfigError(f"{service}: give {first} or {second}, not both")
+    for name in secrets:
+        register_secret(getattr(config, name))

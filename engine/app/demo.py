@@ -32,6 +32,7 @@ from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
 from connectors.common.redis_conn import NO_SECURITY, redis_client
 from connectors.common.redis_embedded import EmbeddedRedis
+from connectors.common.secrets import redact_text
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
 from engine.app.run_ingest import IngestReport, run_ingest
@@ -237,7 +238,7 @@ async def run_demo(settings: Settings, demo: DemoConfig, view: DemoView) -> Demo
         levels=decode_levels(raw) if raw is not None else None,
         elapsed_s=time.monotonic() - started,
         kafka="embedded" if settings.kafka is None else bootstrap,
-        redis="embedded" if settings.redis is None else redis_url,
+        redis="embedded" if settings.redis is None else redact_text(redis_url),
     )
 
 

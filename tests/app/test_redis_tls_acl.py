@@ -1,7 +1,7 @@
 """Redis over TLS (``rediss://``, a CA made in the test, client certificates) with ACL users,
-against a real redis-server: the SDK reads as the read-only user, who cannot write; the
-engine (the demo pipeline) publishes as its own user; bad trust and bad credentials fail
-with one line naming the service."""
+against a real redis-server: the SDK reads as the read-only user, who cannot write; bad
+trust fails with one line naming the service. (The whole pipeline over TLS as the engine's
+user: ``test_secrets_redacted.py``.)"""
 
 from __future__ import annotations
 
@@ -187,23 +187,3 @@ def test_subscribe_over_tls_with_flags_and_the_password_in_the_environment(
     out = capsys.readouterr()
     assert [orjson.loads(line)["id"] for line in out.out.splitlines()] == ids
     assert BOT_PW not in out.out + out.err
-
-
-def test_demo_publishes_over_tls_as_the_engine_user(
-    secure: SecureRedis,
-    kafka_bootstrap: str,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The whole pipeline (ingest → Kafka → engine → Redis → SDK) with Redis over TLS and
-    the engine's ACL user; the demo's subscriber reads through the same settings."""
-    monkeypatch.setenv("REGIME_ENGINE_REDIS_USERNAME", "engine")
-    monkeypatch.setenv("REGIME_ENGINE_REDIS_PASSWORD", ENGINE_PW)
-    monkeypatch.setenv("REGIME_ENGINE_REDIS_CA_FILE", str(secure.tls.ca))
-    args = ["demo", "--max-speed", "--json", "--kafka", kafka_bootstrap, "--no-idempotence"]
-    assert main([*args, "--redis", secure.tls_url(db=1)]) == 0
-    out = capsys.readouterr()
-    summary = orjson.loads(out.out)
-    assert summary["redis"] == f"rediss://localhost:{secure.tls_port}/1"
-    assert summary["events_received"] == 43
-    assert ENGINE_PW not in out.out + out.err

@@ -18,7 +18,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from connectors.common.secrets import read_secret_file, redacted_repr, register_secret
+from connectors.common.secrets import check_connection_settings, read_secret_file, redacted_repr
 from schemas.config import Config, ConfigError
 
 __all__ = [
@@ -72,12 +72,13 @@ class KafkaSecurity(Config):
                 f"got {self.security_protocol!r}"
             )
         object.__setattr__(self, "security_protocol", protocol)
-        for name in (*_SASL, *_TLS):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"kafka {name} must be a non-empty string")
-        if not isinstance(self.check_hostname, bool):
-            raise ConfigError("kafka check_hostname must be true or false")
+        check_connection_settings(
+            "kafka",
+            self,
+            (*_SASL, *_TLS),
+            secrets=_SECRETS,
+            exclusive=(("key_password", "key_password_file"),),
+        )
         if self.sasl:
             self._check_sasl()
         elif given := [n for n in _SASL if getattr(self, n) is not None]:
@@ -96,12 +97,8 @@ class KafkaSecurity(Config):
                 )
         if self.key_file is not None and self.cert_file is None:
             raise ConfigError("kafka key_file needs cert_file")
-        if self.key_password is not None and self.key_password_file is not None:
-            raise ConfigError("kafka: give key_password or key_password_file, not both")
         if (self.key_password or self.key_password_file) and self.cert_file is None:
             raise ConfigError("kafka key_password needs cert_file (and key_file)")
-        for name in _SECRETS:
-            register_secret(getattr(self, name))
 
     def _check_sasl(self) -> None:
         mechanism = self.sasl_mechanism
