@@ -4,14 +4,16 @@ and never answers, free ports, and waiting on conditions."""
 
 from __future__ import annotations
 
+import asyncio
 import select
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 
@@ -155,6 +157,18 @@ class BlackHole:
 
     def close(self) -> None:
         self.sock.close()
+
+
+S = TypeVar("S", SecureRedis, EmbeddedRedis)
+
+
+def running(server: S) -> Iterator[S]:
+    """``server`` started for a (module-scoped, synchronous) fixture: ``yield from`` it."""
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        asyncio.run(server.stop())
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

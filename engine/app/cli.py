@@ -18,6 +18,7 @@ from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_fil
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
+from connectors.common.kafka.security import KafkaSecurity, tls_failure
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
 from connectors.common.redis_conn import failure_line, permanent_cause
@@ -312,12 +313,21 @@ def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
     try:
         return asyncio.run(coro)
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
-        raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
+        raise UsageError(_kafka_failure(settings.kafka, settings.kafka_security, exc)) from None
     except (RedisError, EmbeddedRedisError) as exc:
         cause = permanent_cause(exc) or _one_line(exc)
         raise UsageError(failure_line(settings.redis or "embedded", cause)) from None
     except (OSError, TimeoutError, RuntimeError) as exc:
         raise UsageError(_one_line(exc)) from None
+
+
+def _kafka_failure(bootstrap: str | None, security: KafkaSecurity, exc: BaseException) -> str:
+    """``kafka HOST:PORT: cause``; a TLS failure named (aiokafka only says it could not
+    bootstrap)."""
+    if bootstrap is None:
+        return f"kafka embedded: {_one_line(exc)}"
+    cause = asyncio.run(tls_failure(bootstrap, security)) if security.tls else None
+    return f"kafka {bootstrap}: {cause or _one_line(exc)}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -498,7 +508,7 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     try:
         report = asyncio.run(_until_signal(run))
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
-        raise UsageError(f"kafka {args.kafka}: {_one_line(exc)}") from None
+        raise UsageError(_kafka_failure(args.kafka, settings.kafka_security, exc)) from None
     if report is None:
         return _stopped("ingest")
     counts = report.counts

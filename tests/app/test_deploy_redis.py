@@ -18,7 +18,7 @@ from engine.app.cli import main
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from schemas.channels import STREAM_FIELD, events_stream, levels_key
 from tests.paths import REPO
-from tests.secure_helpers import TlsFiles, make_tls_files
+from tests.secure_helpers import TlsFiles, make_tls_files, running
 
 DEPLOY = REPO / "deploy" / "redis"
 # The placeholder passwords whose hashes deploy/redis/users.acl holds (replace them).
@@ -51,29 +51,18 @@ class DeployRedis(EmbeddedRedis):
         auth = f"{user}:{password}@" if user else ""
         return f"rediss://{auth}localhost:{self.port}/{db}"
 
-    async def _probe(self) -> str | None:
-        client = redis_client(
+    def _probe_client(self) -> aioredis.Redis:
+        return redis_client(
             self.url_for("engine", ENGINE_PW),
             RedisSecurity(ca_file=str(self.tls.ca)),
             socket_connect_timeout=1.0,
             socket_timeout=1.0,
         )
-        try:
-            return None if await client.ping() else "no PONG"
-        except (RedisError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"
-        finally:
-            await client.aclose()
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployRedis]:
-    server = DeployRedis(make_tls_files(tmp_path_factory.mktemp("tls")))
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
+    yield from running(DeployRedis(make_tls_files(tmp_path_factory.mktemp("tls"))))
 
 
 def _client(server: DeployRedis, user: str | None, password: str | None) -> aioredis.Redis:

@@ -21,6 +21,7 @@ from uuid import uuid4
 import pytest
 from structlog.testing import capture_logs
 
+from connectors.common.kafka.security import KafkaSecurity, tls_failure
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig, SubscriberError
 from tests.conditions import eventually
 from tests.paths import REPO
@@ -31,6 +32,7 @@ from tests.secure_helpers import (
     blocked_xread_clients,
     free_port,
     make_tls_files,
+    running,
     wait_until,
 )
 
@@ -40,26 +42,25 @@ WRONG = "Wrong-Pass-7731"
 
 @pytest.fixture(scope="module")
 def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRedis]:
-    tls = make_tls_files(tmp_path_factory.mktemp("tls"))
-    server = SecureRedis(tls)
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
+    yield from running(SecureRedis(make_tls_files(tmp_path_factory.mktemp("tls"))))
 
 
 def _plain(server: SecureRedis, user: str, password: str, db: int = 0) -> str:
     return f"redis://{user}:{password}@127.0.0.1:{server.server.port}/{db}"
 
 
-def _cli(args: list[str], stderr: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGIME_ENGINE_")}
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("REGIME_ENGINE_")}
+
+
+def _cli(
+    args: list[str], stderr: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "engine.app.cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=stderr.open("wb"),
-        env={**env, "PYTHONPATH": str(REPO)},
+        env={**_clean_env(), **(env or {}), "PYTHONPATH": str(REPO)},
     )
 
 
@@ -268,3 +269,34 @@ async def test_sdk_iteration_cancelled_during_a_blocking_read(secure_redis: Secu
     await eventually(lambda: _more_blocked(url, before), 30, "no blocked XREAD")
     assert subscriber.state == "connected"
     assert await _cancel_and_time(task) < EXIT_LOOSE_S
+
+
+@pytest.mark.parametrize("command", ["engine", "ingest"])
+def test_kafka_with_an_untrusted_broker_certificate_is_one_line(
+    command: str, secure_redis: SecureRedis, tmp_path: Path
+) -> None:
+    """A TLS endpoint (the Redis TLS port stands in for a broker: the handshake comes first)
+    whose certificate the configured CA did not sign."""
+    broker = f"localhost:{secure_redis.tls_port}"
+    err = tmp_path / "stderr"
+    args = {
+        "engine": ["engine", "--kafka", broker, "--redis", "redis://127.0.0.1:1/0"],
+        "ingest": ["ingest", "--kafka", broker, "--source", "deribit:BTC"],
+    }[command]
+    env = {
+        "REGIME_ENGINE_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "REGIME_ENGINE_KAFKA_CA_FILE": str(secure_redis.tls.other_ca),
+    }
+    proc = _cli(args, err, env)
+    assert proc.wait(timeout=60) == 2
+    assert err.read_text().splitlines()[-1] == (
+        f"regime-engine: error: kafka {broker}: TLS verification failed "
+        "(self-signed certificate in certificate chain)"
+    )
+
+
+@pytest.mark.asyncio
+async def test_tls_failure_is_none_without_tls_or_when_unreachable() -> None:
+    assert await tls_failure("127.0.0.1:1", KafkaSecurity()) is None
+    ssl_only = KafkaSecurity(security_protocol="SSL")
+    assert await tls_failure(f"127.0.0.1:{free_port()}", ssl_only) is None  # refused

@@ -20,7 +20,7 @@ from schemas.channels import STREAM_FIELD, events_stream, levels_key
 from schemas.events import encode_event
 from schemas.levels import encode_levels
 from tests.app.test_subscriber import make_event, make_levels, new_underlying
-from tests.secure_helpers import USERS, SecureRedis, TlsFiles, make_tls_files
+from tests.secure_helpers import USERS, SecureRedis, TlsFiles, make_tls_files, running
 
 BOT_PW = USERS["bot"][0]
 ENGINE_PW = USERS["engine"][0]
@@ -31,25 +31,16 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
-def _serve(tls: TlsFiles, **kwargs: bool) -> Iterator[SecureRedis]:
-    server = SecureRedis(tls, **kwargs)
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
-
-
 @pytest.fixture(scope="module")
 def secure(tls: TlsFiles) -> Iterator[SecureRedis]:
     """TLS without client certificates."""
-    yield from _serve(tls)
+    yield from running(SecureRedis(tls))
 
 
 @pytest.fixture(scope="module")
 def mutual(tls: TlsFiles) -> Iterator[SecureRedis]:
     """TLS where every client must present a certificate signed by the CA."""
-    yield from _serve(tls, tls_auth_clients=True)
+    yield from running(SecureRedis(tls, tls_auth_clients=True))
 
 
 async def _write_events(server: SecureRedis, underlying: str, n: int) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import signal
@@ -19,7 +18,14 @@ from connectors.common.logs import configure_logging, get_logger
 from connectors.common.secrets import redact_text, redact_url, register_secret
 from engine.app.cli import main
 from tests.paths import REPO
-from tests.secure_helpers import USERS, SecureRedis, free_port, make_tls_files, wait_until
+from tests.secure_helpers import (
+    USERS,
+    SecureRedis,
+    free_port,
+    make_tls_files,
+    running,
+    wait_until,
+)
 
 URL_SECRET = "Url-Secret-8d3f"
 ENV_SECRET = "Env-Secret-a17c"
@@ -28,12 +34,7 @@ FILE_SECRET = "File-Secret-c02e"
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRedis]:
-    server = SecureRedis(make_tls_files(tmp_path_factory.mktemp("tls")))
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
+    yield from running(SecureRedis(make_tls_files(tmp_path_factory.mktemp("tls"))))
 
 
 def test_redact_url_and_text() -> None:

@@ -13,6 +13,8 @@ topics): ``security_protocol``, ``ssl_context``, ``sasl_mechanism``,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import ssl
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ __all__ = [
     "PROTOCOLS",
     "KafkaSecurity",
     "kafka_security_kwargs",
+    "tls_failure",
 ]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -170,3 +173,29 @@ def kafka_security_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = security.sasl_username
         kwargs["sasl_plain_password"] = password
     return kwargs
+
+
+async def tls_failure(
+    bootstrap: str, security: KafkaSecurity | None, timeout_s: float = 5.0
+) -> str | None:
+    """Why a TLS connection to the first broker of ``bootstrap`` fails permanently
+    (verification or handshake, one line), or None (no TLS, or it succeeds, or the failure
+    is not TLS). aiokafka's "Unable to bootstrap" does not say; the CLI asks this."""
+    security = security or NO_KAFKA_SECURITY
+    if not security.tls:
+        return None
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
+    try:
+        context = _ssl_context(security)
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, int(port), ssl=context)
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS verification failed ({exc.verify_message or exc.reason})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed ({exc.reason or exc})"
+    except (OSError, TimeoutError, ValueError, ConfigError):
+        return None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return None
