@@ -115,13 +115,17 @@ class Settings:
                 enable_idempotence=idempotence,
                 **self.engine,
                 # the security settings are those of the given services, not embedded ones
-                redis_security=self.redis_security if redis_url == self.redis else NO_SECURITY,
+                redis_security=self.redis_security_for(redis_url),
                 kafka_security=(
                     self.kafka_security if bootstrap == self.kafka else NO_KAFKA_SECURITY
                 ),
             )
         except TypeError as exc:  # a value of the wrong type (a string for a number)
             raise ConfigError(f"settings: {exc}") from None
+
+    def redis_security_for(self, redis_url: str) -> RedisSecurity:
+        """The Redis security settings for ``redis_url``: none for an embedded Redis."""
+        return self.redis_security if redis_url == self.redis else NO_SECURITY
 
 
 def check_bootstrap(value: str) -> str:
