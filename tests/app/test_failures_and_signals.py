@@ -21,8 +21,11 @@ from uuid import uuid4
 import pytest
 from structlog.testing import capture_logs
 
+from connectors.common.kafka.embedded import EmbeddedKafka
 from connectors.common.kafka.security import KafkaSecurity, tls_failure
+from connectors.common.redis_embedded import EmbeddedRedis
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig, SubscriberError
+from engine.stream.runtime import EngineConfig, EngineRuntime
 from tests.conditions import eventually
 from tests.paths import REPO
 from tests.secure_helpers import (
@@ -300,3 +303,32 @@ async def test_tls_failure_is_none_without_tls_or_when_unreachable() -> None:
     assert await tls_failure("127.0.0.1:1", KafkaSecurity()) is None
     ssl_only = KafkaSecurity(security_protocol="SSL")
     assert await tls_failure(f"127.0.0.1:{free_port()}", ssl_only) is None  # refused
+
+
+@pytest.mark.asyncio
+async def test_engine_stops_at_once_when_its_broker_is_gone() -> None:
+    """The broker dies under a running engine; the stop still ends it at once, with its
+    report (the consumer's stop, which fails then, no longer cancels the engine)."""
+    kafka = EmbeddedKafka()
+    await kafka.start()
+    redis_server = EmbeddedRedis()
+    await redis_server.start()
+    try:
+        config = EngineConfig(
+            bootstrap=kafka.bootstrap, redis_url=redis_server.url, enable_idempotence=False,
+            topic_prefix=f"t{uuid4().hex[:8]}.", session_timeout_ms=2_000,
+            heartbeat_interval_ms=500,
+        )  # fmt: skip
+        runtime = EngineRuntime(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        await eventually(runtime.caught_up.is_set, 60, "the engine did not start")
+        await kafka.kill()
+        began = time.monotonic()
+        stop.set()
+        done, _ = await asyncio.wait({task}, timeout=60)
+        assert task in done and time.monotonic() - began < EXIT_LOOSE_S
+        assert task.result().records == 0
+    finally:
+        await redis_server.stop()
+        await kafka.stop()
