@@ -65,6 +65,10 @@ async def run_until_signal(
         except asyncio.CancelledError:
             if forced.is_set() and task.cancelled():
                 return None
+            current = asyncio.current_task()
+            if task.cancelled() and not (current is not None and current.cancelling()):
+                # a library let a cancellation of its own escape: an error, not a traceback
+                raise RuntimeError("the command was cancelled from within") from None
             raise
     finally:
         for sig in SIGNALS:
