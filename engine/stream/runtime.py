@@ -28,7 +28,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from connectors.common.kafka.embedded import ensure_topics
+from connectors.common.kafka.embedded import ensure_topics, topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.kafka.security import (
     NO_KAFKA_SECURITY,
@@ -261,19 +261,18 @@ class EngineRuntime:
                 self._clock_ns,
                 stop,
             )
-            await until_stopped(stop, self._check_partitions(consumer))
+            await until_stopped(stop, self._check_partitions())
             consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
                 await self._step(consumer, self._commit)
             await self._commit.commit(self.tasks, checkpoint=True)
 
-    async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
-        await consumer.topics()  # refreshes the metadata
-        counts = {
-            topic: len(consumer.partitions_for_topic(topic) or ())
-            for topic in self.topics.market_data()
-        }
+    async def _check_partitions(self) -> None:
+        found = await topic_partitions(
+            self.config.bootstrap, self.topics.market_data(), security=self.config.kafka_security
+        )
+        counts = {topic: len(parts) for topic, parts in found.items()}
         if len(set(counts.values())) != 1:
             raise ConfigError(
                 "market-data topics must have the same partition count (they are keyed by "
