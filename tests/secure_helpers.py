@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 
+from connectors.common.kafka.apache import EmbeddedApacheKafka
 from connectors.common.redis_embedded import EmbeddedRedis
 
 # The read-only ACL of bots: what the subscriber SDK runs (DESIGN §2.4 keys only).
@@ -187,3 +188,71 @@ async def blocked_xread_clients(url: str) -> int:
     finally:
         await client.aclose()
     return sum(1 for c in clients if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+
+
+KAFKA_USERS = {  # SCRAM-SHA-512 and PLAIN users of SecureApacheKafka: name → password
+    "engine": "kafka-engine-Secret-77ab",
+    "ingest": "kafka-ingest-Secret-1c9e",
+}
+
+
+class SecureApacheKafka(EmbeddedApacheKafka):
+    """An Apache Kafka broker with a second listener, ``SASL_SSL`` on :attr:`secure_port`
+    (the broker certificate of ``tls``; mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 with
+    the users of :data:`KAFKA_USERS`), beside the plaintext one the base class probes on."""
+
+    def __init__(self, tls: TlsFiles, directory: Path) -> None:
+        self.tls = tls
+        self.secure_port = free_port()
+        keystore = directory / "broker-keystore.pem"  # PEM: the PKCS#8 key, then the chain
+        keystore.write_text(tls.server_key.read_text() + tls.server_cert.read_text())
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in KAFKA_USERS.items())
+        sasl = "listener.name.sasl_ssl"
+        super().__init__(
+            properties={
+                "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+                f"{sasl}.plain.sasl.jaas.config": (
+                    f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f"{plain_users};"
+                ),
+                **{
+                    f"{sasl}.scram-sha-{n}.sasl.jaas.config": (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                    )
+                    for n in (256, 512)
+                },
+                f"{sasl}.ssl.keystore.type": "PEM",
+                f"{sasl}.ssl.keystore.location": str(keystore),
+            }
+        )
+
+    def _java(self, main_class: str, *args: str, heap_mb: int) -> list[str]:
+        if main_class == "kafka.tools.StorageTool":  # the SCRAM users, made at format time
+            for name, password in KAFKA_USERS.items():
+                for n in (256, 512):
+                    args = (
+                        *args,
+                        "--add-scram",
+                        f"SCRAM-SHA-{n}=[name={name},password={password}]",
+                    )
+        return super()._java(main_class, *args, heap_mb=heap_mb)
+
+    def _command(self, port: int) -> list[str]:
+        command = super()._command(port)  # formats and writes server.properties
+        assert self._dir is not None
+        config = self._dir / "server.properties"
+        secure = f"SASL_SSL://{self._host}:{self.secure_port}"
+        lines = []
+        for line in config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in ("listeners", "advertised.listeners"):
+                value = f"{value},{secure}"
+            elif key == "listener.security.protocol.map":
+                value = f"{value},SASL_SSL:SASL_SSL"
+            lines.append(f"{key}={value}")
+        config.write_text("\n".join(lines) + "\n")
+        return command
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"localhost:{self.secure_port}"

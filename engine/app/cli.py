@@ -18,7 +18,7 @@ from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_fil
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
-from connectors.common.kafka.security import KafkaSecurity, tls_failure
+from connectors.common.kafka.security import KafkaSecurity, connection_failure
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
 from connectors.common.redis_conn import failure_line, permanent_cause
@@ -378,11 +378,11 @@ def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
 
 
 def _kafka_failure(bootstrap: str | None, security: KafkaSecurity, exc: BaseException) -> str:
-    """``kafka HOST:PORT: cause``; a TLS failure named (aiokafka only says it could not
-    bootstrap)."""
+    """``kafka HOST:PORT: cause``; a TLS or SASL failure named (aiokafka only says it could
+    not bootstrap)."""
     if bootstrap is None:
         return f"kafka embedded: {_one_line(exc)}"
-    cause = asyncio.run(tls_failure(bootstrap, security)) if security.tls else None
+    cause = asyncio.run(connection_failure(bootstrap, security))
     return f"kafka {bootstrap}: {cause or _one_line(exc)}"
 
 

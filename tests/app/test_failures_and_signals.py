@@ -22,7 +22,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.common.kafka.embedded import EmbeddedKafka
-from connectors.common.kafka.security import KafkaSecurity, tls_failure
+from connectors.common.kafka.security import KafkaSecurity, connection_failure
 from connectors.common.redis_embedded import EmbeddedRedis
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig, SubscriberError
 from engine.stream.runtime import EngineConfig, EngineRuntime
@@ -299,10 +299,10 @@ def test_kafka_with_an_untrusted_broker_certificate_is_one_line(
 
 
 @pytest.mark.asyncio
-async def test_tls_failure_is_none_without_tls_or_when_unreachable() -> None:
-    assert await tls_failure("127.0.0.1:1", KafkaSecurity()) is None
+async def test_connection_failure_is_none_without_tls_or_when_unreachable() -> None:
+    assert await connection_failure("127.0.0.1:1", KafkaSecurity()) is None
     ssl_only = KafkaSecurity(security_protocol="SSL")
-    assert await tls_failure(f"127.0.0.1:{free_port()}", ssl_only) is None  # refused
+    assert await connection_failure(f"127.0.0.1:{free_port()}", ssl_only) is None  # refused
 
 
 @pytest.mark.asyncio

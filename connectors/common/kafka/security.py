@@ -14,11 +14,14 @@ topics): ``security_protocol``, ``ssl_context``, ``sasl_mechanism``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
 from connectors.common.secrets import check_connection_settings, read_secret_file, redacted_repr
 from schemas.config import Config, ConfigError
@@ -28,8 +31,8 @@ __all__ = [
     "NO_KAFKA_SECURITY",
     "PROTOCOLS",
     "KafkaSecurity",
+    "connection_failure",
     "kafka_security_kwargs",
-    "tls_failure",
 ]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -37,6 +40,7 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SASL = ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file")
 _TLS = ("ca_file", "cert_file", "key_file", "key_password", "key_password_file")
 _SECRETS = ("sasl_password", "key_password")
+_ERROR_PREFIX = re.compile(r"^(\[Error -?\d+\] )?\w+: ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,27 +179,38 @@ def kafka_security_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
     return kwargs
 
 
-async def tls_failure(
-    bootstrap: str, security: KafkaSecurity | None, timeout_s: float = 5.0
+async def connection_failure(
+    bootstrap: str, security: KafkaSecurity | None, timeout_s: float = 10.0
 ) -> str | None:
-    """Why a TLS connection to the first broker of ``bootstrap`` fails permanently
-    (verification or handshake, one line), or None (no TLS, or it succeeds, or the failure
-    is not TLS). aiokafka's "Unable to bootstrap" does not say; the CLI asks this."""
+    """Why connecting to the first broker of ``bootstrap`` fails permanently — TLS
+    verification or handshake, SASL authentication or mechanism — in one line without a
+    secret; None when it connects, or fails otherwise (refused, timeout: transient). The
+    clients' own error only says they could not bootstrap; the CLI asks this then."""
     security = security or NO_KAFKA_SECURITY
-    if not security.tls:
+    if security.security_protocol == "PLAINTEXT":
         return None
     host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
     try:
-        context = _ssl_context(security)
+        kwargs = kafka_security_kwargs(security)
         async with asyncio.timeout(timeout_s):
-            _, writer = await asyncio.open_connection(host, int(port), ssl=context)
+            conn = await create_conn(
+                host, int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs
+            )
     except ssl.SSLCertVerificationError as exc:
         return f"TLS verification failed ({exc.verify_message or exc.reason})"
     except ssl.SSLError as exc:
         return f"TLS handshake failed ({exc.reason or exc})"
-    except (OSError, TimeoutError, ValueError, ConfigError):
+    except SaslAuthenticationFailed as exc:
+        return f"SASL authentication failed ({_broker_message(exc)})"
+    except UnsupportedSaslMechanismError as exc:
+        return f"SASL mechanism {security.sasl_mechanism} not enabled ({_broker_message(exc)})"
+    except (OSError, TimeoutError, ValueError, KafkaError):
         return None
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError):
-        await writer.wait_closed()
+    conn.close()
     return None
+
+
+def _broker_message(exc: BaseException) -> str:
+    """The broker's words (aiokafka prefixes ``[Error 58] SaslAuthenticationFailed: ``)."""
+    text = " ".join(str(exc).split())
+    return _ERROR_PREFIX.sub("", text, count=1) or type(exc).__name__
