@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.admin import CreateAclsRequest
 
 from connectors.common.kafka.apache import EmbeddedApacheKafka
 from connectors.common.redis_embedded import EmbeddedRedis
@@ -201,7 +203,10 @@ class SecureApacheKafka(EmbeddedApacheKafka):
     (the broker certificate of ``tls``; mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 with
     the users of :data:`KAFKA_USERS`), beside the plaintext one the base class probes on."""
 
-    def __init__(self, tls: TlsFiles, directory: Path) -> None:
+    def __init__(self, tls: TlsFiles, directory: Path, *, acls: bool = False) -> None:
+        """``acls``: the standard authorizer on, nothing allowed without an ACL (the
+        plaintext listener's principal ``User:ANONYMOUS`` is the super user; see
+        :meth:`grant`)."""
         self.tls = tls
         self.secure_port = free_port()
         keystore = directory / "broker-keystore.pem"  # PEM: the PKCS#8 key, then the chain
@@ -223,6 +228,17 @@ class SecureApacheKafka(EmbeddedApacheKafka):
                 },
                 f"{sasl}.ssl.keystore.type": "PEM",
                 f"{sasl}.ssl.keystore.location": str(keystore),
+                **(
+                    {
+                        "authorizer.class.name": (
+                            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                        ),
+                        "super.users": "User:ANONYMOUS",
+                        "allow.everyone.if.no.acl.found": "false",
+                    }
+                    if acls
+                    else {}
+                ),
             }
         )
 
@@ -256,3 +272,35 @@ class SecureApacheKafka(EmbeddedApacheKafka):
     @property
     def secure_bootstrap(self) -> str:
         return f"localhost:{self.secure_port}"
+
+    async def grant(self, *acls: Acl) -> None:
+        """Create ACLs (allow), as the super user on the plaintext listener."""
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        await client.bootstrap()
+        try:
+            for acl in acls:
+                request = CreateAclsRequest(*acl.fields())
+                response = await client.send(client.get_random_node(), request)
+                for code, message in response.creation_responses:
+                    assert code == 0, f"CreateAcls {acl}: error {code} {message}"
+        finally:
+            await client.close()
+
+
+@dataclass(frozen=True)
+class Acl:
+    """An allow ACL: ``user`` may ``operation`` (READ, WRITE, CREATE, DESCRIBE, ALL) the
+    ``resource`` (TOPIC, GROUP, CLUSTER) named ``name`` (``prefixed``: every name that
+    starts with it)."""
+
+    user: str
+    operation: str
+    resource: str
+    name: str
+    prefixed: bool = False
+
+    def fields(self) -> tuple[int, str, int, str, str, int, int]:
+        resource = {"TOPIC": 2, "GROUP": 3, "CLUSTER": 4}[self.resource]
+        operation = {"ALL": 2, "READ": 3, "WRITE": 4, "CREATE": 5, "DESCRIBE": 8}[self.operation]
+        pattern = 4 if self.prefixed else 3  # PREFIXED / LITERAL
+        return (resource, self.name, pattern, f"User:{self.user}", "*", operation, 3)  # ALLOW

@@ -10,16 +10,29 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from uuid import uuid4
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from redis.asyncio import Redis
 
 from connectors.common.kafka.apache import apache_kafka_missing
+from connectors.common.kafka.embedded import topic_partitions
+from connectors.common.kafka.producer import DeliveryError, ProducerConfig
+from connectors.common.kafka.security import KafkaSecurity, kafka_security_kwargs
+from connectors.simulator.deribit_session import SessionConfig, write_session
+from connectors.sources import Source
 from engine.app.cli import main
+from engine.app.run_ingest import run_ingest
+from engine.stream.runtime import EngineConfig, EngineRuntime
+from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.paths import REPO
-from tests.secure_helpers import KAFKA_USERS, SecureApacheKafka, TlsFiles, make_tls_files
+from tests.secure_helpers import KAFKA_USERS, Acl, SecureApacheKafka, TlsFiles, make_tls_files
 from tests.sessions import EVENTS_BY_TYPE
 
 
@@ -29,17 +42,33 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture(scope="module")
-def secure_kafka(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The SASL_SSL bootstrap (``localhost:PORT``) of a broker started for this module."""
+def secure_broker(
+    tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureApacheKafka]:
+    """A broker with ACLs on, started for this module: the engines' principal (``engine``)
+    may do everything; other principals only what a test grants them."""
     missing = apache_kafka_missing()
     if missing is not None:
         pytest.skip(f"apache-kafka: {missing}")
-    broker = SecureApacheKafka(tls, tmp_path_factory.mktemp("broker"))
+    broker = SecureApacheKafka(tls, tmp_path_factory.mktemp("broker"), acls=True)
     asyncio.run(broker.start())
     try:
-        yield broker.secure_bootstrap
+        asyncio.run(
+            broker.grant(
+                Acl("engine", "ALL", "TOPIC", "*"),
+                Acl("engine", "ALL", "GROUP", "*"),
+                Acl("engine", "ALL", "CLUSTER", "kafka-cluster"),
+            )
+        )
+        yield broker
     finally:
         asyncio.run(broker.stop())
+
+
+@pytest.fixture
+def secure_kafka(secure_broker: SecureApacheKafka) -> str:
+    """The SASL_SSL bootstrap (``localhost:PORT``)."""
+    return secure_broker.secure_bootstrap
 
 
 def _env(tls: TlsFiles, mechanism: str, password_file: Path, ca: Path | None = None) -> dict:
@@ -126,3 +155,82 @@ def _engine_fails(bootstrap: str, env: dict, tmp_path: Path) -> list[str]:
     assert not any(s in done.stdout + done.stderr for s in secrets)
     assert "Traceback" not in done.stderr
     return done.stderr.splitlines()
+
+
+def _security(tls: TlsFiles, user: str) -> KafkaSecurity:
+    return KafkaSecurity(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=user,
+        sasl_password=KAFKA_USERS[user],
+        ca_file=str(tls.ca),
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_principal_without_write_on_the_events_topic_publishes_and_commits_nothing(
+    secure_broker: SecureApacheKafka, tls: TlsFiles, redis_url: str, tmp_path: Path
+) -> None:
+    bootstrap = secure_broker.secure_bootstrap
+    topics = Topics(prefix=f"t{uuid4().hex[:8]}.")
+    capture = tmp_path / "session.jsonl"
+    write_session(SessionConfig(n_instruments=300, duration_s=120.0, seed=7), capture)
+    engine_security = _security(tls, "engine")
+    producer = ProducerConfig(bootstrap, security=engine_security)
+    ingested = await run_ingest([Source("replay", str(capture))], producer, topics)
+    # "ingest" reads market data, writes dead letters and checkpoints, sees the events
+    # topic, but may not write it.
+    await secure_broker.grant(
+        *(Acl("ingest", op, "TOPIC", f"{topics.prefix}md.", prefixed=True)
+          for op in ("READ", "WRITE", "DESCRIBE")),
+        Acl("ingest", "ALL", "TOPIC", topics.state),
+        Acl("ingest", "DESCRIBE", "TOPIC", topics.events),
+        Acl("ingest", "ALL", "GROUP", topics.prefix, prefixed=True),
+    )  # fmt: skip
+    config = EngineConfig(
+        bootstrap=bootstrap, redis_url=redis_url, group_id=f"{topics.prefix}engine",
+        topic_prefix=topics.prefix, kafka_security=_security(tls, "ingest"),
+        session_timeout_ms=2_000, heartbeat_interval_ms=500,
+    )  # fmt: skip
+    runtime = EngineRuntime(config)
+    task = asyncio.create_task(runtime.run(asyncio.Event()))
+    done, _ = await asyncio.wait({task}, timeout=120)
+    assert task in done, "the engine did not report the refused write"
+    with pytest.raises(DeliveryError, match="TopicAuthorizationFailed"):
+        task.result()
+    client = Redis.from_url(redis_url)
+    try:
+        assert [k async for k in client.scan_iter(match="regime:*")] == []
+    finally:
+        await client.aclose()
+    assert await _committed(bootstrap, engine_security, config.group_id, topics) == {}
+    # The engines' principal, same group: everything is there to be published.
+    stop = asyncio.Event()
+    allowed = EngineRuntime(replace(config, kafka_security=engine_security))
+    task = asyncio.create_task(allowed.run(stop))
+    await eventually(lambda: allowed.caught_up.is_set() or task.done(), 120, "no catch-up")
+    stop.set()
+    report = await task
+    assert report.updates == ingested.counts["records"]  # every input, from the start
+    assert sum(report.events.values()) > 0
+
+
+async def _committed(
+    bootstrap: str, security: KafkaSecurity, group: str, topics: Topics
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets on the market-data topics."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, **kafka_security_kwargs(security)
+    )
+    await consumer.start()
+    try:
+        found = await topic_partitions(bootstrap, topics.market_data(), security=security)
+        committed = {}
+        for topic, partitions in found.items():
+            for p in partitions:
+                offset = await consumer.committed(TopicPartition(topic, p))
+                if offset is not None:
+                    committed[TopicPartition(topic, p)] = offset
+        return committed
+    finally:
+        await consumer.stop()
