@@ -25,6 +25,8 @@ from connectors.common.redis_embedded import EmbeddedRedisError
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
+from engine.app.alert import FORMATS as ALERT_FORMATS
+from engine.app.alert import AlertConfig, run_alerts
 from engine.app.capture_levels import levels_from_capture
 from engine.app.demo import (
     DemoConfig,
@@ -133,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+
+    alert = commands.add_parser("alert", help="POST regime events to a webhook")
+    alert.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    alert.add_argument("--webhook", required=True, help="http(s):// URL to POST each event to")
+    alert.add_argument("--format", choices=ALERT_FORMATS, default="json", dest="fmt")
+    alert.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    alert.add_argument("--type", action="append", default=None, help="e.g. flip_cross,…")
+    alert.add_argument("--bucket", action="append", default=None, help="e.g. 0dte,front")
+    alert.add_argument("--group", default="default", help="names the resume point")
+    alert.add_argument(
+        "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
+    )
     return parser
 
 
@@ -391,6 +405,33 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = AlertConfig(
+        redis_url=redis_url,
+        webhook_url=args.webhook,
+        format=args.fmt,
+        underlyings=_comma_list(args.underlying),
+        types=_comma_list(args.type),
+        buckets=_comma_list(args.bucket),
+        group=args.group,
+        start=args.start,
+    )
+    report = _run_services(
+        _until_signal(lambda stop: run_alerts(config, stop)), Settings(redis=redis_url)
+    )
+    print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
 def _venue_configs(settings: Settings, sources: list[Source], url: str | None) -> dict[str, Config]:
     """The venues' tables for run_ingest and record_sources, ``--url`` over its venue's."""
     venues = dict(settings.venues)
@@ -466,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": _cmd_engine,
             "run": _cmd_run,
             "subscribe": _cmd_subscribe,
+            "alert": _cmd_alert,
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
