@@ -36,8 +36,9 @@ from engine.app.demo import (
     render_summary,
     run_demo,
 )
+from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
 from engine.app.record import record_sources
-from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.run_ingest import IngestReport, IngestView, run_ingest
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from engine.core.book import GammaBook
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
+    _add_metrics_flag(ingest)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -121,11 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
+    _add_metrics_flag(engine)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
     _add_service_flags(run, required=True)
     run.add_argument("--url", default=None, help=URL_HELP)
+    _add_metrics_flag(run)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -148,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
     )
     return parser
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz, /readyz on this port ([metrics] port)",
+    )
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -173,6 +186,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["metrics_port"] = getattr(args, "metrics_port", None)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
         missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
@@ -311,7 +325,15 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=True)
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    meter = EngineMetrics() if settings.metrics.port is not None else None
+    runtime = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+
+    async def engine(stop: asyncio.Event) -> EngineReport:
+        collector = MetricsCollector(meter, runtime, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            return await runtime.run(stop)
+
+    report = _run_services(_until_signal(engine), settings)
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
 
@@ -325,8 +347,17 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
     )
     venues = _venue_configs(settings, sources, args.url)
 
+    meter = EngineMetrics() if settings.metrics.port is not None else None
+
+    engine = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+    view = IngestView()
+    collector = MetricsCollector(meter, engine, view, settings.metrics)
+
+    async def serving(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
+        async with serve_metrics(settings.metrics, collector):
+            return await both(stop)
+
     async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
-        engine = EngineRuntime(config)
         engine_task = asyncio.create_task(engine.run(stop), name="engine")
         try:
             ingest = await run_ingest(
@@ -336,6 +367,7 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
                 stop,
                 venues,
                 partitions=config.partitions,
+                view=view,
             )
             if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
                 while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
@@ -346,7 +378,7 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
             stop.set()
             await cancel_and_wait(engine_task)
 
-    ingest, report = _run_services(_until_signal(both), settings)
+    ingest, report = _run_services(_until_signal(serving), settings)
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -465,14 +497,19 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
+    venues = _venue_configs(settings, sources, args.url)
 
     async def run() -> IngestReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, venues)
+        view = IngestView()
+        collector = MetricsCollector(ingest=view, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            topics = Topics(args.topic_prefix)
+            return await run_ingest(sources, producer, topics, stop, venues, view=view)
 
     try:
         report = asyncio.run(run())
