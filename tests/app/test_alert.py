@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from connectors.simulator.deribit_session import SessionConfig, write_session
 from engine.app.alert import (
     AlertConfig,
     AlertReport,
@@ -24,9 +26,11 @@ from engine.app.cli import main
 from engine.client.subscriber import Delivery
 from schemas.config import ConfigError
 from schemas.events import RegimeEvent, decode_event, encode_event
+from schemas.topics import Topics
 from tests.connectors.deribit.test_deribit_client import eventually
 from tests.fakes.http_chain import FakeHttpChain, HalfRandom, RecordedRequest, Reply
 from tests.fakes.regime_events import make_event, new_underlying, publish
+from tests.integration.test_pipeline import engine_config, ingest, run_engine, stream
 
 HOOK = "/hook"
 OK = Reply(200, b"ok")
@@ -453,3 +457,35 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert err.startswith("regime-engine: error: ")
     assert message in err
+
+
+@pytest.mark.asyncio
+async def test_exact_deliveries_for_a_replayed_session(
+    kafka_bootstrap: str, redis_url: str, topics: Topics, hook: FakeHttpChain, tmp_path: Path
+) -> None:
+    """A simulated session through the real engine; the alerter then POSTs exactly the
+    stream's events, in order, and its filters keep exactly the matching ones."""
+    path = tmp_path / "session.jsonl"
+    write_session(SessionConfig(n_instruments=300, duration_s=240.0, seed=7), path)
+    await ingest(kafka_bootstrap, topics, path)
+    await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    events = [event for _, event in await stream(redis_url)]
+    assert {e.type for e in events} >= {"flip_cross"}
+    hook.repeat_last = True
+    hook.script(HOOK, Reply(204))
+    everything = Alerter(config(redis_url, hook, group="all")).start()
+    await everything.until_handled(len(events))
+    assert (await everything.finish()).to_dict() == {"delivered": len(events)}
+    assert [decode_event(r.body) for r in posted(hook)] == events
+    assert keys(posted(hook)) == [e.id for e in events]
+
+    flips = config(redis_url, hook, group="flips", format="slack", types=("flip_cross",))
+    before = len(posted(hook))
+    filtered = Alerter(flips).start()
+    await filtered.until_handled(len(events))
+    wanted = [e for e in events if e.type == "flip_cross"]
+    assert (await filtered.finish()).to_dict() == {
+        "delivered": len(wanted),
+        "filtered": len(events) - len(wanted),
+    }
+    assert [r.body for r in posted(hook)[before:]] == [format_payload(e, "slack") for e in wanted]
