@@ -250,8 +250,8 @@ def summary(out: dict[str, Any]) -> str:
         f"metrics off {out['off_ticks_per_s']:,.0f} ticks/s, on {out['on_ticks_per_s']:,.0f} "
         f"ticks/s: cost {100 * out['cost']:.2f} % (target ≤ {100 * TARGET_COST:.0f} %), "
         f"engine CPU per tick {100 * out['cpu_cost']:+.2f} %, in the hooks "
-        f"{100 * out['hook_share_of_cpu']:.2f} % and scrapes {100 * out['scrape_share_of_cpu']:.2f} %"
-        " of the engine's CPU, "
+        f"{100 * out['hook_share_of_cpu']:.2f} % and scrapes "
+        f"{100 * out['scrape_share_of_cpu']:.2f} % of the engine's CPU, "
         f"{out['rounds']} rounds, {out['scrapes']} scrapes"
     )
 
