@@ -83,6 +83,16 @@ _HELP = {
 }
 
 
+# The labels of the engine's labelled counters (engine/stream/instrumentation.py), in order.
+_LABELS = {
+    "records_consumed": ("topic",),
+    "dead_letters": ("venue", "reason"),
+    "events_published": ("type", "bucket"),
+    "checkpoints": ("result",),
+    "restores": ("kind",),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig(Config):
     """The ``[metrics]`` table (``--metrics-port`` sets ``port``)."""
@@ -236,13 +246,13 @@ class MetricsCollector:
                 if dead is not None:
                     yield dead
                 continue
-            series = sorted(by_name.get(name, ()))
-            label_names = [k for k, _ in series[0][0]] if series else []
+            label_names = _LABELS.get(name, ())
             family = _counter(f"{ENGINE}_{name}", _HELP[name], label_names)
-            for labels, n in series:
-                family.add_metric([v for _, v in labels], n)
-            if not label_names and not series:
-                family.add_metric([], 0)
+            for labels, n in sorted(by_name.get(name, ())):
+                values = dict(labels)
+                family.add_metric([values.get(k, "") for k in label_names], n)
+            if not label_names and name not in by_name:
+                family.add_metric([], 0)  # an unlabelled counter exists from the start
             yield family
 
     def _engine_histograms(self) -> Iterator[Metric]:
