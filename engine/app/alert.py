@@ -370,7 +370,7 @@ async def _deliver_all(
     state = aioredis.Redis.from_url(
         config.redis_url,
         socket_timeout=10.0,
-        retry=Retry(ExponentialWithJitterBackoff(cap=5.0, base=0.1), 20),
+        retry=Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.1), 10),
     )
     try:
         stored = await _read_resume(state, config)
