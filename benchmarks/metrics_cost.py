@@ -34,7 +34,6 @@ import logging
 import statistics
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import CollectorRegistry, generate_latest
 
 from benchmarks.pipeline_support import (
+    add_session_flags,
     build_raw,
     engine_config,
     new_topics,
@@ -50,6 +50,8 @@ from benchmarks.pipeline_support import (
     pack_config,
     pack_items,
     produce,
+    session_config,
+    start_assigned,
     stop_engine,
     wait_caught_up,
 )
@@ -57,10 +59,9 @@ from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
 from connectors.common.logs import configure_logging
 from connectors.common.packing import TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
-from connectors.simulator.deribit_config import SessionConfig
 from engine.app.metrics import EngineMetrics, MetricsCollector
 from engine.stream.instrumentation import NoInstrumentation
-from engine.stream.runtime import EngineConfig, EngineRuntime
+from engine.stream.runtime import EngineRuntime
 
 TARGET_COST = 0.03
 
@@ -121,13 +122,7 @@ async def one_run(
     if isinstance(meter, On):
         registry = CollectorRegistry(auto_describe=False)
         registry.register(MetricsCollector(meter, runtime))
-    stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(stop))
-    while meter.assigned_at is None:  # group join: not timed
-        if task.done():
-            task.result()
-            raise RuntimeError("the engine stopped before it was assigned partitions")
-        await asyncio.sleep(0.001)
+    task, stop = await start_assigned(runtime, meter)
     scraper = None
     if registry is not None:
 
@@ -165,13 +160,7 @@ async def one_run(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    session = SessionConfig(
-        n_instruments=args.instruments,
-        duration_s=args.session_seconds,
-        seed=args.seed,
-        ticker_interval_s=args.ticker_interval,
-    )
-    items = pack_items(await build_raw(session), TickPacker(pack_config(args)))
+    items = pack_items(await build_raw(session_config(args)), TickPacker(pack_config(args)))
     total = len(items)
     ticks = sum(option_ticks(record) for _, record in items)
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
@@ -259,22 +248,9 @@ def summary(out: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--instruments", type=int, default=2_000)
-    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
-    parser.add_argument(
-        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
-    )
-    parser.add_argument("--seed", type=int, default=11)
+    add_session_flags(parser)
     parser.add_argument("--rounds", type=int, default=4, help="on/off pairs (median)")
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds")
-    defaults = {f.name: f.default for f in fields(EngineConfig)}
-    parser.add_argument("--max-records", type=int, default=defaults["max_records"])
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=defaults["fetch_max_wait_ms"])
-    parser.add_argument("--poll-timeout-ms", type=int, default=defaults["poll_timeout_ms"])
-    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
-    parser.add_argument(
-        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
-    )
     args = parser.parse_args()
     configure_logging(logging.WARNING)
     out = asyncio.run(run(args))

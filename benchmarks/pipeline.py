@@ -60,7 +60,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +71,7 @@ from benchmarks.pipeline_pacing import PaceJob, paced_producer_main
 from benchmarks.pipeline_support import (
     BenchInstrumentation,
     RawItem,
+    add_session_flags,
     build_raw,
     cpu_seconds,
     decode_only,
@@ -85,6 +85,8 @@ from benchmarks.pipeline_support import (
     pack_items,
     produce,
     record_mix,
+    session_config,
+    start_assigned,
     start_engine,
     stop_engine,
     ticks_in_packs,
@@ -94,9 +96,8 @@ from connectors.common.kafka.embedded import EmbeddedKafka, ensure_topics
 from connectors.common.logs import configure_logging
 from connectors.common.packing import TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
-from connectors.simulator.deribit_config import SessionConfig
 from engine.stream.merge import InputItem
-from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
+from engine.stream.runtime import EngineReport, EngineRuntime
 from schemas.contracts import OptionContract
 from schemas.ticks import OptionTicks
 from schemas.topics import Topics
@@ -140,13 +141,7 @@ async def engine_throughput(
     meter = BenchInstrumentation()
     config = engine_config(args, bootstrap, redis_url, topics, run)
     runtime = EngineRuntime(config, on_batch=on_batch, instrumentation=meter)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(stop))
-    while meter.assigned_at is None:  # group join: not timed
-        if task.done():
-            task.result()
-            raise RuntimeError("the engine stopped before it was assigned partitions")
-        await asyncio.sleep(0.001)
+    task, stop = await start_assigned(runtime, meter)
     if profile is not None:
         profile.enable()
     await wait_caught_up(runtime, task, timeout=300)
@@ -370,12 +365,7 @@ async def latency_run(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    session = SessionConfig(
-        n_instruments=args.instruments,
-        duration_s=args.session_seconds,
-        seed=args.seed,
-        ticker_interval_s=args.ticker_interval,
-    )
+    session = session_config(args)
     t = time.perf_counter()
     raw = await build_raw(session)
     items = pack_items(raw, TickPacker(pack_config(args)))
@@ -543,17 +533,8 @@ def summary(out: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--instruments", type=int, default=2_000)
-    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
-    parser.add_argument(
-        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
-    )
-    parser.add_argument("--seed", type=int, default=11)
+    add_session_flags(parser)
     parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (median)")
-    defaults = {f.name: f.default for f in fields(EngineConfig)}
-    parser.add_argument("--max-records", type=int, default=defaults["max_records"])
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=defaults["fetch_max_wait_ms"])
-    parser.add_argument("--poll-timeout-ms", type=int, default=defaults["poll_timeout_ms"])
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="latency run ticks/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument(
@@ -562,10 +543,6 @@ def main() -> int:
     parser.add_argument("--low-rate-seconds", type=float, default=5.0)
     parser.add_argument(
         "--linger-ms", type=float, default=0.0, help="paced producer linger (packs: 0)"
-    )
-    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
-    parser.add_argument(
-        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile run, top to stderr")
     args = parser.parse_args()

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,34 @@ def pack_items(raw: list[RawItem], packer: TickPacker) -> list[Item]:
         out.extend((attr_of[t], r) for t, r in sent)
     out.extend((attr_of[t], r) for t, r in packer.drain())
     return out
+
+
+def add_session_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the simulated session, the engine's fetch knobs and the tick packing,
+    shared by the pipeline benchmarks."""
+    parser.add_argument("--instruments", type=int, default=2_000)
+    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
+    parser.add_argument(
+        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
+    )
+    parser.add_argument("--seed", type=int, default=11)
+    defaults = {f.name: f.default for f in fields(EngineConfig)}
+    parser.add_argument("--max-records", type=int, default=defaults["max_records"])
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=defaults["fetch_max_wait_ms"])
+    parser.add_argument("--poll-timeout-ms", type=int, default=defaults["poll_timeout_ms"])
+    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
+    parser.add_argument(
+        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
+    )
+
+
+def session_config(args: argparse.Namespace) -> SessionConfig:
+    return SessionConfig(
+        n_instruments=args.instruments,
+        duration_s=args.session_seconds,
+        seed=args.seed,
+        ticker_interval_s=args.ticker_interval,
+    )
 
 
 def pack_config(args: argparse.Namespace) -> PackConfig:
@@ -203,6 +232,21 @@ async def start_engine(
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await wait_caught_up(runtime, task, timeout)
+    return task, stop
+
+
+async def start_assigned(
+    runtime: EngineRuntime, meter: Any
+) -> tuple[asyncio.Task[EngineReport], asyncio.Event]:
+    """Start the engine and wait for its first partition assignment (the group join is not
+    timed); ``meter`` is its instrumentation, with an ``assigned_at`` set then."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    while meter.assigned_at is None:
+        if task.done():
+            task.result()
+            raise RuntimeError("the engine stopped before it was assigned partitions")
+        await asyncio.sleep(0.001)
     return task, stop
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from tests.connectors.deribit.test_deribit_client import eventually
 from tests.fakes.http_chain import FakeHttpChain, HalfRandom, RecordedRequest, Reply
 from tests.fakes.regime_events import make_event, new_underlying, publish
 from tests.integration.test_pipeline import engine_config, ingest, run_engine, stream
+from tests.paths import REPO
 
 HOOK = "/hook"
 OK = Reply(200, b"ok")
@@ -489,3 +493,50 @@ async def test_exact_deliveries_for_a_replayed_session(
         "filtered": len(events) - len(wanted),
     }
     assert [r.body for r in posted(hook)[before:]] == [format_payload(e, "slack") for e in wanted]
+
+
+async def alert_process(
+    redis_url: str, hook: FakeHttpChain, group: str
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine.app.cli", "alert", "--redis", redis_url,
+        "--webhook", hook.url(HOOK), "--group", group, "--from", "0", "--format", "slack",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_command_killed_mid_stream_resumes_after_the_last_acknowledged(
+    redis_url: str, writer: aioredis.Redis, hook: FakeHttpChain
+) -> None:
+    u, events, ids = await stream_of(writer, 8)
+    group = f"g{u}"
+    hook.script(HOOK, OK, OK, OK, Reply(200, delay_s=60.0))  # hangs on the fourth
+    proc = await alert_process(redis_url, hook, group)
+    try:
+        await eventually(lambda: len(posted(hook)) == 4 or proc.returncode is not None, 30)
+        assert proc.returncode is None
+        proc.kill()  # SIGKILL: nothing runs on the way out
+        await proc.wait()
+        assert await writer.hgetall(alert_key(group)) == {u.encode(): ids[2].encode()}
+        hook.script(HOOK, OK)
+        hook.repeat_last = True
+        proc = await alert_process(redis_url, hook, group)
+        await eventually(lambda: len(posted(hook)) == 4 + 5 or proc.returncode is not None, 30)
+        stored: dict[bytes, bytes] = {}
+        async with asyncio.timeout(30):
+            while stored != {u.encode(): ids[7].encode()}:
+                stored = await writer.hgetall(alert_key(group))
+                await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    # The fourth went out twice (never acknowledged the first time), the rest once.
+    assert keys(posted(hook)) == [e.id for e in events[:4]] + [e.id for e in events[3:]]
+    assert [r.body for r in posted(hook)[4:]] == [format_payload(e, "slack") for e in events[3:]]
+    assert stderr.decode().splitlines()[-1] == 'alert: {"delivered":5}'
