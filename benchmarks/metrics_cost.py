@@ -34,6 +34,7 @@ import logging
 import statistics
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from connectors.common.packing import TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
 from engine.app.metrics import EngineMetrics, MetricsCollector
 from engine.stream.instrumentation import NoInstrumentation
-from engine.stream.runtime import EngineRuntime
+from engine.stream.runtime import EngineConfig, EngineRuntime
 
 TARGET_COST = 0.03
 
@@ -249,6 +250,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_session_flags(parser)
+    defaults = {f.name: f.default for f in fields(EngineConfig)}  # the engine's, on Tansu
+    parser.add_argument("--max-records", type=int, default=defaults["max_records"])
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=defaults["fetch_max_wait_ms"])
+    parser.add_argument("--poll-timeout-ms", type=int, default=defaults["poll_timeout_ms"])
     parser.add_argument("--rounds", type=int, default=4, help="on/off pairs (median)")
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds")
     args = parser.parse_args()

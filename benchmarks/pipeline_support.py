@@ -12,7 +12,6 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from connectors.common.ingest import IngestStage, replay_messages
+from connectors.common.kafka.embedded import topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.packing import PackConfig, TickPacker
 from connectors.deribit.normaliser import DeribitNormaliser
@@ -91,18 +91,14 @@ def pack_items(raw: list[RawItem], packer: TickPacker) -> list[Item]:
 
 
 def add_session_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of the simulated session, the engine's fetch knobs and the tick packing,
-    shared by the pipeline benchmarks."""
+    """The flags of the simulated session and the tick packing, shared by the pipeline
+    benchmarks."""
     parser.add_argument("--instruments", type=int, default=2_000)
     parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
     parser.add_argument(
         "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
     )
     parser.add_argument("--seed", type=int, default=11)
-    defaults = {f.name: f.default for f in fields(EngineConfig)}
-    parser.add_argument("--max-records", type=int, default=defaults["max_records"])
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=defaults["fetch_max_wait_ms"])
-    parser.add_argument("--poll-timeout-ms", type=int, default=defaults["poll_timeout_ms"])
     parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
     parser.add_argument(
         "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
@@ -284,12 +280,8 @@ async def decode_only(
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics.market_data()
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        found = await topic_partitions(bootstrap, topics.market_data())
+        tps = [TopicPartition(topic, p) for topic, parts in found.items() for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         start = time.perf_counter()

@@ -32,6 +32,7 @@ from engine.app.demo import (
     DemoConfig,
     PlainView,
     RichView,
+    StatusView,
     describe_event,
     render_summary,
     run_demo,
@@ -39,6 +40,8 @@ from engine.app.demo import (
 from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
 from engine.app.record import record_sources
 from engine.app.run_ingest import IngestReport, IngestView, run_ingest
+from engine.app.run_live import announcement, run_live
+from engine.app.services import BROKERS, DEFAULT_BROKER, Embedding, LocalServices
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from engine.core.book import GammaBook
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
+    _add_pace_flags(ingest)
     _add_metrics_flag(ingest)
 
     demo = commands.add_parser(
@@ -120,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_embed_flags(demo)
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
@@ -127,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
-    _add_service_flags(run, required=True)
+    _add_service_flags(run, required=False)
+    _add_embed_flags(run)
     run.add_argument("--url", default=None, help=URL_HELP)
+    _add_pace_flags(run)
+    run.add_argument("--quiet", action="store_true", help="log lines only, no live view")
     _add_metrics_flag(run)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
@@ -179,6 +187,54 @@ def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         dest="idempotence",
         help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
     )
+
+
+def _add_embed_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default=DEFAULT_BROKER,
+        help="the embedded broker started when no --kafka is given",
+    )
+    parser.add_argument("--kafka-port", type=int, default=None, help="embedded broker's port")
+    parser.add_argument("--redis-port", type=int, default=None, help="embedded Redis's port")
+
+
+def _embedding(args: argparse.Namespace, settings: Settings) -> Embedding:
+    """``--broker`` and the embedded services' ports (not with a given service)."""
+    if settings.kafka is not None and args.broker != DEFAULT_BROKER:
+        raise UsageError("--broker chooses the embedded broker: not with a given Kafka")
+    for name, port in (("kafka", args.kafka_port), ("redis", args.redis_port)):
+        if port is not None and getattr(settings, name) is not None:
+            raise UsageError(
+                f"--{name}-port is the embedded {name}'s port, but a {name} is given "
+                f"({getattr(settings, name)})"
+            )
+    try:
+        return Embedding(args.broker, args.kafka_port, args.redis_port)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_pace_flags(parser: argparse.ArgumentParser) -> None:
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=None, help="pace of replay: sources, x recorded time"
+    )
+    pace.add_argument(
+        "--max-speed", action="store_true", help="replay as fast as possible (the default)"
+    )
+
+
+def _replay_speed(args: argparse.Namespace, sources: Sequence[Source]) -> float | None:
+    """``--speed`` for the replay sources (None: as fast as possible)."""
+    if args.speed is None:
+        return None
+    if not args.speed > 0:
+        raise UsageError(f"--speed must be positive, got {args.speed:g}")
+    if not any(s.kind == REPLAY for s in sources):
+        raise UsageError("--speed paces replay: sources; none is given")
+    return float(args.speed)
 
 
 def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> Settings:
@@ -286,7 +342,7 @@ def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    summary = _run_services(run_demo(settings, demo, view), settings)
+    summary = _run_services(run_demo(settings, demo, view, _embedding(args, settings)), settings)
     if args.json:
         sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
     else:
@@ -339,46 +395,31 @@ def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = _settings(args, env, required=True)
+    settings = _settings(args, env, required=False)
     sources = [parse_source(spec) for spec in args.source]
-    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    producer = ProducerConfig(
-        bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
-    )
+    speed = _replay_speed(args, sources)
+    embed = _embedding(args, settings)
     venues = _venue_configs(settings, sources, args.url)
+    follow = not args.quiet and sys.stdout.isatty()
+    view = RichView() if follow else StatusView()
 
-    meter = EngineMetrics() if settings.metrics.port is not None else None
+    def announce(local: LocalServices) -> None:
+        print(announcement(local), flush=True)
 
-    engine = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
-    view = IngestView()
-    collector = MetricsCollector(meter, engine, view, settings.metrics)
+    def main(stop: asyncio.Event) -> Awaitable[tuple[IngestReport, EngineReport]]:
+        return run_live(
+            settings,
+            sources,
+            venues,
+            stop,
+            view,
+            follow=follow,
+            embed=embed,
+            replay_speed=speed,
+            announce=announce,
+        )
 
-    async def serving(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
-        async with serve_metrics(settings.metrics, collector):
-            return await both(stop)
-
-    async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
-        engine_task = asyncio.create_task(engine.run(stop), name="engine")
-        try:
-            ingest = await run_ingest(
-                sources,
-                producer,
-                config.topics,
-                stop,
-                venues,
-                partitions=config.partitions,
-                view=view,
-            )
-            if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
-                while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
-                    await asyncio.sleep(0.05)
-                stop.set()
-            return ingest, await engine_task
-        finally:
-            stop.set()
-            await cancel_and_wait(engine_task)
-
-    ingest, report = _run_services(_until_signal(serving), settings)
+    ingest, report = _run_services(_until_signal(main), settings)
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -499,6 +540,7 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
     settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
     venues = _venue_configs(settings, sources, args.url)
+    speed = _replay_speed(args, sources)
 
     async def run() -> IngestReport:
         stop = asyncio.Event()
@@ -509,7 +551,9 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
         collector = MetricsCollector(ingest=view, config=settings.metrics)
         async with serve_metrics(settings.metrics, collector):
             topics = Topics(args.topic_prefix)
-            return await run_ingest(sources, producer, topics, stop, venues, view=view)
+            return await run_ingest(
+                sources, producer, topics, stop, venues, replay_speed=speed, view=view
+            )
 
     try:
         report = asyncio.run(run())
