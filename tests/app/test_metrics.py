@@ -40,9 +40,11 @@ from engine.stream.runtime import EngineRuntime
 from schemas.config import ConfigError
 from schemas.records import encode_record
 from schemas.topics import Topics
+from tests.app.test_run_embedded import Run, runs, session  # noqa: F401 - fixtures
 from tests.connectors.deribit.test_deribit_client import eventually
 from tests.integration.test_pipeline import engine_config, stream
 from tests.paths import REPO
+from tests.sessions import EVENTS_BY_TYPE, SESSION_MESSAGES
 
 SESSION = SessionConfig(n_instruments=300, duration_s=240.0, seed=7)
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -311,3 +313,33 @@ async def test_engine_command_serves_the_port_of_its_config_file(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_run_serves_metrics_of_both_halves(
+    session: tuple[Path, object],  # noqa: F811 - the fixture
+    runs: list[Run],  # noqa: F811
+) -> None:
+    """`run --metrics-port` on the embedded default: after the replay, exact ingest and
+    engine counts for the pinned session, and ready."""
+    port = free_port()
+    run = Run("--source", f"replay:{session[0]}", "--metrics-port", str(port))
+    runs.append(run)
+    run.until_status("caught up")
+    status, text = asyncio.run(get(port, "/metrics"))
+    assert status == 200
+    samples = parse(text)
+    assert by_label(samples, "regime_ingest_messages_total", "venue") == {
+        "deribit": float(SESSION_MESSAGES)
+    }
+    published: Counter[str] = Counter()
+    for (name, labels), value in samples.items():
+        if name == "regime_engine_events_published_total":
+            published[dict(labels)["type"]] += int(value)
+    assert published == EVENTS_BY_TYPE
+    assert by_label(samples, "regime_engine_dead_letters_total", "venue") == {}
+    assert set(by_label(samples, "regime_engine_consumer_lag_records", "partition").values()) == {
+        0.0
+    }
+    assert asyncio.run(get(port, "/readyz")) == (200, "ready\n")
+    run.interrupt()
+    assert run.wait() == 0, run.stderr[-2000:]
