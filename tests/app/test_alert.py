@@ -30,7 +30,7 @@ from engine.client.subscriber import Delivery
 from schemas.config import ConfigError
 from schemas.events import RegimeEvent, decode_event, encode_event
 from schemas.topics import Topics
-from tests.connectors.deribit.test_deribit_client import eventually
+from tests.conditions import eventually
 from tests.fakes.http_chain import FakeHttpChain, HalfRandom, RecordedRequest, Reply
 from tests.fakes.regime_events import make_event, new_underlying, publish
 from tests.integration.test_pipeline import engine_config, ingest, run_engine, stream
@@ -405,12 +405,8 @@ async def test_a_new_group_from_dollar_pins_its_start(
     first = Alerter(config(redis_url, hook, start="$", group=group, underlyings=(u,))).start()
 
     # The start ("$" = the stream's last id now) is stored before anything is delivered.
-    pin: dict[bytes, bytes] = {}
-    async with asyncio.timeout(10):
-        while not pin:
-            pin = await writer.hgetall(alert_key(group))
-            await asyncio.sleep(0.01)
-    assert pin == {u.encode(): old[-1].encode()}
+    await eventually(lambda: writer.exists(alert_key(group)))
+    assert await writer.hgetall(alert_key(group)) == {u.encode(): old[-1].encode()}
     assert (await first.finish()).to_dict() == {}
     new = [make_event(u, n) for n in (3, 4)]
     for e in new:
@@ -524,11 +520,12 @@ async def test_the_command_killed_mid_stream_resumes_after_the_last_acknowledged
         hook.repeat_last = True
         proc = await alert_process(redis_url, hook, group)
         await eventually(lambda: len(posted(hook)) == 4 + 5 or proc.returncode is not None, 30)
-        stored: dict[bytes, bytes] = {}
-        async with asyncio.timeout(30):
-            while stored != {u.encode(): ids[7].encode()}:
-                stored = await writer.hgetall(alert_key(group))
-                await asyncio.sleep(0.02)
+        last = {u.encode(): ids[7].encode()}
+
+        async def resumed_to_the_end() -> bool:
+            return await writer.hgetall(alert_key(group)) == last
+
+        await eventually(resumed_to_the_end, 30)
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, stderr.decode()[-2000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -41,9 +40,10 @@ from schemas.config import ConfigError
 from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.app.test_run_embedded import Run, runs, session  # noqa: F401 - fixtures
-from tests.connectors.deribit.test_deribit_client import eventually
+from tests.conditions import eventually
 from tests.integration.test_pipeline import engine_config, stream
 from tests.paths import REPO
+from tests.processes import reap, stop_gracefully
 from tests.sessions import EVENTS_BY_TYPE, SESSION_MESSAGES
 
 SESSION = SessionConfig(n_instruments=300, duration_s=240.0, seed=7)
@@ -306,13 +306,9 @@ async def test_engine_command_serves_the_port_of_its_config_file(
             topics.market_data()
         )
         assert samples[("regime_engine_ready", ())] == 1.0
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
+        stop_gracefully(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
 
 
 def test_run_serves_metrics_of_both_halves(

@@ -39,6 +39,7 @@ from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
+from tests.processes import reap, stop_gracefully
 from tests.redis_helpers import flush_db
 
 SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
@@ -343,13 +344,9 @@ async def kill_and_restart(
             await asyncio.sleep(0.05)
         # would-be duplicates are written before the log's end is committed
         await wait_committed(bootstrap, f"{topics.prefix}killed", topics.market_data())
-        proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
+        stderr = stop_gracefully(proc)  # finish the batch, commit, exit 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         await client.aclose()
     return partial, orjson.loads(stderr.decode().rsplit("engine: ", 1)[1])
 
