@@ -1,8 +1,11 @@
-"""deploy/'s Prometheus scrape config and Grafana dashboard match what the processes export."""
+"""deploy/: the Prometheus scrape config and Grafana dashboard match what the processes export;
+the compose file's alert service runs a valid `regime-engine alert`."""
 
 import json
 import re
 
+from engine.app.alert import AlertConfig
+from engine.app.cli import build_parser
 from engine.app.metrics import EngineMetrics, MetricsCollector
 from engine.app.run_ingest import IngestView
 from engine.stream.runtime import EngineConfig, EngineRuntime
@@ -60,3 +63,17 @@ def test_prometheus_scrapes_each_process_of_the_compose_file_on_its_metrics_port
     assert targets == {f"{service}:{port}" for service, port in serving.items()}
     assert "./prometheus.yml:/etc/prometheus/prometheus.yml" in compose
     assert "./grafana/regime-engine.json:/var/lib/grafana/dashboards/" in compose
+
+
+def test_the_compose_alert_service_runs_a_valid_alert_command() -> None:
+    compose = (DEPLOY / "docker-compose.yml").read_text()
+    body = compose.split("\n  alert:", 1)[1].split("\n  prometheus:", 1)[0]
+    flow = body.split("command:", 1)[1].split("\n    depends_on", 1)[0]
+    argv = json.loads(flow.replace("${REGIME_ALERT_WEBHOOK:?}", "https://hooks.example/x"))
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.redis, args.fmt, args.group) == (
+        "alert", "redis://redis:6379/0", "discord", "compose",
+    )  # fmt: skip
+    types = tuple(args.type[0].split(","))
+    config = AlertConfig(args.redis, args.webhook, format=args.fmt, types=types, group=args.group)
+    assert config.types == ("flip_cross", "call_wall_break", "put_wall_break", "regime_change")
