@@ -9,13 +9,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.chain_files import ChainFileError
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
@@ -25,7 +26,9 @@ from connectors.common.redis_embedded import EmbeddedRedisError
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
-from engine.app.capture_levels import levels_from_capture
+from engine.app.chain_books import FORMATS, book_of, load_books
+from engine.app.chart_data import KINDS, charts_of
+from engine.app.chart_render import OUT_SUFFIXES, render
 from engine.app.demo import (
     DemoConfig,
     PlainView,
@@ -38,7 +41,6 @@ from engine.app.record import record_sources
 from engine.app.run_ingest import IngestReport, run_ingest
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
-from engine.core.book import GammaBook
 from engine.core.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
 from engine.core.levels import compute_levels
 from engine.core.models import MODELS
@@ -57,7 +59,6 @@ TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
 T = TypeVar("T")
-CAPTURE_FORMAT = "capture"
 
 
 class UsageError(Exception):
@@ -78,13 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     levels = commands.add_parser("levels", help="one-shot levels from a chain file")
     levels.add_argument("file", help="chain file")
-    levels.add_argument(
-        "--format", required=True, choices=(*CHAIN_FORMATS, CAPTURE_FORMAT), dest="fmt"
-    )
+    levels.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
     levels.add_argument("--model", choices=MODELS, default=None)
     levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
     levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    chart = commands.add_parser("chart", help="gamma profile, strike bars, heatmap to a file")
+    chart.add_argument("file", help="chain file")
+    chart.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    chart.add_argument("--kind", choices=(*KINDS, "all"), default="all")
+    chart.add_argument("--bucket", choices=BUCKETS, default="all")
+    chart.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    chart.add_argument("--model", choices=MODELS, default=None)
+    chart.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
+    chart.add_argument("--underlying", default=None, help="which one, when the file has several")
+    chart.add_argument("--out", required=True, help="PATH.png, PATH.svg or PATH.html")
 
     record = commands.add_parser("record", help="capture raw venue messages to a capture file")
     record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
@@ -171,17 +181,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
 
 def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
     """Levels of a complete chain snapshot, as of its own time."""
-    book = GammaBook(
-        snapshot.underlying,
-        snapshot.venue,
-        config,
-        snapshot.spot,
-        snapshot.asof_ns,
-        capacity=len(snapshot.contracts),
-    )
-    book.load(snapshot)
-    book.ts_event_ns = snapshot.asof_ns
-    return compute_levels(book)
+    return compute_levels(book_of(snapshot, config))
 
 
 def _fmt_money(value: float) -> str:
@@ -228,19 +228,31 @@ def render_table(levels: Levels) -> str:
 
 def _cmd_levels(args: argparse.Namespace, env: dict[str, str]) -> int:
     config = resolve_config(args.preset, args.model, args.gamma_source)
-    if args.fmt == CAPTURE_FORMAT:
-        try:
-            all_levels = levels_from_capture(args.file, config)
-        except (OSError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        for levels in all_levels:
-            _print_levels(levels, args.json)
-        return 0
-    snapshot = load_chain_file(args.file, args.fmt)
-    levels = levels_of(snapshot, config)
-    if levels.contracts_used == 0:
-        raise UsageError(f"{args.file}: no unexpired contracts with a usable gamma in the chain")
-    _print_levels(levels, args.json)
+    for loaded in load_books(args.file, args.fmt, config):
+        _print_levels(loaded.levels, args.json)
+    return 0
+
+
+def _cmd_chart(args: argparse.Namespace, env: dict[str, str]) -> int:
+    out = Path(args.out)
+    if out.suffix not in OUT_SUFFIXES:
+        raise UsageError(f"--out must end in {', '.join(OUT_SUFFIXES)}, got {args.out!r}")
+    config = resolve_config(args.preset, args.model, args.gamma_source)
+    loaded = {item.levels.underlying: item for item in load_books(args.file, args.fmt, config)}
+    name = args.underlying or (next(iter(loaded)) if len(loaded) == 1 else None)
+    if name not in loaded:
+        what = f"no {args.underlying!r}" if args.underlying else "several underlyings"
+        raise UsageError(f"{args.file}: {what}; --underlying one of {', '.join(loaded)}")
+    book, levels = loaded[name].book, loaded[name].levels
+    if levels.buckets[args.bucket].contracts_used == 0:
+        raise UsageError(f"{args.file}: bucket {args.bucket!r} has no contracts")
+    kinds = KINDS if args.kind == "all" else (args.kind,)
+    charts = charts_of(book, levels, kinds, args.bucket)
+    try:
+        render(charts, out, title=f"{name} {args.kind} [{args.bucket}]")
+    except OSError as exc:
+        raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(kinds)} chart of {name} [{args.bucket}] to {out}", file=sys.stderr)
     return 0
 
 
@@ -460,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {
             "levels": _cmd_levels,
+            "chart": _cmd_chart,
             "demo": _cmd_demo,
             "record": _cmd_record,
             "ingest": _cmd_ingest,
