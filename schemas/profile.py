@@ -1,8 +1,8 @@
 """The gamma-profile object held at ``regime:profile:{U}`` (DESIGN §2.6): what charts draw.
 
 Per bucket: the hypothetical-spot grid, the dealer gamma profile on it (total dealer GEX at
-each grid spot) and the per-strike net dealer call and put GEX at spot, for the strikes inside
-the grid's range. Units as the levels (GEX in USD per 1 % move, prices in the underlying's
+each grid spot) and the per-strike net dealer call and put GEX at spot, for every strike with
+a contribution (they sum to the bucket's net GEX). Units as the levels (GEX in USD per 1 % move, prices in the underlying's
 currency); the JSON is compact (parallel arrays, no per-point objects).
 """
 
@@ -24,7 +24,7 @@ class BucketProfile:
 
     spots: tuple[float, ...]  # hypothetical spot grid
     profile: tuple[float, ...]  # total dealer GEX at each grid spot
-    strikes: tuple[float, ...]  # strikes inside the grid's range
+    strikes: tuple[float, ...]  # strikes with a contribution
     call_gex: tuple[float, ...]  # net dealer call GEX at spot, per strike
     put_gex: tuple[float, ...]  # net dealer put GEX at spot, per strike
 

@@ -19,20 +19,18 @@ from schemas.levels import BUCKETS
 from schemas.profile import BucketProfile, Profile
 
 
-def _in_range(book: GammaBook) -> np.ndarray:
-    """Indices (into the book's strike table) of the strikes inside the grid's range,
-    ordered by strike."""
-    strikes = book.strike_values[: book.n_strikes]
-    lo, hi = book.grid_spots[0], book.grid_spots[-1]
-    idx = np.flatnonzero((strikes >= lo) & (strikes <= hi))
-    return idx[np.argsort(strikes[idx], kind="stable")]
+def _by_strike(book: GammaBook) -> np.ndarray:
+    """Indices into the book's strike table, ordered by strike."""
+    return np.argsort(book.strike_values[: book.n_strikes], kind="stable")
 
 
 def bucket_profile(book: GammaBook, bucket: str) -> BucketProfile:
-    """The bucket's profile row on the grid and its per-strike GEX at spot (grid range)."""
+    """The bucket's profile row on the grid and its per-strike GEX at spot, for every strike
+    with a contribution (so the strikes' GEX sums to the bucket's net GEX)."""
     book.ensure_profile()
     _, _, call, put = strike_gex(book, bucket)
-    idx = _in_range(book)
+    idx = _by_strike(book)
+    idx = idx[(call[idx] != 0.0) | (put[idx] != 0.0)]
     return BucketProfile(
         spots=tuple(book.grid_spots.tolist()),
         profile=tuple(book.profile[BUCKET_ROWS[bucket]].tolist()),
@@ -57,15 +55,15 @@ def compute_profile(book: GammaBook) -> Profile:
 class Heatmap:
     """Net dealer GEX at spot per (strike, expiry) of one bucket: ``gex[strike, expiry]``."""
 
-    strikes: np.ndarray  # ascending, inside the grid's range
+    strikes: np.ndarray  # strikes with a contribution, ascending
     expiries_ns: np.ndarray  # ascending settlement instants
     gex: np.ndarray  # shape (len(strikes), len(expiries_ns))
 
 
 def strike_expiry_gex(book: GammaBook, bucket: str) -> Heatmap:
-    """Strike × expiry dealer GEX at spot of one bucket (strikes inside the grid's range)."""
+    """Strike × expiry dealer GEX at spot of one bucket."""
     book.ensure_profile()
-    idx = _in_range(book)
+    idx = _by_strike(book)
     row_of = np.full(book.n_strikes, -1, dtype=np.int64)
     row_of[idx] = np.arange(idx.shape[0])
     expiries = np.array(book.bucket_expiries(bucket), dtype=np.int64)
@@ -77,11 +75,10 @@ def strike_expiry_gex(book: GammaBook, bucket: str) -> Heatmap:
         if not (i[k.I_BUCKETS, slot] & bit):
             continue
         row = row_of[i[k.I_STRIKE_IDX, slot]]
-        if row < 0:
-            continue
         value = k.slot_gex_at(book.spot, f, i, slot, use_venue)
         if np.isnan(value):
             continue
         col = int(np.searchsorted(expiries, book.slot_expiry_ns[slot]))
         gex[row, col] += value
-    return Heatmap(book.strike_values[idx].copy(), expiries, gex)
+    keep = gex.any(axis=1)  # strikes with a contribution, as in bucket_profile
+    return Heatmap(book.strike_values[idx][keep], expiries, gex[keep])

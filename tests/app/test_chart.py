@@ -69,13 +69,13 @@ def test_profile_markers_are_the_levels_json(handmade, capsys):
 def test_strike_bars_are_the_hand_computed_gex(handmade, capsys):
     levels = levels_json(capsys, str(HANDMADE), "--format", "cboe-csv")
     _, _, strikes, _ = handmade
-    # ±10 % around 4000: 3800, 4000, 4200 and 4400 (IV 0: listed, no usable gamma).
-    assert strikes.strikes == [3800.0, 4000.0, 4200.0, 4400.0]
+    # ±10 % around 4000, strikes with a contribution (4400 has IV 0: no usable gamma).
+    assert strikes.strikes == [3800.0, 4000.0, 4200.0]
     assert strikes.call_gex == pytest.approx(
-        [0.0, 1000 * per_contract(4000), 1500 * per_contract(4200), 0.0], rel=1e-12
+        [0.0, 1000 * per_contract(4000), 1500 * per_contract(4200)], rel=1e-12
     )
     assert strikes.put_gex == pytest.approx(
-        [-2000 * per_contract(3800), -500 * per_contract(4000), 0.0, 0.0], rel=1e-12
+        [-2000 * per_contract(3800), -500 * per_contract(4000), 0.0], rel=1e-12
     )
     assert strikes.net_gex == [
         c + p for c, p in zip(strikes.call_gex, strikes.put_gex, strict=True)

@@ -34,6 +34,7 @@ from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import events_channel, events_stream, levels_key
 from schemas.events import RegimeEvent, decode_event
 from schemas.levels import decode_levels
+from schemas.profile import decode_profile
 from schemas.records import encode_record
 from schemas.topics import Topics
 from tests.kafka_helpers import consume, consume_all
@@ -214,7 +215,15 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
 
     # The latest-levels key holds the levels at the last evaluation (end of the session).
     levels = decode_levels(await listener.get(levels_key("BTC")))
+    # ... and the profile key, written in the same script, is of the same instant.
+    profile = decode_profile(await listener.get("regime:profile:BTC"))
     await listener.aclose()
+    assert (profile.asof_ns, profile.spot) == (levels.asof_ns, levels.spot)
+    for name, bucket in levels.buckets.items():
+        row = profile.buckets[name]
+        net = sum(row.call_gex) + sum(row.put_gex)
+        assert net == pytest.approx(bucket.net_gex, rel=1e-9), name
+        assert row.strikes[row.call_gex.index(max(row.call_gex))] == bucket.call_wall
     last_index = [r for r in normalised if type(r).__name__ == "UnderlyingTick"][-1]
     assert levels.asof_ns == last_index.ts_event_ns
     assert levels.spot == last_index.price
