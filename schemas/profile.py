@@ -2,8 +2,8 @@
 
 Per bucket: the hypothetical-spot grid, the dealer gamma profile on it (total dealer GEX at
 each grid spot) and the per-strike net dealer call and put GEX at spot, for every strike with
-a contribution (they sum to the bucket's net GEX). Units as the levels (GEX in USD per 1 % move, prices in the underlying's
-currency); the JSON is compact (parallel arrays, no per-point objects).
+a contribution (they sum to the bucket's net GEX). Units as the levels (GEX in USD per 1 %
+move, prices in the underlying's currency); the JSON is compact (parallel arrays).
 """
 
 from __future__ import annotations
