@@ -70,12 +70,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await redis_flush(url)
             tried += 1
             error = None
+            case_started = time.perf_counter()
             try:
                 ok = equal(await run_case(kafka.bootstrap, live_url, reference_url, staged, case))
             except AssertionError as exc:  # a wait ran out: not equal
                 ok, error = False, str(exc)
             if not ok:
                 unequal.append({"case": repr(case), "error": error})
+            took = time.perf_counter() - case_started
+            verdict = "equal" if ok else "UNEQUAL"
+            print(f"case {n}: {verdict} in {took:.1f} s {case}", file=sys.stderr)
     return {
         "cases_tried": tried,
         "cases_equal": tried - len(unequal),

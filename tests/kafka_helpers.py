@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer
@@ -76,6 +77,27 @@ async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list
     finally:
         await asyncio.shield(consumer.stop())
     return records
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0
+) -> None:
+    """Wait until ``group`` has committed every partition of ``topics`` up to its end offset
+    (everything in the log consumed, and so every event of it written: the engine commits
+    after the Redis write). ``timeout`` is a generous cap; reaching it fails."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while behind := [tp for tp in tps if (await consumer.committed(tp) or 0) < ends[tp]]:
+            assert time.monotonic() < deadline, f"{group!r} did not commit {behind} in {timeout} s"
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.shield(consumer.stop())
 
 
 async def _assign_from_start(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

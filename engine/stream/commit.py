@@ -340,6 +340,7 @@ class Commit:
                 return written
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
+                self.report.redis_write_failures += 1
                 if failures > policy.redis_max_retries:
                     raise
                 delay = backoff.next_delay()

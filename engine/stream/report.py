@@ -30,6 +30,7 @@ class EngineReport:
     rebuilt: int = 0  # partitions replayed from the log start: a checkpoint ahead of the log
     merge_gaps: int = 0  # records awaited in their producer's send order, given up on
     merge_forced: int = 0  # records released out of their producers' order (crossed orders)
+    redis_write_failures: int = 0  # failed Redis writes (each retried; none lost)
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class EngineReport:
             "rebuilt": self.rebuilt,
             "merge_gaps": self.merge_gaps,
             "merge_forced": self.merge_forced,
+            "redis_write_failures": self.redis_write_failures,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 

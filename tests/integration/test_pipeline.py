@@ -37,7 +37,7 @@ from schemas.levels import decode_levels
 from schemas.profile import decode_profile
 from schemas.records import encode_record
 from schemas.topics import Topics
-from tests.kafka_helpers import consume, consume_all
+from tests.kafka_helpers import consume, consume_all, wait_committed
 from tests.paths import REPO
 from tests.redis_helpers import flush_db
 
@@ -333,7 +333,8 @@ async def kill_and_restart(
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "the restarted engine did not finish"
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # would-be duplicates have time to show up
+        # would-be duplicates are written before the log's end is committed
+        await wait_committed(bootstrap, f"{topics.prefix}killed", topics.market_data())
         proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 0, stderr.decode()[-2000:]
@@ -455,13 +456,17 @@ async def test_engine_rides_out_a_redis_restart(
             assert not task.done() and time.monotonic() < deadline
             await asyncio.sleep(0.01)
         await server.kill()
-        await asyncio.sleep(0.5)  # the engine's writes fail meanwhile; nothing is committed
+        deadline = time.monotonic() + 60  # the engine's writes fail; nothing is committed
+        while runtime.report.redis_write_failures == 0:
+            assert not task.done() and time.monotonic() < deadline, "no write failed"
+            await asyncio.sleep(0.01)
         await server.restart()
         waiter = asyncio.create_task(runtime.caught_up.wait())
         done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when="FIRST_COMPLETED")
         assert waiter in done, task.exception() if task.done() else "no catch-up"
         stop.set()
-        await task
+        report = await task
+        assert report.redis_write_failures >= 1
         assert [e.id for _, e in await stream(server.url)] == reference
         await client.aclose()
     finally:

@@ -32,6 +32,7 @@ from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import levels_key
 from schemas.events import RegimeEvent
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.integration.test_pipeline import engine_config, ingest, stream
 
 SESSION = SessionConfig(n_instruments=300, duration_s=300.0, seed=7)
@@ -127,15 +128,19 @@ class _Engine:
         return self.runtime.report
 
 
-async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    """Wait for ``condition`` (polled), at most 120 s (a loaded machine, small batches)."""
-    deadline = time.monotonic() + 120
-    while True:
-        result = condition()
-        if result if isinstance(result, bool) else await result:
-            return
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
+async def until(condition: Callable[[], Awaitable[bool] | bool], what: str,
+                engine: _Engine | None = None) -> None:  # fmt: skip
+    """Wait for ``condition``, at most 120 s (a loaded machine, small batches); on failure
+    say where ``engine``'s input partitions stand."""
+
+    def diagnosis() -> str:
+        if engine is None:
+            return what
+        runtime = engine.runtime
+        state = f"caught_up={runtime.caught_up.is_set()} {runtime.report.to_dict()}"
+        return f"{what}: {runtime.input_status()} {state}"
+
+    await eventually(condition, timeout=120, what=diagnosis)
 
 
 def _consumed_all(engine: _Engine, ends: dict[str, int], topics: Topics) -> bool:
@@ -209,7 +214,9 @@ async def run_case(
                 reports.append(await live.pop(0).graceful())
         ends = {topic: len(records) for topic, records in staged.items()}
         holder = live[-1]
-        await until(lambda: _consumed_all(holder, ends, topics), "the live engine did not finish")
+        await until(
+            lambda: _consumed_all(holder, ends, topics), "the live engine did not finish", holder
+        )
     finally:
         await producer.stop()
         for engine in live:
@@ -224,7 +231,9 @@ async def run_case(
     )
     engine = _Engine(reference)
     try:
-        await until(lambda: _consumed_all(engine, ends, topics), "the reference did not finish")
+        await until(
+            lambda: _consumed_all(engine, ends, topics), "the reference did not finish", engine
+        )
     finally:
         reports.append(await engine.graceful())
     return Outcome(

@@ -18,7 +18,8 @@ from connectors.deribit.client import DeribitClient, DeribitConfig
 from connectors.deribit.normaliser import DeribitNormaliser
 from engine.app.cli import main
 from schemas.topics import Topics
-from tests.connectors.deribit.test_deribit_client import NAMES, eventually, fake  # noqa: F401 - fixture
+from tests.conditions import eventually
+from tests.connectors.deribit.test_deribit_client import NAMES, fake  # noqa: F401 - fixture
 from tests.fakes.deribit import T0_MS, option_ticker, venue_clock
 
 TOPICS = Topics()

@@ -17,7 +17,8 @@ from engine.app.cli import main
 from engine.app.run_ingest import run_ingest
 from schemas.records import decode_record
 from schemas.ticks import OptionTicks
-from tests.connectors.deribit.test_deribit_client import EXPIRY_MS, NAMES, eventually, fake  # noqa: F401 - fixture
+from tests.conditions import eventually
+from tests.connectors.deribit.test_deribit_client import EXPIRY_MS, NAMES, fake  # noqa: F401 - fixture
 from tests.fakes.deribit import (
     T0_MS,
     envelope,

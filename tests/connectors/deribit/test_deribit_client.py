@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -16,6 +14,7 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import InstrumentState, UnderlyingTick
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.fakes.deribit import (
     T0_MS,
     FakeDeribit,
@@ -29,14 +28,6 @@ EXPIRY_MS = 1_710_489_600_000  # 2024-03-15T08:00:00Z
 STRIKES = (60000, 65000, 70000)
 NAMES = [f"BTC-15MAR24-{k}-{r}" for k in STRIKES for r in "CP"]
 TOPICS = Topics()
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest_asyncio.fixture

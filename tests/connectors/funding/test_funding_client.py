@@ -18,7 +18,7 @@ from connectors.venues import live_clients, locate, normaliser_for
 from engine.app.record import record_sources
 from schemas.config import ConfigError
 from schemas.topics import Topics
-from tests.connectors.deribit.test_deribit_client import eventually
+from tests.conditions import eventually
 from tests.fakes.funding import (
     H_MS,
     NEXT_FUNDING_MS,
@@ -94,9 +94,13 @@ async def test_binance_seeds_over_rest_then_streams_with_the_venue_interval():
             await eventually(
                 lambda: sum(p == "/fapi/v1/fundingInfo" for p, _ in fake.rest_requests) > refreshes
             )
-            await asyncio.sleep(0.05)
-            await fake.mark_price("BTCUSDT", "0.00010000", event_ms=T0_MS + 2000)
-            await eventually(lambda: len(funding(sink)) == 4)
+            # the refresh is applied once its answer is read: push until a record shows it
+            # (every push makes one record; those before it still say 8 h)
+            for n in range(1, 1001):
+                await fake.mark_price("BTCUSDT", "0.00010000", event_ms=T0_MS + 2000 + n)
+                await eventually(lambda n=n: len(funding(sink)) == 3 + n)
+                if funding(sink)[-1].interval_hours != 8.0:
+                    break
             hourly = funding(sink)[-1]
             assert (hourly.interval_hours, hourly.rate_8h) == (1.0, pytest.approx(0.0008))
             assert client.stage.counts["dead_letters"] == 0
@@ -271,14 +275,15 @@ async def test_okx_stale_feed_triggers_a_reconnect():
     fake = await FakeOkx(
         {"BTC-USDT-SWAP": okx_funding("BTC-USDT-SWAP", "0.0001")}, tick_every_s=0.05
     ).start()
-    config = FundingClientConfig(url=fake.url, stale_after_s=0.5, keepalive_s=0.1, **FAST)
+    config = FundingClientConfig(url=fake.url, stale_after_s=1.0, keepalive_s=0.1, **FAST)
     try:
         async with running("funding:okx:BTC-USDT-SWAP", config) as (client, sink):
             await eventually(lambda: len(funding(sink)) >= 3)
-            await asyncio.sleep(1.0)  # twice stale_after_s while the feed is live
+            # pushes spanning twice stale_after_s of the fake's pace: a live feed is kept
+            await eventually(lambda: len(funding(sink)) >= 3 + 40, timeout=60)
             assert fake.connections == 1
             fake.silence_current()  # pushes and pongs stop; the socket stays open
-            await eventually(lambda: fake.connections == 2, timeout=5)
+            await eventually(lambda: fake.connections == 2, timeout=30)
             before = len(funding(sink))
             await eventually(lambda: len(funding(sink)) > before + 2)
             assert client.connections == 2

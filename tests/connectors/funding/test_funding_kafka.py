@@ -11,7 +11,7 @@ from connectors.funding.client import FundingClientConfig
 from connectors.sources import parse_source
 from engine.app.run_ingest import run_ingest
 from schemas.records import decode_record
-from tests.connectors.deribit.test_deribit_client import eventually
+from tests.conditions import eventually
 from tests.fakes.funding import (
     H_MS,
     NEXT_FUNDING_MS,

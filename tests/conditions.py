@@ -1,0 +1,28 @@
+"""Waiting on a condition in tests: polled, with a generous cap that fails the test."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool] | bool],
+    timeout: float = 10.0,
+    what: str | Callable[[], str] = "condition not met in time",
+) -> None:
+    """Return once ``predicate()`` (plain or awaitable) is true; fail with ``what`` (or what
+    it returns: a diagnosis of the state) after ``timeout`` seconds. The cap is only a
+    guard: a loaded machine is slow, never wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(what if isinstance(what, str) else what())
+        await asyncio.sleep(0.01)
