@@ -129,7 +129,9 @@ def profile_chart(levels: Levels, profile: Profile, bucket: str) -> ProfileChart
         zero_gamma_crossings=list(marked.zero_gamma_crossings),
         call_wall=marked.call_wall,
         put_wall=marked.put_wall,
-        spans=regime_spans(list(row.spots), list(row.profile), list(marked.zero_gamma_crossings)),
+        spans=regime_spans(list(row.spots), list(row.profile), list(marked.zero_gamma_crossings))
+        if marked.contracts_used
+        else [],
     )
 
 

@@ -29,6 +29,8 @@ from connectors.venues import locate
 from engine.app.chain_books import FORMATS, book_of, load_books
 from engine.app.chart_data import KINDS, charts_of
 from engine.app.chart_render import OUT_SUFFIXES, render
+from engine.app.dashboard import DashboardConfig
+from engine.app.dashboard import serve as serve_dashboard
 from engine.app.demo import (
     DemoConfig,
     PlainView,
@@ -134,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
     _add_service_flags(run, required=True)
     run.add_argument("--url", default=None, help=URL_HELP)
+
+    dashboard = commands.add_parser("dashboard", help="live page (Server-Sent Events from Redis)")
+    dashboard.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8765, help="0: a free port")
+    dashboard.add_argument(
+        "--stale-after", type=float, default=30.0, help="warn after S seconds without new levels"
+    )
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -403,6 +413,23 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = DashboardConfig(
+        redis_url=redis_url, host=args.host, port=args.port, stale_after_s=args.stale_after
+    )
+
+    def ready(url: str) -> None:
+        print(f"dashboard: {url} (reading {redis_url}; Ctrl-C to stop)", file=sys.stderr)
+
+    _run_services(
+        _until_signal(lambda stop: serve_dashboard(config, stop, ready)), Settings(redis=redis_url)
+    )
+    return 0
+
+
 def _venue_configs(settings: Settings, sources: list[Source], url: str | None) -> dict[str, Config]:
     """The venues' tables for run_ingest and record_sources, ``--url`` over its venue's."""
     venues = dict(settings.venues)
@@ -479,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": _cmd_engine,
             "run": _cmd_run,
             "subscribe": _cmd_subscribe,
+            "dashboard": _cmd_dashboard,
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
