@@ -48,6 +48,7 @@
     for (const chart of msg.charts) {
       charts[chart.kind].setOption(RegimeCharts.option(chart), true);
       $(chart.kind).dataset.drawn = lv.asof_ns;
+      $(chart.kind).dataset.title = chart.title;
     }
   }
 
