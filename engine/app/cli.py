@@ -33,6 +33,7 @@ from engine.app.dashboard import DashboardConfig
 from engine.app.dashboard import serve as serve_dashboard
 from engine.app.demo import (
     DemoConfig,
+    DemoSummary,
     PlainView,
     RichView,
     describe_event,
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the live dashboard too (default: on a terminal), kept up until Ctrl-C there",
+    )
+    demo.add_argument("--dashboard-port", type=int, default=8765, help="0: a free port")
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
@@ -268,23 +276,33 @@ def _cmd_chart(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=False)
+    terminal = sys.stdout.isatty() and not args.json
+    dashboard = terminal if args.dashboard is None else args.dashboard
     try:
         demo = DemoConfig(
             instruments=args.instruments,
             duration_s=args.duration,
             seed=args.seed,
             speed=None if args.max_speed else args.speed,
+            dashboard_port=args.dashboard_port if dashboard else None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    summary = _run_services(run_demo(settings, demo, view), settings)
-    if args.json:
-        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
-    else:
-        print(render_summary(summary))
+
+    async def show(summary: DemoSummary) -> None:
+        if args.json:
+            sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+        else:
+            print(render_summary(summary))
+        sys.stdout.flush()
+        if summary.dashboard and terminal:  # kept up for a person to look at
+            print(f"dashboard still up at {summary.dashboard}; Ctrl-C to stop", file=sys.stderr)
+            await _until_signal(lambda stop: stop.wait())
+
+    summary = _run_services(run_demo(settings, demo, view, linger=show), settings)
     if not summary.shows_flip_and_break:
         print("regime-engine: demo: no flip crossing or no wall break was seen", file=sys.stderr)
         return 1
