@@ -159,7 +159,13 @@ class Follower:
                 if raw != last_keys and raw[0] is not None:
                     last_keys = raw
                     changed_at = self._clock()
-                    yield sse("levels", levels_message(raw[0], raw[1], self.bucket))
+                    try:
+                        message = sse("levels", levels_message(raw[0], raw[1], self.bucket))
+                    except (ValueError, KeyError, TypeError) as exc:  # not what an engine writes
+                        problem = f"{keys[0]} unreadable: {type(exc).__name__}: {exc}"
+                        message = sse("status", {**self._status(state, changed_at, False),
+                                                 "error": problem})  # fmt: skip
+                    yield message
                 if state != "live" or self._clock() - status_at >= cfg.status_every_s:
                     state, status_at = "live", self._clock()
                     yield sse("status", self._status(state, changed_at, last_keys is not None))

@@ -150,6 +150,21 @@ async def test_a_burst_of_levels_reaches_the_page_as_its_latest_only(
 
 
 @pytest.mark.asyncio
+async def test_unreadable_levels_are_reported_not_fatal(dashboard: str, redis: Redis) -> None:
+    await redis.set("regime:levels:SPX", b"not json")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(dashboard + "events?underlying=SPX&bucket=all") as response,
+    ):
+        stream = SSE(response)
+        status = await stream.until("status")
+        assert status["error"].startswith("regime:levels:SPX unreadable: JSONDecodeError")
+        levels, profile = handmade()
+        await publish(redis, [], levels, profile)
+        assert (await stream.until("levels"))["levels"]["spot"] == 4000.0
+
+
+@pytest.mark.asyncio
 async def test_bad_queries_are_refused(dashboard: str) -> None:
     async with aiohttp.ClientSession() as session:
         for query in ("events", "events?underlying=SPX&bucket=weekly"):
