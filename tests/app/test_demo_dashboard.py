@@ -33,7 +33,7 @@ async def test_the_demo_serves_the_dashboard_while_it_lingers(
                 seen["levels"] = (await SSE(response).until("levels"))["levels"]
 
     demo = DemoConfig(speed=None, dashboard_port=0)
-    summary = await run_demo(settings, demo, PlainView(out=io.StringIO()), linger)
+    summary = await run_demo(settings, demo, PlainView(out=io.StringIO()), linger=linger)
     assert summary.dashboard.startswith("http://127.0.0.1:")
     assert seen["underlyings"] == {"underlyings": ["BTC"]}
     async with Redis.from_url(redis_url) as client:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
@@ -84,6 +85,8 @@ class EmbeddedKafka(EmbeddedServer):
     # Tansu exits at once on SIGINT; on SIGTERM it lingers ~5 s while clients are connected.
     stop_signal = signal.SIGINT
     default_startup_timeout = 20.0
+    #: Whether the broker has InitProducerId (idempotent producers): Tansu does not.
+    idempotent: ClassVar[bool] = False
 
     @property
     def bootstrap(self) -> str:
