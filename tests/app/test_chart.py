@@ -21,7 +21,7 @@ from engine.app.chart_data import (
 )
 from engine.app.cli import main
 from engine.core.config import LevelsConfig
-from engine.core.profile import Heatmap, compute_profile
+from engine.core.profile import Heatmap, compute_profile, strike_expiry_gex
 from tests.app.test_cli_levels import HANDMADE, per_contract
 from tests.paths import DATA
 
@@ -256,3 +256,17 @@ def test_chart_from_a_capture(tmp_path, capsys):
     assert data[0]["zero_gamma"] == front["zero_gamma"]
     assert (data[1]["call_wall"], data[1]["put_wall"]) == (front["call_wall"], front["put_wall"])
     assert re.search(r"BTC dealer gamma profile \[front\]", data[0]["title"])
+
+
+def test_heatmap_rows_sum_over_expiries_to_the_strike_gex_of_a_real_chain():
+    (loaded,) = load_books(SMALL_CSV, "cboe-csv", LevelsConfig())
+    book = loaded.book
+    heat = strike_expiry_gex(book, "all")
+    assert heat.expiries_ns.tolist() == book.bucket_expiries("all")
+    assert heat.gex.shape == (len(heat.strikes), len(heat.expiries_ns)) and heat.gex.shape[1] > 1
+    profile = compute_profile(book).buckets["all"]
+    sums = [c + p for c, p in zip(profile.call_gex, profile.put_gex, strict=True)]
+    net = dict(zip(profile.strikes, sums, strict=True))
+    assert heat.strikes.tolist() == list(profile.strikes)
+    assert heat.gex.sum(axis=1) == pytest.approx([net[s] for s in heat.strikes], rel=1e-12)
+    assert heat.gex.sum() == pytest.approx(loaded.levels.net_gex, rel=1e-12)
