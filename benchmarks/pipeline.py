@@ -73,6 +73,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pipeline_dashboard import PageConnected
 from benchmarks.pipeline_pacing import PaceJob, paced_producer_main
 from benchmarks.pipeline_support import (
     BenchInstrumentation,
@@ -405,7 +406,7 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         await ensure_topics(bootstrap, topics.all(), partitions=3)
         produce_s = await produce(bootstrap, topics, items)
 
-        engine_runs, decode_runs = [], []
+        engine_runs, decode_runs, page_runs = [], [], []
         for r in range(args.rounds):
             decode_runs.append(await decode_only(args, bootstrap, topics, total))
             engine_runs.append(
@@ -413,6 +414,16 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
                     args, bootstrap, f"{base}/{1 + r % 8}", topics, f"r{r}", total, ticks
                 )
             )
+            if args.dashboard:  # the same, with a dashboard page connected to its Redis
+                db = f"{base}/{12 + r % 4}"
+                async with PageConnected(db) as page:
+                    result = await engine_throughput(
+                        args, bootstrap, db, topics, f"d{r}", total, ticks
+                    )
+                page_runs.append(
+                    {**result, "page_messages": page.counts, "page_cpu_s": page.cpu_s,
+                     "page_wall_s": page.wall_s}
+                )  # fmt: skip
 
         profile_text = None
         if args.profile:
@@ -467,6 +478,7 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         },
         "latency": latency,
         "latency_low_rate": low,
+        "dashboard": dashboard_cost(ticks_per_s, page_runs) if page_runs else None,
         "config": {
             "venue": "deribit (simulated)",
             "underlyings": ["BTC"],
@@ -513,6 +525,28 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
     if profile_text is not None:
         print(profile_text, file=sys.stderr)
     return out
+
+
+def dashboard_cost(ticks_per_s: float, page_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Engine throughput with a dashboard page connected, against the rounds without."""
+    with_page = statistics.median(x["ticks_per_s"] for x in page_runs)
+    return {
+        "ticks_per_s_with_page": with_page,
+        "ticks_per_s_without": ticks_per_s,
+        "ratio_with_page": with_page / ticks_per_s,
+        "rounds_ticks_per_s_with_page": [round(x["ticks_per_s"]) for x in page_runs],
+        "page_messages": [x["page_messages"] for x in page_runs],
+        "page_seconds": [round(x["seconds"], 3) for x in page_runs],
+        # CPU of the dashboard process and of the page's reader while connected, per round,
+        # and its share of the connected wall time (the cost on a machine's cores).
+        "page_cpu_s": [x["page_cpu_s"] for x in page_runs],
+        "dashboard_cpu_share": [
+            round(x["page_cpu_s"]["dashboard"] / x["page_wall_s"], 4)
+            if x["page_cpu_s"].get("dashboard") is not None and x["page_wall_s"] > 0
+            else None
+            for x in page_runs
+        ],
+    }
 
 
 def summary(out: dict[str, Any]) -> str:
@@ -592,6 +626,12 @@ def main() -> int:
         default="both",
         help="the embedded broker: tansu, kafka (Apache Kafka: Java and `make kafka-jars`) or "
         "both, one after the other in this run (default)",
+    )
+    parser.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also each throughput round with a dashboard page connected",
     )
     args = parser.parse_args()
     configure_logging(logging.WARNING)  # engine logs to stderr, warnings and up

@@ -4,9 +4,9 @@
    (``md.deadletter.v1``, ``regime.events.v1``); inputs whose events were written before
    this run (a replay after a restart) are not sent again;
 2. **flush**: the producer is flushed, so every one of them is acknowledged;
-3. **Redis**: the batch's events and changed levels are written in one atomic, idempotent
-   script together with the watermarks (``topic/partition`` → offset) their inputs reach,
-   retried through a Redis outage (skipped for a batch with neither);
+3. **Redis**: the batch's events and changed levels (with their profiles) are written in
+   one atomic, idempotent script together with the watermarks (``topic/partition`` →
+   offset) their inputs reach, retried through a Redis outage (skipped for a batch with neither);
 4. **offsets**: the processed input offsets are committed to the consumer group, at most
    every ``commit_interval_s`` (and always when forced: partitions moving away, a stop); a
    commit the group refuses (it rebalanced under the engine) is counted and logged, and
@@ -48,6 +48,7 @@ from engine.stream.report import EngineReport
 from engine.stream.task import TaskOutput
 from schemas.events import encode_event
 from schemas.levels import encode_levels
+from schemas.profile import encode_profile
 from schemas.records import encode_record
 from schemas.topics import Topics
 
@@ -225,7 +226,11 @@ class Commit:
             for underlying, (trigger, levels) in output.levels.items():
                 source = position_field(trigger.topic, trigger.partition)
                 payload = encode_levels(levels)
-                pending.levels.append(PendingWrite(source, trigger.offset, underlying, payload))
+                profile = output.profiles.get(underlying)
+                extra = None if profile is None else encode_profile(profile)
+                pending.levels.append(
+                    PendingWrite(source, trigger.offset, underlying, payload, extra)
+                )
         pending.dead_letters = len(dead) + sum(len(o.rejected) for o in outputs)
         pending.undecodable = len(dead)
         return pending
