@@ -23,6 +23,9 @@ in the environment (``REGIME_ENGINE_REDIS_PASSWORD``, ``REGIME_ENGINE_KAFKA_SASL
 …); Redis's also by flags (``--redis-ca-file`` …). They apply to the services given
 (``redis``, ``kafka``), not to embedded ones. Secrets come from the environment or from
 ``*_file`` settings, never from flags.
+
+``[metrics]`` (:class:`engine.app.metrics.MetricsConfig`: ``port``, ``host``, the readiness
+bounds) configures ``--metrics-port``'s server; the flag sets its ``port``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from connectors.common.kafka.security import NO_KAFKA_SECURITY, KafkaSecurity
 from connectors.common.redis_conn import NO_SECURITY, RedisSecurity
 from connectors.common.secrets import redact_text, redacted_repr
 from connectors.registry import SPECS
+from engine.app.metrics import MetricsConfig
 from engine.core.config import LevelsConfig, resolve_config
 from engine.signals.detector import DetectorConfig
 from engine.stream.runtime import EngineConfig
@@ -86,6 +90,7 @@ class Settings:
     idempotence: bool | None = None  # None: on for a given Kafka, off for the embedded one
     engine: Mapping[str, Any] = field(default_factory=dict)  # EngineConfig fields given
     venues: Mapping[str, Config] = field(default_factory=dict)  # venue name → its table
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # [metrics], --metrics-port
     redis_security: RedisSecurity = NO_SECURITY  # for the given redis (not an embedded one)
     kafka_security: KafkaSecurity = NO_KAFKA_SECURITY  # for the given kafka (ditto)
 
@@ -164,29 +169,35 @@ def load_settings(
     if unknown_env:
         raise ConfigError(f"unknown environment variables: {', '.join(unknown_env)}")
     levels_flags = {k: flags.get(k) for k in ("preset", "model", "gamma_source")}
+    metrics_port = flags.get("metrics_port")
     for table in SECURITY:  # flags: {"redis_security": {"ca_file": …}} (None: not given)
         given = {k: v for k, v in (flags.get(table) or {}).items() if v is not None}
         if given:
             data[table] = {**_table(table, data.get(table, {})), **given}
-    data.update(
-        {
-            k: v
-            for k, v in flags.items()
-            if v is not None and k not in levels_flags and k not in SECURITY
-        }
+    skip = {*levels_flags, "metrics_port", *SECURITY}
+    data.update({k: v for k, v in flags.items() if v is not None and k not in skip})
+    known = (
+        *SERVICES,
+        *SECURITY,
+        *ENGINE_KEYS,
+        *(t for t in TABLES if "." not in t),
+        *GROUPS,
+        "metrics",
     )
-    known = (*SERVICES, *SECURITY, *ENGINE_KEYS, *(t for t in TABLES if "." not in t), *GROUPS)
     check_known_keys(known, data, "settings")
     if isinstance(data.get("idempotence"), str):
         data["idempotence"] = _boolean("idempotence", data["idempotence"])
     services = {k: data.pop(k) for k in SERVICES if k in data}
     security = {t: _security(t, SECURITY[t][0], data.pop(t)) for t in SECURITY if t in data}
+    metrics = MetricsConfig.from_mapping(_table("metrics", data.pop("metrics", {})))
+    if metrics_port is not None:
+        metrics = replace(metrics, port=metrics_port)
     venues = _venues(data)
     engine = {"levels": _levels(data.pop("levels", {}), levels_flags), **data}
     for name, cls in COMPONENTS.items():
         if name in data:
             engine[name] = _component(name, cls, data[name])
-    settings = Settings(**services, engine=engine, venues=venues, **security)
+    settings = Settings(**services, engine=engine, venues=venues, metrics=metrics, **security)
     # EngineConfig checks the values now rather than when a command starts the engine (the
     # broker and Redis it is given here are placeholders: the command resolves the real ones)
     settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)
