@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument(
         "--stale-after", type=float, default=30.0, help="warn after S seconds without new levels"
     )
+    _add_redis_security_flags(dashboard)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -536,9 +537,7 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = load_settings(
-        {"redis": args.redis, "redis_security": _redis_security_flags(args)}, env
-    )
+    settings = _redis_settings(args, env)
     redis_url = settings.redis
     if not redis_url:
         raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
@@ -596,8 +595,14 @@ def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
 
 
+def _redis_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    """The Redis URL and its security of a Redis-only command (subscribe, alert, dashboard)."""
+    return load_settings({"redis": args.redis, "redis_security": _redis_security_flags(args)}, env)
+
+
 def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
     config = AlertConfig(
@@ -609,28 +614,33 @@ def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
         buckets=_comma_list(args.bucket),
         group=args.group,
         start=args.start,
+        security=settings.redis_security,
     )
-    report = _run_services(
-        _until_signal(lambda stop: run_alerts(config, stop)), Settings(redis=redis_url)
-    )
+    report = _run_services(_until_signal(lambda stop: run_alerts(config, stop)), settings)
+    if report is None:
+        return _stopped("alert")
     print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
 
 
 def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
     config = DashboardConfig(
-        redis_url=redis_url, host=args.host, port=args.port, stale_after_s=args.stale_after
+        redis_url=redis_url,
+        host=args.host,
+        port=args.port,
+        stale_after_s=args.stale_after,
+        security=settings.redis_security,
     )
 
     def ready(url: str) -> None:
-        print(f"dashboard: {url} (reading {redis_url}; Ctrl-C to stop)", file=sys.stderr)
+        shown = redact_text(redis_url)
+        print(f"dashboard: {url} (reading {shown}; Ctrl-C to stop)", file=sys.stderr)
 
-    _run_services(
-        _until_signal(lambda stop: serve_dashboard(config, stop, ready)), Settings(redis=redis_url)
-    )
+    _run_services(_until_signal(lambda stop: serve_dashboard(config, stop, ready)), settings)
     return 0
 
 

@@ -141,7 +141,14 @@ async def run_demo(
         bootstrap, redis_url = local.bootstrap, local.redis_url
         dashboard = ""
         if demo.dashboard_port is not None:
-            dashboard = await _start_dashboard(redis_url, demo.dashboard_port, services)
+            dashboard = await _start_dashboard(
+                DashboardConfig(
+                    redis_url=redis_url,
+                    port=demo.dashboard_port,
+                    security=settings.redis_security_for(redis_url),
+                ),
+                services,
+            )
             view.status(f"dashboard: {dashboard}")
         workdir = tempfile.TemporaryDirectory(prefix="regime-demo-")
 
@@ -216,21 +223,20 @@ async def run_demo(
     return summary
 
 
-async def _start_dashboard(redis_url: str, port: int, services: Services) -> str:
-    """Serve the dashboard beside the demo, on a free port when ``port`` is taken; its URL.
-    ``services`` stops it."""
+async def _start_dashboard(config: DashboardConfig, services: Services) -> str:
+    """Serve the dashboard beside the demo, on a free port when ``config.port`` is taken;
+    its URL. ``services`` stops it."""
     try:
-        return await _serve_dashboard(redis_url, port, services)
+        return await _serve_dashboard(config, services)
     except OSError:
-        if port == 0:
+        if config.port == 0:
             raise
-        return await _serve_dashboard(redis_url, 0, services)
+        return await _serve_dashboard(replace(config, port=0), services)
 
 
-async def _serve_dashboard(redis_url: str, port: int, services: Services) -> str:
+async def _serve_dashboard(config: DashboardConfig, services: Services) -> str:
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    config = DashboardConfig(redis_url=redis_url, port=port)
     task = asyncio.create_task(serve_dashboard(config, stop, ready.set_result), name="dashboard")
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if not ready.done():

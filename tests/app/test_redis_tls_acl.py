@@ -9,18 +9,30 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from redis.exceptions import NoPermissionError
 
 from connectors.common.redis_conn import RedisSecurity, redis_client
+from engine.app.alert import AlertConfig, run_alerts
 from engine.app.cli import main
+from engine.app.dashboard import DashboardConfig
+from engine.app.dashboard import serve as serve_dashboard
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig, SubscriberError
 from schemas.channels import STREAM_FIELD, events_stream, levels_key
 from schemas.events import encode_event
 from schemas.levels import encode_levels
 from tests.app.test_subscriber import make_event, make_levels, new_underlying
-from tests.secure_helpers import USERS, SecureRedis, TlsFiles, make_tls_files, running
+from tests.conditions import eventually
+from tests.secure_helpers import (
+    USERS,
+    SecureRedis,
+    TlsFiles,
+    make_tls_files,
+    running,
+)
 
 BOT_PW = USERS["bot"][0]
 ENGINE_PW = USERS["engine"][0]
@@ -178,3 +190,57 @@ def test_subscribe_over_tls_with_flags_and_the_password_in_the_environment(
     out = capsys.readouterr()
     assert [orjson.loads(line)["id"] for line in out.out.splitlines()] == ids
     assert BOT_PW not in out.out + out.err
+
+
+@pytest.mark.asyncio
+async def test_dashboard_reads_over_tls_as_the_read_only_user(secure: SecureRedis) -> None:
+    u = new_underlying()
+    await _write_events(secure, u, 1)
+    config = DashboardConfig(
+        redis_url=secure.tls_url("bot"), port=0, security=RedisSecurity(ca_file=str(secure.tls.ca))
+    )
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve_dashboard(config, stop, ready.set_result))
+    try:
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        url = f"{ready.result()}api/underlyings"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+            assert u in (await response.json())["underlyings"]
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.mark.asyncio
+async def test_alert_delivers_over_tls_as_the_engine_user(secure: SecureRedis) -> None:
+    """The alerter's subscriber and its resume-point writes use the same security."""
+    u = new_underlying()
+    ids = await _write_events(secure, u, 2)
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.json())["id"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    config = AlertConfig(
+        secure.tls_url("engine"), f"http://127.0.0.1:{port}/hook", underlyings=(u,),
+        start="0", group=u, security=RedisSecurity(ca_file=str(secure.tls.ca)),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_alerts(config, stop))
+    try:
+        await eventually(lambda: len(received) == 2 or task.done(), 30, "no deliveries")
+        assert received == ids
+    finally:
+        stop.set()
+        await task
+        await runner.cleanup()
