@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from connectors.common.ingest import IngestStage, replay_messages
+from connectors.common.kafka.embedded import topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.packing import PackConfig, TickPacker
 from connectors.deribit.normaliser import DeribitNormaliser
@@ -87,6 +88,30 @@ def pack_items(raw: list[RawItem], packer: TickPacker) -> list[Item]:
         out.extend((attr_of[t], r) for t, r in sent)
     out.extend((attr_of[t], r) for t, r in packer.drain())
     return out
+
+
+def add_session_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the simulated session and the tick packing, shared by the pipeline
+    benchmarks."""
+    parser.add_argument("--instruments", type=int, default=2_000)
+    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
+    parser.add_argument(
+        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
+    )
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
+    parser.add_argument(
+        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
+    )
+
+
+def session_config(args: argparse.Namespace) -> SessionConfig:
+    return SessionConfig(
+        n_instruments=args.instruments,
+        duration_s=args.session_seconds,
+        seed=args.seed,
+        ticker_interval_s=args.ticker_interval,
+    )
 
 
 def pack_config(args: argparse.Namespace) -> PackConfig:
@@ -206,6 +231,21 @@ async def start_engine(
     return task, stop
 
 
+async def start_assigned(
+    runtime: EngineRuntime, meter: Any
+) -> tuple[asyncio.Task[EngineReport], asyncio.Event]:
+    """Start the engine and wait for its first partition assignment (the group join is not
+    timed); ``meter`` is its instrumentation, with an ``assigned_at`` set then."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    while meter.assigned_at is None:
+        if task.done():
+            task.result()
+            raise RuntimeError("the engine stopped before it was assigned partitions")
+        await asyncio.sleep(0.001)
+    return task, stop
+
+
 async def wait_caught_up(
     runtime: EngineRuntime, task: asyncio.Task[EngineReport], timeout: float
 ) -> None:
@@ -240,12 +280,8 @@ async def decode_only(
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics.market_data()
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        found = await topic_partitions(bootstrap, topics.market_data())
+        tps = [TopicPartition(topic, p) for topic, parts in found.items() for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         start = time.perf_counter()

@@ -26,6 +26,8 @@ from connectors.common.redis_embedded import EmbeddedRedisError
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
+from engine.app.alert import FORMATS as ALERT_FORMATS
+from engine.app.alert import AlertConfig, run_alerts
 from engine.app.chain_books import FORMATS, book_of, load_books
 from engine.app.chart_data import KINDS, charts_of
 from engine.app.chart_render import OUT_SUFFIXES, render
@@ -41,8 +43,9 @@ from engine.app.demo import (
     render_summary,
     run_demo,
 )
+from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
 from engine.app.record import record_sources
-from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.run_ingest import IngestReport, IngestView, run_ingest
 from engine.app.run_live import announcement, run_live
 from engine.app.services import BROKERS, DEFAULT_BROKER, Embedding, LocalServices
 from engine.app.settings import Settings, load_settings
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
     _add_pace_flags(ingest)
+    _add_metrics_flag(ingest)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -144,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
+    _add_metrics_flag(engine)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
@@ -152,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=None, help=URL_HELP)
     _add_pace_flags(run)
     run.add_argument("--quiet", action="store_true", help="log lines only, no live view")
+    _add_metrics_flag(run)
 
     dashboard = commands.add_parser("dashboard", help="live page (Server-Sent Events from Redis)")
     dashboard.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
@@ -169,7 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+
+    alert = commands.add_parser("alert", help="POST regime events to a webhook")
+    alert.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    alert.add_argument("--webhook", required=True, help="http(s):// URL to POST each event to")
+    alert.add_argument("--format", choices=ALERT_FORMATS, default="json", dest="fmt")
+    alert.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    alert.add_argument("--type", action="append", default=None, help="e.g. flip_cross,…")
+    alert.add_argument("--bucket", action="append", default=None, help="e.g. 0dte,front")
+    alert.add_argument("--group", default="default", help="names the resume point")
+    alert.add_argument(
+        "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
+    )
     return parser
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz, /readyz on this port ([metrics] port)",
+    )
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -243,6 +270,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["metrics_port"] = getattr(args, "metrics_port", None)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
         missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
@@ -395,7 +423,15 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=True)
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    meter = EngineMetrics() if settings.metrics.port is not None else None
+    runtime = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+
+    async def engine(stop: asyncio.Event) -> EngineReport:
+        collector = MetricsCollector(meter, runtime, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            return await runtime.run(stop)
+
+    report = _run_services(_until_signal(engine), settings)
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
 
@@ -501,6 +537,33 @@ def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = AlertConfig(
+        redis_url=redis_url,
+        webhook_url=args.webhook,
+        format=args.fmt,
+        underlyings=_comma_list(args.underlying),
+        types=_comma_list(args.type),
+        buckets=_comma_list(args.bucket),
+        group=args.group,
+        start=args.start,
+    )
+    report = _run_services(
+        _until_signal(lambda stop: run_alerts(config, stop)), Settings(redis=redis_url)
+    )
+    print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
 def _venue_configs(settings: Settings, sources: list[Source], url: str | None) -> dict[str, Config]:
     """The venues' tables for run_ingest and record_sources, ``--url`` over its venue's."""
     venues = dict(settings.venues)
@@ -534,7 +597,8 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
+    venues = _venue_configs(settings, sources, args.url)
     speed = _replay_speed(args, sources)
 
     async def run() -> IngestReport:
@@ -542,9 +606,13 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(
-            sources, producer, Topics(args.topic_prefix), stop, venues, replay_speed=speed
-        )
+        view = IngestView()
+        collector = MetricsCollector(ingest=view, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            topics = Topics(args.topic_prefix)
+            return await run_ingest(
+                sources, producer, topics, stop, venues, replay_speed=speed, view=view
+            )
 
     try:
         report = asyncio.run(run())
@@ -581,6 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _cmd_run,
             "subscribe": _cmd_subscribe,
             "dashboard": _cmd_dashboard,
+            "alert": _cmd_alert,
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:

@@ -119,8 +119,10 @@ class _Pending:
     events: list[PendingWrite] = field(default_factory=list)
     levels: list[PendingWrite] = field(default_factory=list)
     new_types: list[str] = field(default_factory=list)  # of events not written before
+    new_buckets: list[str] = field(default_factory=list)  # their buckets, in the same order
     sent: bool = False  # something went to the producer: flush
     dead_letters: int = 0
+    undecodable: int = 0  # of dead_letters: records that did not decode (the rest: not applied)
 
 
 class Commit:
@@ -220,6 +222,7 @@ class Commit:
                 if self.is_new(trigger.topic, trigger.partition, trigger.offset):
                     await producer.send(self.topics.events, event.underlying.encode(), payload)
                     pending.new_types.append(event.type)
+                    pending.new_buckets.append(event.bucket)
             for underlying, (trigger, levels) in output.levels.items():
                 source = position_field(trigger.topic, trigger.partition)
                 payload = encode_levels(levels)
@@ -229,6 +232,7 @@ class Commit:
                     PendingWrite(source, trigger.offset, underlying, payload, extra)
                 )
         pending.dead_letters = len(dead) + sum(len(o.rejected) for o in outputs)
+        pending.undecodable = len(dead)
         return pending
 
     async def write_redis(self, pending: _Pending, tasks: Mapping[int, CommitTask]) -> int:
@@ -314,9 +318,14 @@ class Commit:
         report.events.update(pending.new_types)
         report.events_replayed += replayed
         report.levels_written += len(pending.levels)
-        meter.count("dead_letters", pending.dead_letters)
-        for event_type, n in Counter(pending.new_types).items():
-            meter.count("events_published", n, type=event_type)
+        if pending.undecodable:
+            meter.count("dead_letters", pending.undecodable, venue="engine", reason="malformed")
+        if pending.dead_letters > pending.undecodable:
+            n = pending.dead_letters - pending.undecodable
+            meter.count("dead_letters", n, venue="engine", reason="not_applied")
+        kinds = Counter(zip(pending.new_types, pending.new_buckets, strict=True))
+        for (event_type, bucket), n in kinds.items():
+            meter.count("events_published", n, type=event_type, bucket=bucket)
         meter.count("events_replayed", replayed)
         meter.count("levels_written", len(pending.levels))
 

@@ -1,4 +1,5 @@
-"""End to end through the real broker (Tansu) and a real Redis: capture → Kafka → engine → Redis."""
+"""End to end through a real broker (Tansu; some tests on Apache Kafka too) and a real Redis:
+capture → Kafka → engine → Redis."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ from schemas.levels import decode_levels
 from schemas.profile import decode_profile
 from schemas.records import encode_record
 from schemas.topics import Topics
-from tests.kafka_helpers import consume, consume_all, wait_committed
+from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
+from tests.processes import reap, stop_gracefully
 from tests.redis_helpers import flush_db
 
 SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
@@ -62,15 +64,19 @@ def normalised(session: tuple[Path, SessionSummary]) -> list:
 
 
 def engine_config(bootstrap: str, redis_url: str, topics: Topics, **kw: object) -> EngineConfig:
+    """An engine for tests: short sessions; idempotence off unless ``kw`` turns it on."""
+    settings: dict[str, object] = {
+        "enable_idempotence": False,
+        "session_timeout_ms": 2_000,
+        "heartbeat_interval_ms": 500,
+        **kw,
+    }
     return EngineConfig(
         bootstrap=bootstrap,
         redis_url=redis_url,
         group_id=f"{topics.prefix}engine",
         topic_prefix=topics.prefix,
-        enable_idempotence=False,
-        session_timeout_ms=2_000,
-        heartbeat_interval_ms=500,
-        **kw,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
@@ -91,11 +97,11 @@ async def run_engine(
     return await task
 
 
-async def ingest(bootstrap: str, topics: Topics, path: Path) -> None:
+async def ingest(bootstrap: str, topics: Topics, path: Path, *, idempotence: bool = False) -> None:
     """The capture into the broker as the live path sends it: option tickers packed."""
     report = await run_ingest(
         [Source("replay", str(path))],
-        ProducerConfig(bootstrap, enable_idempotence=False, pack_max_ticks=256),
+        ProducerConfig(bootstrap, enable_idempotence=idempotence, pack_max_ticks=256),
         topics,
     )
     assert report.counts["dead_letters"] == 0
@@ -112,11 +118,13 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
 
 @pytest_asyncio.fixture
 async def produced(
-    kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
+    broker: Broker, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
 ) -> Topics:
     """The session's records in the broker (unique topics), plus four malformed records."""
-    await ingest(kafka_bootstrap, topics, session[0])
-    producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
+    await ingest(broker.bootstrap, topics, session[0], idempotence=broker.idempotence)
+    producer = RecordProducer(
+        ProducerConfig(broker.bootstrap, enable_idempotence=broker.idempotence), topics
+    )
     await producer.start()
     try:
         await producer.send(topics.options, b"BTC", b"\x00not json")
@@ -136,8 +144,9 @@ async def produced(
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_key(
-    kafka_bootstrap: str,
+    broker: Broker,
     redis_url: str,
     produced: Topics,
     session: tuple[Path, SessionSummary],
@@ -150,7 +159,8 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     await pubsub.subscribe(events_channel("BTC"))
     meter = RecordingInstrumentation()
     report = await run_engine(
-        engine_config(kafka_bootstrap, redis_url, topics), instrumentation=meter
+        engine_config(broker.bootstrap, redis_url, topics, enable_idempotence=broker.idempotence),
+        instrumentation=meter,
     )
 
     events = [event for _, event in await stream(redis_url)]
@@ -160,7 +170,8 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     # partitions, each replayed from the start: a new group has no checkpoint).
     published = {k: n for k, n in meter.counts.items() if k.startswith("events_published{")}
     assert sum(published.values()) == sum(report.events.values())
-    assert meter.counts["dead_letters"] == 4 and meter.counts["batches"] == report.batches
+    dead = {k: n for k, n in meter.counts.items() if k.startswith("dead_letters{")}
+    assert sum(dead.values()) == 4 and meter.counts["batches"] == report.batches
     assert meter.counts["updates_applied"] == report.updates
     assert meter.counts["assignments"] == 1 and meter.counts["restores{kind=replay}"] == 3
     assert meter.counts["checkpoints{result=written}"] == report.checkpoints >= 1
@@ -230,9 +241,9 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     assert levels.put_wall == 65_000.0 and levels.regime == "negative"
 
     # The durable Kafka log has the same events; dead letters carry the reason.
-    logged = await consume(kafka_bootstrap, topics.events, len(events), timeout=60)
+    logged = await consume(broker.bootstrap, topics.events, len(events), timeout=60)
     assert sorted(orjson.loads(r.value)["id"] for r in logged) == sorted(e.id for e in events)
-    dead = await consume(kafka_bootstrap, topics.deadletter, 4, timeout=60)
+    dead = await consume(broker.bootstrap, topics.deadletter, 4, timeout=60)
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
     option = next(r for r in normalised if type(r).__name__ == "OptionContract")
     assert reasons[:2] == [
@@ -283,7 +294,7 @@ async def test_event_ids_do_not_depend_on_batching_and_replays_publish_nothing_t
 
 
 def _engine_process(
-    bootstrap: str, redis_url: str, topics: Topics, config: Path
+    bootstrap: str, redis_url: str, topics: Topics, config: Path, idempotence: bool = False
 ) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -299,7 +310,7 @@ def _engine_process(
             topics.prefix,
             "--group",
             f"{topics.prefix}killed",
-            "--no-idempotence",
+            *(() if idempotence else ("--no-idempotence",)),
             "--config",
             str(config),
         ],
@@ -310,13 +321,20 @@ def _engine_process(
 
 
 async def kill_and_restart(
-    bootstrap: str, redis_url: str, topics: Topics, config: Path, kill_at: int, expected: int
+    bootstrap: str,
+    redis_url: str,
+    topics: Topics,
+    config: Path,
+    kill_at: int,
+    expected: int,
+    *,
+    idempotence: bool = False,
 ) -> tuple[int, dict]:
     """An engine process killed (SIGKILL) once the BTC stream holds ``kill_at`` events, then
     restarted and stopped gracefully once it holds ``expected``: (events at the kill, the
     restarted engine's summary)."""
     client = Redis.from_url(redis_url)
-    proc = _engine_process(bootstrap, redis_url, topics, config)
+    proc = _engine_process(bootstrap, redis_url, topics, config, idempotence)
     try:
         deadline = time.monotonic() + 60
         while await client.xlen(events_stream("BTC")) < kill_at:
@@ -327,7 +345,7 @@ async def kill_and_restart(
         proc.wait(timeout=10)
         partial = await client.xlen(events_stream("BTC"))
 
-        proc = _engine_process(bootstrap, redis_url, topics, config)
+        proc = _engine_process(bootstrap, redis_url, topics, config, idempotence)
         deadline = time.monotonic() + 60
         while await client.xlen(events_stream("BTC")) < expected:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -335,13 +353,9 @@ async def kill_and_restart(
             await asyncio.sleep(0.05)
         # would-be duplicates are written before the log's end is committed
         await wait_committed(bootstrap, f"{topics.prefix}killed", topics.market_data())
-        proc.send_signal(signal.SIGTERM)  # graceful: finish the batch, commit, exit 0
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
+        stderr = stop_gracefully(proc)  # finish the batch, commit, exit 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         await client.aclose()
     return partial, orjson.loads(stderr.decode().rsplit("engine: ", 1)[1])
 
