@@ -16,7 +16,7 @@ import pytest
 from tests.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
-SUPPORT = {"pipeline_support.py", "pipeline_pacing.py"}  # imported by pipeline.py, not run
+SUPPORT = {"pipeline_support.py", "pipeline_pacing.py", "pipeline_dashboard.py"}  # not run
 # Merged from main at the end of the session, not yet smoke-run here (TODO, issue 21): a
 # first try of all seven at once errored on a loaded box.
 NOT_YET = {"determinism.py", "fuzz_ingest.py", "fuzz_scan.py"}
@@ -32,6 +32,7 @@ SCRIPTS = {
         *("--broker", "tansu"),
     ],
     "signal_quality.py": ["--sessions", "1", "--instruments", "300", "--duration", "120"],
+    "metrics_cost.py": ["--instruments", "300", "--session-seconds", "5", "--rounds", "1"],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
 
@@ -127,6 +128,23 @@ def test_pipeline(results):
     assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert r["p99_ms_at_30k"] == latency["p99_ms"] and r["latency_low_rate"] is None
     assert all(isinstance(v, bool) for v in r["targets_met"].values())
+    dashboard = r["dashboard"]  # each round again with a dashboard page connected
+    assert len(dashboard["rounds_ticks_per_s_with_page"]) == 1
+    assert dashboard["ticks_per_s_without"] == r["ticks_per_s"]
+    (page,) = dashboard["page_messages"]
+    assert page["tape"] == 1 and page["status"] >= 1
+
+
+def test_metrics_cost(results):
+    r = results["metrics_cost.py"]
+    assert r["rounds"] == 1 and r["ticks"] > 0 and r["records"] > 0
+    assert len(r["off_runs_ticks_per_s"]) == len(r["on_runs_ticks_per_s"]) == 1
+    assert _positive(r["off_ticks_per_s"]) and _positive(r["on_ticks_per_s"])
+    assert math.isclose(r["ratio_on_vs_off"], r["on_ticks_per_s"] / r["off_ticks_per_s"])
+    assert math.isclose(r["cost"], 1 - r["ratio_on_vs_off"])
+    assert _positive(r["off_cpu_us_per_tick"]) and _positive(r["on_cpu_us_per_tick"])
+    assert r["exposition_bytes"] > 0  # the on run's last scrape
+    assert isinstance(r["target_met"], bool)
 
 
 def test_signal_quality(results):

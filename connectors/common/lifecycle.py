@@ -105,6 +105,13 @@ class Services:
                 await asyncio.wait_for(stop(), self.stop_timeout_s)
             except Exception as exc:
                 failures.append((name, exc))
+            except asyncio.CancelledError as exc:
+                # A client's stop may leak its own tasks' cancellation (aiokafka's consumer
+                # does, stopped while its broker is gone); only ours ends the close.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                failures.append((name, exc))
         return failures
 
     async def __aenter__(self) -> Services:
@@ -121,6 +128,24 @@ def describe_disconnect(exc: BaseException | None) -> str:
     if isinstance(exc, ConnectionClosed):
         return f"connection closed: {exc}"
     return f"{type(exc).__name__}: {exc}"
+
+
+RECONNECT_CAUSES = ("connect_failed", "seed_failed", "stale", "closed", "rate_limited", "error")
+
+
+def reconnect_cause(reason: str) -> str:
+    """The small fixed class (``RECONNECT_CAUSES``) of a client's one-line reconnect reason
+    (:func:`describe_disconnect`, ``connect failed: …``); a metric label."""
+    for prefix, cause in (
+        ("connect failed", "connect_failed"),
+        ("seed failed", "seed_failed"),
+        ("stale feed", "stale"),
+        ("connection closed", "closed"),
+        ("rate limited", "rate_limited"),
+    ):
+        if reason.startswith(prefix):
+            return cause
+    return "error"
 
 
 async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:

@@ -6,29 +6,40 @@ import argparse
 import asyncio
 import math
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.chain_files import ChainFileError
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
+from connectors.common.kafka.security import KafkaSecurity, connection_failure
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
+from connectors.common.redis_conn import failure_line, permanent_cause
 from connectors.common.redis_embedded import EmbeddedRedisError
+from connectors.common.secrets import redact_text
+from connectors.common.signals import run_until_signal
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
-from engine.app.capture_levels import levels_from_capture
+from engine.app.alert import FORMATS as ALERT_FORMATS
+from engine.app.alert import AlertConfig, run_alerts
+from engine.app.chain_books import FORMATS, book_of, load_books
+from engine.app.chart_data import KINDS, charts_of
+from engine.app.chart_render import OUT_SUFFIXES, render
+from engine.app.dashboard import DashboardConfig
+from engine.app.dashboard import serve as serve_dashboard
 from engine.app.demo import (
     DemoConfig,
+    DemoSummary,
     PlainView,
     RichView,
     StatusView,
@@ -36,13 +47,13 @@ from engine.app.demo import (
     render_summary,
     run_demo,
 )
+from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
 from engine.app.record import record_sources
-from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.run_ingest import IngestReport, IngestView, run_ingest
 from engine.app.run_live import announcement, run_live
 from engine.app.services import BROKERS, DEFAULT_BROKER, Embedding, LocalServices
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
-from engine.core.book import GammaBook
 from engine.core.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
 from engine.core.levels import compute_levels
 from engine.core.models import MODELS
@@ -60,8 +71,11 @@ URL_HELP = (
 TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
+EXIT_SIGNAL = 130
+# After SIGINT / SIGTERM, how long a command may take to stop on its own (the engine's last
+# commit) before it is cancelled; its connects and retries end at once on the signal.
+STOP_GRACE_S = 10.0
 T = TypeVar("T")
-CAPTURE_FORMAT = "capture"
 
 
 class UsageError(Exception):
@@ -82,13 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     levels = commands.add_parser("levels", help="one-shot levels from a chain file")
     levels.add_argument("file", help="chain file")
-    levels.add_argument(
-        "--format", required=True, choices=(*CHAIN_FORMATS, CAPTURE_FORMAT), dest="fmt"
-    )
+    levels.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
     levels.add_argument("--model", choices=MODELS, default=None)
     levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
     levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    chart = commands.add_parser("chart", help="gamma profile, strike bars, heatmap to a file")
+    chart.add_argument("file", help="chain file")
+    chart.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    chart.add_argument("--kind", choices=(*KINDS, "all"), default="all")
+    chart.add_argument("--bucket", choices=BUCKETS, default="all")
+    chart.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    chart.add_argument("--model", choices=MODELS, default=None)
+    chart.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
+    chart.add_argument("--underlying", default=None, help="which one, when the file has several")
+    chart.add_argument("--out", required=True, help="PATH.png, PATH.svg or PATH.html")
 
     record = commands.add_parser("record", help="capture raw venue messages to a capture file")
     record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
@@ -109,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
     _add_pace_flags(ingest)
+    _add_metrics_flag(ingest)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -122,9 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_embed_flags(demo)
+    demo.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the live dashboard too (default: on a terminal), kept up until Ctrl-C there",
+    )
+    demo.add_argument("--dashboard-port", type=int, default=8765, help="0: a free port")
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
+    _add_metrics_flag(engine)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
@@ -133,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=None, help=URL_HELP)
     _add_pace_flags(run)
     run.add_argument("--quiet", action="store_true", help="log lines only, no live view")
+    _add_metrics_flag(run)
+
+    dashboard = commands.add_parser("dashboard", help="live page (Server-Sent Events from Redis)")
+    dashboard.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8765, help="0: a free port")
+    dashboard.add_argument(
+        "--stale-after", type=float, default=30.0, help="warn after S seconds without new levels"
+    )
+    _add_redis_security_flags(dashboard)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -142,7 +184,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+    _add_redis_security_flags(subscribe)
+
+    alert = commands.add_parser("alert", help="POST regime events to a webhook")
+    alert.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    alert.add_argument("--webhook", required=True, help="http(s):// URL to POST each event to")
+    alert.add_argument("--format", choices=ALERT_FORMATS, default="json", dest="fmt")
+    alert.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    alert.add_argument("--type", action="append", default=None, help="e.g. flip_cross,…")
+    alert.add_argument("--bucket", action="append", default=None, help="e.g. 0dte,front")
+    alert.add_argument("--group", default="default", help="names the resume point")
+    alert.add_argument(
+        "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
+    )
+    _add_redis_security_flags(alert)
     return parser
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz, /readyz on this port ([metrics] port)",
+    )
+
+
+def _add_redis_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS files and the ACL user (the password: in the URL, REGIME_ENGINE_REDIS_PASSWORD or
+    a file, never a flag)."""
+    group = parser.add_argument_group("Redis security (rediss:// URLs, ACL users)")
+    group.add_argument("--redis-user", default=None, help="ACL user (overrides the URL's)")
+    group.add_argument("--redis-password-file", default=None, help="file holding the password")
+    group.add_argument("--redis-ca-file", default=None, help="CA certificate (PEM) to trust")
+    group.add_argument("--redis-cert-file", default=None, help="client certificate (PEM)")
+    group.add_argument("--redis-key-file", default=None, help="client key (PEM)")
+    group.add_argument(
+        "--redis-no-check-hostname",
+        action="store_const",
+        const=False,
+        default=None,
+        help="accept a server certificate issued for another name",
+    )
+
+
+def _redis_security_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "username": args.redis_user,
+        "password_file": args.redis_password_file,
+        "ca_file": args.redis_ca_file,
+        "cert_file": args.redis_cert_file,
+        "key_file": args.redis_key_file,
+        "check_hostname": args.redis_no_check_hostname,
+    }
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -161,6 +255,7 @@ def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         dest="idempotence",
         help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
     )
+    _add_redis_security_flags(parser)
 
 
 def _add_embed_flags(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +311,8 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["redis_security"] = _redis_security_flags(args)
+    flags["metrics_port"] = getattr(args, "metrics_port", None)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
         missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
@@ -228,17 +325,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
 
 def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
     """Levels of a complete chain snapshot, as of its own time."""
-    book = GammaBook(
-        snapshot.underlying,
-        snapshot.venue,
-        config,
-        snapshot.spot,
-        snapshot.asof_ns,
-        capacity=len(snapshot.contracts),
-    )
-    book.load(snapshot)
-    book.ts_event_ns = snapshot.asof_ns
-    return compute_levels(book)
+    return compute_levels(book_of(snapshot, config))
 
 
 def _fmt_money(value: float) -> str:
@@ -304,41 +391,65 @@ def render_table(levels: Levels) -> str:
 
 def _cmd_levels(args: argparse.Namespace, env: dict[str, str]) -> int:
     config = resolve_config(args.preset, args.model, args.gamma_source)
-    if args.fmt == CAPTURE_FORMAT:
-        try:
-            all_levels = levels_from_capture(args.file, config)
-        except (OSError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        for levels in all_levels:
-            _print_levels(levels, args.json)
-        return 0
-    snapshot = load_chain_file(args.file, args.fmt)
-    levels = levels_of(snapshot, config)
-    if levels.contracts_used == 0:
-        raise UsageError(f"{args.file}: no unexpired contracts with a usable gamma in the chain")
-    _print_levels(levels, args.json)
+    for loaded in load_books(args.file, args.fmt, config):
+        _print_levels(loaded.levels, args.json)
+    return 0
+
+
+def _cmd_chart(args: argparse.Namespace, env: dict[str, str]) -> int:
+    out = Path(args.out)
+    if out.suffix not in OUT_SUFFIXES:
+        raise UsageError(f"--out must end in {', '.join(OUT_SUFFIXES)}, got {args.out!r}")
+    config = resolve_config(args.preset, args.model, args.gamma_source)
+    loaded = {item.levels.underlying: item for item in load_books(args.file, args.fmt, config)}
+    name = args.underlying or (next(iter(loaded)) if len(loaded) == 1 else None)
+    if name not in loaded:
+        what = f"no {args.underlying!r}" if args.underlying else "several underlyings"
+        raise UsageError(f"{args.file}: {what}; --underlying one of {', '.join(loaded)}")
+    book, levels = loaded[name].book, loaded[name].levels
+    if levels.buckets[args.bucket].contracts_used == 0:
+        raise UsageError(f"{args.file}: bucket {args.bucket!r} has no contracts")
+    kinds = KINDS if args.kind == "all" else (args.kind,)
+    charts = charts_of(book, levels, kinds, args.bucket)
+    try:
+        render(charts, out, title=f"{name} {args.kind} [{args.bucket}]")
+    except OSError as exc:
+        raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(kinds)} chart of {name} [{args.bucket}] to {out}", file=sys.stderr)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=False)
+    terminal = sys.stdout.isatty() and not args.json
+    dashboard = terminal if args.dashboard is None else args.dashboard
     try:
         demo = DemoConfig(
             instruments=args.instruments,
             duration_s=args.duration,
             seed=args.seed,
             speed=None if args.max_speed else args.speed,
+            dashboard_port=args.dashboard_port if dashboard else None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    summary = _run_services(run_demo(settings, demo, view, _embedding(args, settings)), settings)
-    if args.json:
-        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
-    else:
-        print(render_summary(summary))
+
+    async def show(summary: DemoSummary) -> None:
+        if args.json:
+            sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+        else:
+            print(render_summary(summary))
+        sys.stdout.flush()
+        if summary.dashboard and terminal:  # kept up for a person to look at
+            print(f"dashboard still up at {summary.dashboard}; Ctrl-C to stop", file=sys.stderr)
+            await _until_signal(lambda stop: stop.wait())
+
+    summary = _run_services(
+        run_demo(settings, demo, view, _embedding(args, settings), linger=show), settings
+    )
     if not summary.shows_flip_and_break:
         print("regime-engine: demo: no flip crossing or no wall break was seen", file=sys.stderr)
         return 1
@@ -350,32 +461,62 @@ def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
     try:
         return asyncio.run(coro)
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
-        raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
+        raise UsageError(_kafka_failure(settings.kafka, settings.kafka_security, exc)) from None
     except (RedisError, EmbeddedRedisError) as exc:
-        raise UsageError(f"redis {settings.redis or 'embedded'}: {_one_line(exc)}") from None
+        cause = permanent_cause(exc) or _one_line(exc)
+        raise UsageError(failure_line(settings.redis or "embedded", cause)) from None
     except (OSError, TimeoutError, RuntimeError) as exc:
         raise UsageError(_one_line(exc)) from None
 
 
+def _kafka_failure(bootstrap: str | None, security: KafkaSecurity, exc: BaseException) -> str:
+    """``kafka HOST:PORT: cause``; a TLS or SASL failure named (aiokafka only says it could
+    not bootstrap)."""
+    if bootstrap is None:
+        return f"kafka embedded: {_one_line(exc)}"
+    cause = asyncio.run(connection_failure(bootstrap, security))
+    return f"kafka {bootstrap}: {cause or _one_line(exc)}"
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return redact_text(text or type(exc).__name__)
 
 
-async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return await main(stop)
+async def _until_signal(
+    main: Callable[[asyncio.Event], Awaitable[T]], grace_s: float = STOP_GRACE_S
+) -> T | None:
+    """Run ``main(stop)``; SIGINT / SIGTERM set ``stop``. A command that has not ended
+    ``grace_s`` after the signal (stuck in a connect or a retry), or a second signal, cancels
+    it (again and again: a client may swallow one cancel); it then returns None."""
+    return await run_until_signal(main, grace_s)
 
 
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=True)
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    meter = EngineMetrics() if settings.metrics.port is not None else None
+    runtime = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+
+    async def engine(stop: asyncio.Event) -> EngineReport:
+        collector = MetricsCollector(meter, runtime, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            return await runtime.run(stop)
+
+    report = _run_services(_until_signal(engine), settings)
+    if report is None:
+        return _stopped("engine")
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
+
+
+def _stopped(command: str) -> int:
+    print(
+        f"regime-engine: {command}: stopped by a signal before a clean shutdown "
+        "(nothing was committed past what was written)",
+        file=sys.stderr,
+    )
+    return EXIT_SIGNAL
 
 
 def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -403,7 +544,10 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
             announce=announce,
         )
 
-    ingest, report = _run_services(_until_signal(main), settings)
+    result = _run_services(_until_signal(main), settings)
+    if result is None:
+        return _stopped("run")
+    ingest, report = result
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -413,7 +557,8 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
     if args.count is not None and args.count <= 0:
@@ -424,6 +569,7 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
             underlyings=tuple(args.underlying) if args.underlying else None,
             start_id=args.start,
             max_reconnect_attempts=None,
+            security=settings.redis_security,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -458,7 +604,63 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
                 await cancel_and_wait(stopper)
         return seen
 
-    _run_services(_until_signal(follow), Settings(redis=redis_url))
+    # Nothing to finish on a signal: the subscriber is cancelled at once, in any state.
+    _run_services(_until_signal(follow, grace_s=0.0), settings)
+    return 0
+
+
+def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+def _redis_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    """The Redis URL and its security of a Redis-only command (subscribe, alert, dashboard)."""
+    return load_settings({"redis": args.redis, "redis_security": _redis_security_flags(args)}, env)
+
+
+def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
+    if not redis_url:
+        raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = AlertConfig(
+        redis_url=redis_url,
+        webhook_url=args.webhook,
+        format=args.fmt,
+        underlyings=_comma_list(args.underlying),
+        types=_comma_list(args.type),
+        buckets=_comma_list(args.bucket),
+        group=args.group,
+        start=args.start,
+        security=settings.redis_security,
+    )
+    report = _run_services(_until_signal(lambda stop: run_alerts(config, stop)), settings)
+    if report is None:
+        return _stopped("alert")
+    print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
+    if not redis_url:
+        raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = DashboardConfig(
+        redis_url=redis_url,
+        host=args.host,
+        port=args.port,
+        stale_after_s=args.stale_after,
+        security=settings.redis_security,
+    )
+
+    def ready(url: str) -> None:
+        shown = redact_text(redis_url)
+        print(f"dashboard: {url} (reading {shown}; Ctrl-C to stop)", file=sys.stderr)
+
+    _run_services(_until_signal(lambda stop: serve_dashboard(config, stop, ready)), settings)
     return 0
 
 
@@ -494,23 +696,30 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     host, _, port = args.kafka.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
-    producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
+    producer = ProducerConfig(
+        bootstrap=args.kafka,
+        enable_idempotence=not args.no_idempotence,
+        security=settings.kafka_security,
+    )
+    venues = _venue_configs(settings, sources, args.url)
     speed = _replay_speed(args, sources)
 
-    async def run() -> IngestReport:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(
-            sources, producer, Topics(args.topic_prefix), stop, venues, replay_speed=speed
-        )
+    async def run(stop: asyncio.Event) -> IngestReport:
+        view = IngestView()
+        collector = MetricsCollector(ingest=view, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            topics = Topics(args.topic_prefix)
+            return await run_ingest(
+                sources, producer, topics, stop, venues, replay_speed=speed, view=view
+            )
 
     try:
-        report = asyncio.run(run())
+        report = asyncio.run(_until_signal(run))
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
-        raise UsageError(f"kafka {args.kafka}: {exc}") from None
+        raise UsageError(_kafka_failure(args.kafka, settings.kafka_security, exc)) from None
+    if report is None:
+        return _stopped("ingest")
     counts = report.counts
     print(
         f"ingested {counts['messages']} messages: {counts['records']} records, "
@@ -534,16 +743,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {
             "levels": _cmd_levels,
+            "chart": _cmd_chart,
             "demo": _cmd_demo,
             "record": _cmd_record,
             "ingest": _cmd_ingest,
             "engine": _cmd_engine,
             "run": _cmd_run,
             "subscribe": _cmd_subscribe,
+            "alert": _cmd_alert,
+            "dashboard": _cmd_dashboard,
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
-        message = " ".join(str(exc).split("\n"))
+        message = redact_text(" ".join(str(exc).split("\n")))
         print(f"regime-engine: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
