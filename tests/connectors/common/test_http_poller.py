@@ -303,7 +303,7 @@ def test_config_validation():
         HttpPollerConfig(urls=("http://x/y", "http://x/y"))
     with pytest.raises(ValueError, match="at least one URL"):
         HttpPoller(HttpPollerConfig(), make_stage()[0])
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'interval_s'"):
         config.interval_s = 3.0  # type: ignore[misc]
 
 

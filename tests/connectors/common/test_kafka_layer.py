@@ -521,17 +521,21 @@ def test_config_from_mapping_rejects_unknown_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "message"),
     [
-        {"acks": 2},
-        {"acks": 1},  # with the default enable_idempotence=True
-        {"compression": "brotli"},
-        {"max_in_flight_batches": 0},
-        {"max_batch_bytes": -1},
-        {"linger_ms": -1},
-        {"bootstrap": ""},
+        ({"acks": 2}, "acks must be one of ('all', -1, 0, 1), got 2"),
+        ({"acks": 1}, "enable_idempotence requires acks='all'"),  # the default idempotence
+        (
+            {"compression": "brotli"},
+            "compression must be one of (None, 'gzip', 'snappy', 'lz4', 'zstd'), got 'brotli'",
+        ),
+        ({"max_in_flight_batches": 0}, "max_in_flight_batches must be a positive integer, got 0"),
+        ({"max_batch_bytes": -1}, "max_batch_bytes must be a positive integer, got -1"),
+        ({"linger_ms": -1}, "linger_ms must be >= 0"),
+        ({"bootstrap": ""}, "bootstrap is empty"),
     ],
 )
-def test_config_rejects_bad_values(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as err:
         ProducerConfig(**{"bootstrap": "h:1", **overrides})
+    assert str(err.value) == message
