@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from connectors.common.kafka import (
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import FundingRate, UnderlyingTick, decode_record
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.kafka_helpers import consume
 
 UNDERLYINGS = ("BTC", "ETH", "SPX", "NDX", "SOL", "QQQ")
@@ -234,7 +234,7 @@ async def test_linger_sends_partial_batch_without_flush(
             )
         assert producer.stats.batches == 0  # still lingering
         assert producer.stats.open_batches == 1
-        got = await consume(kafka_bootstrap, topics.trades, 3, timeout=5.0)
+        got = await consume(kafka_bootstrap, topics.trades, 3)
         assert [r.value for r in got] == [b"t0", b"t1", b"t2"]
         assert [list(r.headers) for r in got] == [[("i", b"%d" % i)] for i in range(3)]
         assert producer.stats.batches == 1
@@ -255,7 +255,7 @@ async def test_batching_sends_far_fewer_batches_than_records(
     assert stats.records == n
     assert stats.batches_acked == stats.batches
     assert stats.batches <= n // 100
-    got = await consume(kafka_bootstrap, topics.options, n, timeout=20.0)
+    got = await consume(kafka_bootstrap, topics.options, n)
     assert len(got) == n
     for underlying in UNDERLYINGS[:2]:
         values = [r.value for r in got if r.key == underlying.encode()]
@@ -279,7 +279,7 @@ async def test_in_flight_batches_bounded(kafka_bootstrap: str, topics: Topics) -
     assert stats.max_in_flight_seen == 1
     assert stats.backpressure_waits > 0
     assert stats.batches > 100
-    assert len(await consume(kafka_bootstrap, topics.underlying, n, timeout=20.0)) == n
+    assert len(await consume(kafka_bootstrap, topics.underlying, n)) == n
 
 
 @asynccontextmanager
@@ -311,7 +311,7 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
 
             async with _paused(kafka):
                 task = asyncio.create_task(produce())
-                await asyncio.sleep(0.5)
+                await eventually(lambda: producer.stats.backpressure_waits >= 1, 60.0)
                 stats = producer.stats
                 assert not task.done()  # send is waiting, not queueing
                 # one batch in flight; the sender's full batch and the lingered one wait
@@ -321,8 +321,7 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
                 # flight, sealed, open) of at most 10 records (1 KiB, 100-byte values); how
                 # many were acked before the broker stopped depends on the machine's load.
                 assert stats.records <= 1 + 10 * (stats.batches_acked - 1) + 3 * 10
-                assert stats.backpressure_waits >= 1
-            await asyncio.wait_for(task, 20)
+            await asyncio.wait_for(task, 60)
             await producer.flush()
             assert producer.stats.max_in_flight_seen == 1
         got = await consume(kafka.bootstrap, topic, n + 1)
@@ -346,7 +345,8 @@ async def test_cancelled_waiting_send_loses_no_accepted_record() -> None:
 
             async with _paused(kafka):
                 task = asyncio.create_task(produce())
-                await asyncio.sleep(0.3)
+                # a send is waiting for the paused broker: cancel it there
+                await eventually(lambda: producer.stats.backpressure_waits >= 1, 60.0)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
@@ -385,7 +385,7 @@ async def test_large_value_goes_through(kafka_bootstrap: str, topics: Topics) ->
         with pytest.raises(RecordTooLargeError):
             await producer.send(topics.options, b"SPX", bytes(2 * 1024 * 1024))
         await producer.flush()
-    got = await consume(kafka_bootstrap, topics.options, 3, timeout=10.0, settle=0.2)
+    got = await consume(kafka_bootstrap, topics.options, 3, settle=0.2)
     assert [r.value for r in got] == [b"small-before", value, b"small-after"]
 
 
@@ -396,10 +396,10 @@ async def test_large_value_goes_through(kafka_bootstrap: str, topics: Topics) ->
 async def test_idempotent_producer_fails_at_start_against_tansu(kafka_bootstrap: str) -> None:
     producer = RecordProducer(ProducerConfig(bootstrap=kafka_bootstrap, request_timeout_ms=5000))
     assert producer.config.enable_idempotence is True
-    t0 = time.monotonic()
+    # refused after a request timeout (5 s), not retried on: the cap leaves a loaded machine
+    # room for a few, far from the minutes of a start that retries
     with pytest.raises(ProducerStartError, match="InitProducerId") as info:
-        await asyncio.wait_for(producer.start(), 15)
-    assert time.monotonic() - t0 < 6
+        await asyncio.wait_for(producer.start(), 30)
     assert "\n" not in str(info.value)
     with pytest.raises(ProducerClosedError):
         await producer.send("x", b"k", b"v")
