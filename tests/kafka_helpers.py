@@ -5,10 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from uuid import uuid4
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from connectors.common.kafka.embedded import topic_partitions
+
+#: Run a test on both brokers (the ``broker`` fixture of tests/conftest.py): the embedded
+#: Tansu and Apache Kafka (skipped, reason ``apache-kafka: …``, without Java or the jars).
+ON_BOTH_BROKERS = pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """The broker a test runs on: ``name`` ``"tansu"`` or ``"kafka"``; ``idempotence`` is
+    what its producers use (on for Apache Kafka; Tansu has no InitProducerId)."""
+
+    name: str
+    bootstrap: str
+    idempotence: bool
 
 
 async def consume(
@@ -45,7 +63,7 @@ async def consume(
     try:
         deadline = time.monotonic() + timeout
         if not subscribe:
-            await _assign_from_start(consumer, topic)
+            await _assign_from_start(consumer, bootstrap, topic)
         while len(records) < expected and time.monotonic() < deadline:
             await _poll(consumer, records, 100)
         settle_until = time.monotonic() + settle
@@ -70,7 +88,7 @@ async def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
-        ends = await consumer.end_offsets(await _assign_from_start(consumer, topic))
+        ends = await consumer.end_offsets(await _assign_from_start(consumer, bootstrap, topic))
         deadline = time.monotonic() + timeout
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             assert time.monotonic() < deadline, f"{topic!r} not read to its end in {timeout} s"
@@ -90,8 +108,8 @@ async def wait_committed(
                                 enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        found = await topic_partitions(bootstrap, topics)
+        tps = [TopicPartition(t, p) for t, parts in found.items() for p in parts]
         ends = await consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout
         while behind := [tp for tp in tps if (await consumer.committed(tp) or 0) < ends[tp]]:
@@ -101,12 +119,13 @@ async def wait_committed(
         await asyncio.shield(consumer.stop())
 
 
-async def _assign_from_start(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def _assign_from_start(
+    consumer: AIOKafkaConsumer, bootstrap: str, topic: str
+) -> list[TopicPartition]:
     """Assign ``consumer`` every partition of ``topic`` (no group join), from the beginning."""
-    await consumer.topics()  # metadata of every topic
-    partitions = consumer.partitions_for_topic(topic) or set()
+    partitions = (await topic_partitions(bootstrap, [topic]))[topic]
     assert partitions, f"topic {topic!r} has no partitions"
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    assigned = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(assigned)
     await consumer.seek_to_beginning(*assigned)
     return assigned

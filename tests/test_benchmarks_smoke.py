@@ -20,6 +20,8 @@ SUPPORT = {"pipeline_support.py", "pipeline_pacing.py"}  # imported by pipeline.
 # Merged from main at the end of the session, not yet smoke-run here (TODO, issue 21): a
 # first try of all seven at once errored on a loaded box.
 NOT_YET = {"determinism.py", "fuzz_ingest.py", "fuzz_scan.py"}
+# Needs Apache Kafka (`make kafka-jars`) and runs engine processes for ~35 s: `make bench` only.
+BY_HAND = {"failover.py"}
 SCRIPTS = {
     "kernels.py": ["--contracts", "200", "--ticks", "200", "--quick"],
     "deribit_ingest.py": ["--instruments", "300", "--duration", "2", "--rounds", "1"],
@@ -27,6 +29,7 @@ SCRIPTS = {
     "pipeline.py": [
         *("--instruments", "300", "--session-seconds", "5", "--rounds", "1"),
         *("--rate", "200", "--latency-seconds", "1", "--low-rate", "0"),
+        *("--broker", "tansu"),
     ],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
@@ -67,7 +70,7 @@ def _positive(value: float) -> bool:
 
 def test_every_benchmark_script_is_listed():
     scripts = {p.name for p in BENCHMARKS.glob("*.py")}
-    assert scripts == set(SCRIPTS) | SUPPORT | NOT_YET
+    assert scripts == set(SCRIPTS) | SUPPORT | NOT_YET | BY_HAND
 
 
 def test_kernels(results):
@@ -111,6 +114,7 @@ def test_snapshot(results):
 
 def test_pipeline(results):
     r = results["pipeline.py"]
+    assert r["broker"] == "tansu"
     config, throughput, latency = r["config"], r["throughput"], r["latency"]
     assert (config["instruments"], config["rounds"], config["latency_rate"]) == (300, 1, 200.0)
     assert throughput["ticks"] == config["ticks"] > 0

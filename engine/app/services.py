@@ -1,8 +1,9 @@
 """The embedded default of `demo` and `run`: a local broker and a local Redis, each started
 only when the user gave none, stopped in reverse order.
 
-:func:`embedded_broker` is the one place that turns ``--broker NAME`` into a server;
-:func:`start_services` resolves the broker and Redis a command talks to.
+:func:`connectors.common.kafka.apache.embedded_broker` is the one place that turns
+``--broker NAME`` into a server; :func:`start_services` resolves the broker and Redis a
+command talks to.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from connectors.common.kafka.embedded import EmbeddedKafka, EmbeddedKafkaError
+from connectors.common.kafka.apache import EMBEDDED_BROKERS, embedded_broker
 from connectors.common.lifecycle import Services
 from connectors.common.redis_embedded import EmbeddedRedis
 
@@ -24,7 +25,7 @@ __all__ = [
     "start_services",
 ]
 
-BROKERS = ("tansu", "kafka")  # --broker (DESIGN §2.6)
+BROKERS = EMBEDDED_BROKERS  # --broker (DESIGN §2.6)
 DEFAULT_BROKER = "tansu"
 
 
@@ -33,20 +34,6 @@ BROKER_TITLES = {
     "tansu": "the embedded Kafka-compatible broker (Tansu)",
     "kafka": "the embedded Apache Kafka broker",
 }
-
-
-def embedded_broker(name: str, port: int | None = None) -> EmbeddedKafka:
-    """The embedded broker called ``name`` (one of :data:`BROKERS`), not started yet (its
-    ``idempotent`` says whether it grants InitProducerId); EmbeddedKafkaError (one line) when
-    this build cannot run it. The one place ``--broker`` is turned into a server."""
-    if name == "tansu":
-        return EmbeddedKafka(port=port)
-    if name == "kafka":
-        raise EmbeddedKafkaError(
-            "--broker kafka: an embedded Apache Kafka broker is not available in this build; "
-            "use --broker tansu, or give your own broker with --kafka HOST:PORT"
-        )
-    raise EmbeddedKafkaError(f"unknown broker {name!r}; known: {', '.join(BROKERS)}")
 
 
 @dataclass(frozen=True, slots=True)

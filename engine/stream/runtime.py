@@ -29,7 +29,7 @@ from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
-from connectors.common.kafka.embedded import ensure_topics
+from connectors.common.kafka.embedded import ensure_topics, topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
@@ -221,7 +221,7 @@ class EngineRuntime:
                 self.fingerprint,
                 self._clock_ns,
             )
-            await self._check_partitions(consumer)
+            await self._check_partitions()
             consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
@@ -231,12 +231,9 @@ class EngineRuntime:
         log.info("engine stopped", **self.report.to_dict())
         return self.report
 
-    async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
-        await consumer.topics()  # refreshes the metadata
-        counts = {
-            topic: len(consumer.partitions_for_topic(topic) or ())
-            for topic in self.topics.market_data()
-        }
+    async def _check_partitions(self) -> None:
+        found = await topic_partitions(self.config.bootstrap, self.topics.market_data())
+        counts = {topic: len(parts) for topic, parts in found.items()}
         if len(set(counts.values())) != 1:
             raise ConfigError(
                 "market-data topics must have the same partition count (they are keyed by "

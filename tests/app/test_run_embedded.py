@@ -294,10 +294,6 @@ def test_speed_paces_by_recorded_time_and_given_services_bypass_embedding(
     ("argv", "message"),
     [
         (
-            ["--broker", "kafka"],
-            "--broker kafka: an embedded Apache Kafka broker is not available in this build",
-        ),
-        (
             ["--kafka", "127.0.0.1:9", "--broker", "kafka"],
             "--broker chooses the embedded broker: not with a given Kafka",
         ),

@@ -1,4 +1,5 @@
-"""End to end through the real broker (Tansu) and a real Redis: capture → Kafka → engine → Redis."""
+"""End to end through a real broker (Tansu; some tests on Apache Kafka too) and a real Redis:
+capture → Kafka → engine → Redis."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from schemas.events import RegimeEvent, decode_event
 from schemas.levels import decode_levels
 from schemas.records import encode_record
 from schemas.topics import Topics
-from tests.kafka_helpers import consume, consume_all, wait_committed
+from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
 from tests.redis_helpers import flush_db
 
@@ -61,15 +62,19 @@ def normalised(session: tuple[Path, SessionSummary]) -> list:
 
 
 def engine_config(bootstrap: str, redis_url: str, topics: Topics, **kw: object) -> EngineConfig:
+    """An engine for tests: short sessions; idempotence off unless ``kw`` turns it on."""
+    settings: dict[str, object] = {
+        "enable_idempotence": False,
+        "session_timeout_ms": 2_000,
+        "heartbeat_interval_ms": 500,
+        **kw,
+    }
     return EngineConfig(
         bootstrap=bootstrap,
         redis_url=redis_url,
         group_id=f"{topics.prefix}engine",
         topic_prefix=topics.prefix,
-        enable_idempotence=False,
-        session_timeout_ms=2_000,
-        heartbeat_interval_ms=500,
-        **kw,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
@@ -90,11 +95,11 @@ async def run_engine(
     return await task
 
 
-async def ingest(bootstrap: str, topics: Topics, path: Path) -> None:
+async def ingest(bootstrap: str, topics: Topics, path: Path, *, idempotence: bool = False) -> None:
     """The capture into the broker as the live path sends it: option tickers packed."""
     report = await run_ingest(
         [Source("replay", str(path))],
-        ProducerConfig(bootstrap, enable_idempotence=False, pack_max_ticks=256),
+        ProducerConfig(bootstrap, enable_idempotence=idempotence, pack_max_ticks=256),
         topics,
     )
     assert report.counts["dead_letters"] == 0
@@ -111,11 +116,13 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
 
 @pytest_asyncio.fixture
 async def produced(
-    kafka_bootstrap: str, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
+    broker: Broker, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
 ) -> Topics:
     """The session's records in the broker (unique topics), plus four malformed records."""
-    await ingest(kafka_bootstrap, topics, session[0])
-    producer = RecordProducer(ProducerConfig(kafka_bootstrap, enable_idempotence=False), topics)
+    await ingest(broker.bootstrap, topics, session[0], idempotence=broker.idempotence)
+    producer = RecordProducer(
+        ProducerConfig(broker.bootstrap, enable_idempotence=broker.idempotence), topics
+    )
     await producer.start()
     try:
         await producer.send(topics.options, b"BTC", b"\x00not json")
@@ -135,8 +142,9 @@ async def produced(
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_key(
-    kafka_bootstrap: str,
+    broker: Broker,
     redis_url: str,
     produced: Topics,
     session: tuple[Path, SessionSummary],
@@ -149,7 +157,8 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     await pubsub.subscribe(events_channel("BTC"))
     meter = RecordingInstrumentation()
     report = await run_engine(
-        engine_config(kafka_bootstrap, redis_url, topics), instrumentation=meter
+        engine_config(broker.bootstrap, redis_url, topics, enable_idempotence=broker.idempotence),
+        instrumentation=meter,
     )
 
     events = [event for _, event in await stream(redis_url)]
@@ -221,9 +230,9 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     assert levels.put_wall == 65_000.0 and levels.regime == "negative"
 
     # The durable Kafka log has the same events; dead letters carry the reason.
-    logged = await consume(kafka_bootstrap, topics.events, len(events), timeout=60)
+    logged = await consume(broker.bootstrap, topics.events, len(events), timeout=60)
     assert sorted(orjson.loads(r.value)["id"] for r in logged) == sorted(e.id for e in events)
-    dead = await consume(kafka_bootstrap, topics.deadletter, 4, timeout=60)
+    dead = await consume(broker.bootstrap, topics.deadletter, 4, timeout=60)
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
     option = next(r for r in normalised if type(r).__name__ == "OptionContract")
     assert reasons[:2] == [
@@ -274,7 +283,7 @@ async def test_event_ids_do_not_depend_on_batching_and_replays_publish_nothing_t
 
 
 def _engine_process(
-    bootstrap: str, redis_url: str, topics: Topics, config: Path
+    bootstrap: str, redis_url: str, topics: Topics, config: Path, idempotence: bool = False
 ) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -290,7 +299,7 @@ def _engine_process(
             topics.prefix,
             "--group",
             f"{topics.prefix}killed",
-            "--no-idempotence",
+            *(() if idempotence else ("--no-idempotence",)),
             "--config",
             str(config),
         ],
@@ -301,13 +310,20 @@ def _engine_process(
 
 
 async def kill_and_restart(
-    bootstrap: str, redis_url: str, topics: Topics, config: Path, kill_at: int, expected: int
+    bootstrap: str,
+    redis_url: str,
+    topics: Topics,
+    config: Path,
+    kill_at: int,
+    expected: int,
+    *,
+    idempotence: bool = False,
 ) -> tuple[int, dict]:
     """An engine process killed (SIGKILL) once the BTC stream holds ``kill_at`` events, then
     restarted and stopped gracefully once it holds ``expected``: (events at the kill, the
     restarted engine's summary)."""
     client = Redis.from_url(redis_url)
-    proc = _engine_process(bootstrap, redis_url, topics, config)
+    proc = _engine_process(bootstrap, redis_url, topics, config, idempotence)
     try:
         deadline = time.monotonic() + 60
         while await client.xlen(events_stream("BTC")) < kill_at:
@@ -318,7 +334,7 @@ async def kill_and_restart(
         proc.wait(timeout=10)
         partial = await client.xlen(events_stream("BTC"))
 
-        proc = _engine_process(bootstrap, redis_url, topics, config)
+        proc = _engine_process(bootstrap, redis_url, topics, config, idempotence)
         deadline = time.monotonic() + 60
         while await client.xlen(events_stream("BTC")) < expected:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]

@@ -52,6 +52,7 @@ from engine.stream.task import PartitionTask, TaskConfig
 from schemas.channels import events_stream
 from schemas.contracts import OptionRight
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.integration.test_crypto_regime_e2e import DETECTOR as CRYPTO_DETECTOR
 from tests.integration.test_crypto_regime_e2e import SESSION as CRYPTO_SESSION
 from tests.integration.test_pipeline import (
@@ -62,7 +63,7 @@ from tests.integration.test_pipeline import (
     run_engine,
     stream,
 )
-from tests.conditions import eventually
+from tests.kafka_helpers import ON_BOTH_BROKERS, Broker
 from tests.redis_helpers import flush_db
 
 NS = 1_000_000_000
@@ -351,20 +352,27 @@ def test_a_checkpoint_that_does_not_fit_leaves_a_fresh_task(crypto_items):
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_killed_engine_resumes_from_its_checkpoint(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+    broker: Broker, redis_url: str, tmp_path: Path
 ) -> None:
     """kill -9 mid-stream with checkpoints every 0.2 s: the restarted engine restores the
     state, reads only what came after the checkpoint, and the stream equals the reference."""
     topics = Topics(f"k{os.urandom(4).hex()}.")
     path = tmp_path / "session.jsonl"
     write_session(SESSION, path)
-    await ingest(kafka_bootstrap, topics, path)
+    await ingest(broker.bootstrap, topics, path, idempotence=broker.idempotence)
     base = redis_url.rsplit("/", 1)[0]
     reference_url = f"{base}/{(int(redis_url.rsplit('/', 1)[1]) + 8) % 16}"
     await flush_db(reference_url)
     whole = await run_engine(
-        engine_config(kafka_bootstrap, reference_url, topics, checkpoint_interval_s=0.0)
+        engine_config(
+            broker.bootstrap,
+            reference_url,
+            topics,
+            checkpoint_interval_s=0.0,
+            enable_idempotence=broker.idempotence,
+        )
     )
     reference = [e.id for _, e in await stream(reference_url)]
 
@@ -374,7 +382,13 @@ async def test_killed_engine_resumes_from_its_checkpoint(
         "checkpoint_interval_s = 0.2\n"
     )
     partial, summary = await kill_and_restart(
-        kafka_bootstrap, redis_url, topics, config, len(reference) // 2, len(reference)
+        broker.bootstrap,
+        redis_url,
+        topics,
+        config,
+        len(reference) // 2,
+        len(reference),
+        idempotence=broker.idempotence,
     )
     assert partial < len(reference)
     ids = [e.id for _, e in await stream(redis_url)]
@@ -386,7 +400,9 @@ async def test_killed_engine_resumes_from_its_checkpoint(
     # Other settings: the checkpoint is not used; the state is rebuilt from the log's start.
     other = await run_engine(
         replace(
-            engine_config(kafka_bootstrap, reference_url, topics),
+            engine_config(
+                broker.bootstrap, reference_url, topics, enable_idempotence=broker.idempotence
+            ),
             group_id=f"{topics.prefix}killed",
             levels=LevelsConfig(model="short_all"),
         )

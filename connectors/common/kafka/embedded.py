@@ -19,7 +19,9 @@ from typing import ClassVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import TopicPartition
 
 from connectors.common.embedded_server import EmbeddedServer
 
@@ -28,7 +30,9 @@ __all__ = [
     "EmbeddedKafka",
     "EmbeddedKafkaError",
     "ensure_topics",
+    "group_assignment",
     "resolve_tansu_binary",
+    "topic_partitions",
 ]
 
 #: Topic config of a compacted topic (``engine.state.v1``, DESIGN §2.3): segments roll hourly
@@ -189,3 +193,51 @@ async def ensure_topics(
         return tuple(created)
     finally:
         await admin.close()
+
+
+async def topic_partitions(
+    bootstrap: str, topics: Iterable[str], *, request_timeout_ms: int = 10_000
+) -> dict[str, tuple[int, ...]]:
+    """The partition ids of each topic (empty for a topic the broker does not know).
+
+    Asked of the broker directly: a consumer's ``topics()`` does not fill the consumer's own
+    metadata on Apache Kafka (it did on Tansu, which answers every metadata request with
+    every topic), so ``partitions_for_topic`` after it is None there.
+    """
+    names = list(dict.fromkeys(topics))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+    return {
+        name: tuple(
+            sorted(p["partition"] for p in described[name]["partitions"])
+            if name in described and not described[name]["error_code"]
+            else ()
+        )
+        for name in names
+    }
+
+
+async def group_assignment(bootstrap: str, group: str) -> dict[str, set[TopicPartition]] | None:
+    """Client id → the partitions it holds in consumer group ``group``, once the group is
+    stable (None while it rebalances, has no members or no coordinator yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    except KafkaError as exc:  # no coordinator yet for a new group, one loading: not stable
+        if exc.retriable:
+            return None
+        raise
+    finally:
+        await admin.close()
+    _, _, state, _, _, members, *_ = response.groups[0]
+    if state != "Stable" or not members:
+        return None
+    return {
+        member[1]: set(ConsumerProtocolMemberAssignment.decode(member[4]).partitions())
+        for member in members
+    }

@@ -28,7 +28,7 @@ from tests.fakes.deribit import (
     summary_row,
     venue_clock,
 )
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume
 
 MALFORMED = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-15MAR24'
 UNSUPPORTED = envelope("quote.BTC-PERPETUAL", {"timestamp": T0_MS, "best_bid_price": 1.0})
@@ -90,7 +90,8 @@ def write_session(path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_replay_into_kafka_topics_keys_and_dead_letters(kafka_bootstrap, topics, tmp_path):
+@ON_BOTH_BROKERS
+async def test_replay_into_kafka_topics_keys_and_dead_letters(broker: Broker, topics, tmp_path):
     path = tmp_path / "session.jsonl"
     write_session(path)
     expected = MemorySink()
@@ -98,18 +99,20 @@ async def test_replay_into_kafka_topics_keys_and_dead_letters(kafka_bootstrap, t
         path, IngestStage("deribit", DeribitNormaliser(), expected, topics, source="replay")
     )
     # One Kafka record per normalised record here (packing has its own tests below).
-    config = ProducerConfig(bootstrap=kafka_bootstrap, enable_idempotence=False, pack_max_ticks=0)
+    config = ProducerConfig(
+        bootstrap=broker.bootstrap, enable_idempotence=broker.idempotence, pack_max_ticks=0
+    )
     report = await run_ingest([Source("replay", str(path))], config, topics, partitions=3)
     assert report.counts == {"messages": 12, "records": 15, "dead_letters": 2}
     for topic, count in ((topics.options, 12), (topics.underlying, 2), (topics.volindex, 1)):
-        got = await consume(kafka_bootstrap, topic, count)
+        got = await consume(broker.bootstrap, topic, count)
         assert len(got) == count
         assert [decode_record(m.value) for m in got] == expected.on(topic)
         keys = {m.key for m in got}
         assert keys <= {b"BTC", b"ETH"}
         for m in got:  # keyed by underlying: one partition per underlying, Kafka's partitioner
             assert m.partition == partition_for_key(m.key, 3)
-    dead = await consume(kafka_bootstrap, topics.deadletter, 2)
+    dead = await consume(broker.bootstrap, topics.deadletter, 2)
     assert [m.value for m in dead] == [MALFORMED, UNSUPPORTED]  # the raw bytes, exactly
     headers = [dict(m.headers) for m in dead]
     assert headers[0]["reason"].decode().startswith("malformed JSON")

@@ -1,4 +1,5 @@
-"""The Kafka layer against the embedded Tansu broker: topics, producer, dead letters."""
+"""The Kafka layer against the embedded Tansu broker and Apache Kafka: topics, producer, dead
+letters."""
 
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ from schemas.contracts import OptionContract, OptionRight
 from schemas.records import FundingRate, UnderlyingTick, decode_record
 from schemas.topics import Topics
 from tests.conditions import eventually
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume
 
 UNDERLYINGS = ("BTC", "ETH", "SPX", "NDX", "SOL", "QQQ")
 
 
-def _config(bootstrap: str, **overrides: object) -> ProducerConfig:
+def _config(bootstrap: Broker | str, **overrides: object) -> ProducerConfig:
+    """A producer config for ``bootstrap``: idempotent on a broker that has it."""
+    if isinstance(bootstrap, Broker):
+        overrides = {"enable_idempotence": bootstrap.idempotence, **overrides}
+        bootstrap = bootstrap.bootstrap
     return ProducerConfig.from_mapping(
         {"bootstrap": bootstrap, "enable_idempotence": False, **overrides}
     )
@@ -44,7 +49,7 @@ def _config(bootstrap: str, **overrides: object) -> ProducerConfig:
 
 @asynccontextmanager
 async def _producer(
-    bootstrap: str, topics: Topics | None = None, **overrides: object
+    bootstrap: Broker | str, topics: Topics | None = None, **overrides: object
 ) -> AsyncIterator[RecordProducer]:
     producer = RecordProducer(_config(bootstrap, **overrides), topics)
     await producer.start()
@@ -107,12 +112,13 @@ def _funding(underlying: str, seq: int) -> FundingRate:
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_records_keyed_by_underlying_stay_in_one_partition_in_order(
-    kafka_bootstrap: str, topics: Topics
+    broker: Broker, topics: Topics
 ) -> None:
-    await ensure_topics(kafka_bootstrap, topics.all(), partitions=3)
+    await ensure_topics(broker.bootstrap, topics.all(), partitions=3)
     sent: dict[str, list[object]] = defaultdict(list)
-    async with _producer(kafka_bootstrap, topics, max_batch_bytes=2048, linger_ms=1) as producer:
+    async with _producer(broker, topics, max_batch_bytes=2048, linger_ms=1) as producer:
         for seq in range(60):
             for underlying in UNDERLYINGS:
                 tick = _tick(underlying, seq)
@@ -131,7 +137,7 @@ async def test_records_keyed_by_underlying_stay_in_one_partition_in_order(
         assert producer.stats.batches_acked == producer.stats.batches > 3
 
     for topic, records in sent.items():
-        got = await consume(kafka_bootstrap, topic, len(records), settle=0.2)
+        got = await consume(broker.bootstrap, topic, len(records), settle=0.2)
         assert len(got) == len(records)
         assert {r.topic for r in got} == {topic}
         by_key: dict[bytes, list] = defaultdict(list)
@@ -149,21 +155,22 @@ async def test_records_keyed_by_underlying_stay_in_one_partition_in_order(
 
 
 @pytest.mark.asyncio
-async def test_partition_equals_plain_aiokafka_send(kafka_bootstrap: str, topics: Topics) -> None:
+@ON_BOTH_BROKERS
+async def test_partition_equals_plain_aiokafka_send(broker: Broker, topics: Topics) -> None:
     ours, theirs = topics.underlying, topics.options
-    await ensure_topics(kafka_bootstrap, [ours, theirs], partitions=3)
+    await ensure_topics(broker.bootstrap, [ours, theirs], partitions=3)
     keys = [*(u.encode() for u in UNDERLYINGS), *(f"K{i}".encode() for i in range(40)), b""]
-    plain = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    plain = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     await plain.start()
     try:
         expected = {k: (await plain.send_and_wait(theirs, b"v", key=k)).partition for k in keys}
     finally:
         await plain.stop()
-    async with _producer(kafka_bootstrap, topics) as producer:
+    async with _producer(broker, topics) as producer:
         for key in keys:
             assert await producer.partition_for(ours, key) == expected[key]
             await producer.send(ours, key, b"v")
-    got = await consume(kafka_bootstrap, ours, len(keys))
+    got = await consume(broker.bootstrap, ours, len(keys))
     assert {r.key: r.partition for r in got} == expected
     assert len(set(expected.values())) == 3
 
@@ -172,13 +179,12 @@ async def test_partition_equals_plain_aiokafka_send(kafka_bootstrap: str, topics
 
 
 @pytest.mark.asyncio
-async def test_dead_letter_keeps_raw_bytes_and_headers(
-    kafka_bootstrap: str, topics: Topics
-) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.deadletter], partitions=3)
+@ON_BOTH_BROKERS
+async def test_dead_letter_keeps_raw_bytes_and_headers(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.deadletter], partitions=3)
     raw = b'\xff\xfe{"jsonrpc": "2.0", \x80\x00\xc3\x28 broken'
     reason = "unparsable JSON: byte 0xff at 0 — größe"
-    async with _producer(kafka_bootstrap, topics) as producer:
+    async with _producer(broker, topics) as producer:
         await producer.send_dead_letter(
             raw,
             reason=reason,
@@ -188,7 +194,7 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
             reason_class="out_of_domain",
         )
         assert producer.stats.dead_letters == 1
-    (record,) = await consume(kafka_bootstrap, topics.deadletter, 1, settle=0.2, subscribe=True)
+    (record,) = await consume(broker.bootstrap, topics.deadletter, 1, settle=0.2, subscribe=True)
     assert record.value == raw
     assert record.key == b"deribit"
     assert list(record.headers) == [
@@ -201,14 +207,13 @@ async def test_dead_letter_keeps_raw_bytes_and_headers(
 
 
 @pytest.mark.asyncio
-async def test_oversized_dead_letter_is_truncated_not_lost(
-    kafka_bootstrap: str, topics: Topics
-) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.deadletter], partitions=1)
+@ON_BOTH_BROKERS
+async def test_oversized_dead_letter_is_truncated_not_lost(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.deadletter], partitions=1)
     raw = bytes(range(256)) * 2000  # 512,000 bytes
-    async with _producer(kafka_bootstrap, topics, max_request_bytes=100_000) as producer:
+    async with _producer(broker, topics, max_request_bytes=100_000) as producer:
         await producer.send_dead_letter(raw, "too big", "cboe", "https://cdn.cboe.com/x", 1)
-    (record,) = await consume(kafka_bootstrap, topics.deadletter, 1)
+    (record,) = await consume(broker.bootstrap, topics.deadletter, 1)
     headers = dict(record.headers)
     assert headers["truncated"] == b"512000"
     # 90% of max_request_bytes less 16 + len(key) + len(value) per header (hand-computed):
@@ -223,18 +228,17 @@ async def test_oversized_dead_letter_is_truncated_not_lost(
 
 
 @pytest.mark.asyncio
-async def test_linger_sends_partial_batch_without_flush(
-    kafka_bootstrap: str, topics: Topics
-) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.trades], partitions=3)
-    async with _producer(kafka_bootstrap, topics, linger_ms=50) as producer:
+@ON_BOTH_BROKERS
+async def test_linger_sends_partial_batch_without_flush(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.trades], partitions=3)
+    async with _producer(broker, topics, linger_ms=50) as producer:
         for i in range(3):
             await producer.send(
                 topics.trades, b"BTC", f"t{i}".encode(), headers=(("i", b"%d" % i),)
             )
         assert producer.stats.batches == 0  # still lingering
         assert producer.stats.open_batches == 1
-        got = await consume(kafka_bootstrap, topics.trades, 3)
+        got = await consume(broker.bootstrap, topics.trades, 3)
         assert [r.value for r in got] == [b"t0", b"t1", b"t2"]
         assert [list(r.headers) for r in got] == [[("i", b"%d" % i)] for i in range(3)]
         assert producer.stats.batches == 1
@@ -242,12 +246,13 @@ async def test_linger_sends_partial_batch_without_flush(
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_batching_sends_far_fewer_batches_than_records(
-    kafka_bootstrap: str, topics: Topics
+    broker: Broker, topics: Topics
 ) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.options], partitions=3)
+    await ensure_topics(broker.bootstrap, [topics.options], partitions=3)
     n = 10_000
-    async with _producer(kafka_bootstrap, topics, max_batch_bytes=64 * 1024) as producer:
+    async with _producer(broker, topics, max_batch_bytes=64 * 1024) as producer:
         for i in range(n):
             await producer.send(topics.options, UNDERLYINGS[i % 2].encode(), b"%08d" % i * 8)
         await producer.flush()
@@ -255,7 +260,7 @@ async def test_batching_sends_far_fewer_batches_than_records(
     assert stats.records == n
     assert stats.batches_acked == stats.batches
     assert stats.batches <= n // 100
-    got = await consume(kafka_bootstrap, topics.options, n)
+    got = await consume(broker.bootstrap, topics.options, n)
     assert len(got) == n
     for underlying in UNDERLYINGS[:2]:
         values = [r.value for r in got if r.key == underlying.encode()]
@@ -263,11 +268,12 @@ async def test_batching_sends_far_fewer_batches_than_records(
 
 
 @pytest.mark.asyncio
-async def test_in_flight_batches_bounded(kafka_bootstrap: str, topics: Topics) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.underlying], partitions=3)
+@ON_BOTH_BROKERS
+async def test_in_flight_batches_bounded(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.underlying], partitions=3)
     n = 5000
     async with _producer(
-        kafka_bootstrap, topics, max_in_flight_batches=1, max_batch_bytes=1024, linger_ms=1
+        broker, topics, max_in_flight_batches=1, max_batch_bytes=1024, linger_ms=1
     ) as producer:
         worst = 0
         for i in range(n):
@@ -279,7 +285,7 @@ async def test_in_flight_batches_bounded(kafka_bootstrap: str, topics: Topics) -
     assert stats.max_in_flight_seen == 1
     assert stats.backpressure_waits > 0
     assert stats.batches > 100
-    assert len(await consume(kafka_bootstrap, topics.underlying, n)) == n
+    assert len(await consume(broker.bootstrap, topics.underlying, n)) == n
 
 
 @asynccontextmanager
@@ -357,9 +363,10 @@ async def test_cancelled_waiting_send_loses_no_accepted_record() -> None:
 
 
 @pytest.mark.asyncio
-async def test_stop_flushes_open_batches(kafka_bootstrap: str, topics: Topics) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.volindex], partitions=3)
-    producer = RecordProducer(_config(kafka_bootstrap, linger_ms=60_000), topics)
+@ON_BOTH_BROKERS
+async def test_stop_flushes_open_batches(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.volindex], partitions=3)
+    producer = RecordProducer(_config(broker, linger_ms=60_000), topics)
     await producer.start()
     for i in range(100):
         await producer.send(topics.volindex, UNDERLYINGS[i % 4].encode(), b"%d" % i)
@@ -368,24 +375,25 @@ async def test_stop_flushes_open_batches(kafka_bootstrap: str, topics: Topics) -
     partitions = {partition_for_key(u.encode(), 3) for u in UNDERLYINGS[:4]}
     assert producer.stats.batches_acked == producer.stats.batches == len(partitions)
     assert producer.stats.in_flight == 0
-    assert len(await consume(kafka_bootstrap, topics.volindex, 100, settle=0.2)) == 100
+    assert len(await consume(broker.bootstrap, topics.volindex, 100, settle=0.2)) == 100
     with pytest.raises(ProducerClosedError):
         await producer.send(topics.volindex, b"BTC", b"late")
     await producer.stop()  # idempotent
 
 
 @pytest.mark.asyncio
-async def test_large_value_goes_through(kafka_bootstrap: str, topics: Topics) -> None:
-    await ensure_topics(kafka_bootstrap, [topics.options], partitions=3)
+@ON_BOTH_BROKERS
+async def test_large_value_goes_through(broker: Broker, topics: Topics) -> None:
+    await ensure_topics(broker.bootstrap, [topics.options], partitions=3)
     value = os.urandom(900 * 1024)
-    async with _producer(kafka_bootstrap, topics) as producer:
+    async with _producer(broker, topics) as producer:
         await producer.send(topics.options, b"SPX", b"small-before")
         await producer.send(topics.options, b"SPX", value)
         await producer.send(topics.options, b"SPX", b"small-after")
         with pytest.raises(RecordTooLargeError):
             await producer.send(topics.options, b"SPX", bytes(2 * 1024 * 1024))
         await producer.flush()
-    got = await consume(kafka_bootstrap, topics.options, 3, settle=0.2)
+    got = await consume(broker.bootstrap, topics.options, 3, settle=0.2)
     assert [r.value for r in got] == [b"small-before", value, b"small-after"]
 
 
@@ -403,6 +411,19 @@ async def test_idempotent_producer_fails_at_start_against_tansu(kafka_bootstrap:
     assert "\n" not in str(info.value)
     with pytest.raises(ProducerClosedError):
         await producer.send("x", b"k", b"v")
+
+
+@pytest.mark.asyncio
+async def test_idempotent_producer_starts_and_delivers_on_apache_kafka(
+    apache_kafka_bootstrap: str, topics: Topics
+) -> None:
+    await ensure_topics(apache_kafka_bootstrap, [topics.underlying], partitions=3)
+    assert ProducerConfig(bootstrap=apache_kafka_bootstrap).enable_idempotence is True
+    async with _producer(apache_kafka_bootstrap, topics, enable_idempotence=True) as producer:
+        for seq in range(20):
+            await producer.send_record(topics.underlying, _tick("BTC", seq))
+    got = await consume(apache_kafka_bootstrap, topics.underlying, 20, settle=0.2)
+    assert [decode_record(r.value) for r in got] == [_tick("BTC", seq) for seq in range(20)]
 
 
 @pytest.mark.asyncio
@@ -443,15 +464,16 @@ async def test_broker_failure_surfaces_from_flush_send_and_stop() -> None:
 
 
 @pytest.mark.asyncio
+@ON_BOTH_BROKERS
 async def test_ensure_topics_is_idempotent_and_compacts_state(
-    kafka_bootstrap: str, topics: Topics
+    broker: Broker, topics: Topics
 ) -> None:
     partitions = {topics.options: 5, topics.state: 2}
-    created = await ensure_topics(kafka_bootstrap, topics.all(), partitions=partitions)
+    created = await ensure_topics(broker.bootstrap, topics.all(), partitions=partitions)
     assert sorted(created) == sorted(topics.all())
-    assert await ensure_topics(kafka_bootstrap, topics.all(), partitions=7) == ()
+    assert await ensure_topics(broker.bootstrap, topics.all(), partitions=7) == ()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:
         described = {t["topic"]: t for t in await admin.describe_topics(list(topics.all()))}
@@ -468,15 +490,14 @@ async def test_ensure_topics_is_idempotent_and_compacts_state(
 
 
 @pytest.mark.asyncio
-async def test_ensure_topics_tolerates_concurrent_creation(
-    kafka_bootstrap: str, topics: Topics
-) -> None:
+@ON_BOTH_BROKERS
+async def test_ensure_topics_tolerates_concurrent_creation(broker: Broker, topics: Topics) -> None:
     results = await asyncio.gather(
-        *(ensure_topics(kafka_bootstrap, topics.market_data(), partitions=2) for _ in range(3))
+        *(ensure_topics(broker.bootstrap, topics.market_data(), partitions=2) for _ in range(3))
     )
     created = [name for result in results for name in result]
     assert set(created) == set(topics.market_data())
-    assert await ensure_topics(kafka_bootstrap, topics.market_data()) == ()
+    assert await ensure_topics(broker.bootstrap, topics.market_data()) == ()
 
 
 @pytest.mark.asyncio
