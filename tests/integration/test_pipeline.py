@@ -4,14 +4,13 @@ capture → Kafka → engine → Redis."""
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -39,10 +38,10 @@ from schemas.levels import decode_levels
 from schemas.records import UnderlyingTick, decode_record, encode_record
 from schemas.ticks import OptionTicks
 from schemas.topics import Topics
-from tests import reference as ref
 from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
 from tests.redis_helpers import flush_db
+from tests.reference_levels import Reference, reference_at
 
 SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
 NS = 1_000_000_000
@@ -117,19 +116,6 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
     return [(entry_id, decode_event(fields[b"event"])) for entry_id, fields in entries]
 
 
-YEAR_NS = 365 * 86_400 * NS
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Levels of the "all" bucket by the slow reference (tests/reference.py)."""
-
-    spot: float
-    zero_gamma: float
-    walls: tuple[float, float]  # call wall, put wall
-    net_gex: float
-
-
 def option_log(records: list) -> list[OptionContract | OptionTicks]:
     """The BTC option records of the options topic in log order, as the engine reads them:
     contracts and packs of ticks (a pack's time is its latest tick's), less the malformed
@@ -148,52 +134,6 @@ def option_log(records: list) -> list[OptionContract | OptionTicks]:
             continue
         out.append(decoded)
     return out
-
-
-def reference_at(normalised: list, log: list[OptionContract | OptionTicks], t_ns: int) -> Reference:
-    """The levels as of ``t_ns`` from DESIGN §2.1, not through the engine's book: the option
-    log read in order up to its first record after ``t_ns`` (the event-time merge holds a
-    record until its time), each instrument's latest state, unexpired, T = time to expiry /
-    365 days, forward = spot × (underlying_price / index_price), dealers long calls and
-    short puts (OI in coins, multiplier 1); spot = the latest index price."""
-    latest: dict[str, OptionContract] = {}
-    for record in log:
-        if record.ts_event_ns > t_ns:
-            break
-        if type(record) is OptionContract:
-            latest[record.instrument] = record
-            continue
-        for i, name in enumerate(record.instrument):  # a pack: ticks in order
-            iv = float(record.iv[i])
-            latest[name] = replace(
-                latest[name],
-                iv=None if math.isnan(iv) else iv,
-                open_interest=float(record.open_interest[i]),
-                underlying_price=float(record.underlying_price[i]),
-                index_price=float(record.index_price[i]),
-            )
-    spots = [r.price for r in normalised if type(r) is UnderlyingTick and r.ts_event_ns <= t_ns]
-    spot = spots[-1]
-    contracts = [
-        ref.RefContract(
-            strike=float(c.strike),
-            tau=(c.expiry_ns - t_ns) / YEAR_NS,
-            iv=c.iv,
-            basis=c.underlying_price / c.index_price,
-            position=c.open_interest if c.is_call else -c.open_interest,
-            multiplier=c.multiplier,
-            is_call=c.is_call,
-        )
-        for c in latest.values()
-        if c.expiry_ns > t_ns
-    ]
-    call_wall, put_wall, _ = ref.walls(ref.strike_gex(contracts, spot))
-    return Reference(
-        spot,
-        ref.root_nearest(contracts, spot),
-        (call_wall, put_wall),
-        sum(ref.contract_gex(c, spot) for c in contracts),
-    )
 
 
 @pytest_asyncio.fixture
