@@ -17,9 +17,6 @@ from tests.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
 SUPPORT = {"pipeline_support.py", "pipeline_pacing.py"}  # imported by pipeline.py, not run
-# Merged from main at the end of the session, not yet smoke-run here (TODO, issue 21): a
-# first try of all seven at once errored on a loaded box.
-NOT_YET = {"determinism.py", "fuzz_ingest.py", "fuzz_scan.py"}
 # Needs Apache Kafka (`make kafka-jars`) and runs engine processes for ~35 s: `make bench` only.
 BY_HAND = {"failover.py"}
 SCRIPTS = {
@@ -31,6 +28,9 @@ SCRIPTS = {
         *("--rate", "200", "--latency-seconds", "1", "--low-rate", "0"),
         *("--broker", "tansu"),
     ],
+    "determinism.py": ["--count", "1", "--seed", "1"],
+    "fuzz_ingest.py": ["--mutants", "50", "--instruments", "300", "--duration", "2"],
+    "fuzz_scan.py": ["--cases", "20", "--seed", "1"],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
 
@@ -70,7 +70,7 @@ def _positive(value: float) -> bool:
 
 def test_every_benchmark_script_is_listed():
     scripts = {p.name for p in BENCHMARKS.glob("*.py")}
-    assert scripts == set(SCRIPTS) | SUPPORT | NOT_YET | BY_HAND
+    assert scripts == set(SCRIPTS) | SUPPORT | BY_HAND
 
 
 def test_kernels(results):
@@ -126,3 +126,33 @@ def test_pipeline(results):
     assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert r["p99_ms_at_30k"] == latency["p99_ms"] and r["latency_low_rate"] is None
     assert all(isinstance(v, bool) for v in r["targets_met"].values())
+
+
+def test_determinism(results):
+    r = results["determinism.py"]
+    assert (r["cases_tried"], r["cases_equal"], r["unequal"], r["seed"]) == (1, 1, [], 1)
+    assert _positive(r["elapsed_s"])
+
+
+def test_fuzz_ingest(results):
+    r = results["fuzz_ingest.py"]
+    # the session and its mutants are fixed by the arguments: the same counts every run
+    assert (r["messages"], r["mutants"], r["rounds"]) == (712, 158, 1)
+    assert (r["invalid_mutants"], r["harmless_mutants"]) == (136, 22)
+    assert r["dead_letters"] == sum(r["dead_letters_by_class"].values()) == r["invalid_mutants"]
+    assert sum(r["mutants_by_kind"].values()) == r["mutants"]
+    assert (r["accepted_invalid"], r["rejected_valid"], r["crashes"]) == (0, 0, 0)
+    assert (r["rounds_with_changed_records"], r["clean_session_dead_letters"]) == (0, 0)
+    assert _positive(r["messages_per_s"]) and _positive(r["plain_json_messages_per_s"])
+    assert math.isclose(
+        r["ratio_vs_plain_json"], r["messages_per_s"] / r["plain_json_messages_per_s"]
+    )
+    assert r["ok"] is True
+
+
+def test_fuzz_scan(results):
+    r = results["fuzz_scan.py"]
+    assert (r["boundscheck"], r["seed"], r["cases"]) == (True, 1, 25)
+    assert (r["out_of_bounds"], r["crashes"], r["disagreements"], r["failures"]) == (0, 0, 0, [])
+    assert (r["accepted"], r["fell_back"], r["accepted_orjson_rejects"]) == (9, 16, 0)
+    assert r["unmutated_accepted"] is True
