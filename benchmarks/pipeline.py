@@ -73,10 +73,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pipeline_dashboard import PageConnected
 from benchmarks.pipeline_pacing import PaceJob, paced_producer_main
 from benchmarks.pipeline_support import (
     BenchInstrumentation,
     RawItem,
+    add_session_flags,
     build_raw,
     cpu_seconds,
     decode_only,
@@ -90,6 +92,8 @@ from benchmarks.pipeline_support import (
     pack_items,
     produce,
     record_mix,
+    session_config,
+    start_assigned,
     start_engine,
     stop_engine,
     ticks_in_packs,
@@ -100,7 +104,6 @@ from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.logs import configure_logging
 from connectors.common.packing import TickPacker
 from connectors.common.redis_embedded import EmbeddedRedis
-from connectors.simulator.deribit_config import SessionConfig
 from engine.stream.merge import InputItem
 from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.contracts import OptionContract
@@ -148,13 +151,7 @@ async def engine_throughput(
     meter = BenchInstrumentation()
     config = engine_config(args, bootstrap, redis_url, topics, run)
     runtime = EngineRuntime(config, on_batch=on_batch, instrumentation=meter)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(stop))
-    while meter.assigned_at is None:  # group join: not timed
-        if task.done():
-            task.result()
-            raise RuntimeError("the engine stopped before it was assigned partitions")
-        await asyncio.sleep(0.001)
+    task, stop = await start_assigned(runtime, meter)
     if profile is not None:
         profile.enable()
     await wait_caught_up(runtime, task, timeout=300)
@@ -392,12 +389,7 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
     args = for_broker(args, broker)
     wall_start = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    session = SessionConfig(
-        n_instruments=args.instruments,
-        duration_s=args.session_seconds,
-        seed=args.seed,
-        ticker_interval_s=args.ticker_interval,
-    )
+    session = session_config(args)
     t = time.perf_counter()
     raw = await build_raw(session)
     items = pack_items(raw, TickPacker(pack_config(args)))
@@ -414,7 +406,7 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         await ensure_topics(bootstrap, topics.all(), partitions=3)
         produce_s = await produce(bootstrap, topics, items)
 
-        engine_runs, decode_runs = [], []
+        engine_runs, decode_runs, page_runs = [], [], []
         for r in range(args.rounds):
             decode_runs.append(await decode_only(args, bootstrap, topics, total))
             engine_runs.append(
@@ -422,6 +414,16 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
                     args, bootstrap, f"{base}/{1 + r % 8}", topics, f"r{r}", total, ticks
                 )
             )
+            if args.dashboard:  # the same, with a dashboard page connected to its Redis
+                db = f"{base}/{12 + r % 4}"
+                async with PageConnected(db) as page:
+                    result = await engine_throughput(
+                        args, bootstrap, db, topics, f"d{r}", total, ticks
+                    )
+                page_runs.append(
+                    {**result, "page_messages": page.counts, "page_cpu_s": page.cpu_s,
+                     "page_wall_s": page.wall_s}
+                )  # fmt: skip
 
         profile_text = None
         if args.profile:
@@ -476,6 +478,7 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         },
         "latency": latency,
         "latency_low_rate": low,
+        "dashboard": dashboard_cost(ticks_per_s, page_runs) if page_runs else None,
         "config": {
             "venue": "deribit (simulated)",
             "underlyings": ["BTC"],
@@ -524,6 +527,28 @@ async def run(args: argparse.Namespace, broker: str) -> dict[str, Any]:
     return out
 
 
+def dashboard_cost(ticks_per_s: float, page_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Engine throughput with a dashboard page connected, against the rounds without."""
+    with_page = statistics.median(x["ticks_per_s"] for x in page_runs)
+    return {
+        "ticks_per_s_with_page": with_page,
+        "ticks_per_s_without": ticks_per_s,
+        "ratio_with_page": with_page / ticks_per_s,
+        "rounds_ticks_per_s_with_page": [round(x["ticks_per_s"]) for x in page_runs],
+        "page_messages": [x["page_messages"] for x in page_runs],
+        "page_seconds": [round(x["seconds"], 3) for x in page_runs],
+        # CPU of the dashboard process and of the page's reader while connected, per round,
+        # and its share of the connected wall time (the cost on a machine's cores).
+        "page_cpu_s": [x["page_cpu_s"] for x in page_runs],
+        "dashboard_cpu_share": [
+            round(x["page_cpu_s"]["dashboard"] / x["page_wall_s"], 4)
+            if x["page_cpu_s"].get("dashboard") is not None and x["page_wall_s"] > 0
+            else None
+            for x in page_runs
+        ],
+    }
+
+
 def summary(out: dict[str, Any]) -> str:
     thr, lat, cfg = out["throughput"], out["latency"], out["config"]
     met = out["targets_met"]
@@ -567,12 +592,7 @@ def summary(out: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--instruments", type=int, default=2_000)
-    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
-    parser.add_argument(
-        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
-    )
-    parser.add_argument("--seed", type=int, default=11)
+    add_session_flags(parser)
     parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (median)")
     defaults = {f.name: f.default for f in fields(EngineConfig)}
     parser.add_argument("--max-records", type=int, default=defaults["max_records"])
@@ -599,10 +619,6 @@ def main() -> int:
     parser.add_argument(
         "--linger-ms", type=float, default=0.0, help="paced producer linger (packs: 0)"
     )
-    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
-    parser.add_argument(
-        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
-    )
     parser.add_argument("--profile", action="store_true", help="cProfile run, top to stderr")
     parser.add_argument(
         "--broker",
@@ -610,6 +626,12 @@ def main() -> int:
         default="both",
         help="the embedded broker: tansu, kafka (Apache Kafka: Java and `make kafka-jars`) or "
         "both, one after the other in this run (default)",
+    )
+    parser.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also each throughput round with a dashboard page connected",
     )
     args = parser.parse_args()
     configure_logging(logging.WARNING)  # engine logs to stderr, warnings and up

@@ -90,6 +90,30 @@ def pack_items(raw: list[RawItem], packer: TickPacker) -> list[Item]:
     return out
 
 
+def add_session_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the simulated session and the tick packing, shared by the pipeline
+    benchmarks."""
+    parser.add_argument("--instruments", type=int, default=2_000)
+    parser.add_argument("--session-seconds", type=float, default=16.5, help="simulated seconds")
+    parser.add_argument(
+        "--ticker-interval", type=float, default=0.1, help="mean s between one option's tickers"
+    )
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--pack-max-ticks", type=int, default=256, help="option ticks per pack")
+    parser.add_argument(
+        "--pack-wait-ms", type=float, default=1.0, help="longest wait of a tick in a pack"
+    )
+
+
+def session_config(args: argparse.Namespace) -> SessionConfig:
+    return SessionConfig(
+        n_instruments=args.instruments,
+        duration_s=args.session_seconds,
+        seed=args.seed,
+        ticker_interval_s=args.ticker_interval,
+    )
+
+
 def pack_config(args: argparse.Namespace) -> PackConfig:
     return PackConfig(max_ticks=args.pack_max_ticks, max_wait_s=args.pack_wait_ms / 1000.0)
 
@@ -204,6 +228,21 @@ async def start_engine(
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await wait_caught_up(runtime, task, timeout)
+    return task, stop
+
+
+async def start_assigned(
+    runtime: EngineRuntime, meter: Any
+) -> tuple[asyncio.Task[EngineReport], asyncio.Event]:
+    """Start the engine and wait for its first partition assignment (the group join is not
+    timed); ``meter`` is its instrumentation, with an ``assigned_at`` set then."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    while meter.assigned_at is None:
+        if task.done():
+            task.result()
+            raise RuntimeError("the engine stopped before it was assigned partitions")
+        await asyncio.sleep(0.001)
     return task, stop
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 EVENTS_CHANNEL = "regime:events:{underlying}"  # PUBLISH: live fan-out, at-most-once
 EVENTS_STREAM = "regime:stream:{underlying}"  # XADD: durable, field "event" = event JSON
 LEVELS_KEY = "regime:levels:{underlying}"  # SET: latest levels JSON
+PROFILE_KEY = "regime:profile:{underlying}"  # SET: latest profile JSON (with the levels)
 STREAM_FIELD = "event"
 EVENTS_CHANNEL_PATTERN = "regime:events:*"
 EVENTS_STREAM_PATTERN = "regime:stream:*"
@@ -20,6 +21,10 @@ def events_stream(underlying: str) -> str:
 
 def levels_key(underlying: str) -> str:
     return LEVELS_KEY.format(underlying=underlying)
+
+
+def profile_key(underlying: str) -> str:
+    return PROFILE_KEY.format(underlying=underlying)
 
 
 def as_text(value: bytes | str) -> str:

@@ -1,4 +1,4 @@
-"""JSON Schema (draft 2020-12) of the event and levels objects, generated from the types.
+"""JSON Schema (draft 2020-12) of the event, levels and profile objects, from the types.
 
 Property names and JSON types come from the dataclass fields and their annotations; the
 constraints the types cannot express (enums, consts, descriptions) are added here. Every
@@ -19,6 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from schemas.events import DIRECTIONS, EVENT_SCHEMA, EVENT_TYPES, RegimeEvent
 from schemas.levels import BUCKETS, LEVEL_KEYS, REGIMES, UNITS, BucketLevels, Levels
+from schemas.profile import PROFILE_SCHEMA, BucketProfile, Profile
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://regime-engine.dev/schemas/"
@@ -75,6 +76,25 @@ _EVENT_DOC = {
     "levels": "Levels object of the event's bucket, plus spot and asof_ns.",
     "model": _LEVELS_DOC["model"],
     "detail": "Type-specific detail.",
+}
+
+
+_BUCKET_PROFILE_DOC = {
+    "spots": f"Hypothetical spot grid, ascending, {_PRICE}.",
+    "profile": f"Total dealer GEX of the bucket at each grid spot, {_GEX}.",
+    "strikes": f"Strikes with a non-zero call or put GEX, ascending, {_PRICE}.",
+    "call_gex": f"Net dealer call GEX at spot for each strike, {_GEX}.",
+    "put_gex": f"Net dealer put GEX at spot for each strike, {_GEX}.",
+}
+_PROFILE_DOC = {
+    "schema": "Profile schema name and version.",
+    "underlying": _LEVELS_DOC["underlying"],
+    "spot": _LEVELS_DOC["spot"],
+    "asof": "Venue time the profile is as of (that of the levels beside it), ISO-8601 UTC.",
+    "asof_ns": f"Venue time the profile is as of, {_NS}.",
+    "model": _LEVELS_DOC["model"],
+    "units": _LEVELS_DOC["units"],
+    "buckets": "Profile of each expiry bucket (all, 0dte, front), keyed by bucket name.",
 }
 
 
@@ -226,9 +246,41 @@ def event_schema() -> dict[str, Any]:
     }
 
 
+def profile_schema() -> dict[str, Any]:
+    """Schema of ``Profile.to_dict()``: the object at regime:profile:* (DESIGN 2.6)."""
+    ref = "#/$defs/bucket_profile"
+    fields = _field_properties(Profile, {BucketProfile: ref})
+    own = {
+        "schema": {"type": "string", "const": PROFILE_SCHEMA},
+        **fields,
+        "asof": {"type": "string", "format": "date-time"},
+        "units": {"type": "string", "const": UNITS},
+        "buckets": {
+            **fields["buckets"],
+            "properties": {name: {"$ref": ref} for name in BUCKETS},
+            "required": list(BUCKETS),
+        },
+    }
+    bucket = _object(
+        _described(_field_properties(BucketProfile), _BUCKET_PROFILE_DOC),
+        description="One bucket: spots and profile are parallel arrays, and so are strikes, "
+        "call_gex and put_gex.",
+    )
+    return {
+        **_header("profile.1.json", f"Regime engine gamma profile ({PROFILE_SCHEMA})"),
+        **_object(
+            _described(own, _PROFILE_DOC),
+            description="Gamma profile and per-strike GEX of one underlying, per expiry "
+            "bucket, written with the levels (regime:profile:*).",
+        ),
+        "$defs": {"bucket_profile": bucket},
+    }
+
+
 SCHEMA_FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "regime.event.schema.json": event_schema,
     "levels.schema.json": levels_schema,
+    "profile.schema.json": profile_schema,
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
-SUPPORT = {"pipeline_support.py", "pipeline_pacing.py"}  # imported by pipeline.py, not run
+SUPPORT = {"pipeline_support.py", "pipeline_pacing.py", "pipeline_dashboard.py"}  # not run
 # Needs Apache Kafka (`make kafka-jars`) and runs engine processes for ~35 s: `make bench` only.
 BY_HAND = {"failover.py"}
 SCRIPTS = {
@@ -31,6 +31,7 @@ SCRIPTS = {
     "determinism.py": ["--count", "1", "--seed", "1"],
     "fuzz_ingest.py": ["--mutants", "50", "--instruments", "300", "--duration", "2"],
     "fuzz_scan.py": ["--cases", "20", "--seed", "1"],
+    "metrics_cost.py": ["--instruments", "300", "--session-seconds", "5", "--rounds", "1"],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
 
@@ -156,3 +157,20 @@ def test_fuzz_scan(results):
     assert (r["out_of_bounds"], r["crashes"], r["disagreements"], r["failures"]) == (0, 0, 0, [])
     assert (r["accepted"], r["fell_back"], r["accepted_orjson_rejects"]) == (9, 16, 0)
     assert r["unmutated_accepted"] is True
+    dashboard = r["dashboard"]  # each round again with a dashboard page connected
+    assert len(dashboard["rounds_ticks_per_s_with_page"]) == 1
+    assert dashboard["ticks_per_s_without"] == r["ticks_per_s"]
+    (page,) = dashboard["page_messages"]
+    assert page["tape"] == 1 and page["status"] >= 1
+
+
+def test_metrics_cost(results):
+    r = results["metrics_cost.py"]
+    assert r["rounds"] == 1 and r["ticks"] > 0 and r["records"] > 0
+    assert len(r["off_runs_ticks_per_s"]) == len(r["on_runs_ticks_per_s"]) == 1
+    assert _positive(r["off_ticks_per_s"]) and _positive(r["on_ticks_per_s"])
+    assert math.isclose(r["ratio_on_vs_off"], r["on_ticks_per_s"] / r["off_ticks_per_s"])
+    assert math.isclose(r["cost"], 1 - r["ratio_on_vs_off"])
+    assert _positive(r["off_cpu_us_per_tick"]) and _positive(r["on_cpu_us_per_tick"])
+    assert r["exposition_bytes"] > 0  # the on run's last scrape
+    assert isinstance(r["target_met"], bool)

@@ -172,6 +172,7 @@ class IngestStage:
         self.source = source
         self.counts: Counter[str] = Counter()
         self.dead_letter_kinds: Counter[str] = Counter()  # by reason class (ParseError.kind)
+        self.last_message_at: float | None = None  # time.monotonic() of the last message
         self._send_tick = getattr(sink, "send_tick", None)
 
     async def on_message(
@@ -185,6 +186,7 @@ class IngestStage:
     ) -> list[Any]:
         """Handle one received message; returns the routed records (empty when dead-lettered)."""
         self.counts["messages"] += 1
+        self.last_message_at = time.monotonic()
         if self.capture is not None:
             self.capture.write(CapturedMessage(recv_ns, self.venue, raw, request, url))
         if decode_error is not None:

@@ -123,6 +123,24 @@ def describe_disconnect(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+RECONNECT_CAUSES = ("connect_failed", "seed_failed", "stale", "closed", "rate_limited", "error")
+
+
+def reconnect_cause(reason: str) -> str:
+    """The small fixed class (``RECONNECT_CAUSES``) of a client's one-line reconnect reason
+    (:func:`describe_disconnect`, ``connect failed: …``); a metric label."""
+    for prefix, cause in (
+        ("connect failed", "connect_failed"),
+        ("seed failed", "seed_failed"),
+        ("stale feed", "stale"),
+        ("connection closed", "closed"),
+        ("rate limited", "rate_limited"),
+    ):
+        if reason.startswith(prefix):
+            return cause
+    return "error"
+
+
 async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:
     """Cancel an owned task and wait for it to finish (its CancelledError is absorbed)."""
     if task is None or task.done():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from connectors.common.lifecycle import (
     Watchdog,
     cancel_and_wait,
     describe_disconnect,
+    reconnect_cause,
 )
 from connectors.common.logs import get_logger
 from connectors.deribit.normaliser import rpc_error
@@ -85,6 +87,7 @@ class DeribitClient:
         self.connections = 0
         self.sessions_seeded = 0
         self.rate_limited = 0
+        self.reconnects: Counter[str] = Counter()  # by reconnect_cause
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._ids = itertools.count(1)
@@ -103,6 +106,7 @@ class DeribitClient:
             if self._stopping.is_set():
                 break
             delay = self.backoff.next_delay()
+            self.reconnects[reconnect_cause(reason)] += 1
             log.warning("deribit reconnecting", reason=reason, delay_s=round(delay, 3))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)

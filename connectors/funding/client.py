@@ -29,6 +29,7 @@ from connectors.common.lifecycle import (
     Watchdog,
     cancel_and_wait,
     describe_disconnect,
+    reconnect_cause,
 )
 from connectors.common.logs import get_logger
 from connectors.funding.frames import ERROR, NOTICE, Control, FundingNormaliser
@@ -156,6 +157,7 @@ class FundingClient:
         self.keepalive_s = config.keepalive_s or feed.keepalive_s
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_cap_s)
         self.counts: Counter[str] = Counter()  # connections, acks, pongs, venue_errors, …
+        self.reconnects: Counter[str] = Counter()  # by reconnect_cause
         self._stopping = asyncio.Event()
         self._session: _Session | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -178,6 +180,7 @@ class FundingClient:
                 if reason is None or self._stopping.is_set():
                     break
                 delay = self.backoff.next_delay()
+                self.reconnects[reconnect_cause(reason)] += 1
                 log.warning(
                     "funding reconnecting",
                     venue=self.feed.name,

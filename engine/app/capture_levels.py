@@ -11,8 +11,10 @@ from pathlib import Path
 
 from connectors.common.ingest import CountsDeadLetters, replay_capture
 from connectors.venues import StagePerVenue
+from engine.core.book import GammaBook
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
+from engine.core.levels import compute_levels
 from schemas.levels import Levels
 from schemas.records import Record
 from schemas.topics import Topics
@@ -48,6 +50,12 @@ def levels_from_capture(path: str | Path, config: LevelsConfig) -> list[Levels]:
 
 async def levels_from_capture_async(path: str | Path, config: LevelsConfig) -> list[Levels]:
     """:func:`levels_from_capture` inside a running event loop."""
+    return [compute_levels(book) for book in await books_from_capture_async(path, config)]
+
+
+async def books_from_capture_async(path: str | Path, config: LevelsConfig) -> list[GammaBook]:
+    """The book of every underlying in a capture file (by name), as of its last message's
+    venue time; ValueError (one line) when the capture cannot be used."""
     feeder = BookFeeder(config)
     sink = FeederSink(feeder)
     try:
@@ -58,4 +66,4 @@ async def levels_from_capture_async(path: str | Path, config: LevelsConfig) -> l
     if not feeder.books:
         raise ValueError(f"{path}: no option contracts in the capture")
     asof = max(feeder.last_event_ns.values())
-    return [feeder.levels(underlying, asof) for underlying in sorted(feeder.books)]
+    return [feeder.book_at(underlying, asof) for underlying in sorted(feeder.books)]

@@ -9,13 +9,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
+from connectors.chain_files import ChainFileError
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
@@ -25,9 +26,16 @@ from connectors.common.redis_embedded import EmbeddedRedisError
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
-from engine.app.capture_levels import levels_from_capture
+from engine.app.alert import FORMATS as ALERT_FORMATS
+from engine.app.alert import AlertConfig, run_alerts
+from engine.app.chain_books import FORMATS, book_of, load_books
+from engine.app.chart_data import KINDS, charts_of
+from engine.app.chart_render import OUT_SUFFIXES, render
+from engine.app.dashboard import DashboardConfig
+from engine.app.dashboard import serve as serve_dashboard
 from engine.app.demo import (
     DemoConfig,
+    DemoSummary,
     PlainView,
     RichView,
     StatusView,
@@ -35,13 +43,13 @@ from engine.app.demo import (
     render_summary,
     run_demo,
 )
+from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
 from engine.app.record import record_sources
-from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.run_ingest import IngestReport, IngestView, run_ingest
 from engine.app.run_live import announcement, run_live
 from engine.app.services import BROKERS, DEFAULT_BROKER, Embedding, LocalServices
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
-from engine.core.book import GammaBook
 from engine.core.config import GAMMA_SOURCES, PRESETS, ConfigError, LevelsConfig, resolve_config
 from engine.core.levels import compute_levels
 from engine.core.models import MODELS
@@ -60,7 +68,6 @@ TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
 T = TypeVar("T")
-CAPTURE_FORMAT = "capture"
 
 
 class UsageError(Exception):
@@ -81,13 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     levels = commands.add_parser("levels", help="one-shot levels from a chain file")
     levels.add_argument("file", help="chain file")
-    levels.add_argument(
-        "--format", required=True, choices=(*CHAIN_FORMATS, CAPTURE_FORMAT), dest="fmt"
-    )
+    levels.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     levels.add_argument("--preset", choices=tuple(PRESETS), default=None)
     levels.add_argument("--model", choices=MODELS, default=None)
     levels.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
     levels.add_argument("--json", action="store_true", help="print the levels JSON object")
+
+    chart = commands.add_parser("chart", help="gamma profile, strike bars, heatmap to a file")
+    chart.add_argument("file", help="chain file")
+    chart.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    chart.add_argument("--kind", choices=(*KINDS, "all"), default="all")
+    chart.add_argument("--bucket", choices=BUCKETS, default="all")
+    chart.add_argument("--preset", choices=tuple(PRESETS), default=None)
+    chart.add_argument("--model", choices=MODELS, default=None)
+    chart.add_argument("--gamma-source", choices=GAMMA_SOURCES, default=None)
+    chart.add_argument("--underlying", default=None, help="which one, when the file has several")
+    chart.add_argument("--out", required=True, help="PATH.png, PATH.svg or PATH.html")
 
     record = commands.add_parser("record", help="capture raw venue messages to a capture file")
     record.add_argument("--source", action="append", required=True, help="e.g. deribit:BTC")
@@ -108,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
     _add_pace_flags(ingest)
+    _add_metrics_flag(ingest)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -121,9 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_embed_flags(demo)
+    demo.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the live dashboard too (default: on a terminal), kept up until Ctrl-C there",
+    )
+    demo.add_argument("--dashboard-port", type=int, default=8765, help="0: a free port")
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
+    _add_metrics_flag(engine)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
@@ -132,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=None, help=URL_HELP)
     _add_pace_flags(run)
     run.add_argument("--quiet", action="store_true", help="log lines only, no live view")
+    _add_metrics_flag(run)
+
+    dashboard = commands.add_parser("dashboard", help="live page (Server-Sent Events from Redis)")
+    dashboard.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8765, help="0: a free port")
+    dashboard.add_argument(
+        "--stale-after", type=float, default=30.0, help="warn after S seconds without new levels"
+    )
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -141,7 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+
+    alert = commands.add_parser("alert", help="POST regime events to a webhook")
+    alert.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
+    alert.add_argument("--webhook", required=True, help="http(s):// URL to POST each event to")
+    alert.add_argument("--format", choices=ALERT_FORMATS, default="json", dest="fmt")
+    alert.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
+    alert.add_argument("--type", action="append", default=None, help="e.g. flip_cross,…")
+    alert.add_argument("--bucket", action="append", default=None, help="e.g. 0dte,front")
+    alert.add_argument("--group", default="default", help="names the resume point")
+    alert.add_argument(
+        "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
+    )
     return parser
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz, /readyz on this port ([metrics] port)",
+    )
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -215,6 +270,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["metrics_port"] = getattr(args, "metrics_port", None)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
         missing = [n for n in ("kafka", "redis") if getattr(settings, n) is None]
@@ -227,17 +283,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
 
 def levels_of(snapshot: ChainSnapshot, config: LevelsConfig) -> Levels:
     """Levels of a complete chain snapshot, as of its own time."""
-    book = GammaBook(
-        snapshot.underlying,
-        snapshot.venue,
-        config,
-        snapshot.spot,
-        snapshot.asof_ns,
-        capacity=len(snapshot.contracts),
-    )
-    book.load(snapshot)
-    book.ts_event_ns = snapshot.asof_ns
-    return compute_levels(book)
+    return compute_levels(book_of(snapshot, config))
 
 
 def _fmt_money(value: float) -> str:
@@ -284,41 +330,65 @@ def render_table(levels: Levels) -> str:
 
 def _cmd_levels(args: argparse.Namespace, env: dict[str, str]) -> int:
     config = resolve_config(args.preset, args.model, args.gamma_source)
-    if args.fmt == CAPTURE_FORMAT:
-        try:
-            all_levels = levels_from_capture(args.file, config)
-        except (OSError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        for levels in all_levels:
-            _print_levels(levels, args.json)
-        return 0
-    snapshot = load_chain_file(args.file, args.fmt)
-    levels = levels_of(snapshot, config)
-    if levels.contracts_used == 0:
-        raise UsageError(f"{args.file}: no unexpired contracts with a usable gamma in the chain")
-    _print_levels(levels, args.json)
+    for loaded in load_books(args.file, args.fmt, config):
+        _print_levels(loaded.levels, args.json)
+    return 0
+
+
+def _cmd_chart(args: argparse.Namespace, env: dict[str, str]) -> int:
+    out = Path(args.out)
+    if out.suffix not in OUT_SUFFIXES:
+        raise UsageError(f"--out must end in {', '.join(OUT_SUFFIXES)}, got {args.out!r}")
+    config = resolve_config(args.preset, args.model, args.gamma_source)
+    loaded = {item.levels.underlying: item for item in load_books(args.file, args.fmt, config)}
+    name = args.underlying or (next(iter(loaded)) if len(loaded) == 1 else None)
+    if name not in loaded:
+        what = f"no {args.underlying!r}" if args.underlying else "several underlyings"
+        raise UsageError(f"{args.file}: {what}; --underlying one of {', '.join(loaded)}")
+    book, levels = loaded[name].book, loaded[name].levels
+    if levels.buckets[args.bucket].contracts_used == 0:
+        raise UsageError(f"{args.file}: bucket {args.bucket!r} has no contracts")
+    kinds = KINDS if args.kind == "all" else (args.kind,)
+    charts = charts_of(book, levels, kinds, args.bucket)
+    try:
+        render(charts, out, title=f"{name} {args.kind} [{args.bucket}]")
+    except OSError as exc:
+        raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(kinds)} chart of {name} [{args.bucket}] to {out}", file=sys.stderr)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=False)
+    terminal = sys.stdout.isatty() and not args.json
+    dashboard = terminal if args.dashboard is None else args.dashboard
     try:
         demo = DemoConfig(
             instruments=args.instruments,
             duration_s=args.duration,
             seed=args.seed,
             speed=None if args.max_speed else args.speed,
+            dashboard_port=args.dashboard_port if dashboard else None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    summary = _run_services(run_demo(settings, demo, view, _embedding(args, settings)), settings)
-    if args.json:
-        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
-    else:
-        print(render_summary(summary))
+
+    async def show(summary: DemoSummary) -> None:
+        if args.json:
+            sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+        else:
+            print(render_summary(summary))
+        sys.stdout.flush()
+        if summary.dashboard and terminal:  # kept up for a person to look at
+            print(f"dashboard still up at {summary.dashboard}; Ctrl-C to stop", file=sys.stderr)
+            await _until_signal(lambda stop: stop.wait())
+
+    summary = _run_services(
+        run_demo(settings, demo, view, _embedding(args, settings), linger=show), settings
+    )
     if not summary.shows_flip_and_break:
         print("regime-engine: demo: no flip crossing or no wall break was seen", file=sys.stderr)
         return 1
@@ -353,7 +423,15 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = _settings(args, env, required=True)
     config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    report = _run_services(_until_signal(EngineRuntime(config).run), settings)
+    meter = EngineMetrics() if settings.metrics.port is not None else None
+    runtime = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+
+    async def engine(stop: asyncio.Event) -> EngineReport:
+        collector = MetricsCollector(meter, runtime, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            return await runtime.run(stop)
+
+    report = _run_services(_until_signal(engine), settings)
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
 
@@ -442,6 +520,50 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = AlertConfig(
+        redis_url=redis_url,
+        webhook_url=args.webhook,
+        format=args.fmt,
+        underlyings=_comma_list(args.underlying),
+        types=_comma_list(args.type),
+        buckets=_comma_list(args.bucket),
+        group=args.group,
+        start=args.start,
+    )
+    report = _run_services(
+        _until_signal(lambda stop: run_alerts(config, stop)), Settings(redis=redis_url)
+    )
+    print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
+    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    if not redis_url:
+        raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
+    config = DashboardConfig(
+        redis_url=redis_url, host=args.host, port=args.port, stale_after_s=args.stale_after
+    )
+
+    def ready(url: str) -> None:
+        print(f"dashboard: {url} (reading {redis_url}; Ctrl-C to stop)", file=sys.stderr)
+
+    _run_services(
+        _until_signal(lambda stop: serve_dashboard(config, stop, ready)), Settings(redis=redis_url)
+    )
+    return 0
+
+
 def _venue_configs(settings: Settings, sources: list[Source], url: str | None) -> dict[str, Config]:
     """The venues' tables for run_ingest and record_sources, ``--url`` over its venue's."""
     venues = dict(settings.venues)
@@ -475,7 +597,8 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
-    venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
+    venues = _venue_configs(settings, sources, args.url)
     speed = _replay_speed(args, sources)
 
     async def run() -> IngestReport:
@@ -483,9 +606,13 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(
-            sources, producer, Topics(args.topic_prefix), stop, venues, replay_speed=speed
-        )
+        view = IngestView()
+        collector = MetricsCollector(ingest=view, config=settings.metrics)
+        async with serve_metrics(settings.metrics, collector):
+            topics = Topics(args.topic_prefix)
+            return await run_ingest(
+                sources, producer, topics, stop, venues, replay_speed=speed, view=view
+            )
 
     try:
         report = asyncio.run(run())
@@ -514,12 +641,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {
             "levels": _cmd_levels,
+            "chart": _cmd_chart,
             "demo": _cmd_demo,
             "record": _cmd_record,
             "ingest": _cmd_ingest,
             "engine": _cmd_engine,
             "run": _cmd_run,
             "subscribe": _cmd_subscribe,
+            "alert": _cmd_alert,
+            "dashboard": _cmd_dashboard,
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:

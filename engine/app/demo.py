@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
+from engine.app.dashboard import DashboardConfig
+from engine.app.dashboard import serve as serve_dashboard
 from engine.app.live import LiveFeed, LiveView
 from engine.app.run_ingest import IngestReport, run_ingest
 from engine.app.services import Embedding, start_services
@@ -53,10 +56,13 @@ class DemoConfig:
     seed: int = 7
     speed: float | None = 30.0  # × recorded time; None: as fast as possible
     timeout_s: float = 300.0  # give up when the engine has not caught up by then
+    dashboard_port: int | None = None  # serve the dashboard on it (0: a free port); None: no
 
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
             raise ValueError(f"--speed must be positive, got {self.speed}")
+        if self.dashboard_port is not None and not 0 <= self.dashboard_port <= 65_535:
+            raise ValueError(f"--dashboard-port must be in [0, 65535], got {self.dashboard_port}")
         SessionConfig(  # checks currency, instruments, duration, seed up front
             currency=self.currency,
             n_instruments=self.instruments,
@@ -75,6 +81,7 @@ class DemoSummary:
     elapsed_s: float = 0.0
     kafka: str = ""
     redis: str = ""
+    dashboard: str = ""  # its URL, when the demo served one
 
     @property
     def events_by_type(self) -> Counter[str]:
@@ -103,13 +110,22 @@ class DemoSummary:
             if self.elapsed_s
             else None,
             "elapsed_s": round(self.elapsed_s, 3),
+            "dashboard": self.dashboard or None,
         }
 
 
 async def run_demo(
-    settings: Settings, demo: DemoConfig, view: LiveView, embed: Embedding | None = None
+    settings: Settings,
+    demo: DemoConfig,
+    view: LiveView,
+    embed: Embedding | None = None,
+    linger: Callable[[DemoSummary], Awaitable[None]] | None = None,
 ) -> DemoSummary:
-    """Run the demo; the services it started are stopped before it returns."""
+    """Run the demo; the services it started are stopped before it returns.
+
+    ``linger(summary)``, when given, runs once the session is done while the services (and
+    the dashboard) are still up: e.g. until Ctrl-C on a terminal.
+    """
     started = time.monotonic()
     async with (
         start_services(settings.kafka, settings.redis, embed, status=view.status) as local,
@@ -117,6 +133,10 @@ async def run_demo(
         LiveFeed(local.redis_url, view, underlyings=(demo.currency,)) as feed,
     ):
         bootstrap, redis_url = local.bootstrap, local.redis_url
+        dashboard = ""
+        if demo.dashboard_port is not None:
+            dashboard = await _start_dashboard(redis_url, demo.dashboard_port, services)
+            view.status(f"dashboard: {dashboard}")
         workdir = tempfile.TemporaryDirectory(prefix="regime-demo-")
 
         async def remove_workdir() -> None:
@@ -170,16 +190,49 @@ async def run_demo(
             await feed.close()
             await cancel_and_wait(engine_task)
             view.stop()
-    return DemoSummary(
-        session=session,
-        ingest=ingest,
-        engine=report,
-        events=feed.events,
-        levels=feed.levels.get(demo.currency),
-        elapsed_s=time.monotonic() - started,
-        kafka="embedded" if local.kafka_embedded else bootstrap,
-        redis="embedded" if local.redis_embedded else redis_url,
-    )
+        summary = DemoSummary(
+            session=session,
+            ingest=ingest,
+            engine=report,
+            events=feed.events,
+            levels=feed.levels.get(demo.currency),
+            elapsed_s=time.monotonic() - started,
+            kafka="embedded" if local.kafka_embedded else bootstrap,
+            redis="embedded" if local.redis_embedded else redis_url,
+            dashboard=dashboard,
+        )
+        if linger is not None:
+            await linger(summary)
+    return summary
+
+
+async def _start_dashboard(redis_url: str, port: int, services: Services) -> str:
+    """Serve the dashboard beside the demo, on a free port when ``port`` is taken; its URL.
+    ``services`` stops it."""
+    try:
+        return await _serve_dashboard(redis_url, port, services)
+    except OSError:
+        if port == 0:
+            raise
+        return await _serve_dashboard(redis_url, 0, services)
+
+
+async def _serve_dashboard(redis_url: str, port: int, services: Services) -> str:
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    config = DashboardConfig(redis_url=redis_url, port=port)
+    task = asyncio.create_task(serve_dashboard(config, stop, ready.set_result), name="dashboard")
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        task.result()  # it failed: raise its error
+        raise RuntimeError("the dashboard stopped before it listened")
+
+    async def stop_dashboard() -> None:
+        stop.set()
+        await task
+
+    services.add("dashboard", stop_dashboard)
+    return ready.result()
 
 
 async def until_caught_up(engine: EngineRuntime, task: asyncio.Task[Any], timeout: float) -> None:
@@ -375,4 +428,6 @@ def render_summary(summary: DemoSummary) -> str:
         f"{c.level} {c.direction} at {_fmt_price(c.price)}" for c in summary.session.crossings
     )
     lines.append(f"  the simulator's own crossings: {crossings or 'none'}")
+    if summary.dashboard:
+        lines.append(f"  dashboard: {summary.dashboard}")
     return "\n".join(lines)

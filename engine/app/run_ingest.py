@@ -14,7 +14,7 @@ from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.common.lifecycle import Services, cancel_and_wait
 from connectors.common.logs import get_logger
 from connectors.sources import REPLAY, Source
-from connectors.venues import StagePerVenue, live_clients
+from connectors.venues import LiveClient, StagePerVenue, live_clients
 from schemas.config import Config
 from schemas.topics import Topics
 
@@ -28,6 +28,19 @@ class IngestReport:
     batches_sent: int = 0
 
 
+@dataclass
+class IngestView:
+    """What a running ingest is made of (metrics and readiness read it, never change it)."""
+
+    live: list[LiveClient] = field(default_factory=list)  # one per live venue
+    replays: list[StagePerVenue] = field(default_factory=list)  # one per replay source
+
+    def stages(self) -> list[IngestStage]:
+        """Every venue stage: the live ones, then the replays' (created on first use)."""
+        return [*(live.stage for live in self.live),
+                *(s for r in self.replays for s in r.stages.values())]  # fmt: skip
+
+
 async def run_ingest(
     sources: Sequence[Source],
     producer_config: ProducerConfig,
@@ -37,6 +50,7 @@ async def run_ingest(
     partitions: int = 3,
     replay_speed: float | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
+    view: IngestView | None = None,
 ) -> IngestReport:
     """Stream every source into Kafka until ``stop`` is set or every finite source has ended.
 
@@ -45,7 +59,9 @@ async def run_ingest(
     ``venues`` holds a venue's config by venue name (URLs, timings; its config-file
     table). ``clock_ns`` is the live clients' receive clock. Shutdown is orderly,
     in reverse order: the clients stop, then the producer flushes and awaits its acks.
+    ``view`` (metrics) is filled with the clients and stages as they are made.
     """
+    view = view if view is not None else IngestView()
     stop = stop or asyncio.Event()
     await ensure_topics(producer_config.bootstrap, topics.all(), partitions=partitions)
     report = IngestReport()
@@ -53,17 +69,15 @@ async def run_ingest(
         producer = RecordProducer(producer_config, topics)
         await producer.start()
         services.add("producer", producer.stop)
-        stages: list[IngestStage] = []
         tasks: list[asyncio.Task[None]] = []
         lives = live_clients(sources, producer, topics, venues, clock_ns=clock_ns)
+        view.live.extend(lives)
         for live in lives:
-            stages.append(live.stage)
             tasks.append(asyncio.create_task(live.client.run(), name=live.name))
             services.add(live.name, live.client.stop)
-        replays: list[StagePerVenue] = []
         for source in (s for s in sources if s.kind == REPLAY):
             per_venue = StagePerVenue(producer, topics, source="replay")
-            replays.append(per_venue)
+            view.replays.append(per_venue)
             tasks.append(
                 asyncio.create_task(
                     replay_capture(source.target, per_venue, replay_speed), name=source.spec
@@ -86,7 +100,7 @@ async def run_ingest(
             for task in tasks:
                 await cancel_and_wait(task)
             await producer.flush()
-        for stage in [*stages, *(s for r in replays for s in r.stages.values())]:
+        for stage in view.stages():
             report.counts.update(stage.counts)
         for live in lives:  # venue error replies are counted by their clients
             venue_errors = getattr(live.client, "counts", {}).get("venue_errors", 0)

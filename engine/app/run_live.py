@@ -11,7 +11,8 @@ from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.sources import Source
 from engine.app.live import LiveFeed, LiveView
-from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
+from engine.app.run_ingest import IngestReport, IngestView, run_ingest
 from engine.app.services import Embedding, LocalServices, start_services
 from engine.app.settings import Settings
 from engine.stream.runtime import EngineReport, EngineRuntime
@@ -61,9 +62,12 @@ async def run_live(
         )
         announce(local)
         feed = LiveFeed(local.redis_url, view) if follow else contextlib.nullcontext()
-        async with feed:
+        meter = EngineMetrics() if settings.metrics.port is not None else None
+        engine = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
+        parts = IngestView()  # the ingest's stages and clients, for the metrics
+        collector = MetricsCollector(meter, engine, parts, settings.metrics)
+        async with feed, serve_metrics(settings.metrics, collector):
             view.start()
-            engine = EngineRuntime(config)
             engine_task = asyncio.create_task(engine.run(stop), name="engine")
             engine_task.add_done_callback(lambda _task: stop.set())  # a failed engine ends it
             try:
@@ -75,6 +79,7 @@ async def run_live(
                     venues,
                     partitions=config.partitions,
                     replay_speed=replay_speed,
+                    view=parts,
                 )
                 if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
                     view.status("replay finished; waiting for the engine to catch up")

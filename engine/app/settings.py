@@ -15,6 +15,9 @@ and each venue's table of :mod:`connectors.registry` (``[cboe]``, ``[cme]``,
     [detector]
     band_bps = 12.0
     dwell_s = 5.0
+
+``[metrics]`` (:class:`engine.app.metrics.MetricsConfig`: ``port``, ``host``, the readiness
+bounds) configures ``--metrics-port``'s server; the flag sets its ``port``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from connectors.registry import SPECS
+from engine.app.metrics import MetricsConfig
 from engine.core.config import LevelsConfig, resolve_config
 from engine.signals.detector import DetectorConfig
 from engine.stream.runtime import EngineConfig
@@ -65,6 +69,7 @@ class Settings:
     idempotence: bool | None = None  # None: on for a given Kafka, off for the embedded one
     engine: Mapping[str, Any] = field(default_factory=dict)  # EngineConfig fields given
     venues: Mapping[str, Config] = field(default_factory=dict)  # venue name → its table
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # [metrics], --metrics-port
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
@@ -119,18 +124,23 @@ def load_settings(
     if unknown_env:
         raise ConfigError(f"unknown environment variables: {', '.join(unknown_env)}")
     levels_flags = {k: flags.get(k) for k in ("preset", "model", "gamma_source")}
-    data.update({k: v for k, v in flags.items() if v is not None and k not in levels_flags})
-    known = (*SERVICES, *ENGINE_KEYS, *(t for t in TABLES if "." not in t), *GROUPS)
+    metrics_port = flags.get("metrics_port")
+    skip = {*levels_flags, "metrics_port"}
+    data.update({k: v for k, v in flags.items() if v is not None and k not in skip})
+    known = (*SERVICES, *ENGINE_KEYS, *(t for t in TABLES if "." not in t), *GROUPS, "metrics")
     check_known_keys(known, data, "settings")
     if isinstance(data.get("idempotence"), str):
         data["idempotence"] = _boolean("idempotence", data["idempotence"])
     services = {k: data.pop(k) for k in SERVICES if k in data}
+    metrics = MetricsConfig.from_mapping(_table("metrics", data.pop("metrics", {})))
+    if metrics_port is not None:
+        metrics = replace(metrics, port=metrics_port)
     venues = _venues(data)
     engine = {"levels": _levels(data.pop("levels", {}), levels_flags), **data}
     for name, cls in COMPONENTS.items():
         if name in data:
             engine[name] = _component(name, cls, data[name])
-    settings = Settings(**services, engine=engine, venues=venues)
+    settings = Settings(**services, engine=engine, venues=venues, metrics=metrics)
     # EngineConfig checks the values now rather than when a command starts the engine (the
     # broker and Redis it is given here are placeholders: the command resolves the real ones)
     settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)

@@ -131,8 +131,13 @@ class BookFeeder:
 
         Time to expiry is taken at that instant; contracts settled by then leave the book.
         """
+        return compute_levels(self.book_at(underlying, asof_ns))
+
+    def book_at(self, underlying: str, asof_ns: int | None = None) -> GammaBook:
+        """One underlying's book moved to ``asof_ns`` (default: its last record's venue time):
+        time to expiry taken at that instant, contracts settled by then removed."""
         book = self.books[underlying]
         when = asof_ns if asof_ns is not None else self.last_event_ns[underlying]
         book.advance_time(when)
         book.ts_event_ns = when
-        return compute_levels(book)
+        return book

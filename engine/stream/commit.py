@@ -4,9 +4,9 @@
    (``md.deadletter.v1``, ``regime.events.v1``); inputs whose events were written before
    this run (a replay after a restart) are not sent again;
 2. **flush**: the producer is flushed, so every one of them is acknowledged;
-3. **Redis**: the batch's events and changed levels are written in one atomic, idempotent
-   script together with the watermarks (``topic/partition`` → offset) their inputs reach,
-   retried through a Redis outage (skipped for a batch with neither);
+3. **Redis**: the batch's events and changed levels (with their profiles) are written in
+   one atomic, idempotent script together with the watermarks (``topic/partition`` →
+   offset) their inputs reach, retried through a Redis outage (skipped for a batch with neither);
 4. **offsets**: the processed input offsets are committed to the consumer group, at most
    every ``commit_interval_s`` (and always when forced: partitions moving away, a stop); a
    commit the group refuses (it rebalanced under the engine) is counted and logged, and
@@ -48,6 +48,7 @@ from engine.stream.report import EngineReport
 from engine.stream.task import TaskOutput
 from schemas.events import encode_event
 from schemas.levels import encode_levels
+from schemas.profile import encode_profile
 from schemas.records import encode_record
 from schemas.topics import Topics
 
@@ -118,8 +119,10 @@ class _Pending:
     events: list[PendingWrite] = field(default_factory=list)
     levels: list[PendingWrite] = field(default_factory=list)
     new_types: list[str] = field(default_factory=list)  # of events not written before
+    new_buckets: list[str] = field(default_factory=list)  # their buckets, in the same order
     sent: bool = False  # something went to the producer: flush
     dead_letters: int = 0
+    undecodable: int = 0  # of dead_letters: records that did not decode (the rest: not applied)
 
 
 class Commit:
@@ -219,11 +222,17 @@ class Commit:
                 if self.is_new(trigger.topic, trigger.partition, trigger.offset):
                     await producer.send(self.topics.events, event.underlying.encode(), payload)
                     pending.new_types.append(event.type)
+                    pending.new_buckets.append(event.bucket)
             for underlying, (trigger, levels) in output.levels.items():
                 source = position_field(trigger.topic, trigger.partition)
                 payload = encode_levels(levels)
-                pending.levels.append(PendingWrite(source, trigger.offset, underlying, payload))
+                profile = output.profiles.get(underlying)
+                extra = None if profile is None else encode_profile(profile)
+                pending.levels.append(
+                    PendingWrite(source, trigger.offset, underlying, payload, extra)
+                )
         pending.dead_letters = len(dead) + sum(len(o.rejected) for o in outputs)
+        pending.undecodable = len(dead)
         return pending
 
     async def write_redis(self, pending: _Pending, tasks: Mapping[int, CommitTask]) -> int:
@@ -309,9 +318,14 @@ class Commit:
         report.events.update(pending.new_types)
         report.events_replayed += replayed
         report.levels_written += len(pending.levels)
-        meter.count("dead_letters", pending.dead_letters)
-        for event_type, n in Counter(pending.new_types).items():
-            meter.count("events_published", n, type=event_type)
+        if pending.undecodable:
+            meter.count("dead_letters", pending.undecodable, venue="engine", reason="malformed")
+        if pending.dead_letters > pending.undecodable:
+            n = pending.dead_letters - pending.undecodable
+            meter.count("dead_letters", n, venue="engine", reason="not_applied")
+        kinds = Counter(zip(pending.new_types, pending.new_buckets, strict=True))
+        for (event_type, bucket), n in kinds.items():
+            meter.count("events_published", n, type=event_type, bucket=bucket)
         meter.count("events_replayed", replayed)
         meter.count("levels_written", len(pending.levels))
 

@@ -3,7 +3,8 @@
 The runtime calls :meth:`Instrumentation.stage` once per stage of a batch and
 :meth:`Instrumentation.count` for each counter it moves; a metrics exporter, a benchmark
 or a test implements the same two methods. Names are fixed (see ``STAGES`` and
-``COUNTERS``); a counter may carry labels (``topic``, ``type``, ``result``, ``kind``).
+``COUNTERS``); a counter may carry labels (``topic``, ``type``, ``bucket``, ``venue``,
+``reason``, ``result``, ``kind``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ STAGES = ("fetch", "decode", "merge", "process", "publish", "redis", "commit", "
 COUNTERS = (
     "records_consumed",  # labels: topic
     "updates_applied",
-    "dead_letters",
-    "events_published",  # labels: type
+    "dead_letters",  # labels: venue ("engine"), reason ("malformed" | "not_applied")
+    "events_published",  # labels: type, bucket
     "events_replayed",
     "levels_written",
     "batches",

@@ -2,8 +2,9 @@
 
 One Lua script per batch does everything atomically: for each event, ``XADD`` to
 ``regime:stream:{U}`` (``MAXLEN ~``) and ``PUBLISH`` on ``regime:events:{U}``; ``SET
-regime:levels:{U}``; and it advances, per input partition, the offset up to which the
-input's events are written (a hash per consumer group). An event whose triggering input is
+regime:levels:{U}`` and, with it, ``SET regime:profile:{U}`` (so the two always agree);
+and it advances, per input partition, the offset up to which the input's events are
+written (a hash per consumer group). An event whose triggering input is
 at or below that watermark was written before (the engine restarted and replayed): it is
 skipped, so a crash between writing and committing never duplicates a stream entry.
 Levels are only written for inputs beyond the watermark, so a replay never sets old levels.
@@ -17,13 +18,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from schemas.channels import as_text, events_channel, events_stream, levels_key
+from schemas.channels import as_text, events_channel, events_stream, levels_key, profile_key
 
 WATERMARK_KEY = "regime:engine:{group}:written"
 
-# KEYS: [watermarks, stream_1..stream_n, levels_1..levels_m]
+# KEYS: [watermarks, stream_1..stream_n, levels_1, profile_1, .., levels_m, profile_m]
 # ARGV: maxlen, n, then per event (field, offset, channel, json), m, then per levels entry
-#       (field, offset, json), then k, then per mark (field, offset).
+#       (field, offset, json, profile json or ""), then k, then per mark (field, offset).
 _SCRIPT = """
 local wm = KEYS[1]
 local marks = {}
@@ -53,9 +54,12 @@ a = a + 1
 for j = 1, m do
   local field, offset = ARGV[a], tonumber(ARGV[a + 1])
   if offset > mark(field) then
-    redis.call('SET', KEYS[1 + n + j], ARGV[a + 2])
+    redis.call('SET', KEYS[n + 2 * j], ARGV[a + 2])
+    if ARGV[a + 3] ~= '' then
+      redis.call('SET', KEYS[1 + n + 2 * j], ARGV[a + 3])
+    end
   end
-  a = a + 3
+  a = a + 4
 end
 local k = tonumber(ARGV[a])
 a = a + 1
@@ -76,12 +80,14 @@ class PendingWrite:
 
     ``source`` is ``topic/partition`` and ``offset`` the offset of the input record that
     produced it: the write is skipped when that input's events were written before.
+    ``profile``: the encoded profile written with a levels object (None: none).
     """
 
     source: str
     offset: int
     underlying: str
     payload: bytes
+    profile: bytes | None = None
 
 
 def position_field(topic: str, partition: int) -> str:
@@ -123,8 +129,8 @@ class RedisPublisher:
             args += [event.source, event.offset, events_channel(event.underlying), event.payload]
         args.append(len(levels))
         for entry in levels:
-            keys.append(levels_key(entry.underlying))
-            args += [entry.source, entry.offset, entry.payload]
+            keys += [levels_key(entry.underlying), profile_key(entry.underlying)]
+            args += [entry.source, entry.offset, entry.payload, entry.profile or b""]
         args.append(len(marks))
         for source, offset in marks.items():
             args += [source, offset]

@@ -34,6 +34,7 @@ from engine.core.book import GammaBook
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
 from engine.core.levels import compute_levels
+from engine.core.profile import compute_profile
 from engine.signals.crypto_regime import CRYPTO_VENUES, CryptoRegime, Signal
 from engine.signals.detector import DetectorConfig, RegimeDetector, Trigger
 from engine.stream.merge import EventTimeMerge, InputItem
@@ -42,6 +43,7 @@ from schemas.config import Config, ConfigError
 from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent
 from schemas.levels import Levels
+from schemas.profile import Profile
 from schemas.records import FundingRate, InstrumentState, Record, UnderlyingTick, VolIndexTick
 from schemas.ticks import OptionTicks
 from schemas.time import NS_PER_S
@@ -70,6 +72,7 @@ class TaskOutput:
 
     events: list[tuple[Trigger, RegimeEvent]] = field(default_factory=list)
     levels: dict[str, tuple[Trigger, Levels]] = field(default_factory=dict)  # latest, changed
+    profiles: dict[str, Profile] = field(default_factory=dict)  # of those levels' instant
     rejected: list[tuple[InputItem, str]] = field(default_factory=list)  # could not be applied
 
 
@@ -231,6 +234,7 @@ class PartitionTask:
         if self._published.get(underlying) != comparable:
             self._published[underlying] = comparable
             out.levels[underlying] = (trigger, levels)
+            out.profiles[underlying] = compute_profile(book)
 
     def _crypto_regime(self, underlying: str) -> CryptoRegime:
         cfg = self.detector_config

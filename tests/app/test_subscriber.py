@@ -21,12 +21,11 @@ from engine.client.subscriber import (
     SubscriberError,
     latest_levels,
 )
-from schemas.channels import STREAM_FIELD, events_stream, levels_key
+from schemas.channels import events_stream, levels_key
 from schemas.config import ConfigError
-from schemas.events import RegimeEvent, encode_event
 from schemas.levels import BucketLevels, Levels, encode_levels
+from tests.fakes.regime_events import ASOF_NS, make_event, new_underlying, publish
 
-ASOF_NS = 1_700_000_000_000_000_000
 # Short blocks and backoffs; bounded retries, so a lost server fails a test instead of hanging.
 FAST = {
     "block_ms": 100,
@@ -48,10 +47,6 @@ async def writer(redis_server_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-def new_underlying() -> str:
-    return f"T{uuid4().hex[:12].upper()}"
 
 
 def make_levels(underlying: str, spot: float = 43_500.0, asof_ns: int = ASOF_NS) -> Levels:
@@ -76,36 +71,6 @@ def make_levels(underlying: str, spot: float = 43_500.0, asof_ns: int = ASOF_NS)
         gamma_source="iv",
         buckets={"all": bucket, "0dte": bucket, "front": front},
     )
-
-
-EVENT_TYPES = ("flip_cross", "call_wall_break", "regime_change", "level_shift", "feed_stale")
-
-
-def make_event(underlying: str, n: int, type_: str | None = None) -> RegimeEvent:
-    type_ = type_ or EVENT_TYPES[n % len(EVENT_TYPES)]
-    return RegimeEvent(
-        id=f"deribit.raw.v1/0/{1000 + n}/{type_}/all",
-        type=type_,
-        underlying=underlying,
-        bucket="all",
-        direction="up" if n % 2 else "down",
-        ts_event=ASOF_NS + n * 1_000_000,
-        ts_emit=ASOF_NS + n * 1_000_000 + 500,
-        spot=43_500.0 + n,
-        level=43_200.0,
-        regime="negative",
-        levels={"zero_gamma": 43_200.0, "spot": 43_500.0 + n, "asof_ns": ASOF_NS},
-        model="long_calls_short_puts",
-        detail={"n": n},
-    )
-
-
-async def publish(client: aioredis.Redis, event: RegimeEvent) -> str:
-    """XADD regime:stream:{U} with field ``event`` (DESIGN §2.4); returns the stream id."""
-    stream_id = await client.xadd(
-        events_stream(event.underlying), {STREAM_FIELD: encode_event(event)}
-    )
-    return stream_id.decode()
 
 
 async def set_levels(client: aioredis.Redis, levels: Levels) -> None:

@@ -1,6 +1,7 @@
 """A local HTTP server that plays scripted responses per path and records every request.
 
-Stands in for a polled chain venue (CBOE's delayed-quotes CDN, CME's settlements pages):
+Stands in for a polled chain venue (CBOE's delayed-quotes CDN, CME's settlements pages),
+and for a webhook receiver (POSTs are answered from the same scripts, bodies recorded):
 each path answers from its own script of :class:`Reply` entries, in order, and the
 requests (with their headers) are recorded so a test can check conditional requests.
 Switches change behaviour for the whole server (outage, validator handling, what to do
@@ -37,6 +38,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # as received (header names as sent by the client)
     at: float  # time.monotonic() on arrival
+    method: str = "GET"
+    body: bytes = b""  # a POST's body
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -74,6 +77,7 @@ class FakeHttpChain:
     async def start(self) -> FakeHttpChain:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._handle)  # a webhook receiver
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -98,7 +102,10 @@ class FakeHttpChain:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        self.requests.append(RecordedRequest(path, dict(request.headers), time.monotonic()))
+        body = await request.read() if request.method == "POST" else b""
+        self.requests.append(
+            RecordedRequest(path, dict(request.headers), time.monotonic(), request.method, body)
+        )
         if self.outage_status is not None:
             self.answered.append((path, self.outage_status))
             return web.Response(status=self.outage_status, text="outage\n")

@@ -98,7 +98,7 @@ def test_checked_in_file_is_what_the_generator_produces_now(name):
 def test_main_writes_pretty_sorted_files_with_a_trailing_newline(tmp_path, capsys):
     assert js.main(["--out", str(tmp_path / "out")]) == 0
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == [LEVELS_FILE, EVENT_FILE]
+    assert written == [LEVELS_FILE, "profile.schema.json", EVENT_FILE]
     for name in written:
         text = (tmp_path / "out" / name).read_text(encoding="utf-8")
         schema = json.loads(text)
@@ -107,6 +107,7 @@ def test_main_writes_pretty_sorted_files_with_a_trailing_newline(tmp_path, capsy
     assert capsys.readouterr().out.splitlines() == [
         str(tmp_path / "out" / EVENT_FILE),
         str(tmp_path / "out" / LEVELS_FILE),
+        str(tmp_path / "out" / "profile.schema.json"),
     ]
 
 
@@ -366,4 +367,8 @@ def test_generated_events_validate(event):
 
 def test_checked_in_files_sit_in_the_schemas_package():
     assert Path(js.__file__).parent / "json" == js.JSON_DIR
-    assert sorted(p.name for p in js.JSON_DIR.glob("*.json")) == [LEVELS_FILE, EVENT_FILE]
+    assert sorted(p.name for p in js.JSON_DIR.glob("*.json")) == [
+        LEVELS_FILE,
+        "profile.schema.json",
+        EVENT_FILE,
+    ]

@@ -212,14 +212,14 @@ def test_a_forced_batch_runs_events_flush_redis_offsets_checkpoint_in_that_order
     assert checkpoint.offsets == {f"{OPT0.topic}/0": 11, f"{IDX0.topic}/0": 6}
     assert loads_state(checkpoint.state) == tasks[0].state()
     assert report.events == {"flip_cross": 2} and report.commits == 1 and report.checkpoints == 1
-    assert meter.counts["events_published{type=flip_cross}"] == 2
+    assert meter.counts["events_published{bucket=all,type=flip_cross}"] == 2
     assert meter.counts["checkpoints{result=written}"] == 1
     assert meter.calls["redis"] == 1 and meter.calls["commit"] == 1
 
 
 def test_dead_letters_go_out_before_the_flush_with_their_position():
     journal = Journal()
-    commit, report, _, _ = make_commit(journal)
+    commit, report, meter, _ = make_commit(journal)
     tasks = {0: Task({OPT0: 4})}
     dead = [(message(OPT0, 3, b"\x00junk"), "undecodable record: ValueError")]
     asyncio.run(one_batch(commit, tasks, dead=dead))
@@ -233,6 +233,9 @@ def test_dead_letters_go_out_before_the_flush_with_their_position():
         T0,
     )
     assert report.dead_letters == 1
+    assert {k: n for k, n in meter.counts.items() if k.startswith("dead_letters")} == {
+        "dead_letters{reason=malformed,venue=engine}": 1
+    }
 
 
 def test_replayed_inputs_are_written_to_redis_but_not_sent_again():

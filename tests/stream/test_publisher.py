@@ -127,3 +127,23 @@ async def test_an_empty_batch_writes_nothing(client: Redis) -> None:
 def test_maxlen_must_be_positive() -> None:
     with pytest.raises(ValueError, match="stream_maxlen must be positive"):
         RedisPublisher(Redis(), "g1", stream_maxlen=0)
+
+
+@pytest.mark.asyncio
+async def test_the_profile_is_set_with_its_levels_and_skipped_with_them(client: Redis) -> None:
+    publisher = RedisPublisher(client, "g1")
+    with_profile = PendingWrite("ticks/0", 6, "BTC", b'{"l":6}', profile=b'{"p":6}')
+    await publisher.write([], [with_profile, event(6, b'{"l":6}', source="ticks/1")], {})
+    assert await client.get(LEVELS) == b'{"l":6}'
+    assert await client.get("regime:profile:BTC") == b'{"p":6}'
+    # levels without a profile leave the last profile in place
+    await publisher.write([], [event(7, b'{"l":7}')], {"ticks/0": 7})
+    assert await client.get(LEVELS) == b'{"l":7}'
+    assert await client.get("regime:profile:BTC") == b'{"p":6}'
+    # a replayed input sets neither
+    old = PendingWrite("ticks/0", 7, "BTC", b'{"l":"old"}', profile=b'{"p":"old"}')
+    await publisher.write([], [old], {})
+    assert (await client.get(LEVELS), await client.get("regime:profile:BTC")) == (
+        b'{"l":7}',
+        b'{"p":6}',
+    )
