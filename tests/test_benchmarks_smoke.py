@@ -127,6 +127,11 @@ def test_pipeline(results):
     assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert r["p99_ms_at_30k"] == latency["p99_ms"] and r["latency_low_rate"] is None
     assert all(isinstance(v, bool) for v in r["targets_met"].values())
+    dashboard = r["dashboard"]  # each round again with a dashboard page connected
+    assert len(dashboard["rounds_ticks_per_s_with_page"]) == 1
+    assert dashboard["ticks_per_s_without"] == r["ticks_per_s"]
+    (page,) = dashboard["page_messages"]
+    assert page["tape"] == 1 and page["status"] >= 1
 
 
 def test_determinism(results):
@@ -157,11 +162,6 @@ def test_fuzz_scan(results):
     assert (r["out_of_bounds"], r["crashes"], r["disagreements"], r["failures"]) == (0, 0, 0, [])
     assert (r["accepted"], r["fell_back"], r["accepted_orjson_rejects"]) == (9, 16, 0)
     assert r["unmutated_accepted"] is True
-    dashboard = r["dashboard"]  # each round again with a dashboard page connected
-    assert len(dashboard["rounds_ticks_per_s_with_page"]) == 1
-    assert dashboard["ticks_per_s_without"] == r["ticks_per_s"]
-    (page,) = dashboard["page_messages"]
-    assert page["tape"] == 1 and page["status"] >= 1
 
 
 def test_metrics_cost(results):
