@@ -174,3 +174,19 @@ def test_metrics_cost(results):
     assert _positive(r["off_cpu_us_per_tick"]) and _positive(r["on_cpu_us_per_tick"])
     assert r["exposition_bytes"] > 0  # the on run's last scrape
     assert isinstance(r["target_met"], bool)
+
+
+def test_a_bad_size_is_one_line_not_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fuzz_ingest.py"), "--instruments", "50"],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "fuzz_ingest.py: error: n_instruments must be an integer in [300, 10000], got 50\n"
+    )
