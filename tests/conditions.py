@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,3 +27,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(what if isinstance(what, str) else what())
         await asyncio.sleep(0.01)
+
+
+def task_stacks() -> str:
+    """Every task of the running loop with where it waits: a hung wait's diagnosis."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task.get_name()}: {task.get_coro()!r}\n")
+        task.print_stack(limit=25, file=out)
+    return out.getvalue()

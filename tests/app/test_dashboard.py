@@ -226,3 +226,42 @@ def test_config_rejects_nonsense():
         DashboardConfig(redis_url="redis://x/0", max_rate_hz=0)
     with pytest.raises(ConfigError, match="tape_size"):
         DashboardConfig(redis_url="redis://x/0", tape_size=0)
+
+
+@pytest.mark.asyncio
+async def test_levels_that_stop_changing_are_reported_stale(redis_url: str, redis: Redis) -> None:
+    config = DashboardConfig(redis_url=redis_url, port=0, stale_after_s=0.3, status_every_s=0.05)
+    url, stop, task = await _start(config)
+    try:
+        levels, profile = handmade()
+        await publish(redis, [], levels, profile)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url + "events?underlying=SPX&bucket=all") as response,
+        ):
+            stream = SSE(response)
+            await stream.until("levels")
+            async with asyncio.timeout(60):
+                while not (status := await stream.until("status"))["stale"]:
+                    assert status["age_s"] <= 0.3 + 1e-9
+            assert status["state"] == "live" and status["age_s"] > 0.3
+            await publish(redis, [], moved(levels, 3999.0), profile)  # fresh again
+            await stream.until("levels")
+            assert (await stream.until("status"))["stale"] is False
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.mark.asyncio
+async def test_connections_beyond_the_limit_get_503(redis_url: str) -> None:
+    url, stop, task = await _start(DashboardConfig(redis_url=redis_url, port=0, max_clients=1))
+    try:
+        query = url + "events?underlying=SPX&bucket=all"
+        async with aiohttp.ClientSession() as session, session.get(query) as first:
+            await SSE(first).until("status")  # the first page is connected
+            async with session.get(query) as second:
+                assert second.status == 503
+    finally:
+        stop.set()
+        await task

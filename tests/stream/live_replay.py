@@ -32,7 +32,7 @@ from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
 from schemas.channels import levels_key
 from schemas.events import RegimeEvent
 from schemas.topics import Topics
-from tests.conditions import eventually
+from tests.conditions import eventually, task_stacks
 from tests.integration.test_pipeline import engine_config, ingest, stream
 
 SESSION = SessionConfig(n_instruments=300, duration_s=300.0, seed=7)
@@ -119,13 +119,22 @@ class _Engine:
 
     async def graceful(self) -> EngineReport:
         self.stop.set()
-        return await self.task
+        return await self._ended("a graceful stop")
 
     async def hard_stop(self) -> EngineReport:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            await self._ended("a hard stop")
         return self.runtime.report
+
+    async def _ended(self, what: str) -> EngineReport:
+        """The engine task's end, at most 120 s after ``what`` (else: where everything
+        waits, in the failure)."""
+        done, _ = await asyncio.wait({self.task}, timeout=120)
+        assert done, (
+            f"{what} did not end the engine: {self.runtime.input_status()}\n{task_stacks()}"
+        )
+        return self.task.result()
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], what: str,
