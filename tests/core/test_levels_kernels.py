@@ -243,7 +243,8 @@ def priceable(slot_f: np.ndarray, slot_i: np.ndarray, i: int) -> bool:
     )
 
 
-MIN_PRICED = 45  # of the 60 fixed examples, 49 price some slot (measured)
+# 49 of the 60 derandomized examples price some slot (alone and in the whole suite)
+MIN_PRICED = 30
 
 
 def test_total_gex_over_a_bucket_slots_equals_the_reference():

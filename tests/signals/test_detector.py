@@ -241,8 +241,9 @@ def test_flip_events_alternate_and_respect_the_band() -> None:
 
     The loops below check nothing on a path with fewer than two flips, so the run must show
     enough examples that flip. How many of a random run do varies a lot (from 0 to 24 of 60
-    with a dwell, measured): the examples are fixed (derandomized), and so is the count
-    (68 of 200 flip twice or more, 32 of them with a dwell)."""
+    with a dwell, measured): the run is derandomized (68 of 200 flip twice or more, 32 of
+    them with a dwell, alone and in the whole suite's process; hypothesis also mixes in
+    constants from the loaded modules, so the bounds leave room)."""
     reached = Reached()
 
     @settings(max_examples=200, deadline=None, derandomize=True)
@@ -268,7 +269,7 @@ def test_flip_events_alternate_and_respect_the_band() -> None:
         assert [e.id for e in again.events] == [e.id for e in script.events]
 
     flips_alternate()
-    reached.at_least({"two flips": 60, "two flips after a dwell": 25})
+    reached.at_least({"two flips": 40, "two flips after a dwell": 15})
 
 
 def test_flip_events_of_a_path_that_crosses_twice() -> None:
