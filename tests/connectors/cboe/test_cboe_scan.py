@@ -381,10 +381,10 @@ def test_plain_bodies_are_read_exactly(raw):
 # The two properties below pass unseen if the scanner falls back on every body they draw
 # (nothing is then compared): their runs are derandomized and must show bodies it read, so
 # the comparison with the reference ran. Even derandomized, what they draw depends on the
-# modules loaded (hypothesis mixes in constants it finds in them): measured 26-42 of 300
-# bodies of any shape read, 63-69 damaged ones (alone and in the whole suite's process).
-MIN_READ_ANY = 15
-MIN_READ_DAMAGED = 30
+# modules loaded (hypothesis mixes in constants it finds in them): measured 25-42 of 300
+# bodies of any shape read and 29-69 damaged ones, in processes with different modules.
+MIN_READ_ANY = 8
+MIN_READ_DAMAGED = 8
 FIXED = settings(
     max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
