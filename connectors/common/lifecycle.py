@@ -105,6 +105,13 @@ class Services:
                 await asyncio.wait_for(stop(), self.stop_timeout_s)
             except Exception as exc:
                 failures.append((name, exc))
+            except asyncio.CancelledError as exc:
+                # A client's stop may leak its own tasks' cancellation (aiokafka's consumer
+                # does, stopped while its broker is gone); only ours ends the close.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                failures.append((name, exc))
         return failures
 
     async def __aenter__(self) -> Services:

@@ -1,4 +1,7 @@
-"""structlog setup: human-readable on a terminal, JSON lines otherwise; always on stderr."""
+"""structlog setup: human-readable on a terminal, JSON lines otherwise; always on stderr.
+
+Every value of every log call is redacted first (``secrets.redact_log_event``): URL
+passwords and the secrets read from the environment or files show as ``***``."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import logging
 import sys
 
 import structlog
+
+from connectors.common.secrets import redact_log_event
 
 
 def configure_logging(level: int = logging.WARNING) -> None:
@@ -19,6 +24,7 @@ def configure_logging(level: int = logging.WARNING) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_log_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

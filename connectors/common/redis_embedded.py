@@ -109,15 +109,19 @@ class EmbeddedRedis(EmbeddedServer):
             *self._extra_args,
         ]
 
-    async def _probe(self) -> str | None:
-        """PING (a loading server is not ready yet)."""
-        client = aioredis.Redis(
+    def _probe_client(self) -> aioredis.Redis:
+        """The client that probes readiness (a subclass may authenticate, speak TLS)."""
+        return aioredis.Redis(
             host=self._host,
             port=self._port,
             socket_connect_timeout=1.0,
             socket_timeout=1.0,
             retry=Retry(NoBackoff(), 0),
         )
+
+    async def _probe(self) -> str | None:
+        """PING (a loading server is not ready yet)."""
+        client = self._probe_client()
         try:
             return None if await client.ping() else "no PONG"
         except (RedisError, OSError) as exc:

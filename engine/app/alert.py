@@ -39,6 +39,8 @@ from connectors.cme.products import PRODUCTS as CME_PRODUCTS
 from connectors.common.http_poller import retry_after_s
 from connectors.common.lifecycle import Backoff, cancel_and_wait
 from connectors.common.logs import get_logger
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
+from connectors.common.secrets import redact_text, redacted_repr
 from engine.client.subscriber import Delivery, RegimeSubscriber, SubscriberConfig
 from schemas.channels import as_text
 from schemas.config import Config, ConfigError
@@ -116,12 +118,19 @@ class AlertConfig(Config):
     retry_max_s: float = 60.0
     max_retry_after_s: float = 300.0  # a longer Retry-After is capped to this
     block_ms: int = 1000  # the subscriber's XREAD block
+    security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
-            raise ConfigError(f"redis_url must be a redis:// URL, got {self.redis_url!r}")
+            raise ConfigError(
+                f"redis_url must be a redis:// URL, got {redact_text(repr(self.redis_url))}"
+            )
+        self.security.check_url(self.redis_url)
         if not isinstance(self.webhook_url, str) or not self.webhook_url.startswith(
             ("http://", "https://")
         ):
@@ -367,8 +376,9 @@ async def _deliver_all(
     key = alert_key(config.group)
     # The resume point's writes ride out a short Redis outage (the subscriber reconnects
     # on its own); a longer one ends the alerter with a one-line error.
-    state = aioredis.Redis.from_url(
+    state = redis_client(
         config.redis_url,
+        config.security,
         socket_timeout=10.0,
         retry=Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.1), 10),
     )
@@ -381,6 +391,7 @@ async def _deliver_all(
             start_ids=stored,
             block_ms=config.block_ms,
             client_name=f"regime-alert-{config.group}",
+            security=config.security,
         )
         timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         async with (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -20,9 +19,13 @@ from connectors.chain_files import ChainFileError
 from connectors.common.errors import ParseError
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
+from connectors.common.kafka.security import KafkaSecurity, connection_failure
 from connectors.common.lifecycle import cancel_and_wait
 from connectors.common.logs import configure_logging
+from connectors.common.redis_conn import failure_line, permanent_cause
 from connectors.common.redis_embedded import EmbeddedRedisError
+from connectors.common.secrets import redact_text
+from connectors.common.signals import run_until_signal
 from connectors.registry import SPECS
 from connectors.sources import REPLAY, Source, SourceError, parse_source
 from connectors.venues import locate
@@ -67,6 +70,10 @@ URL_HELP = (
 TABLES_HELP = f"TOML file ({', '.join(f'[{spec.table}]' for spec in SPECS)})"
 
 EXIT_USAGE = 2
+EXIT_SIGNAL = 130
+# After SIGINT / SIGTERM, how long a command may take to stop on its own (the engine's last
+# commit) before it is cancelled; its connects and retries end at once on the signal.
+STOP_GRACE_S = 10.0
 T = TypeVar("T")
 
 
@@ -166,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument(
         "--stale-after", type=float, default=30.0, help="warn after S seconds without new levels"
     )
+    _add_redis_security_flags(dashboard)
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -175,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, default=None, help="exit after N events")
     subscribe.add_argument("--json", action="store_true", help="event JSON lines")
+    _add_redis_security_flags(subscribe)
 
     alert = commands.add_parser("alert", help="POST regime events to a webhook")
     alert.add_argument("--redis", default=None, help="redis://HOST:PORT/DB")
@@ -187,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     alert.add_argument(
         "--from", dest="start", default="$", help="a new group: 0 (retained stream) or $ (new)"
     )
+    _add_redis_security_flags(alert)
     return parser
 
 
@@ -197,6 +207,35 @@ def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serve Prometheus /metrics, /healthz, /readyz on this port ([metrics] port)",
     )
+
+
+def _add_redis_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS files and the ACL user (the password: in the URL, REGIME_ENGINE_REDIS_PASSWORD or
+    a file, never a flag)."""
+    group = parser.add_argument_group("Redis security (rediss:// URLs, ACL users)")
+    group.add_argument("--redis-user", default=None, help="ACL user (overrides the URL's)")
+    group.add_argument("--redis-password-file", default=None, help="file holding the password")
+    group.add_argument("--redis-ca-file", default=None, help="CA certificate (PEM) to trust")
+    group.add_argument("--redis-cert-file", default=None, help="client certificate (PEM)")
+    group.add_argument("--redis-key-file", default=None, help="client key (PEM)")
+    group.add_argument(
+        "--redis-no-check-hostname",
+        action="store_const",
+        const=False,
+        default=None,
+        help="accept a server certificate issued for another name",
+    )
+
+
+def _redis_security_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "username": args.redis_user,
+        "password_file": args.redis_password_file,
+        "ca_file": args.redis_ca_file,
+        "cert_file": args.redis_cert_file,
+        "key_file": args.redis_key_file,
+        "check_hostname": args.redis_no_check_hostname,
+    }
 
 
 def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -215,6 +254,7 @@ def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         dest="idempotence",
         help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
     )
+    _add_redis_security_flags(parser)
 
 
 def _add_embed_flags(parser: argparse.ArgumentParser) -> None:
@@ -270,6 +310,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> 
         name: getattr(args, name, None)
         for name in ("kafka", "redis", "topic_prefix", "group_id", "idempotence", "model", "preset")
     }
+    flags["redis_security"] = _redis_security_flags(args)
     flags["metrics_port"] = getattr(args, "metrics_port", None)
     settings = load_settings(flags, env, args.config)
     if required and (settings.kafka is None or settings.redis is None):
@@ -400,24 +441,35 @@ def _run_services(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
     try:
         return asyncio.run(coro)
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError) as exc:
-        raise UsageError(f"kafka {settings.kafka or 'embedded'}: {_one_line(exc)}") from None
+        raise UsageError(_kafka_failure(settings.kafka, settings.kafka_security, exc)) from None
     except (RedisError, EmbeddedRedisError) as exc:
-        raise UsageError(f"redis {settings.redis or 'embedded'}: {_one_line(exc)}") from None
+        cause = permanent_cause(exc) or _one_line(exc)
+        raise UsageError(failure_line(settings.redis or "embedded", cause)) from None
     except (OSError, TimeoutError, RuntimeError) as exc:
         raise UsageError(_one_line(exc)) from None
 
 
+def _kafka_failure(bootstrap: str | None, security: KafkaSecurity, exc: BaseException) -> str:
+    """``kafka HOST:PORT: cause``; a TLS or SASL failure named (aiokafka only says it could
+    not bootstrap)."""
+    if bootstrap is None:
+        return f"kafka embedded: {_one_line(exc)}"
+    cause = asyncio.run(connection_failure(bootstrap, security))
+    return f"kafka {bootstrap}: {cause or _one_line(exc)}"
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return redact_text(text or type(exc).__name__)
 
 
-async def _until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return await main(stop)
+async def _until_signal(
+    main: Callable[[asyncio.Event], Awaitable[T]], grace_s: float = STOP_GRACE_S
+) -> T | None:
+    """Run ``main(stop)``; SIGINT / SIGTERM set ``stop``. A command that has not ended
+    ``grace_s`` after the signal (stuck in a connect or a retry), or a second signal, cancels
+    it (again and again: a client may swallow one cancel); it then returns None."""
+    return await run_until_signal(main, grace_s)
 
 
 def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -432,8 +484,19 @@ def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
             return await runtime.run(stop)
 
     report = _run_services(_until_signal(engine), settings)
+    if report is None:
+        return _stopped("engine")
     print(f"engine: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
+
+
+def _stopped(command: str) -> int:
+    print(
+        f"regime-engine: {command}: stopped by a signal before a clean shutdown "
+        "(nothing was committed past what was written)",
+        file=sys.stderr,
+    )
+    return EXIT_SIGNAL
 
 
 def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -461,7 +524,10 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
             announce=announce,
         )
 
-    ingest, report = _run_services(_until_signal(main), settings)
+    result = _run_services(_until_signal(main), settings)
+    if result is None:
+        return _stopped("run")
+    ingest, report = result
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -471,7 +537,8 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
     if args.count is not None and args.count <= 0:
@@ -482,6 +549,7 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
             underlyings=tuple(args.underlying) if args.underlying else None,
             start_id=args.start,
             max_reconnect_attempts=None,
+            security=settings.redis_security,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -516,7 +584,8 @@ def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
                 await cancel_and_wait(stopper)
         return seen
 
-    _run_services(_until_signal(follow), Settings(redis=redis_url))
+    # Nothing to finish on a signal: the subscriber is cancelled at once, in any state.
+    _run_services(_until_signal(follow, grace_s=0.0), settings)
     return 0
 
 
@@ -526,8 +595,14 @@ def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
 
 
+def _redis_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    """The Redis URL and its security of a Redis-only command (subscribe, alert, dashboard)."""
+    return load_settings({"redis": args.redis, "redis_security": _redis_security_flags(args)}, env)
+
+
 def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
     config = AlertConfig(
@@ -539,28 +614,33 @@ def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
         buckets=_comma_list(args.bucket),
         group=args.group,
         start=args.start,
+        security=settings.redis_security,
     )
-    report = _run_services(
-        _until_signal(lambda stop: run_alerts(config, stop)), Settings(redis=redis_url)
-    )
+    report = _run_services(_until_signal(lambda stop: run_alerts(config, stop)), settings)
+    if report is None:
+        return _stopped("alert")
     print(f"alert: {orjson.dumps(report.to_dict()).decode()}", file=sys.stderr)
     return 0
 
 
 def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
-    redis_url = args.redis or env.get("REGIME_ENGINE_REDIS")
+    settings = _redis_settings(args, env)
+    redis_url = settings.redis
     if not redis_url:
         raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
     config = DashboardConfig(
-        redis_url=redis_url, host=args.host, port=args.port, stale_after_s=args.stale_after
+        redis_url=redis_url,
+        host=args.host,
+        port=args.port,
+        stale_after_s=args.stale_after,
+        security=settings.redis_security,
     )
 
     def ready(url: str) -> None:
-        print(f"dashboard: {url} (reading {redis_url}; Ctrl-C to stop)", file=sys.stderr)
+        shown = redact_text(redis_url)
+        print(f"dashboard: {url} (reading {shown}; Ctrl-C to stop)", file=sys.stderr)
 
-    _run_services(
-        _until_signal(lambda stop: serve_dashboard(config, stop, ready)), Settings(redis=redis_url)
-    )
+    _run_services(_until_signal(lambda stop: serve_dashboard(config, stop, ready)), settings)
     return 0
 
 
@@ -596,16 +676,16 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
     host, _, port = args.kafka.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
-    producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
     settings = load_settings({"metrics_port": args.metrics_port}, env, args.config)
+    producer = ProducerConfig(
+        bootstrap=args.kafka,
+        enable_idempotence=not args.no_idempotence,
+        security=settings.kafka_security,
+    )
     venues = _venue_configs(settings, sources, args.url)
     speed = _replay_speed(args, sources)
 
-    async def run() -> IngestReport:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def run(stop: asyncio.Event) -> IngestReport:
         view = IngestView()
         collector = MetricsCollector(ingest=view, config=settings.metrics)
         async with serve_metrics(settings.metrics, collector):
@@ -615,9 +695,11 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
             )
 
     try:
-        report = asyncio.run(run())
+        report = asyncio.run(_until_signal(run))
     except (KafkaError, ProducerStartError, DeliveryError, EmbeddedKafkaError, OSError) as exc:
-        raise UsageError(f"kafka {args.kafka}: {exc}") from None
+        raise UsageError(_kafka_failure(args.kafka, settings.kafka_security, exc)) from None
+    if report is None:
+        return _stopped("ingest")
     counts = report.counts
     print(
         f"ingested {counts['messages']} messages: {counts['records']} records, "
@@ -653,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args, dict(os.environ))
     except (UsageError, ChainFileError, ConfigError, ParseError, SourceError) as exc:
-        message = " ".join(str(exc).split("\n"))
+        message = redact_text(" ".join(str(exc).split("\n")))
         print(f"regime-engine: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

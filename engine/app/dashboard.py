@@ -32,6 +32,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.common.lifecycle import Backoff
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
+from connectors.common.secrets import redacted_repr
 from engine.app.chart_data import profile_chart, strikes_chart
 from engine.app.chart_render import static_text
 from schemas.channels import (
@@ -61,10 +63,15 @@ class DashboardConfig:
     stale_after_s: float = 30.0  # the page warns when the levels have not changed for this
     status_every_s: float = 1.0  # a status message (age of the last change) this often
     max_clients: int = 64  # concurrent event streams; more get 503
+    security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         if not self.redis_url:
             raise ConfigError("dashboard needs a Redis URL")
+        self.security.check_url(self.redis_url)
         if not 0 <= self.port <= 65_535:
             raise ConfigError(f"port must be in [0, 65535], got {self.port}")
         for name in ("max_rate_hz", "stale_after_s", "status_every_s"):
@@ -203,7 +210,9 @@ class Dashboard:
 
     def __init__(self, config: DashboardConfig) -> None:
         self.config = config
-        self.redis = Redis.from_url(config.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.redis = redis_client(
+            config.redis_url, config.security, socket_timeout=10, socket_connect_timeout=5
+        )
         self.clients = 0
         self.app = web.Application()
         self.app.add_routes(

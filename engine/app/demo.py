@@ -29,6 +29,7 @@ from rich.text import Text
 
 from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
+from connectors.common.secrets import redact_text
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
 from engine.app.dashboard import DashboardConfig
@@ -130,12 +131,24 @@ async def run_demo(
     async with (
         start_services(settings.kafka, settings.redis, embed, status=view.status) as local,
         Services() as services,
-        LiveFeed(local.redis_url, view, underlyings=(demo.currency,)) as feed,
+        LiveFeed(
+            local.redis_url,
+            view,
+            underlyings=(demo.currency,),
+            security=settings.redis_security_for(local.redis_url),
+        ) as feed,
     ):
         bootstrap, redis_url = local.bootstrap, local.redis_url
         dashboard = ""
         if demo.dashboard_port is not None:
-            dashboard = await _start_dashboard(redis_url, demo.dashboard_port, services)
+            dashboard = await _start_dashboard(
+                DashboardConfig(
+                    redis_url=redis_url,
+                    port=demo.dashboard_port,
+                    security=settings.redis_security_for(redis_url),
+                ),
+                services,
+            )
             view.status(f"dashboard: {dashboard}")
         workdir = tempfile.TemporaryDirectory(prefix="regime-demo-")
 
@@ -174,7 +187,11 @@ async def run_demo(
             view.status(f"replaying {session.messages} messages at {demo.speed or 'max'}x")
             ingest = await run_ingest(
                 [Source("replay", str(capture))],
-                ProducerConfig(bootstrap, enable_idempotence=engine_config.enable_idempotence),
+                ProducerConfig(
+                    bootstrap,
+                    enable_idempotence=engine_config.enable_idempotence,
+                    security=engine_config.kafka_security,
+                ),
                 Topics(prefix),
                 partitions=engine_config.partitions,
                 replay_speed=demo.speed,
@@ -198,7 +215,7 @@ async def run_demo(
             levels=feed.levels.get(demo.currency),
             elapsed_s=time.monotonic() - started,
             kafka="embedded" if local.kafka_embedded else bootstrap,
-            redis="embedded" if local.redis_embedded else redis_url,
+            redis="embedded" if local.redis_embedded else redact_text(redis_url),
             dashboard=dashboard,
         )
         if linger is not None:
@@ -206,21 +223,20 @@ async def run_demo(
     return summary
 
 
-async def _start_dashboard(redis_url: str, port: int, services: Services) -> str:
-    """Serve the dashboard beside the demo, on a free port when ``port`` is taken; its URL.
-    ``services`` stops it."""
+async def _start_dashboard(config: DashboardConfig, services: Services) -> str:
+    """Serve the dashboard beside the demo, on a free port when ``config.port`` is taken;
+    its URL. ``services`` stops it."""
     try:
-        return await _serve_dashboard(redis_url, port, services)
+        return await _serve_dashboard(config, services)
     except OSError:
-        if port == 0:
+        if config.port == 0:
             raise
-        return await _serve_dashboard(redis_url, 0, services)
+        return await _serve_dashboard(replace(config, port=0), services)
 
 
-async def _serve_dashboard(redis_url: str, port: int, services: Services) -> str:
+async def _serve_dashboard(config: DashboardConfig, services: Services) -> str:
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    config = DashboardConfig(redis_url=redis_url, port=port)
     task = asyncio.create_task(serve_dashboard(config, stop, ready.set_result), name="dashboard")
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if not ready.done():

@@ -7,9 +7,8 @@ import asyncio
 import time
 from typing import Protocol, Self
 
-from redis.asyncio import Redis
-
 from connectors.common.lifecycle import cancel_and_wait
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
 from engine.client.subscriber import Delivery, RegimeSubscriber, SubscriberConfig
 from schemas.channels import levels_key
 from schemas.events import RegimeEvent
@@ -39,16 +38,21 @@ class LiveFeed:
         view: LiveView,
         underlyings: tuple[str, ...] | None = None,
         poll_s: float = 0.2,
+        security: RedisSecurity = NO_SECURITY,
     ) -> None:
         self.view = view
         self.poll_s = poll_s
         self.events: list[RegimeEvent] = []
         self.levels: dict[str, Levels] = {}
         self._underlyings = underlyings
-        self._redis = Redis.from_url(redis_url)
+        self._redis = redis_client(redis_url, security)
         self._subscriber = RegimeSubscriber(
             SubscriberConfig(
-                redis_url=redis_url, underlyings=underlyings, start_id="$", block_ms=200
+                redis_url=redis_url,
+                underlyings=underlyings,
+                start_id="$",
+                block_ms=200,
+                security=security,
             )
         )
         self._raw: dict[str, bytes] = {}

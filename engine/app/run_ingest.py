@@ -63,7 +63,12 @@ async def run_ingest(
     """
     view = view if view is not None else IngestView()
     stop = stop or asyncio.Event()
-    await ensure_topics(producer_config.bootstrap, topics.all(), partitions=partitions)
+    await ensure_topics(
+        producer_config.bootstrap,
+        topics.all(),
+        partitions=partitions,
+        security=producer_config.security,
+    )
     report = IngestReport()
     async with Services() as services:
         producer = RecordProducer(producer_config, topics)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import cancel_and_wait
+from connectors.common.secrets import redact_text
 from connectors.sources import Source
 from engine.app.live import LiveFeed, LiveView
 from engine.app.metrics import EngineMetrics, MetricsCollector, serve_metrics
@@ -27,10 +28,11 @@ def announcement(local: LocalServices) -> str:
     def where(value: str, embedded: bool) -> str:
         return f"{value} (embedded)" if embedded else value
 
+    redis_url = redact_text(local.redis_url)  # a password in the URL is not printed
     return (
         f"run: kafka {where(local.bootstrap, local.kafka_embedded)}, redis "
-        f"{where(local.redis_url, local.redis_embedded)}; subscribe with: "
-        f"regime-engine subscribe --redis {local.redis_url}"
+        f"{where(redis_url, local.redis_embedded)}; subscribe with: "
+        f"regime-engine subscribe --redis {redis_url}"
     )
 
 
@@ -58,10 +60,16 @@ async def run_live(
             local.bootstrap, local.redis_url, embedded_kafka=not local.idempotence
         )
         producer = ProducerConfig(
-            bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
+            bootstrap=config.bootstrap,
+            enable_idempotence=config.enable_idempotence,
+            security=config.kafka_security,
         )
         announce(local)
-        feed = LiveFeed(local.redis_url, view) if follow else contextlib.nullcontext()
+        feed = (
+            LiveFeed(local.redis_url, view, security=config.redis_security)
+            if follow
+            else contextlib.nullcontext()
+        )
         meter = EngineMetrics() if settings.metrics.port is not None else None
         engine = EngineRuntime(config, on_batch=meter and meter.on_batch, instrumentation=meter)
         parts = IngestView()  # the ingest's stages and clients, for the metrics

@@ -16,6 +16,14 @@ and each venue's table of :mod:`connectors.registry` (``[cboe]``, ``[cme]``,
     band_bps = 12.0
     dwell_s = 5.0
 
+The connection security tables (:data:`SECURITY`) — ``[redis_security]`` (the fields of
+:class:`connectors.common.redis_conn.RedisSecurity`) and ``[kafka_security]`` (those of
+:class:`connectors.common.kafka.security.KafkaSecurity`) — can also be given field by field
+in the environment (``REGIME_ENGINE_REDIS_PASSWORD``, ``REGIME_ENGINE_KAFKA_SASL_MECHANISM``
+…); Redis's also by flags (``--redis-ca-file`` …). They apply to the services given
+(``redis``, ``kafka``), not to embedded ones. Secrets come from the environment or from
+``*_file`` settings, never from flags.
+
 ``[metrics]`` (:class:`engine.app.metrics.MetricsConfig`: ``port``, ``host``, the readiness
 bounds) configures ``--metrics-port``'s server; the flag sets its ``port``.
 """
@@ -29,6 +37,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from connectors.common.kafka.security import NO_KAFKA_SECURITY, KafkaSecurity
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity
+from connectors.common.secrets import redact_text, redacted_repr
 from connectors.registry import SPECS
 from engine.app.metrics import MetricsConfig
 from engine.core.config import LevelsConfig, resolve_config
@@ -48,11 +59,21 @@ ENV_KEYS = {  # environment variable → Settings field
 CONFIG_ENV = "REGIME_ENGINE_CONFIG"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 SERVICES = ("kafka", "redis", "idempotence")  # resolved by the command (embedded or given)
+# Connection security: table name → (its config, the environment prefix of its fields).
+SECURITY: dict[str, tuple[type[Config], str]] = {
+    "redis_security": (RedisSecurity, "REGIME_ENGINE_REDIS_"),
+    "kafka_security": (KafkaSecurity, "REGIME_ENGINE_KAFKA_"),
+}
+SECURITY_ENV = {  # environment variable → (table, field)
+    f"{prefix}{f.name.upper()}": (table, f.name)
+    for table, (cls, prefix) in SECURITY.items()
+    for f in fields(cls)
+}
 # The engine's fields the file may set: all but what the services resolve to.
 ENGINE_KEYS = tuple(
     f.name
     for f in fields(EngineConfig)
-    if f.name not in ("bootstrap", "redis_url", "enable_idempotence")
+    if f.name not in ("bootstrap", "redis_url", "enable_idempotence", *SECURITY)
 )
 TABLES = {spec.table: spec for spec in SPECS}  # "cboe", "funding.okx" → its venue's spec
 GROUPS = tuple(dict.fromkeys(t.partition(".")[0] for t in TABLES if "." in t))  # "funding"
@@ -70,6 +91,11 @@ class Settings:
     engine: Mapping[str, Any] = field(default_factory=dict)  # EngineConfig fields given
     venues: Mapping[str, Config] = field(default_factory=dict)  # venue name → its table
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # [metrics], --metrics-port
+    redis_security: RedisSecurity = NO_SECURITY  # for the given redis (not an embedded one)
+    kafka_security: KafkaSecurity = NO_KAFKA_SECURITY  # for the given kafka (ditto)
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
@@ -77,7 +103,9 @@ class Settings:
         if self.redis is not None and not self.redis.startswith(
             ("redis://", "rediss://", "unix://")
         ):
-            raise ConfigError(f"redis must be a redis:// URL, got {self.redis!r}")
+            raise ConfigError(f"redis must be a redis:// URL, got {redact_text(repr(self.redis))}")
+        if self.redis is not None:
+            self.redis_security.check_url(self.redis)
         check_known_keys(ENGINE_KEYS, self.engine, "settings")
         object.__setattr__(self, "engine", MappingProxyType(dict(self.engine)))
         object.__setattr__(self, "venues", MappingProxyType(dict(self.venues)))
@@ -91,9 +119,18 @@ class Settings:
                 redis_url=redis_url,
                 enable_idempotence=idempotence,
                 **self.engine,
+                # the security settings are those of the given services, not embedded ones
+                redis_security=self.redis_security_for(redis_url),
+                kafka_security=(
+                    self.kafka_security if bootstrap == self.kafka else NO_KAFKA_SECURITY
+                ),
             )
         except TypeError as exc:  # a value of the wrong type (a string for a number)
             raise ConfigError(f"settings: {exc}") from None
+
+    def redis_security_for(self, redis_url: str) -> RedisSecurity:
+        """The Redis security settings for ``redis_url``: none for an embedded Redis."""
+        return self.redis_security if redis_url == self.redis else NO_SECURITY
 
 
 def check_bootstrap(value: str) -> str:
@@ -118,20 +155,40 @@ def load_settings(
     for name, key in ENV_KEYS.items():
         if name in env and env[name] != "":
             data[key] = env[name]
+    for name, (table, key) in SECURITY_ENV.items():
+        if name in env and env[name] != "":
+            data[table] = {**_table(table, data.get(table, {})), key: env[name]}
     unknown_env = sorted(
-        k for k in env if k.startswith(ENV_PREFIX) and k not in ENV_KEYS and k != CONFIG_ENV
+        k
+        for k in env
+        if k.startswith(ENV_PREFIX)
+        and k not in ENV_KEYS
+        and k not in SECURITY_ENV
+        and k != CONFIG_ENV
     )
     if unknown_env:
         raise ConfigError(f"unknown environment variables: {', '.join(unknown_env)}")
     levels_flags = {k: flags.get(k) for k in ("preset", "model", "gamma_source")}
     metrics_port = flags.get("metrics_port")
-    skip = {*levels_flags, "metrics_port"}
+    for table in SECURITY:  # flags: {"redis_security": {"ca_file": …}} (None: not given)
+        given = {k: v for k, v in (flags.get(table) or {}).items() if v is not None}
+        if given:
+            data[table] = {**_table(table, data.get(table, {})), **given}
+    skip = {*levels_flags, "metrics_port", *SECURITY}
     data.update({k: v for k, v in flags.items() if v is not None and k not in skip})
-    known = (*SERVICES, *ENGINE_KEYS, *(t for t in TABLES if "." not in t), *GROUPS, "metrics")
+    known = (
+        *SERVICES,
+        *SECURITY,
+        *ENGINE_KEYS,
+        *(t for t in TABLES if "." not in t),
+        *GROUPS,
+        "metrics",
+    )
     check_known_keys(known, data, "settings")
     if isinstance(data.get("idempotence"), str):
         data["idempotence"] = _boolean("idempotence", data["idempotence"])
     services = {k: data.pop(k) for k in SERVICES if k in data}
+    security = {t: _security(t, SECURITY[t][0], data.pop(t)) for t in SECURITY if t in data}
     metrics = MetricsConfig.from_mapping(_table("metrics", data.pop("metrics", {})))
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port)
@@ -140,7 +197,7 @@ def load_settings(
     for name, cls in COMPONENTS.items():
         if name in data:
             engine[name] = _component(name, cls, data[name])
-    settings = Settings(**services, engine=engine, venues=venues, metrics=metrics)
+    settings = Settings(**services, engine=engine, venues=venues, metrics=metrics, **security)
     # EngineConfig checks the values now rather than when a command starts the engine (the
     # broker and Redis it is given here are placeholders: the command resolves the real ones)
     settings.engine_config("settings:1", "redis://settings", embedded_kafka=False)
@@ -152,6 +209,14 @@ def _levels(table: object, flags: Mapping[str, str | None]) -> LevelsConfig:
     values = _table("levels", table)
     check_known_keys(LevelsConfig, values, "levels")
     return replace(resolve_config(**flags), **values)
+
+
+def _security(name: str, cls: type[Config], table: object) -> Any:
+    """A security table as its config; ``check_hostname`` from the environment is a string."""
+    values = dict(_table(name, table))
+    if isinstance(values.get("check_hostname"), str):
+        values["check_hostname"] = _boolean(f"{name} check_hostname", values["check_hostname"])
+    return cls.from_mapping(values)
 
 
 def _component(name: str, cls: type, table: object) -> Any:

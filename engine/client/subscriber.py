@@ -36,9 +36,18 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.common.logs import get_logger
+from connectors.common.redis_conn import (
+    NO_SECURITY,
+    RedisSecurity,
+    failure_line,
+    permanent_cause,
+    redis_client,
+)
+from connectors.common.secrets import redact_text, redacted_repr
 from schemas.channels import (
     EVENTS_STREAM_PATTERN,
     STREAM_FIELD,
@@ -53,6 +62,7 @@ from schemas.levels import Levels, decode_levels
 
 __all__ = [
     "Delivery",
+    "RedisSecurity",
     "RegimeSubscriber",
     "SubscriberConfig",
     "SubscriberError",
@@ -74,7 +84,9 @@ _FIELD = STREAM_FIELD.encode()
 
 
 class SubscriberError(RuntimeError):
-    """The subscriber gave up (``max_reconnect_attempts`` exhausted); one-line message."""
+    """The subscriber gave up: a permanent failure (authentication, ACL ``NOPERM``, TLS
+    verification, unknown database) or ``max_reconnect_attempts`` exhausted. The message is
+    one line naming the service and the cause, without the password."""
 
 
 def _parse_id(stream_id: str) -> tuple[int, int]:
@@ -133,12 +145,18 @@ class SubscriberConfig(Config):
     connect_timeout_s: float = 5.0
     command_timeout_s: float = 5.0  # socket timeout of commands, beyond block_ms for XREAD
     client_name: str | None = "regime-subscriber"
+    security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password (see there)
 
     def __post_init__(self) -> None:
         if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
-            raise ConfigError(f"redis_url must be a redis:// URL, got {self.redis_url!r}")
+            raise ConfigError(
+                f"redis_url must be a redis:// URL, got {redact_text(repr(self.redis_url))}"
+            )
+        if not isinstance(self.security, RedisSecurity):
+            raise ConfigError("security must be a RedisSecurity")
+        self.security.check_url(self.redis_url)
         if self.underlyings is not None:
             if isinstance(self.underlyings, str) or not isinstance(self.underlyings, Sequence):
                 raise ConfigError("underlyings must be a tuple of names or None")
@@ -182,6 +200,9 @@ class SubscriberConfig(Config):
         ):
             raise ConfigError(f"max_reconnect_attempts must be None or >= 0, got {attempts!r}")
 
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
     def start_for(self, underlying: str, *, initial: bool) -> str:
         """Start id of ``underlying``: from ``start_ids``, else ``start_id`` (see class doc)."""
         start = self.start_ids.get(underlying, self.start_id)
@@ -211,6 +232,7 @@ class RegimeSubscriber:
         self.config = config
         self._client: aioredis.Redis | None = None
         self._connected = False
+        self._state = "idle"
         self._closed = False
         self._closing = asyncio.Event()
         self._iterating = False
@@ -270,6 +292,13 @@ class RegimeSubscriber:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def state(self) -> str:
+        """``idle`` (not started), ``connecting``, ``connected``, ``backoff`` (waiting to
+        reconnect after a transient failure), ``failed`` (a permanent failure, or out of
+        attempts; kept after close) or ``closed``."""
+        return self._state
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> Self:
@@ -284,6 +313,8 @@ class RegimeSubscriber:
         if self._closed:
             return
         self._closed = True
+        if self._state != "failed":  # the reason it ended stays visible
+            self._state = "closed"
         self._closing.set()
         self._pending.clear()
         await self._disconnect()
@@ -359,9 +390,11 @@ class RegimeSubscriber:
                     raise StopAsyncIteration from None
                 await self._connection_lost(exc)
                 continue
-            except Exception:
+            except Exception as exc:
                 if self._closed:  # a close() from another task tore the connection down
                     raise StopAsyncIteration from None
+                if isinstance(exc, RedisError):
+                    await self._fail_if_permanent(exc)
                 raise
             if self._closed:  # closed meanwhile; redis-py may have reopened the connection
                 with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
@@ -407,15 +440,20 @@ class RegimeSubscriber:
         while not self._connected:
             if self._closed:
                 raise SubscriberError("subscriber is closed")
+            self._state = "connecting"
             try:
                 await self._connect()
             except CONNECTION_ERRORS as exc:
                 await self._connection_lost(exc)
+            except RedisError as exc:  # a reply refusing the connection (unknown database)
+                await self._fail_if_permanent(exc)
+                raise
 
     async def _connect(self) -> None:
         cfg = self.config
-        client = aioredis.Redis.from_url(
+        client = redis_client(
             cfg.redis_url,
+            cfg.security,
             decode_responses=False,
             # The subscriber owns reconnects (backoff, levels, resume): no hidden retries.
             retry=Retry(NoBackoff(), 0),
@@ -438,6 +476,7 @@ class RegimeSubscriber:
             raise
         self._initial_done = True
         self._connected = True
+        self._state = "connected"
         self._connects += 1
         if self._connects > 1:
             self._reconnects += 1
@@ -503,21 +542,40 @@ class RegimeSubscriber:
         self._stream_keys.setdefault(underlying, events_stream(underlying).encode())
 
     async def _connection_lost(self, exc: BaseException) -> None:
-        """Drop the connection, then wait the backoff (or raise when out of attempts)."""
+        """Drop the connection, then wait the backoff (or raise when out of attempts or
+        when the failure is permanent)."""
         await self._disconnect()
+        await self._fail_if_permanent(exc)
         self._failures += 1
-        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        error = redact_text(" ".join(f"{type(exc).__name__}: {exc}".split())[:300])
         limit = self.config.max_reconnect_attempts
         if limit is not None and self._failures > limit:
+            self._state = "failed"
             raise SubscriberError(
-                f"Redis at {self.config.redis_url} unreachable after {self._failures} "
-                f"attempts: {error}"
+                failure_line(
+                    self.config.redis_url, f"unreachable after {self._failures} attempts: {error}"
+                )
             ) from None
         delay = self._backoff(self._failures)
+        self._state = "backoff"
         log.warning(
-            "subscriber_connection_lost", error=error, attempt=self._failures, retry_in_s=delay
+            "subscriber_connection_lost",
+            redis=redact_text(self.config.redis_url),
+            state="reconnecting",
+            error=error,
+            attempt=self._failures,
+            retry_in_s=round(delay, 3),
         )
         await self._sleep(delay)
+
+    async def _fail_if_permanent(self, exc: BaseException) -> None:
+        """SubscriberError (one line) when retrying cannot help (see redis_conn)."""
+        cause = permanent_cause(exc)
+        if cause is None:
+            return
+        await self._disconnect()
+        self._state = "failed"
+        raise SubscriberError(failure_line(self.config.redis_url, cause)) from None
 
     def _backoff(self, failures: int) -> float:
         """Capped exponential backoff with jitter: in [cap/2, cap] of min·2^(n−1)."""
@@ -556,15 +614,20 @@ def _raise_if_cancelling() -> None:
 
 
 async def latest_levels(
-    redis_url: str, underlying: str, *, timeout_s: float = 5.0
+    redis_url: str,
+    underlying: str,
+    *,
+    timeout_s: float = 5.0,
+    security: RedisSecurity | None = None,
 ) -> Levels | None:
     """The levels at ``regime:levels:{underlying}``; None when the key is missing.
 
     ValueError when the value is not a levels object.
     """
     _check_underlying(underlying, "latest_levels")
-    client = aioredis.Redis.from_url(
+    client = redis_client(
         redis_url,
+        security,
         decode_responses=False,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,

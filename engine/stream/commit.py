@@ -40,6 +40,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.common.lifecycle import Backoff
 from connectors.common.logs import get_logger
+from connectors.common.redis_conn import permanent_cause
+from connectors.common.signals import sleep_unless_stopped
 from engine.stream.checkpoint import Checkpoint, dumps_state
 from engine.stream.instrumentation import Instrumentation
 from engine.stream.partitions import Assignment
@@ -141,8 +143,11 @@ class Commit:
         instrumentation: Instrumentation,
         fingerprint: str,
         clock_ns: Callable[[], int] = time.time_ns,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        """``stop`` (the engine's): a Redis retry wait ends with Stopped once it is set."""
         self.policy = policy
+        self.stop = stop
         self.topics = topics
         self.producer = producer
         self.publisher = publisher
@@ -350,8 +355,14 @@ class Commit:
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
                 self.report.redis_write_failures += 1
-                if failures > policy.redis_max_retries:
+                if failures > policy.redis_max_retries or permanent_cause(exc) is not None:
                     raise
                 delay = backoff.next_delay()
-                log.warning("redis write failed; retrying", error=str(exc), in_s=round(delay, 3))
-                await asyncio.sleep(delay)
+                log.warning(
+                    "redis write failed; retrying",
+                    state="retrying",
+                    error=str(exc),
+                    attempt=failures,
+                    in_s=round(delay, 3),
+                )
+                await sleep_unless_stopped(self.stop, delay)

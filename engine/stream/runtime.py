@@ -27,12 +27,19 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from redis.asyncio import Redis
 
 from connectors.common.kafka.embedded import ensure_topics, topic_partitions
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
+from connectors.common.kafka.security import (
+    NO_KAFKA_SECURITY,
+    KafkaSecurity,
+    kafka_security_kwargs,
+)
 from connectors.common.lifecycle import Services
 from connectors.common.logs import get_logger
+from connectors.common.redis_conn import NO_SECURITY, RedisSecurity, redis_client
+from connectors.common.secrets import redact_text, redacted_repr
+from connectors.common.signals import Stopped, until_stopped
 from engine.core.config import ConfigError, LevelsConfig
 from engine.signals.detector import DetectorConfig
 from engine.stream.checkpoint import Checkpoint, fingerprint, loads_state
@@ -89,12 +96,20 @@ class EngineConfig(Config):
     checkpoint_interval_s: float = 60.0
     redis_max_retries: int = 1_000  # consecutive failed writes of one batch before giving up
     redis_retry_cap_s: float = 2.0
+    redis_security: RedisSecurity = NO_SECURITY  # TLS files, ACL user and password
+    kafka_security: KafkaSecurity = NO_KAFKA_SECURITY  # TLS and SASL of every Kafka client
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
             raise ConfigError("engine needs a Kafka bootstrap HOST:PORT")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis url must start with redis://, got {self.redis_url!r}")
+            raise ConfigError(
+                f"redis url must start with redis://, got {redact_text(repr(self.redis_url))}"
+            )
+        self.redis_security.check_url(self.redis_url)
         for name in (
             "partitions",
             "stream_maxlen",
@@ -156,13 +171,34 @@ class EngineRuntime:
     async def run(self, stop: asyncio.Event) -> EngineReport:
         """Run until ``stop`` is set; the last batch is published and committed first."""
         started = time.monotonic()
+        try:
+            await self._run(stop)
+        except Stopped:  # a signal during a connect or a retry: nothing more is committed
+            log.warning(
+                "engine stopped while waiting for a service",
+                state="stopped",
+                **self.report.to_dict(),
+            )
+        self.report.elapsed_s = time.monotonic() - started
+        log.info("engine stopped", **self.report.to_dict())
+        return self.report
+
+    async def _run(self, stop: asyncio.Event) -> None:
         cfg = self.config
-        await ensure_topics(cfg.bootstrap, self.topics.all(), partitions=cfg.partitions)
+        await until_stopped(
+            stop,
+            ensure_topics(
+                cfg.bootstrap,
+                self.topics.all(),
+                partitions=cfg.partitions,
+                security=cfg.kafka_security,
+            ),
+        )
         async with Services() as services:
             # RESP2: a pooled connection the server dropped is replaced quietly on next use.
-            redis = Redis.from_url(cfg.redis_url, protocol=2, socket_timeout=10.0)
+            redis = redis_client(cfg.redis_url, cfg.redis_security, protocol=2, socket_timeout=10.0)
             services.add("redis", redis.aclose)
-            await redis.ping()
+            await until_stopped(stop, redis.ping())
             publisher = RedisPublisher(redis, cfg.group_id, cfg.stream_maxlen)
             producer = RecordProducer(
                 ProducerConfig(
@@ -170,10 +206,11 @@ class EngineRuntime:
                     client_id=f"{cfg.client_id}-engine",
                     enable_idempotence=cfg.enable_idempotence,
                     linger_ms=1.0,
+                    security=cfg.kafka_security,
                 ),
                 self.topics,
             )
-            await producer.start()
+            await until_stopped(stop, producer.start())
             services.add("producer", producer.stop)
             if cfg.checkpoint_interval_s > 0:
                 self._state = StateStore(
@@ -183,8 +220,9 @@ class EngineRuntime:
                     cfg.client_id,
                     cfg.enable_idempotence,
                     cfg.fetch_max_wait_ms,
+                    cfg.kafka_security,
                 )
-                await self._state.start()
+                await until_stopped(stop, self._state.start())
                 services.add("state store", self._state.stop)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=cfg.bootstrap,
@@ -198,9 +236,10 @@ class EngineRuntime:
                 fetch_max_wait_ms=cfg.fetch_max_wait_ms,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 fetch_max_bytes=16 * 1024 * 1024,
+                **kafka_security_kwargs(cfg.kafka_security),
             )
             self._consumer = consumer
-            await consumer.start()
+            await until_stopped(stop, consumer.start())
             services.add("consumer", consumer.stop)
             self._commit = Commit(
                 CommitPolicy(
@@ -220,19 +259,19 @@ class EngineRuntime:
                 self.instrumentation,
                 self.fingerprint,
                 self._clock_ns,
+                stop,
             )
-            await self._check_partitions()
+            await until_stopped(stop, self._check_partitions())
             consumer.subscribe(list(self.topics.market_data()), listener=_Rebalance(self))
             log.info("engine started", group=cfg.group_id, topics=self.topics.market_data())
             while not stop.is_set():
                 await self._step(consumer, self._commit)
             await self._commit.commit(self.tasks, checkpoint=True)
-        self.report.elapsed_s = time.monotonic() - started
-        log.info("engine stopped", **self.report.to_dict())
-        return self.report
 
     async def _check_partitions(self) -> None:
-        found = await topic_partitions(self.config.bootstrap, self.topics.market_data())
+        found = await topic_partitions(
+            self.config.bootstrap, self.topics.market_data(), security=self.config.kafka_security
+        )
         counts = {topic: len(parts) for topic, parts in found.items()}
         if len(set(counts.values())) != 1:
             raise ConfigError(

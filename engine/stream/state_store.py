@@ -15,6 +15,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from connectors.common.kafka.security import KafkaSecurity, kafka_security_kwargs
 from connectors.common.logs import get_logger
 from engine.stream.checkpoint import Checkpoint, CheckpointReader, chunk_key, encode_checkpoint
 
@@ -32,8 +33,10 @@ class StateStore:
         client_id: str,
         enable_idempotence: bool,
         fetch_max_wait_ms: int,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.group = group
         self.client_id = client_id
@@ -44,6 +47,7 @@ class StateStore:
             acks="all",
             enable_idempotence=enable_idempotence,
             max_request_size=2 * 1024 * 1024,
+            **kafka_security_kwargs(security),
         )
         # partition → (id, chunks, offsets) of its checkpoint last written or restored
         self._written: dict[int, tuple[int, int, dict[str, int]]] = {}
@@ -125,6 +129,7 @@ class StateStore:
             enable_auto_commit=False,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **kafka_security_kwargs(self.security),
         )
         deadline = time.monotonic() + budget_s
         await consumer.start()

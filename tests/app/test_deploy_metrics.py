@@ -72,7 +72,7 @@ def test_the_compose_alert_service_runs_a_valid_alert_command() -> None:
     argv = json.loads(flow.replace("${REGIME_ALERT_WEBHOOK:?}", "https://hooks.example/x"))
     args = build_parser().parse_args(argv)
     assert (args.command, args.redis, args.fmt, args.group) == (
-        "alert", "redis://redis:6379/0", "discord", "compose",
+        "alert", "rediss://redis:6380/0", "discord", "compose",
     )  # fmt: skip
     types = tuple(args.type[0].split(","))
     config = AlertConfig(args.redis, args.webhook, format=args.fmt, types=types, group=args.group)

@@ -561,8 +561,9 @@ async def test_gives_up_after_max_reconnect_attempts() -> None:
             pass
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"Redis at {url} unreachable after 3 attempts: ConnectionError")
+    assert message.startswith(f"redis {url}: unreachable after 3 attempts: ConnectionError")
     assert not sub.connected
+    assert sub.state == "failed"
 
 
 @pytest.mark.asyncio

@@ -39,6 +39,7 @@ from schemas.profile import decode_profile
 from schemas.records import UnderlyingTick, decode_record, encode_record
 from schemas.ticks import OptionTicks
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
 from tests.processes import reap, stop_gracefully
@@ -534,4 +535,46 @@ async def test_engine_rides_out_a_redis_restart(
         assert [e.id for _, e in await stream(server.url)] == reference
         await client.aclose()
     finally:
+        await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_engine_stop_during_a_redis_outage_ends_at_once_and_loses_nothing(
+    kafka_bootstrap: str, redis_url: str, produced: Topics
+) -> None:
+    """A stop while the engine waits out a Redis outage (the retry sleep) ends it at once,
+    committing nothing past what it wrote: the next engine of the group publishes the rest."""
+    topics = produced
+    await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
+    reference = [e.id for _, e in await stream(redis_url)]
+    server = EmbeddedRedis(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    await server.start()
+    client = Redis.from_url(server.url, protocol=2)
+    try:
+        config = replace(
+            engine_config(kafka_bootstrap, server.url, topics),
+            group_id=f"{topics.prefix}stopped",
+            max_records=300,
+            redis_retry_cap_s=30.0,  # long sleeps: only the stop can end them in time
+        )
+        runtime = EngineRuntime(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+
+        async def published() -> bool:
+            return await client.xlen(events_stream("BTC")) >= 8
+
+        await eventually(published, 60, "no events")
+        await server.kill()
+        await eventually(lambda: runtime.report.redis_write_failures >= 3, 60, "no retries")
+        began = time.monotonic()
+        stop.set()
+        done, _ = await asyncio.wait({task}, timeout=30)
+        assert task in done and time.monotonic() - began < 3.0
+        task.result()
+        await server.restart()
+        await run_engine(config)  # the same group resumes from what was committed
+        assert [e.id for _, e in await stream(server.url)] == reference
+    finally:
+        await client.aclose()
         await server.stop()

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import TopicPartition
 
 from connectors.common.embedded_server import EmbeddedServer
+from connectors.common.kafka.security import KafkaSecurity, kafka_security_kwargs
 
 __all__ = [
     "COMPACTED",
@@ -154,6 +155,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     request_timeout_ms: int = 10_000,
+    security: KafkaSecurity | None = None,
 ) -> tuple[str, ...]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -165,7 +167,11 @@ async def ensure_topics(
     """
     names = list(dict.fromkeys(topics))
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=request_timeout_ms,
+        **kafka_security_kwargs(security),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -196,7 +202,11 @@ async def ensure_topics(
 
 
 async def topic_partitions(
-    bootstrap: str, topics: Iterable[str], *, request_timeout_ms: int = 10_000
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    request_timeout_ms: int = 10_000,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, tuple[int, ...]]:
     """The partition ids of each topic (empty for a topic the broker does not know).
 
@@ -205,7 +215,11 @@ async def topic_partitions(
     every topic), so ``partitions_for_topic`` after it is None there.
     """
     names = list(dict.fromkeys(topics))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=request_timeout_ms,
+        **kafka_security_kwargs(security),
+    )
     await admin.start()
     try:
         described = {t["topic"]: t for t in await admin.describe_topics(names)}

@@ -45,6 +45,7 @@ from aiokafka.structs import TopicPartition
 
 from connectors.common.kafka.order import ORDER_HEADER, OrderStamper, read_order_header
 from connectors.common.kafka.producer_config import ProducerConfig
+from connectors.common.kafka.security import kafka_security_kwargs
 from connectors.common.packing import TickPacker
 from schemas.contracts import OptionContract
 from schemas.records import Record, encode_record
@@ -180,6 +181,7 @@ class RecordProducer:
             max_request_size=cfg.max_request_bytes,
             request_timeout_ms=cfg.request_timeout_ms,
             linger_ms=0,  # lingering is ours; batches reach aiokafka sealed
+            **kafka_security_kwargs(cfg.security),
         )
         try:
             await asyncio.wait_for(producer.start(), timeout=cfg.request_timeout_ms / 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from connectors.common.kafka.security import NO_KAFKA_SECURITY, KafkaSecurity
 from connectors.common.packing import PackConfig
 from schemas.config import Config, ConfigError
 
@@ -41,6 +42,7 @@ class ProducerConfig(Config):
     pack_max_ticks: int = 256
     pack_wait_ms: float = 1.0
     pack_keyframe_s: float = 600.0  # a packed instrument's terms are re-sent this often
+    security: KafkaSecurity = NO_KAFKA_SECURITY  # TLS and SASL (connectors.common.kafka.security)
 
     SECTION: ClassVar[str] = "producer"
 

@@ -151,3 +151,39 @@ async def test_services_bound_each_stop() -> None:
         failures = await services.close()
     assert [(name, type(exc)) for name, exc in failures] == [("hangs", TimeoutError)]
     assert stopped == ["first"]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_leaking_a_cancellation_does_not_end_the_close() -> None:
+    """aiokafka's consumer.stop() raises CancelledError when its broker is gone; the other
+    services are still stopped, and a cancel of the closing task itself still ends it."""
+    stopped: list[str] = []
+
+    async def leaks() -> None:
+        stopped.append("consumer")
+        raise asyncio.CancelledError
+
+    async def quick() -> None:
+        stopped.append("redis")
+
+    services = Services()
+    services.add("redis", quick)
+    services.add("consumer", leaks)
+    failures = await services.close()
+    assert stopped == ["consumer", "redis"]
+    assert [(name, type(exc)) for name, exc in failures] == [("consumer", asyncio.CancelledError)]
+
+    waiting, never = asyncio.Event(), asyncio.Event()
+
+    async def hangs() -> None:
+        waiting.set()
+        await never.wait()
+
+    services = Services()
+    services.add("redis", quick)
+    services.add("hangs", hangs)
+    task = asyncio.create_task(services.close())
+    await waiting.wait()  # the close is waiting on "hangs"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
