@@ -34,6 +34,7 @@ from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.simulator.deribit_config import SessionConfig
 from connectors.simulator.deribit_session import generate_session
 from connectors.simulator.malformed import HARMLESS, Mutant, mixed_session
+from schemas.config import ConfigError
 from schemas.topics import Topics
 
 
@@ -130,7 +131,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="simulated seconds")
     parser.add_argument("--rate", type=float, default=0.3, help="share of notifications mutated")
     args = parser.parse_args()
-    result = run(args.mutants, args.instruments, args.duration, args.rate)
+    try:
+        result = run(args.mutants, args.instruments, args.duration, args.rate)
+    except ConfigError as exc:  # a bad size: one line, not a traceback
+        parser.exit(2, f"fuzz_ingest.py: error: {exc}\n")
     print(json.dumps(result, indent=None if args.json else 2))
     return 0 if result["ok"] else 1
 

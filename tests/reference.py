@@ -125,3 +125,25 @@ def exposures(c: RefContract, spot: float) -> tuple[float, float, float]:
     ht = 1e-5 * c.tau
     charm = (_delta(c, spot, c.tau - ht, c.iv) - _delta(c, spot, c.tau + ht, c.iv)) / (2 * ht)
     return dex, w * vanna * 0.01, w * charm / 365.0
+
+
+def root_nearest(contracts: list[RefContract], spot: float) -> float:
+    """The dealer GEX profile's root nearest ``spot`` (a scan of ±5 %, then bisection)."""
+
+    def gex(s: float) -> float:
+        return sum(contract_gex(c, s) for c in contracts)
+
+    grid = [spot * (0.95 + 0.1 * i / 100) for i in range(101)]
+    values = [gex(s) for s in grid]
+    brackets = [(i, i + 1) for i in range(100) if values[i] * values[i + 1] < 0]
+    assert brackets, "the reference profile has no root within 5 % of spot"
+    i, j = min(brackets, key=lambda b: abs((grid[b[0]] + grid[b[1]]) / 2 - spot))
+    (lo, at_lo), hi = (grid[i], values[i]), grid[j]
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        at_mid = gex(mid)
+        if (at_lo < 0) == (at_mid < 0):
+            lo, at_lo = mid, at_mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

@@ -17,9 +17,6 @@ from tests.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
 SUPPORT = {"pipeline_support.py", "pipeline_pacing.py", "pipeline_dashboard.py"}  # not run
-# Merged from main at the end of the session, not yet smoke-run here (TODO, issue 21): a
-# first try of all seven at once errored on a loaded box.
-NOT_YET = {"determinism.py", "fuzz_ingest.py", "fuzz_scan.py"}
 # Needs Apache Kafka (`make kafka-jars`) and runs engine processes for ~35 s: `make bench` only.
 BY_HAND = {"failover.py"}
 SCRIPTS = {
@@ -32,6 +29,9 @@ SCRIPTS = {
         *("--broker", "tansu"),
     ],
     "signal_quality.py": ["--sessions", "1", "--instruments", "300", "--duration", "120"],
+    "determinism.py": ["--count", "1", "--seed", "1"],
+    "fuzz_ingest.py": ["--mutants", "50", "--instruments", "300", "--duration", "2"],
+    "fuzz_scan.py": ["--cases", "20", "--seed", "1"],
     "metrics_cost.py": ["--instruments", "300", "--session-seconds", "5", "--rounds", "1"],
 }
 TIMEOUT_S = 600  # a generous cap for a loaded 2-core box; the scripts take ~5-30 s each
@@ -72,7 +72,7 @@ def _positive(value: float) -> bool:
 
 def test_every_benchmark_script_is_listed():
     scripts = {p.name for p in BENCHMARKS.glob("*.py")}
-    assert scripts == set(SCRIPTS) | SUPPORT | NOT_YET | BY_HAND
+    assert scripts == set(SCRIPTS) | SUPPORT | BY_HAND
 
 
 def test_kernels(results):
@@ -135,6 +135,36 @@ def test_pipeline(results):
     assert page["tape"] == 1 and page["status"] >= 1
 
 
+def test_determinism(results):
+    r = results["determinism.py"]
+    assert (r["cases_tried"], r["cases_equal"], r["unequal"], r["seed"]) == (1, 1, [], 1)
+    assert _positive(r["elapsed_s"])
+
+
+def test_fuzz_ingest(results):
+    r = results["fuzz_ingest.py"]
+    # the session and its mutants are fixed by the arguments: the same counts every run
+    assert (r["messages"], r["mutants"], r["rounds"]) == (712, 158, 1)
+    assert (r["invalid_mutants"], r["harmless_mutants"]) == (136, 22)
+    assert r["dead_letters"] == sum(r["dead_letters_by_class"].values()) == r["invalid_mutants"]
+    assert sum(r["mutants_by_kind"].values()) == r["mutants"]
+    assert (r["accepted_invalid"], r["rejected_valid"], r["crashes"]) == (0, 0, 0)
+    assert (r["rounds_with_changed_records"], r["clean_session_dead_letters"]) == (0, 0)
+    assert _positive(r["messages_per_s"]) and _positive(r["plain_json_messages_per_s"])
+    assert math.isclose(
+        r["ratio_vs_plain_json"], r["messages_per_s"] / r["plain_json_messages_per_s"]
+    )
+    assert r["ok"] is True
+
+
+def test_fuzz_scan(results):
+    r = results["fuzz_scan.py"]
+    assert (r["boundscheck"], r["seed"], r["cases"]) == (True, 1, 25)
+    assert (r["out_of_bounds"], r["crashes"], r["disagreements"], r["failures"]) == (0, 0, 0, [])
+    assert (r["accepted"], r["fell_back"], r["accepted_orjson_rejects"]) == (9, 16, 0)
+    assert r["unmutated_accepted"] is True
+
+
 def test_metrics_cost(results):
     r = results["metrics_cost.py"]
     assert r["rounds"] == 1 and r["ticks"] > 0 and r["records"] > 0
@@ -157,3 +187,19 @@ def test_signal_quality(results):
             assert figures["detected"] + figures["false_events"] <= figures["events"]
     assert set(r["events_per_bucket_after"]) == {"all", "0dte", "front"}
     assert len(r["sweep_band_dwell"]) == 9 and len(r["sweep_level_shift_per_hour"]) == 3
+
+
+def test_a_bad_size_is_one_line_not_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fuzz_ingest.py"), "--instruments", "50"],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "fuzz_ingest.py: error: n_instruments must be an integer in [300, 10000], got 50\n"
+    )

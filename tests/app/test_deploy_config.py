@@ -1,5 +1,6 @@
 """deploy/engine.toml, the configuration the container runs with, loads through load_settings."""
 
+import re
 import tomllib
 
 from engine.app.settings import load_settings
@@ -34,17 +35,40 @@ def test_deploy_engine_toml_loads_with_the_values_it_states():
     assert config.enable_idempotence is True  # a given broker: on unless the file says off
 
 
-def test_every_key_of_deploy_engine_toml_reaches_the_engine_config():
-    """A key added to the file but dropped on the way (or renamed in the code) fails here."""
-    data = tomllib.loads(DEPLOY_TOML.read_text())
-    config = load_settings({}, {}, str(DEPLOY_TOML)).engine_config(
+def _config_of(text: str, tmp_path):
+    path = tmp_path / "engine.toml"
+    path.write_text(text)
+    return load_settings({}, {}, str(path)).engine_config(
         "kafka:9092", "redis://redis:6379/0", embedded_kafka=False
     )
+
+
+def _changed(value):
+    """Another valid value of the same kind (the file's values equal the defaults, so only
+    a changed one shows the key is read)."""
+    if isinstance(value, str):
+        return {"long_calls_short_puts": "short_all"}.get(value, value + "-changed")
+    return value + 1
+
+
+def test_every_key_of_deploy_engine_toml_reaches_the_engine_config(tmp_path):
+    """Each key of the file, changed in a copy, changes the engine config: a key dropped on
+    the way (or renamed in the code, or a file not read) fails here."""
+    text = DEPLOY_TOML.read_text()
+    data = tomllib.loads(text)
     tables = {"levels", "detector", "task"}
     assert set(data) - tables == {k for k in data if not isinstance(data[k], dict)}
-    for key, value in data.items():
-        if key in tables:
-            for sub, sub_value in value.items():
-                assert getattr(getattr(config, key), sub) == sub_value, f"[{key}] {sub}"
-        else:
-            assert getattr(config, key) == value, key
+    keys = [(None, k, v) for k, v in data.items() if k not in tables]
+    keys += [(t, k, v) for t in sorted(tables) for k, v in data[t].items()]
+    assert len(keys) == 17
+    for table, key, value in keys:
+        line = re.compile(rf"^{key} = [^#\n]*", re.MULTILINE)
+        assert len(line.findall(text)) == 1, key
+        new = _changed(value)
+        config = _config_of(line.sub(f"{key} = {tomllib_value(new)}", text), tmp_path)
+        got = getattr(getattr(config, table) if table else config, key)
+        assert got == new, f"[{table}] {key}: {got!r}, not the file's {new!r}"
+
+
+def tomllib_value(value) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)

@@ -40,7 +40,7 @@ def test_flow_inventory_prior_trades_and_bounds():
     assert flow.apply_trade("C1", "buy", 500.0) == -100.0  # bounded by open interest
     assert flow.position("C1", True, 40.0) == -40.0  # OI falls: the bound follows
     assert flow.apply_trade("unknown", "buy", 1.0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"prior_weight must be in \[0, 1\]"):
         FlowInventory(prior_weight=1.5)
 
 

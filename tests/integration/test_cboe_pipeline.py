@@ -66,29 +66,7 @@ def zero_gamma_levels() -> tuple[float, float]:
         everything.append(contract)
         if date == today:
             zero_dte.append(contract)
-    return _root_nearest(zero_dte, spot), _root_nearest(everything, spot)
-
-
-def _root_nearest(contracts: list[ref.RefContract], spot: float) -> float:
-    """The dealer GEX profile's root nearest ``spot`` (a scan of ±5 %, then bisection)."""
-
-    def gex(s: float) -> float:
-        return sum(ref.contract_gex(c, s) for c in contracts)
-
-    grid = [spot * (0.95 + 0.1 * i / 100) for i in range(101)]
-    values = [gex(s) for s in grid]
-    brackets = [(i, i + 1) for i in range(100) if values[i] * values[i + 1] < 0]
-    assert brackets, "the reference profile has no root within 5 % of spot"
-    i, j = min(brackets, key=lambda b: abs((grid[b[0]] + grid[b[1]]) / 2 - spot))
-    (lo, at_lo), hi = (grid[i], values[i]), grid[j]
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        at_mid = gex(mid)
-        if (at_lo < 0) == (at_mid < 0):
-            lo, at_lo = mid, at_mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    return ref.root_nearest(zero_dte, spot), ref.root_nearest(everything, spot)
 
 
 def write_capture(path: Path, spots: list[float]) -> None:

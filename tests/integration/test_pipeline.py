@@ -28,21 +28,23 @@ from connectors.simulator.deribit_session import SessionConfig, SessionSummary, 
 from connectors.sources import Source
 from engine.app.cli import main
 from engine.app.run_ingest import run_ingest
-from engine.core.config import LevelsConfig
-from engine.core.feed import BookFeeder
 from engine.stream.instrumentation import Instrumentation, RecordingInstrumentation
 from engine.stream.runtime import EngineConfig, EngineReport, EngineRuntime
+from engine.stream.task import TaskConfig
 from schemas.channels import events_channel, events_stream, levels_key
+from schemas.contracts import OptionContract
 from schemas.events import RegimeEvent, decode_event
 from schemas.levels import decode_levels
 from schemas.profile import decode_profile
-from schemas.records import encode_record
+from schemas.records import UnderlyingTick, decode_record, encode_record
+from schemas.ticks import OptionTicks
 from schemas.topics import Topics
 from tests.conditions import eventually
 from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume, consume_all, wait_committed
 from tests.paths import REPO
 from tests.processes import reap, stop_gracefully
 from tests.redis_helpers import flush_db
+from tests.reference_levels import Reference, reference_at
 
 SESSION = SessionConfig(n_instruments=600, duration_s=300.0, seed=7)
 NS = 1_000_000_000
@@ -117,6 +119,26 @@ async def stream(redis_url: str, underlying: str = "BTC") -> list[tuple[bytes, R
     return [(entry_id, decode_event(fields[b"event"])) for entry_id, fields in entries]
 
 
+def option_log(records: list) -> list[OptionContract | OptionTicks]:
+    """The BTC option records of the options topic in log order, as the engine reads them:
+    contracts and packs of ticks (a pack's time is its latest tick's), less the malformed
+    ones the engine dead-letters."""
+    out = []
+    for record in records:
+        if record.key != b"BTC":
+            continue
+        try:
+            decoded = decode_record(record.value)
+        except ValueError:
+            continue  # not JSON, or no such schema
+        if type(decoded) is OptionContract and not (
+            type(decoded.open_interest) is float and decoded.open_interest >= 0
+        ):
+            continue
+        out.append(decoded)
+    return out
+
+
 @pytest_asyncio.fixture
 async def produced(
     broker: Broker, topics: Topics, session: tuple[Path, SessionSummary], normalised: list
@@ -154,13 +176,20 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     normalised: list,
 ) -> None:
     topics = produced
-    _, summary = session
     listener = Redis.from_url(redis_url)
     pubsub = listener.pubsub()
     await pubsub.subscribe(events_channel("BTC"))
     meter = RecordingInstrumentation()
     report = await run_engine(
-        engine_config(broker.bootstrap, redis_url, topics, enable_idempotence=broker.idempotence),
+        engine_config(
+            broker.bootstrap,
+            redis_url,
+            topics,
+            enable_idempotence=broker.idempotence,
+            # time to expiry re-taken at every evaluation (by default every 10 s while a 0DTE
+            # is live), so that the levels are those as of the event's time exactly
+            task=TaskConfig(rebuild_interval_s=1e-9, rebuild_interval_0dte_s=1e-9),
+        ),
         instrumentation=meter,
     )
 
@@ -186,35 +215,49 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     # (level shifts aside: the side-rule call wall also leaves the ±15 % window on the way)
     top = [(e.type, e.direction) for e in events if e.bucket == "all" and e.type != "level_shift"]
     # The simulator's index sells off through zero gamma, then through the put wall.
-    assert [c.level for c in summary.crossings] == ["zero_gamma", "put_wall"]
-    flip, wall = summary.crossings
     assert top[:3] == [("flip_cross", "down"), ("regime_change", None), ("put_wall_break", "down")]
     flip_event = next(e for e in events if e.type == "flip_cross" and e.bucket == "all")
     wall_event = next(e for e in events if e.type == "put_wall_break" and e.bucket == "all")
-    assert flip_event.level == pytest.approx(flip.price, rel=2e-3)
-    assert wall_event.level == wall.price == 65_000.0
-    # Confirmed after the dwell (3 s) beyond the 10 bp band, not before the crossing.
-    assert flip.ts_ns <= flip_event.ts_event <= flip.ts_ns + 20 * NS
-    assert wall.ts_ns <= wall_event.ts_event <= wall.ts_ns + 20 * NS
-    assert flip_event.spot < flip_event.level * (1 - 10e-4)
     assert flip_event.regime in ("negative", "transition")
     assert flip_event.model == "long_calls_short_puts"
-    assert (
-        flip_event.id
-        == f"{topics.underlying}/{flip_event.id.split('/')[1]}/" + (flip_event.id.split("/", 2)[2])
-    )
+    assert flip_event.id.startswith(f"{topics.underlying}/")
     assert flip_event.id.endswith("/flip_cross/all")
 
-    # The levels an event carries match levels computed independently from the same records.
-    for event in (flip_event, wall_event):
-        feeder = BookFeeder(LevelsConfig())
-        feeder.apply([r for r in normalised if r.ts_event_ns <= event.ts_event])
-        independent = feeder.levels("BTC", event.ts_event).buckets["all"]
-        assert event.levels["spot"] == pytest.approx(event.spot)
-        assert event.levels["call_wall"] == independent.call_wall
-        assert event.levels["put_wall"] == independent.put_wall
-        assert event.levels["zero_gamma"] == pytest.approx(independent.zero_gamma, rel=1e-3)
-        assert event.levels["net_gex"] == pytest.approx(independent.net_gex, rel=0.02)
+    # What each event says, against the slow reference on the records as of its time (not
+    # the simulator's crossings nor the engine's book).
+    ticks = [(r.ts_event_ns, r.price) for r in normalised if type(r) is UnderlyingTick]
+    log = option_log(await consume_all(broker.bootstrap, topics.options))
+
+    def reference(t_ns: int) -> Reference:
+        return reference_at(normalised, log, t_ns)
+
+    at_flip = reference(flip_event.ts_event)
+    assert flip_event.spot == at_flip.spot
+    assert flip_event.level == pytest.approx(at_flip.zero_gamma, rel=1e-6)
+    for event, at in (
+        (flip_event, at_flip),
+        (wall_event, reference(wall_event.ts_event)),
+    ):
+        assert event.levels["spot"] == at.spot
+        assert event.levels["zero_gamma"] == pytest.approx(at.zero_gamma, rel=1e-6)
+        assert (event.levels["call_wall"], event.levels["put_wall"]) == at.walls
+        assert event.levels["net_gex"] == pytest.approx(at.net_gex, rel=1e-6)
+    # The put wall in force before the move (the last tick above it) is 65,000.
+    before_break = max(t for t, price in ticks if t < wall_event.ts_event and price > 65_000.0)
+    assert reference(before_break).walls[1] == wall_event.level == 65_000.0
+    # Confirmed once the index held beyond the 10 bp band for the 3 s dwell (index ticks a
+    # second apart): the run of ticks beyond it began 3 s before the event, or at most one
+    # tick more, and the tick before that run was not beyond it.
+    for event, level_at in (
+        (flip_event, lambda t: reference(t).zero_gamma),
+        (wall_event, lambda t: 65_000.0),
+    ):
+        recent = [(t, p) for t, p in ticks if event.ts_event - 5 * NS <= t <= event.ts_event]
+        beyond = [p < level_at(t) * (1 - 10e-4) for t, p in recent]
+        run = len(beyond) - beyond[::-1].index(False)  # the trailing run starts here
+        began = recent[run][0]
+        assert 3 * NS <= event.ts_event - began < 4 * NS
+        assert event.spot < event.level * (1 - 10e-4)
 
     # Pub/sub carried the same events in the same order.
     received = []
@@ -246,7 +289,10 @@ async def test_session_yields_the_expected_events_on_stream_pubsub_and_levels_ke
     assert levels.spot == last_index.price
     # the broken 65,000 put wall is above spot now: the side rule shows the next one below
     assert levels.put_wall == 60_000.0 and levels.regime == "negative"
-    assert levels.call_wall is not None and levels.call_wall >= levels.spot
+    at_end = reference(levels.asof_ns)
+    assert (levels.spot, (levels.call_wall, levels.put_wall)) == (at_end.spot, at_end.walls)
+    assert levels.zero_gamma == pytest.approx(at_end.zero_gamma, rel=1e-6)
+    assert levels.net_gex == pytest.approx(at_end.net_gex, rel=1e-6)
 
     # The durable Kafka log has the same events; dead letters carry the reason.
     logged = await consume(broker.bootstrap, topics.events, len(events), timeout=60)

@@ -521,13 +521,13 @@ def test_composite_changes_are_signalled_once_with_what_changed() -> None:
 
 
 def test_config_checks_values_and_keys_and_nests_in_the_detector_table(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"threshold_8h must be finite and > 0, got 0$"):
         FundingConfig(threshold_8h=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"intervals must be an integer >= 1, got 0$"):
         FundingConfig(intervals=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"exit_fraction must be in \[0, 1\], got 1\.5$"):
         FundingConfig(exit_fraction=1.5)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="compressed_below \\+ 2 × hysteresis_points < elevated"):
         VolConfig(compressed_below=89, elevated_above=90)
     with pytest.raises(ValueError, match=r"unknown detector\.funding config keys: bogus"):
         DetectorConfig.from_mapping({"funding": {"bogus": 1}})

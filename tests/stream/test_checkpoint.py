@@ -52,6 +52,7 @@ from engine.stream.task import PartitionTask, TaskConfig
 from schemas.channels import events_stream
 from schemas.contracts import OptionRight
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.integration.test_crypto_regime_e2e import DETECTOR as CRYPTO_DETECTOR
 from tests.integration.test_crypto_regime_e2e import SESSION as CRYPTO_SESSION
 from tests.integration.test_pipeline import (
@@ -409,13 +410,6 @@ async def test_killed_engine_resumes_from_its_checkpoint(
     assert other.restored == 0 and other.records == whole.records
 
 
-async def _until(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.asyncio
 async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
@@ -451,14 +445,14 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
         async def split() -> bool:  # the rebalance is done: each has some partitions
             return bool(second.tasks) and len({*first.tasks, *second.tasks}) == 3
 
-        await _until(split, "B got no partitions")
+        await eventually(split, 60.0, "B got no partitions")
         stop_first.set()
         report_first = await running_first
 
         async def all_on_second() -> bool:
             return len(second.tasks) == 3 and second.caught_up.is_set()
 
-        await _until(all_on_second, "A's partitions did not move to B")
+        await eventually(all_on_second, 60.0, "A's partitions did not move to B")
         await ingest(kafka_bootstrap, topics, halves[1])
         # One engine reading it all (its own group and database) gives the expected stream;
         # B runs until its stream is that long (a condition, not a fixed sleep).
@@ -476,7 +470,7 @@ async def test_partitions_moving_between_two_engines_lose_and_duplicate_nothing(
         async def all_published() -> bool:
             return await count() >= len(reference)
 
-        await _until(all_published, "B did not publish the whole session")
+        await eventually(all_published, 60.0, "B did not publish the whole session")
     finally:
         stop_first.set()
         stop_second.set()

@@ -27,6 +27,7 @@ from connectors.cboe.scan import ScannedDocument, scan_cboe_json
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from schemas.chain import ChainColumns
 from tests.connectors.cboe.test_cboe_parse import vix_sample_rows
+from tests.exercised import Reached
 
 RECV = 1_741_963_600_000_000_123
 
@@ -113,8 +114,10 @@ def typed_decoder(body: bytes) -> Reference:
     )
 
 
-def check(body: bytes, must_accept: bool = False) -> None:
+def check(body: bytes, must_accept: bool = False) -> bool:
+    """The scanner reads ``body`` as the reference does, or falls back; whether it read it."""
     expected = reference(body)
+    read = False
     for pieces in (1, 2, 3, 5):
         scanned = scan_cboe_json(body, pieces)
         if scanned is None:
@@ -123,6 +126,8 @@ def check(body: bytes, must_accept: bool = False) -> None:
         assert expected is not None, f"accepted a body the decoder rejects (pieces={pieces})"
         assert same(as_tuple(scanned), expected), pieces
         assert same(as_tuple(scanned), typed_decoder(body)), pieces
+        read = True
+    return read
 
 
 # ---------------------------------------------------------------- bodies, written by hand
@@ -373,25 +378,49 @@ def test_plain_bodies_are_read_exactly(raw):
     check(raw, must_accept=True)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=bodies(plain=False))
-def test_any_body_is_read_exactly_or_left_to_the_decoder(raw):
-    check(raw)
+# The two properties below pass unseen if the scanner falls back on every body they draw
+# (nothing is then compared): their runs are derandomized and must show bodies it read, so
+# the comparison with the reference ran. Even derandomized, what they draw depends on the
+# modules loaded (hypothesis mixes in constants it finds in them): measured 25-42 of 300
+# bodies of any shape read and 29-69 damaged ones, in processes with different modules.
+MIN_READ_ANY = 8
+MIN_READ_DAMAGED = 8
+FIXED = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=bodies(plain=True), data=st.data())
-def test_damaged_bodies_are_never_misread(raw, data):
+def test_any_body_is_read_exactly_or_left_to_the_decoder():
+    reached = Reached()
+
+    @FIXED
+    @given(raw=bodies(plain=False))
+    def read_exactly_or_left(raw):
+        reached("read", check(raw))
+
+    read_exactly_or_left()
+    reached.at_least({"read": MIN_READ_ANY})
+
+
+def test_damaged_bodies_are_never_misread():
     """Truncated, or with a byte inserted or removed: read as the reference reads it, or not."""
-    at = data.draw(st.integers(0, len(raw)))
-    damage = data.draw(st.sampled_from(["truncate", "insert", "delete"]))
-    if damage == "truncate":
-        raw = raw[:at]
-    elif damage == "insert":
-        raw = raw[:at] + bytes([data.draw(st.sampled_from(b'{}[],:"0-.e \\x'))]) + raw[at:]
-    else:
-        raw = raw[:at] + raw[at + 1 :]
-    check(raw)
+    reached = Reached()
+
+    @FIXED
+    @given(raw=bodies(plain=True), data=st.data())
+    def never_misread(raw, data):
+        at = data.draw(st.integers(0, len(raw)))
+        damage = data.draw(st.sampled_from(["truncate", "insert", "delete"]))
+        if damage == "truncate":
+            raw = raw[:at]
+        elif damage == "insert":
+            raw = raw[:at] + bytes([data.draw(st.sampled_from(b'{}[],:"0-.e \\x'))]) + raw[at:]
+        else:
+            raw = raw[:at] + raw[at + 1 :]
+        reached("read", check(raw))
+
+    never_misread()
+    reached.at_least({"read": MIN_READ_DAMAGED})
 
 
 @settings(max_examples=500, deadline=None)

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -444,27 +445,33 @@ def test_cabinet_and_none():
     assert parse_price("", Quoting.DECIMAL) is None
 
 
+NOT_A_PRICE = "is not a price"
+IN_32NDS = "expected WHOLE'NN[2|5|7] in 32nds"
+
+
 @pytest.mark.parametrize(
-    ("text", "quoting"),
+    ("text", "quoting", "why"),
     [
-        ("5,0.00", Quoting.DECIMAL),
-        ("12.5.5", Quoting.DECIMAL),
-        ("1,2345", Quoting.DECIMAL),
-        ("A", Quoting.DECIMAL),
-        ("+", Quoting.DECIMAL),
-        ("5012.25C", Quoting.DECIMAL),
-        ("NaN", Quoting.DECIMAL),
-        ("110'16", Quoting.DECIMAL),  # fractional in a decimal-quoted product
-        ("110'32", Quoting.THIRTY_SECONDS),  # not below 32
-        ("110'163", Quoting.THIRTY_SECONDS),  # third digit must be 0/2/5/7
-        ("110'1", Quoting.THIRTY_SECONDS),
-        ("1'64", Quoting.SIXTY_FOURTHS),
-        ("0'63.5'", Quoting.SIXTY_FOURTHS),
+        ("5,0.00", Quoting.DECIMAL, NOT_A_PRICE),
+        ("12.5.5", Quoting.DECIMAL, NOT_A_PRICE),
+        ("1,2345", Quoting.DECIMAL, NOT_A_PRICE),
+        ("A", Quoting.DECIMAL, NOT_A_PRICE),
+        ("+", Quoting.DECIMAL, NOT_A_PRICE),
+        ("5012.25C", Quoting.DECIMAL, NOT_A_PRICE),
+        ("NaN", Quoting.DECIMAL, NOT_A_PRICE),
+        # fractional in a decimal-quoted product
+        ("110'16", Quoting.DECIMAL, ": fractional price in a decimal-quoted product"),
+        ("110'32", Quoting.THIRTY_SECONDS, ": 32 is not below 32"),
+        ("110'163", Quoting.THIRTY_SECONDS, ": " + IN_32NDS),  # third digit must be 0/2/5/7
+        ("110'1", Quoting.THIRTY_SECONDS, ": " + IN_32NDS),
+        ("1'64", Quoting.SIXTY_FOURTHS, ": 64 is not below 64"),
+        ("0'63.5'", Quoting.SIXTY_FOURTHS, ": expected WHOLE'NN[2|5|7] in 64ths"),
     ],
 )
-def test_unreadable_prices_raise(text, quoting):
-    with pytest.raises(ParseError):
+def test_unreadable_prices_raise(text, quoting, why):
+    with pytest.raises(ParseError) as err:
         parse_price(text, quoting)
+    assert str(err.value).startswith(f"price {text!r}{' ' if why == NOT_A_PRICE else ''}{why}")
 
 
 def test_price_must_be_a_string():
@@ -477,30 +484,30 @@ def test_change_count_strike_month_and_trade_date():
     assert parse_change("-3.50", Quoting.DECIMAL) == -3.5
     assert parse_change("+0'055", Quoting.THIRTY_SECONDS) == 5.5 / 32
     assert parse_change("-", Quoting.DECIMAL) is None
-    with pytest.raises(ParseError):
+    with pytest.raises(ParseError, match="a change carries no bid/ask/cabinet flag"):
         parse_change("1.25B", Quoting.DECIMAL)
     assert parse_count("1,234,567") == 1_234_567.0
     assert parse_count("0") == 0.0
     assert parse_count("-") is None
     for bad in ("1,23", "12.5", "-5", "many"):
-        with pytest.raises(ParseError):
+        with pytest.raises(ParseError, match=f"^count {re.escape(repr(bad))} is not a count"):
             parse_count(bad)
     assert parse_strike("5,000") == Decimal(5000) and str(parse_strike("5,000")) == "5000"
     assert str(parse_strike("72.50")) == "72.5"
     assert str(parse_strike("110.0")) == "110"
     for bad in ("0", "-5", "5,00", "x", ""):
-        with pytest.raises(ParseError):
+        with pytest.raises(ParseError, match=f"^strike {re.escape(repr(bad))} is not "):
             parse_strike(bad)
     assert parse_month("DEC 25") == date(2025, 12, 1)
     assert parse_month("JLY 26") == date(2026, 7, 1)  # CME's July
     assert parse_month("Jul 2026") == date(2026, 7, 1)
     for bad in ("Total", "DEK 25", "DEC", "12/25"):
-        with pytest.raises(ParseError):
+        with pytest.raises(ParseError, match=f"^month {re.escape(repr(bad))} is not a contract"):
             parse_month(bad)
     assert parse_trade_date("03/14/2025") == date(2025, 3, 14)
     assert parse_trade_date("2025-03-14") == date(2025, 3, 14)
     for bad in ("14/03/2025", "2025/03/14", "03/14/25", "02/30/2025"):
-        with pytest.raises(ParseError):
+        with pytest.raises(ParseError, match=f"^tradeDate {re.escape(repr(bad))} is not a date"):
             parse_trade_date(bad)
 
 

@@ -16,6 +16,7 @@ from connectors.common.file_watch import FileWatch, FileWatchConfig
 from connectors.common.ingest import IngestStage, MemorySink
 from schemas.config import ConfigError
 from schemas.topics import Topics
+from tests.conditions import eventually
 
 DOC_1 = orjson.dumps({"timestamp": "2025-03-14 14:45:03", "data": {"options": [1, 2, 3]}})
 DOC_2 = orjson.dumps({"timestamp": "2025-03-14 14:45:18", "data": {"options": [1, 2, 3, 4]}})
@@ -232,12 +233,9 @@ async def test_run_and_stop(tmp_path):
     watch, stage, _ = make_watch(tmp_path, poll_interval_s=0.01)
     task = asyncio.create_task(watch.run())
     (tmp_path / "chain.json").write_bytes(DOC_1)
-    deadline = time.monotonic() + 5
-    while not stage.normaliser_.bodies:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: stage.normaliser_.bodies, 60.0, "the file was not read")
     await watch.stop()
-    await asyncio.wait_for(task, 2)
+    await asyncio.wait_for(task, 60)  # a cap for a loaded machine
     assert stage.normaliser_.bodies == [DOC_1]
 
 

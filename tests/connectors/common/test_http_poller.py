@@ -23,6 +23,7 @@ from connectors.common.http_poller import (
 from connectors.common.ingest import IngestStage, MemorySink
 from schemas.config import ConfigError
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.fakes.http_chain import FakeHttpChain, FakeTime, HalfRandom, Reply
 
 BODY_A = orjson.dumps({"timestamp": "2025-03-14 14:45:03", "data": {"options": ["a"] * 40}})
@@ -58,13 +59,14 @@ def make_stage() -> tuple[IngestStage, RecordingNormaliser, MemorySink]:
     return IngestStage("test", normaliser, sink, Topics()), normaliser, sink
 
 
-async def run_until(poller: HttpPoller, event: asyncio.Event, timeout: float = 10.0) -> None:
+async def run_until(poller: HttpPoller, event: asyncio.Event, timeout: float = 60.0) -> None:
+    """Run ``poller`` until ``event`` (``timeout``: a cap for a loaded machine), then stop."""
     task = asyncio.create_task(poller.run())
     try:
         await asyncio.wait_for(event.wait(), timeout)
     finally:
         await poller.stop()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 60)
 
 
 @pytest.mark.asyncio
@@ -228,12 +230,13 @@ async def test_rate_limit_holds_every_url_of_the_host(server):
         clock=lambda: time.monotonic() * scale,
     )
     task = asyncio.create_task(poller.run())
-    deadline = time.monotonic() + 10
-    while len(server.requests_to("/b.json")) < 1 or len(server.requests_to("/a.json")) < 2:
-        assert time.monotonic() < deadline, "requests did not arrive"
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: server.requests_to("/b.json") and len(server.requests_to("/a.json")) >= 2,
+        60.0,
+        "requests did not arrive",
+    )
     await poller.stop()
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, 60)
 
     limited_at = server.requests_to("/a.json")[0].at
     # /b was due 5 s (0.05 s) after /a but waited for the hold; /a itself waited too.
@@ -251,10 +254,7 @@ async def test_stop_cancels_an_in_flight_request_after_the_grace(server):
     config = HttpPollerConfig(urls=(server.url(path),), interval_s=2.0, stop_grace_s=0.2)
     poller = HttpPoller(config, stage, sleep=lambda d: asyncio.sleep(d / 100))
     task = asyncio.create_task(poller.run())
-    deadline = time.monotonic() + 10
-    while len(server.requests) < 2:  # the second (slow) request is in flight
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(server.requests) >= 2, 60.0)  # the slow second is in flight
     # The slow reply takes an hour: stop returning at all (within a cap sized for a loaded CI
     # box, not a wall-clock limit) shows it cancelled the request after its 0.2 s grace.
     await asyncio.wait_for(poller.stop(), 60)
@@ -278,10 +278,7 @@ async def test_stop_before_run_and_while_sleeping(server):
     config = HttpPollerConfig(urls=(server.url("/x.json"),))
     poller = HttpPoller(config, stage, sleep=sleep_forever)
     task = asyncio.create_task(poller.run())
-    deadline = time.monotonic() + 60
-    while poller.counts["delivered"] < 1 or not sleeps:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: poller.counts["delivered"] >= 1 and sleeps, 60.0)
     assert 0 < sleeps[0] <= config.interval_s
     # sleeping an interval that would never end: stop returning at all shows it interrupts the
     # sleep (the cap is sized for a loaded CI box, not a wall-clock limit)
@@ -303,15 +300,15 @@ def test_config_validation():
         HttpPollerConfig(urls=("http://x/y", "http://x/y"))
     with pytest.raises(ValueError, match="at least one URL"):
         HttpPoller(HttpPollerConfig(), make_stage()[0])
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'interval_s'"):
         config.interval_s = 3.0  # type: ignore[misc]
 
 
 def test_retry_after_forms():
-    now = time.time()
+    now = 1_700_000_000.0  # a whole second: an HTTP date has no fraction
     assert retry_after_s("120", now) == 120.0
     later = datetime.fromtimestamp(now, UTC) + timedelta(seconds=90)
-    assert retry_after_s(format_datetime(later, usegmt=True), now) == pytest.approx(90, abs=1)
+    assert retry_after_s(format_datetime(later, usegmt=True), now) == 90.0
     earlier = datetime.fromtimestamp(now, UTC) - timedelta(seconds=90)
     assert retry_after_s(format_datetime(earlier, usegmt=True), now) == 0.0
     assert retry_after_s("soon", now) is None

@@ -286,7 +286,7 @@ async def test_live_ticker_is_packed_and_sent_within_the_pack_wait(fake, kafka_b
     data = option_ticker(NAMES[3], T0_MS + 77, 65_222.0, 65_111.0, 48.5, 12.5, 0.00003)
     await fake.notify(f"ticker.{NAMES[3]}.100ms", data)
     # No other record follows: only the flush timer sends the pack.
-    got = await consume(kafka_bootstrap, topics.options, len(NAMES) + 1, timeout=5)
+    got = await consume(kafka_bootstrap, topics.options, len(NAMES) + 1)
     stop.set()
     await asyncio.wait_for(task, 10)
     pack = decode_record(got[-1].value)

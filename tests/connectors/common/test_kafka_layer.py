@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from connectors.common.kafka import (
 from schemas.contracts import OptionContract, OptionRight
 from schemas.records import FundingRate, UnderlyingTick, decode_record
 from schemas.topics import Topics
+from tests.conditions import eventually
 from tests.kafka_helpers import ON_BOTH_BROKERS, Broker, consume
 
 UNDERLYINGS = ("BTC", "ETH", "SPX", "NDX", "SOL", "QQQ")
@@ -238,7 +238,7 @@ async def test_linger_sends_partial_batch_without_flush(broker: Broker, topics: 
             )
         assert producer.stats.batches == 0  # still lingering
         assert producer.stats.open_batches == 1
-        got = await consume(broker.bootstrap, topics.trades, 3, timeout=5.0)
+        got = await consume(broker.bootstrap, topics.trades, 3)
         assert [r.value for r in got] == [b"t0", b"t1", b"t2"]
         assert [list(r.headers) for r in got] == [[("i", b"%d" % i)] for i in range(3)]
         assert producer.stats.batches == 1
@@ -260,7 +260,7 @@ async def test_batching_sends_far_fewer_batches_than_records(
     assert stats.records == n
     assert stats.batches_acked == stats.batches
     assert stats.batches <= n // 100
-    got = await consume(broker.bootstrap, topics.options, n, timeout=20.0)
+    got = await consume(broker.bootstrap, topics.options, n)
     assert len(got) == n
     for underlying in UNDERLYINGS[:2]:
         values = [r.value for r in got if r.key == underlying.encode()]
@@ -285,7 +285,7 @@ async def test_in_flight_batches_bounded(broker: Broker, topics: Topics) -> None
     assert stats.max_in_flight_seen == 1
     assert stats.backpressure_waits > 0
     assert stats.batches > 100
-    assert len(await consume(broker.bootstrap, topics.underlying, n, timeout=20.0)) == n
+    assert len(await consume(broker.bootstrap, topics.underlying, n)) == n
 
 
 @asynccontextmanager
@@ -317,7 +317,7 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
 
             async with _paused(kafka):
                 task = asyncio.create_task(produce())
-                await asyncio.sleep(0.5)
+                await eventually(lambda: producer.stats.backpressure_waits >= 1, 60.0)
                 stats = producer.stats
                 assert not task.done()  # send is waiting, not queueing
                 # one batch in flight; the sender's full batch and the lingered one wait
@@ -327,8 +327,7 @@ async def test_send_waits_when_broker_does_not_ack() -> None:
                 # flight, sealed, open) of at most 10 records (1 KiB, 100-byte values); how
                 # many were acked before the broker stopped depends on the machine's load.
                 assert stats.records <= 1 + 10 * (stats.batches_acked - 1) + 3 * 10
-                assert stats.backpressure_waits >= 1
-            await asyncio.wait_for(task, 20)
+            await asyncio.wait_for(task, 60)
             await producer.flush()
             assert producer.stats.max_in_flight_seen == 1
         got = await consume(kafka.bootstrap, topic, n + 1)
@@ -352,7 +351,8 @@ async def test_cancelled_waiting_send_loses_no_accepted_record() -> None:
 
             async with _paused(kafka):
                 task = asyncio.create_task(produce())
-                await asyncio.sleep(0.3)
+                # a send is waiting for the paused broker: cancel it there
+                await eventually(lambda: producer.stats.backpressure_waits >= 1, 60.0)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
@@ -376,7 +376,7 @@ async def test_stop_flushes_open_batches(broker: Broker, topics: Topics) -> None
     assert producer.stats.batches_acked == producer.stats.batches == len(partitions)
     assert producer.stats.in_flight == 0
     assert len(await consume(broker.bootstrap, topics.volindex, 100, settle=0.2)) == 100
-    with pytest.raises(ProducerClosedError):
+    with pytest.raises(ProducerClosedError, match="RecordProducer is not running"):
         await producer.send(topics.volindex, b"BTC", b"late")
     await producer.stop()  # idempotent
 
@@ -390,10 +390,10 @@ async def test_large_value_goes_through(broker: Broker, topics: Topics) -> None:
         await producer.send(topics.options, b"SPX", b"small-before")
         await producer.send(topics.options, b"SPX", value)
         await producer.send(topics.options, b"SPX", b"small-after")
-        with pytest.raises(RecordTooLargeError):
+        with pytest.raises(RecordTooLargeError, match=r"exceeds max_request_bytes=\d+$"):
             await producer.send(topics.options, b"SPX", bytes(2 * 1024 * 1024))
         await producer.flush()
-    got = await consume(broker.bootstrap, topics.options, 3, timeout=10.0, settle=0.2)
+    got = await consume(broker.bootstrap, topics.options, 3, settle=0.2)
     assert [r.value for r in got] == [b"small-before", value, b"small-after"]
 
 
@@ -404,12 +404,12 @@ async def test_large_value_goes_through(broker: Broker, topics: Topics) -> None:
 async def test_idempotent_producer_fails_at_start_against_tansu(kafka_bootstrap: str) -> None:
     producer = RecordProducer(ProducerConfig(bootstrap=kafka_bootstrap, request_timeout_ms=5000))
     assert producer.config.enable_idempotence is True
-    t0 = time.monotonic()
+    # refused after a request timeout (5 s), not retried on: the cap leaves a loaded machine
+    # room for a few, far from the minutes of a start that retries
     with pytest.raises(ProducerStartError, match="InitProducerId") as info:
-        await asyncio.wait_for(producer.start(), 15)
-    assert time.monotonic() - t0 < 6
+        await asyncio.wait_for(producer.start(), 30)
     assert "\n" not in str(info.value)
-    with pytest.raises(ProducerClosedError):
+    with pytest.raises(ProducerClosedError, match="RecordProducer is not running"):
         await producer.send("x", b"k", b"v")
 
 
@@ -454,10 +454,10 @@ async def test_broker_failure_surfaces_from_flush_send_and_stop() -> None:
     with pytest.raises(DeliveryError, match="records may be lost"):
         await asyncio.wait_for(producer.flush(), 15)
     assert producer.stats.batches_failed == 1
-    with pytest.raises(DeliveryError):
+    with pytest.raises(DeliveryError, match="records may be lost"):  # sticky
         await producer.send("down.md.options.v1", b"BTC", b"after")
-    with pytest.raises(DeliveryError):
-        await asyncio.wait_for(producer.stop(), 15)
+    with pytest.raises(DeliveryError, match="records may be lost"):
+        await asyncio.wait_for(producer.stop(), 60)
 
 
 # -- topics and the embedded broker -----------------------------------------------------
@@ -513,7 +513,7 @@ async def test_embedded_kafka_context_manager_owns_the_process() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not log_path.exists()
-    with pytest.raises(EmbeddedKafkaError):
+    with pytest.raises(EmbeddedKafkaError, match="embedded Kafka is not running"):
         _ = kafka.bootstrap
 
 
@@ -542,17 +542,21 @@ def test_config_from_mapping_rejects_unknown_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "message"),
     [
-        {"acks": 2},
-        {"acks": 1},  # with the default enable_idempotence=True
-        {"compression": "brotli"},
-        {"max_in_flight_batches": 0},
-        {"max_batch_bytes": -1},
-        {"linger_ms": -1},
-        {"bootstrap": ""},
+        ({"acks": 2}, "acks must be one of ('all', -1, 0, 1), got 2"),
+        ({"acks": 1}, "enable_idempotence requires acks='all'"),  # the default idempotence
+        (
+            {"compression": "brotli"},
+            "compression must be one of (None, 'gzip', 'snappy', 'lz4', 'zstd'), got 'brotli'",
+        ),
+        ({"max_in_flight_batches": 0}, "max_in_flight_batches must be a positive integer, got 0"),
+        ({"max_batch_bytes": -1}, "max_batch_bytes must be a positive integer, got -1"),
+        ({"linger_ms": -1}, "linger_ms must be >= 0"),
+        ({"bootstrap": ""}, "bootstrap is empty"),
     ],
 )
-def test_config_rejects_bad_values(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as err:
         ProducerConfig(**{"bootstrap": "h:1", **overrides})
+    assert str(err.value) == message

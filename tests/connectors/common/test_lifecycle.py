@@ -83,6 +83,8 @@ def test_watchdog_stale_keys_are_those_seen_before_but_not_lately() -> None:
     clock.now += 10.0
     dog.touch("c")
     assert dog.stale_keys(15.0) == ["a"]
+    assert dog.stale_keys(10.0) == ["a"]  # b is exactly 10 s old: not beyond the limit
+    assert dog.stale_keys(9.5) == ["a", "b"]
     assert dog.stale_keys(5.0) == ["a", "b"]
     dog.forget("a")
     assert dog.stale_keys(5.0) == ["b"]

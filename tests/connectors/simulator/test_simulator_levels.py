@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
+from connectors.common.ingest import IngestStage, MemorySink, replay_capture
 from connectors.common.kafka.producer import ProducerConfig
+from connectors.deribit.normaliser import DeribitNormaliser
 from connectors.simulator.deribit_session import SessionConfig, write_session
 from connectors.sources import Source
 from engine.app.capture_levels import levels_from_capture, levels_from_capture_async
@@ -13,9 +17,12 @@ from engine.app.cli import main
 from engine.app.run_ingest import run_ingest
 from engine.core.config import LevelsConfig
 from engine.core.feed import BookFeeder
-from schemas.records import decode_record
+from schemas.contracts import OptionContract
+from schemas.records import UnderlyingTick, decode_record
 from schemas.ticks import OptionTicks
+from schemas.topics import Topics
 from tests.kafka_helpers import consume_all
+from tests.reference_levels import reference_at
 
 
 @pytest.fixture(scope="module")
@@ -27,32 +34,46 @@ def session(tmp_path_factory):
     return path, summary
 
 
-def test_capture_levels_match_what_the_simulator_saw(session):
-    path, summary = session
+def normalised(path) -> list:
+    """The capture's records as the live parse path normalises them, in capture order."""
+    sink = MemorySink()
+    stage = IngestStage("deribit", DeribitNormaliser(), sink, Topics(), source="replay")
+    asyncio.run(replay_capture(path, stage))
+    return [record for _, record in sink.records]
+
+
+def test_capture_levels_match_the_slow_reference(session):
+    """Levels as of the capture's last venue time (DESIGN §2.5), against the slow reference
+    on the capture's records (not the simulator's levels, which the engine's code computes)."""
+    path, _ = session
     (levels,) = levels_from_capture(path, LevelsConfig())
-    final = summary.final_levels
-    assert levels.underlying == "BTC"
-    # The capture carries wire-rounded marks (IV to 0.01 %, prices to ticks) and the simulator
-    # read its levels at its last 2 s refresh: equal walls, zero gamma within 0.2 %.
-    assert (levels.call_wall, levels.put_wall) == (final["call_wall"], final["put_wall"])
-    assert levels.zero_gamma == pytest.approx(final["zero_gamma"], rel=2e-3)
-    assert levels.net_gex == pytest.approx(final["net_gex"], rel=0.05)
-    assert levels.spot == pytest.approx(summary.spot_final, rel=1e-3)
-    # The scripted session went through the flip into negative gamma.
-    assert summary.initial_levels["net_gex"] > 0 > levels.net_gex
+    records = normalised(path)
+    last = max(r.ts_event_ns for r in records)
+    options = [r for r in records if type(r) is OptionContract]
+    expected = reference_at(records, options, last)
+    assert (levels.underlying, levels.asof_ns, levels.spot) == ("BTC", last, expected.spot)
+    assert (levels.call_wall, levels.put_wall) == expected.walls
+    assert levels.zero_gamma == pytest.approx(expected.zero_gamma, rel=1e-9)
+    assert levels.net_gex == pytest.approx(expected.net_gex, rel=1e-9)
+    # The scripted session went through the flip into negative gamma: positive net GEX at
+    # the first index price (the book summary's), negative at the end.
+    first = min(r.ts_event_ns for r in records if type(r) is UnderlyingTick)
+    assert reference_at(records, options, first).net_gex > 0 > levels.net_gex
     assert levels.regime == "negative"
 
 
 def test_cli_levels_from_capture(session, capsys):
-    path, summary = session
+    path, _ = session
     assert main(["levels", str(path), "--format", "capture", "--json"]) == 0
     out = orjson.loads(capsys.readouterr().out)
-    (expected,) = levels_from_capture(path, LevelsConfig())
-    assert out == orjson.loads(orjson.dumps(expected.to_dict()))
-    # and against what the simulator saw (not the function the CLI calls)
-    final = summary.final_levels
-    assert (out["call_wall"], out["put_wall"]) == (final["call_wall"], final["put_wall"])
-    assert out["zero_gamma"] == pytest.approx(final["zero_gamma"], rel=2e-3)
+    # against the slow reference (not the function the CLI calls)
+    records = normalised(path)
+    options = [r for r in records if type(r) is OptionContract]
+    expected = reference_at(records, options, max(r.ts_event_ns for r in records))
+    assert (out["spot"], out["call_wall"], out["put_wall"]) == (expected.spot, *expected.walls)
+    assert out["zero_gamma"] == pytest.approx(expected.zero_gamma, rel=1e-9)
+    assert out["net_gex"] == pytest.approx(expected.net_gex, rel=1e-9)
+    assert out["model"] == "long_calls_short_puts"
     assert main(["levels", str(path), "--format", "capture", "--model", "flow", "--json"]) == 0
     flow = orjson.loads(capsys.readouterr().out)
     assert flow["model"] == "flow" and flow["net_gex"] != out["net_gex"]  # trades moved inventory
