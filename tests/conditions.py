@@ -30,9 +30,18 @@ async def eventually(
 
 
 def task_stacks() -> str:
-    """Every task of the running loop with where it waits: a hung wait's diagnosis."""
+    """Every task of the running loop with its whole await chain (each coroutine's file and
+    line, innermost last): a hung wait's diagnosis."""
     out = io.StringIO()
     for task in asyncio.all_tasks():
-        out.write(f"--- {task.get_name()}: {task.get_coro()!r}\n")
-        task.print_stack(limit=25, file=out)
+        out.write(f"--- {task.get_name()} ({'cancelling' if task.cancelling() else 'pending'})\n")
+        awaited: object = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                out.write(f"    {code.co_filename}:{frame.f_lineno} {code.co_name}\n")
+            else:
+                out.write(f"    {awaited!r}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     return out.getvalue()

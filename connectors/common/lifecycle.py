@@ -102,7 +102,8 @@ class Services:
         while self._stops:
             name, stop = self._stops.pop()
             try:
-                await asyncio.wait_for(stop(), self.stop_timeout_s)
+                async with asyncio.timeout(self.stop_timeout_s):  # 3.11's wait_for can
+                    await stop()  # swallow a cancellation landing as stop() completes
             except Exception as exc:
                 failures.append((name, exc))
             except asyncio.CancelledError as exc:

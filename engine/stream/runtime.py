@@ -437,9 +437,8 @@ class EngineRuntime:
         self._unrestored -= revoked
         try:
             if self._commit is not None:  # bounded: the group's rebalance waits for this
-                await asyncio.wait_for(
-                    self._commit.commit(self.tasks, checkpoint=True), _REVOKE_BUDGET_S
-                )
+                async with asyncio.timeout(_REVOKE_BUDGET_S):  # not wait_for: see below
+                    await self._commit.commit(self.tasks, checkpoint=True)
         finally:  # the tasks go even if that failed: they must not see their input again
             for partition in {tp.partition for tp in revoked}:
                 self.tasks.pop(partition, None)
@@ -480,9 +479,10 @@ class EngineRuntime:
         checkpoints: dict[int, Checkpoint | None] = {}
         if self._state is not None:
             try:
-                checkpoints = await asyncio.wait_for(
-                    self._state.read(sorted(by_partition), _RESTORE_BUDGET_S), _RESTORE_BUDGET_S
-                )
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
+                # cancellation that lands as the read completes (the engine task then runs on)
+                async with asyncio.timeout(_RESTORE_BUDGET_S):
+                    checkpoints = await self._state.read(sorted(by_partition), _RESTORE_BUDGET_S)
             except Exception as exc:  # the state topic unreadable: replay instead
                 log.warning("checkpoints not read; replaying", error=str(exc))
         rank = {topic: i for i, topic in enumerate(self.topics.market_data())}

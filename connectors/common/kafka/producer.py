@@ -184,11 +184,13 @@ class RecordProducer:
             **kafka_security_kwargs(cfg.security),
         )
         try:
-            await asyncio.wait_for(producer.start(), timeout=cfg.request_timeout_ms / 1000)
+            async with asyncio.timeout(cfg.request_timeout_ms / 1000):  # not wait_for (3.11:
+                await producer.start()  # it can swallow a cancellation)
         except BaseException as exc:
             self._closed = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), timeout=5)
+                async with asyncio.timeout(5):
+                    await producer.stop()
             if isinstance(exc, KafkaError | OSError | TimeoutError):
                 raise ProducerStartError(self._start_error_message(exc)) from exc
             raise

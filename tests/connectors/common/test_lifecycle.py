@@ -187,3 +187,32 @@ async def test_a_stop_leaking_a_cancellation_does_not_end_the_close() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_landing_as_a_stop_completes_still_ends_the_close() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the result and drops a cancellation that
+    arrives in the loop iteration its awaitable completes in: a hard-stopped engine then ran
+    on for ever. The close must end with the CancelledError either way."""
+    stopping = asyncio.Event()
+    done = asyncio.get_running_loop().create_future()
+
+    async def slow() -> None:
+        stopping.set()
+        await done
+
+    later: list[str] = []
+
+    async def after() -> None:
+        later.append("redis")
+
+    services = Services()
+    services.add("redis", after)
+    services.add("consumer", slow)
+    task = asyncio.create_task(services.close())
+    await stopping.wait()
+    done.set_result(None)  # the stop completes ...
+    task.cancel()  # ... and the cancel lands in the same iteration
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert later == []  # the close ended there
