@@ -4,7 +4,6 @@ services stopped in reverse order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -154,5 +153,9 @@ async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:
     if task is None or task.done():
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # our own cancellation, not the task's: it must go on

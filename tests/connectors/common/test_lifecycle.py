@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from connectors.common.lifecycle import Backoff, Services, StaleFeed, Watchdog
+from connectors.common.lifecycle import Backoff, Services, StaleFeed, Watchdog, cancel_and_wait
 
 
 class FixedDraws:
@@ -216,3 +216,35 @@ async def test_a_cancel_landing_as_a_stop_completes_still_ends_the_close() -> No
     with pytest.raises(asyncio.CancelledError):
         await task
     assert later == []  # the close ended there
+
+
+@pytest.mark.asyncio
+async def test_cancel_and_wait_absorbs_the_tasks_cancellation_not_the_callers() -> None:
+    stubborn_started = asyncio.Event()
+
+    async def stubborn() -> None:  # takes a while to wind down after its cancel
+        stubborn_started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+
+    child = asyncio.create_task(stubborn())
+    await stubborn_started.wait()
+    await cancel_and_wait(child)  # the child's own CancelledError is absorbed
+    assert child.cancelled()
+
+    other = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    after: list[str] = []
+
+    async def owner() -> None:
+        await cancel_and_wait(other)
+        after.append("ran on")
+
+    task = asyncio.create_task(owner())
+    await asyncio.sleep(0.01)  # the owner waits for the child to wind down ...
+    task.cancel()  # ... and is cancelled itself meanwhile
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert after == []
