@@ -259,6 +259,8 @@ class RegimeSubscriber:
         self._delivered = 0
         self._reconnects = 0
         self._connects = 0
+        self._sockets = 0  # sockets the current client opened (see _on_socket)
+        self._sockets_known = 0  # of those, the ones a (re)connect here accounted for
         for name in config.underlyings or ():
             self._watch(name, config.start_for(name, initial=True))
         for name, start in config.start_ids.items():
@@ -413,7 +415,26 @@ class RegimeSubscriber:
                     await client.aclose()
                 raise StopAsyncIteration
             self._failures = 0
+            if self._sockets > self._sockets_known:  # redis-py reconnected on its own
+                await self._reconnected_quietly(client)
             self._buffer(reply)
+
+    async def _on_socket(self, connection: Any) -> None:
+        """redis-py's connect hook, for every socket the client opens. redis-py opens a new
+        one by itself when it finds the pooled one closed at checkout (the server restarted
+        while the subscriber was between reads): counting them is how that is seen."""
+        await connection.on_connect_check_health(check_health=True)
+        self._sockets += 1
+
+    async def _reconnected_quietly(self, client: aioredis.Redis) -> None:
+        """A server restart redis-py hid: counted as a reconnect, and the levels read again
+        (written while the subscriber was not connected). The stream resumes from the last
+        ids as after any reconnect, so nothing is missed or repeated."""
+        self._sockets_known = self._sockets
+        self._reconnects += 1
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self._read_levels(client, tuple(self._last_ids))
+        log.info("subscriber_reconnected", reconnects=self._reconnects, quietly=True)
 
     def _buffer(self, reply: Any) -> None:
         """Queue an XREAD reply's entries, merged by id across the streams (stable)."""
@@ -469,11 +490,13 @@ class RegimeSubscriber:
             decode_responses=False,
             # The subscriber owns reconnects (backoff, levels, resume): no hidden retries.
             retry=Retry(NoBackoff(), 0),
+            redis_connect_func=self._on_socket,
             socket_connect_timeout=cfg.connect_timeout_s,
             socket_timeout=cfg.block_ms / 1000.0 + cfg.command_timeout_s,
             client_name=cfg.client_name,
         )
         self._client = client
+        self._sockets = self._sockets_known = 0
         try:
             await client.ping()
             if not self._initial_done:
@@ -487,6 +510,7 @@ class RegimeSubscriber:
             await self._disconnect()
             raise
         self._initial_done = True
+        self._sockets_known = self._sockets
         self._connected = True
         self._state = "connected"
         self._connects += 1

@@ -19,6 +19,7 @@ from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from schemas.channels import STREAM_FIELD, events_stream, levels_key
 from tests.paths import REPO
 from tests.secure_helpers import TlsFiles, make_tls_files, running
+from tests.sessions import EVENTS_BY_TYPE
 
 DEPLOY = REPO / "deploy" / "redis"
 # The placeholder passwords whose hashes deploy/redis/users.acl holds (replace them).
@@ -103,7 +104,7 @@ def test_the_pipeline_runs_as_the_engine_user_and_bots_only_read(
     args = ["demo", "--max-speed", "--json", "--kafka", kafka_bootstrap, "--no-idempotence"]
     assert main([*args, "--redis", deployed.url_for(None, None)]) == 0
     summary = orjson.loads(capsys.readouterr().out)
-    assert summary["events_received"] == 43
+    assert summary["events_received"] == sum(EVENTS_BY_TYPE.values())  # the demo session's
     asyncio.run(_bot_reads_and_cannot_write(deployed, summary["events_received"]))
 
 
