@@ -21,6 +21,7 @@ from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
 from connectors.common.ingest import IngestStage, MemorySink, replay_capture
+from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer, partition_for_key
 from connectors.common.redis_embedded import EmbeddedRedis
 from connectors.deribit.normaliser import DeribitNormaliser
@@ -547,13 +548,14 @@ async def test_engine_rides_out_a_redis_restart(
 
 @pytest.mark.asyncio
 async def test_engine_stop_during_a_redis_outage_ends_at_once_and_loses_nothing(
-    kafka_bootstrap: str, redis_url: str, produced: Topics
+    kafka_bootstrap: str, redis_url: str, topics: Topics, session: tuple[Path, SessionSummary]
 ) -> None:
     """A stop while the engine waits out a Redis outage (the retry sleep) ends it at once,
-    committing nothing past what it wrote: the next engine of the group publishes the rest."""
-    topics = produced
-    await run_engine(engine_config(kafka_bootstrap, redis_url, topics))
-    reference = [e.id for _, e in await stream(redis_url)]
+    committing nothing it did not write: the next engine of the group publishes it all.
+
+    The outage begins before the input arrives (the engine idle on empty topics), so every
+    batch's write fails, however fast a loaded machine runs the engine."""
+    await ensure_topics(kafka_bootstrap, topics.all(), partitions=3)
     server = EmbeddedRedis(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
     await server.start()
     client = Redis.from_url(server.url, protocol=2)
@@ -567,12 +569,9 @@ async def test_engine_stop_during_a_redis_outage_ends_at_once_and_loses_nothing(
         runtime = EngineRuntime(config)
         stop = asyncio.Event()
         task = asyncio.create_task(runtime.run(stop))
-
-        async def half_way() -> bool:  # batches (and their writes) are left for the outage
-            return runtime.report.records >= 1_600 and await client.xlen(events_stream("BTC")) > 0
-
-        await eventually(half_way, 60, "no events")
+        await eventually(runtime.caught_up.is_set, 60, "the engine did not get its partitions")
         await server.kill()
+        await ingest(kafka_bootstrap, topics, session[0])
         await eventually(lambda: runtime.report.redis_write_failures >= 3, 60, "no retries")
         began = time.monotonic()
         stop.set()
@@ -580,8 +579,13 @@ async def test_engine_stop_during_a_redis_outage_ends_at_once_and_loses_nothing(
         assert task in done and time.monotonic() - began < 3.0
         task.result()
         await server.restart()
-        await run_engine(config)  # the same group resumes from what was committed
-        assert [e.id for _, e in await stream(server.url)] == reference
+        resumed = await run_engine(config)  # the same group: nothing was committed
+        reference = await run_engine(
+            replace(config, redis_url=redis_url, group_id=f"{topics.prefix}reference")
+        )
+        ids = [e.id for _, e in await stream(server.url)]
+        assert ids == [e.id for _, e in await stream(redis_url)]
+        assert len(ids) == sum(resumed.events.values()) == sum(reference.events.values()) > 0
     finally:
         await client.aclose()
         await server.stop()
