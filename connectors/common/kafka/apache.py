@@ -38,6 +38,7 @@ __all__ = [
     "apache_kafka_missing",
     "default_jars_dir",
     "embedded_broker",
+    "random_cluster_id",
 ]
 
 #: The embedded brokers by name (``--broker``): Tansu (the default, from pip alone) and
@@ -125,9 +126,14 @@ def apache_kafka_missing(
     return None
 
 
-def _random_cluster_id() -> str:
-    """What ``StorageTool random-uuid`` prints: 16 random bytes, URL-safe base64, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def random_cluster_id() -> str:
+    """What ``StorageTool random-uuid`` prints: 16 random bytes, URL-safe base64, no padding,
+    never starting with ``-`` (Kafka's ``Uuid.randomUuid`` draws again then too: the tool's
+    argument parser would take such an id for an option, about one start in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class EmbeddedApacheKafka(EmbeddedKafka):
@@ -246,7 +252,7 @@ class EmbeddedApacheKafka(EmbeddedKafka):
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            _random_cluster_id(),
+            random_cluster_id(),
             "-c",
             str(config),
             "--standalone",
