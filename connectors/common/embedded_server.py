@@ -253,6 +253,9 @@ class EmbeddedServer:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
+                # Its own session: a Ctrl-C on the terminal reaches the owner only, which
+                # stops the server after its clients (the engine commits first).
+                start_new_session=True,
             )
         except OSError as exc:
             raise self.error(f"cannot run {self._name()} ({self._binary}): {exc}") from None

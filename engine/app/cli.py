@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 
 from connectors.chain_files import CHAIN_FORMATS, ChainFileError, load_chain_file
 from connectors.common.errors import ParseError
-from connectors.common.kafka.apache import EMBEDDED_BROKERS
 from connectors.common.kafka.embedded import EmbeddedKafkaError
 from connectors.common.kafka.producer import DeliveryError, ProducerConfig, ProducerStartError
 from connectors.common.lifecycle import cancel_and_wait
@@ -31,12 +30,15 @@ from engine.app.demo import (
     DemoConfig,
     PlainView,
     RichView,
+    StatusView,
     describe_event,
     render_summary,
     run_demo,
 )
 from engine.app.record import record_sources
 from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.run_live import announcement, run_live
+from engine.app.services import BROKERS, DEFAULT_BROKER, Embedding, LocalServices
 from engine.app.settings import Settings, load_settings
 from engine.client.subscriber import RegimeSubscriber, SubscriberConfig
 from engine.core.book import GammaBook
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--url", default=None, help=URL_HELP)
     ingest.add_argument("--config", default=None, help=TABLES_HELP)
+    _add_pace_flags(ingest)
 
     demo = commands.add_parser(
         "demo", help="the pipeline on the embedded default, on a simulated Deribit session"
@@ -117,21 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
-    demo.add_argument(
-        "--broker",
-        choices=EMBEDDED_BROKERS,
-        default="tansu",
-        help="the embedded broker when no --kafka: tansu (default) or kafka (Apache Kafka: "
-        "Java and `make kafka-jars`)",
-    )
+    _add_embed_flags(demo)
 
     engine = commands.add_parser("engine", help="Kafka → engine → Redis (the engine half of run)")
     _add_service_flags(engine, required=True)
 
     run = commands.add_parser("run", help="connectors + engine + publisher in one process")
     run.add_argument("--source", action="append", required=True, help=SOURCE_HELP)
-    _add_service_flags(run, required=True)
+    _add_service_flags(run, required=False)
+    _add_embed_flags(run)
     run.add_argument("--url", default=None, help=URL_HELP)
+    _add_pace_flags(run)
+    run.add_argument("--quiet", action="store_true", help="log lines only, no live view")
 
     subscribe = commands.add_parser("subscribe", help="print regime events as they arrive")
     subscribe.add_argument("--underlying", action="append", default=None, help="e.g. BTC, SPX")
@@ -160,6 +160,54 @@ def _add_service_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         dest="idempotence",
         help="plain acks=all producer (brokers without InitProducerId, e.g. Tansu)",
     )
+
+
+def _add_embed_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default=DEFAULT_BROKER,
+        help="the embedded broker started when no --kafka is given",
+    )
+    parser.add_argument("--kafka-port", type=int, default=None, help="embedded broker's port")
+    parser.add_argument("--redis-port", type=int, default=None, help="embedded Redis's port")
+
+
+def _embedding(args: argparse.Namespace, settings: Settings) -> Embedding:
+    """``--broker`` and the embedded services' ports (not with a given service)."""
+    if settings.kafka is not None and args.broker != DEFAULT_BROKER:
+        raise UsageError("--broker chooses the embedded broker: not with a given Kafka")
+    for name, port in (("kafka", args.kafka_port), ("redis", args.redis_port)):
+        if port is not None and getattr(settings, name) is not None:
+            raise UsageError(
+                f"--{name}-port is the embedded {name}'s port, but a {name} is given "
+                f"({getattr(settings, name)})"
+            )
+    try:
+        return Embedding(args.broker, args.kafka_port, args.redis_port)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_pace_flags(parser: argparse.ArgumentParser) -> None:
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=None, help="pace of replay: sources, x recorded time"
+    )
+    pace.add_argument(
+        "--max-speed", action="store_true", help="replay as fast as possible (the default)"
+    )
+
+
+def _replay_speed(args: argparse.Namespace, sources: Sequence[Source]) -> float | None:
+    """``--speed`` for the replay sources (None: as fast as possible)."""
+    if args.speed is None:
+        return None
+    if not args.speed > 0:
+        raise UsageError(f"--speed must be positive, got {args.speed:g}")
+    if not any(s.kind == REPLAY for s in sources):
+        raise UsageError("--speed paces replay: sources; none is given")
+    return float(args.speed)
 
 
 def _settings(args: argparse.Namespace, env: dict[str, str], required: bool) -> Settings:
@@ -266,9 +314,7 @@ def _cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     view = PlainView() if (args.plain or args.json or not sys.stdout.isatty()) else RichView()
     if args.json:
         view = PlainView(out=sys.stderr)
-    if settings.kafka is not None and args.broker != "tansu":
-        raise UsageError("--broker chooses the embedded broker: not with a given Kafka")
-    summary = _run_services(run_demo(settings, demo, view, args.broker), settings)
+    summary = _run_services(run_demo(settings, demo, view, _embedding(args, settings)), settings)
     if args.json:
         sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
     else:
@@ -313,36 +359,31 @@ def _cmd_engine(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = _settings(args, env, required=True)
+    settings = _settings(args, env, required=False)
     sources = [parse_source(spec) for spec in args.source]
-    config = settings.engine_config(settings.kafka, settings.redis, embedded_kafka=False)
-    producer = ProducerConfig(
-        bootstrap=config.bootstrap, enable_idempotence=config.enable_idempotence
-    )
+    speed = _replay_speed(args, sources)
+    embed = _embedding(args, settings)
     venues = _venue_configs(settings, sources, args.url)
+    follow = not args.quiet and sys.stdout.isatty()
+    view = RichView() if follow else StatusView()
 
-    async def both(stop: asyncio.Event) -> tuple[IngestReport, EngineReport]:
-        engine = EngineRuntime(config)
-        engine_task = asyncio.create_task(engine.run(stop), name="engine")
-        try:
-            ingest = await run_ingest(
-                sources,
-                producer,
-                config.topics,
-                stop,
-                venues,
-                partitions=config.partitions,
-            )
-            if not stop.is_set():  # finite sources (replays) ended: let the engine catch up
-                while not (engine.caught_up.is_set() or engine_task.done() or stop.is_set()):
-                    await asyncio.sleep(0.05)
-                stop.set()
-            return ingest, await engine_task
-        finally:
-            stop.set()
-            await cancel_and_wait(engine_task)
+    def announce(local: LocalServices) -> None:
+        print(announcement(local), flush=True)
 
-    ingest, report = _run_services(_until_signal(both), settings)
+    def main(stop: asyncio.Event) -> Awaitable[tuple[IngestReport, EngineReport]]:
+        return run_live(
+            settings,
+            sources,
+            venues,
+            stop,
+            view,
+            follow=follow,
+            embed=embed,
+            replay_speed=speed,
+            announce=announce,
+        )
+
+    ingest, report = _run_services(_until_signal(main), settings)
     print(
         f"run: ingested {ingest.counts['records']} records; engine: "
         f"{orjson.dumps(report.to_dict()).decode()}",
@@ -435,13 +476,16 @@ def _cmd_ingest(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise UsageError(f"--kafka must be HOST:PORT, got {args.kafka!r}")
     producer = ProducerConfig(bootstrap=args.kafka, enable_idempotence=not args.no_idempotence)
     venues = _venue_configs(load_settings({}, env, args.config), sources, args.url)
+    speed = _replay_speed(args, sources)
 
     async def run() -> IngestReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_ingest(sources, producer, Topics(args.topic_prefix), stop, venues)
+        return await run_ingest(
+            sources, producer, Topics(args.topic_prefix), stop, venues, replay_speed=speed
+        )
 
     try:
         report = asyncio.run(run())

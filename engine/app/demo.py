@@ -18,33 +18,29 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from uuid import uuid4
 
-from redis.asyncio import Redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from connectors.common.embedded_server import EmbeddedServer
-from connectors.common.kafka.apache import embedded_broker
 from connectors.common.kafka.producer import ProducerConfig
 from connectors.common.lifecycle import Services, cancel_and_wait
-from connectors.common.redis_embedded import EmbeddedRedis
 from connectors.simulator.deribit_session import SessionConfig, SessionSummary, write_session
 from connectors.sources import Source
+from engine.app.live import LiveFeed, LiveView
 from engine.app.run_ingest import IngestReport, run_ingest
+from engine.app.services import Embedding, start_services
 from engine.app.settings import Settings
-from engine.client.subscriber import Delivery, RegimeSubscriber, SubscriberConfig
+from engine.client.subscriber import Delivery
 from engine.stream.runtime import EngineReport, EngineRuntime
-from schemas.channels import levels_key
 from schemas.events import RegimeEvent
-from schemas.levels import BUCKETS, Levels, decode_levels
+from schemas.levels import BUCKETS, Levels
 from schemas.topics import Topics
 
 BREAKS = ("call_wall_break", "put_wall_break")
-S = TypeVar("S", bound=EmbeddedServer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,35 +106,17 @@ class DemoSummary:
         }
 
 
-class DemoView(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def status(self, text: str) -> None: ...
-    def on_levels(self, levels: Levels) -> None: ...
-    def on_event(self, delivery: Delivery) -> None: ...
-
-
 async def run_demo(
-    settings: Settings, demo: DemoConfig, view: DemoView, broker: str = "tansu"
+    settings: Settings, demo: DemoConfig, view: LiveView, embed: Embedding | None = None
 ) -> DemoSummary:
-    """Run the demo; the services it started are stopped before it returns. ``broker``
-    names the embedded broker started when no Kafka is given (``tansu`` or ``kafka``)."""
+    """Run the demo; the services it started are stopped before it returns."""
     started = time.monotonic()
-    async with Services() as services:
-        bootstrap = settings.kafka
-        idempotent = True  # a given broker: idempotent producers unless settings say otherwise
-        if bootstrap is None:
-            kafka = embedded_broker(broker)
-            what = (
-                "the embedded Apache Kafka broker"
-                if kafka.idempotent
-                else "the embedded Kafka-compatible broker (Tansu)"
-            )
-            bootstrap = (await _start_local(kafka, what, services, view)).bootstrap
-            idempotent = kafka.idempotent
-        redis_url = settings.redis
-        if redis_url is None:
-            redis_url = (await _start_local(EmbeddedRedis(), "a local Redis", services, view)).url
+    async with (
+        start_services(settings.kafka, settings.redis, embed, status=view.status) as local,
+        Services() as services,
+        LiveFeed(local.redis_url, view, underlyings=(demo.currency,)) as feed,
+    ):
+        bootstrap, redis_url = local.bootstrap, local.redis_url
         workdir = tempfile.TemporaryDirectory(prefix="regime-demo-")
 
         async def remove_workdir() -> None:
@@ -159,7 +137,7 @@ async def run_demo(
         )
         # A run of its own on shared infrastructure: fresh topics and consumer group.
         run_id = uuid4().hex[:8]
-        given = settings.engine_config(bootstrap, redis_url, embedded_kafka=not idempotent)
+        given = settings.engine_config(bootstrap, redis_url, embedded_kafka=not local.idempotence)
         prefix = given.topic_prefix or (f"demo-{run_id}." if settings.kafka else "")
         engine_config = replace(
             given,
@@ -168,38 +146,9 @@ async def run_demo(
             session_timeout_ms=3_000,
             heartbeat_interval_ms=500,
         )
-        redis = Redis.from_url(redis_url)
-        services.add("redis client", redis.aclose)
-        subscriber = RegimeSubscriber(
-            SubscriberConfig(
-                redis_url=redis_url, underlyings=(demo.currency,), start_id="$", block_ms=200
-            )
-        )
-        await subscriber.start()
-        services.add("subscriber", subscriber.close)
-        summary_events: list[RegimeEvent] = []
-
-        async def watch_events() -> None:
-            async for delivery in subscriber:
-                summary_events.append(delivery.event)
-                view.on_event(delivery)
-
-        async def watch_levels() -> None:
-            last = None
-            while True:
-                raw = await redis.get(levels_key(demo.currency))
-                if raw is not None and raw != last:
-                    last = raw
-                    view.on_levels(decode_levels(raw))
-                await asyncio.sleep(0.2)
-
         engine = EngineRuntime(engine_config)
         stop_engine = asyncio.Event()
         view.start()
-        tasks = [
-            asyncio.create_task(watch_events(), name="demo-events"),
-            asyncio.create_task(watch_levels(), name="demo-levels"),
-        ]
         engine_task = asyncio.create_task(engine.run(stop_engine), name="engine")
         try:
             view.status(f"replaying {session.messages} messages at {demo.speed or 'max'}x")
@@ -211,44 +160,29 @@ async def run_demo(
                 replay_speed=demo.speed,
             )
             view.status("replay finished; waiting for the engine to catch up")
-            await _until_caught_up(engine, engine_task, demo.timeout_s)
+            await until_caught_up(engine, engine_task, demo.timeout_s)
             stop_engine.set()
             report = await engine_task
-            total = sum(report.events.values())
-            deadline = time.monotonic() + 10.0
-            while len(summary_events) < total and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            raw = await redis.get(levels_key(demo.currency))
-            if raw is not None:
-                view.on_levels(decode_levels(raw))
+            await feed.wait_for_events(sum(report.events.values()), timeout_s=10.0)
+            await feed.refresh_levels()
         finally:
             stop_engine.set()
-            await subscriber.close()  # ends the events iteration (StopAsyncIteration)
-            for task in tasks:
-                await cancel_and_wait(task)
+            await feed.close()
             await cancel_and_wait(engine_task)
             view.stop()
     return DemoSummary(
         session=session,
         ingest=ingest,
         engine=report,
-        events=summary_events,
-        levels=decode_levels(raw) if raw is not None else None,
+        events=feed.events,
+        levels=feed.levels.get(demo.currency),
         elapsed_s=time.monotonic() - started,
-        kafka="embedded" if settings.kafka is None else bootstrap,
-        redis="embedded" if settings.redis is None else redis_url,
+        kafka="embedded" if local.kafka_embedded else bootstrap,
+        redis="embedded" if local.redis_embedded else redis_url,
     )
 
 
-async def _start_local(server: S, what: str, services: Services, view: DemoView) -> S:
-    """Start a local server for the demo; ``services`` stops it in reverse order."""
-    view.status(f"starting {what}")
-    await server.start()
-    services.add(what, server.stop)
-    return server
-
-
-async def _until_caught_up(engine: EngineRuntime, task: asyncio.Task[Any], timeout: float) -> None:
+async def until_caught_up(engine: EngineRuntime, task: asyncio.Task[Any], timeout: float) -> None:
     waiter = asyncio.create_task(engine.caught_up.wait())
     try:
         done, _ = await asyncio.wait(
@@ -333,6 +267,19 @@ class PlainView:
         print(describe_event(delivery.event), file=self.out, flush=True)
 
 
+class StatusView(PlainView):
+    """Status lines only, on stderr (`run --quiet`, or not a terminal: logs, no live view)."""
+
+    def __init__(self, out: Any = None) -> None:
+        super().__init__(out=out or sys.stderr)
+
+    def on_levels(self, levels: Levels) -> None:
+        pass
+
+    def on_event(self, delivery: Delivery) -> None:
+        pass
+
+
 class RichView:
     """A live terminal view: levels per bucket above, the latest events below."""
 
@@ -340,7 +287,7 @@ class RichView:
         self.console = Console()
         self.max_events = max_events
         self._events: list[RegimeEvent] = []
-        self._levels: Levels | None = None
+        self._levels: dict[str, Levels] = {}  # by underlying
         self._status = ""
         self._live = Live(console=self.console, refresh_per_second=8, transient=False)
 
@@ -360,7 +307,7 @@ class RichView:
             self.console.print(f"[dim]-- {text}[/dim]")
 
     def on_levels(self, levels: Levels) -> None:
-        self._levels = levels
+        self._levels[levels.underlying] = levels
         self._refresh()
 
     def on_event(self, delivery: Delivery) -> None:
@@ -373,15 +320,15 @@ class RichView:
         for column in ("bucket", "spot", "zero gamma", "call wall", "put wall", "net GEX"):
             levels_table.add_column(column, justify="right")
         levels_table.add_column("regime")
-        if self._levels is not None:
+        for underlying, levels in sorted(self._levels.items()):
             for name in BUCKETS:
-                b = self._levels.buckets.get(name)
+                b = levels.buckets.get(name)
                 if b is None:
                     continue
                 style = {"positive": "green", "negative": "red"}.get(b.regime or "", "yellow")
                 levels_table.add_row(
-                    name,
-                    _fmt_price(self._levels.spot),
+                    f"{underlying} {name}" if len(self._levels) > 1 else name,
+                    _fmt_price(levels.spot),
                     _fmt_price(b.zero_gamma),
                     _fmt_price(b.call_wall),
                     _fmt_price(b.put_wall),

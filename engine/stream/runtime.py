@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
@@ -39,7 +40,7 @@ from engine.stream.commit import Commit, CommitPolicy
 from engine.stream.decode import decode_messages
 from engine.stream.instrumentation import Instrumentation, NoInstrumentation
 from engine.stream.merge import EventTimeMerge, InputItem
-from engine.stream.partitions import Assignment
+from engine.stream.partitions import Assignment, PartitionState
 from engine.stream.publisher import RedisPublisher, position_field
 from engine.stream.report import EngineReport, InputStatus
 from engine.stream.state_store import StateStore
@@ -51,8 +52,10 @@ __all__ = ["EngineConfig", "EngineReport", "EngineRuntime", "InputStatus"]
 
 log = get_logger("engine")
 _AHEAD_CONFIRM_S = 3.0  # a position past the log's end this long: the input was recreated
-_RESTORE_BUDGET_S = 60.0  # to read the state partitions at an assignment (at most half
-# the session timeout: heartbeats wait for the assignment callback)
+_RESTORE_BUDGET_S = 60.0  # to read the state partitions of new partitions (then: replay)
+# The revocation's commit and checkpoint: the group's rebalance waits for it (heartbeats go
+# on meanwhile), bounded so that a broken broker cannot hold the group for ever.
+_REVOKE_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,10 @@ class EngineRuntime:
         self._commit: Commit | None = None  # the commit procedure, once the clients run
         self.fingerprint = fingerprint(config.levels, config.detector, config.task)
         self._state: StateStore | None = None
+        # Assigned, paused, waiting for the main loop to restore them (see on_assigned);
+        # the generation counts rebalance callbacks, so a restore raced by one starts over.
+        self._unrestored: set[TopicPartition] = set()
+        self._generation = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -254,6 +261,8 @@ class EngineRuntime:
 
     async def _step(self, consumer: AIOKafkaConsumer, commit: Commit) -> None:
         cfg, meter = self.config, self.instrumentation
+        if self._unrestored:
+            await self._restore_assigned(consumer, commit)
         began = time.perf_counter()
         batch = await consumer.getmany(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records)
         meter.stage("fetch", time.perf_counter() - began)
@@ -309,7 +318,7 @@ class EngineRuntime:
         idle = all(self._caught_up(tp) for m in merges for tp in m.tps) and not any(
             m.buffered() for m in merges
         )
-        if idle and merges:
+        if idle and merges and not self._unrestored:
             self.caught_up.set()
         else:
             self.caught_up.clear()
@@ -385,11 +394,12 @@ class EngineRuntime:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Partitions move away: commit what was processed, checkpoint, drop their tasks."""
+        self._generation += 1
+        self._unrestored -= revoked
         try:
             if self._commit is not None:  # bounded: the group's rebalance waits for this
                 await asyncio.wait_for(
-                    self._commit.commit(self.tasks, checkpoint=True),
-                    self.config.session_timeout_ms / 2_000,
+                    self._commit.commit(self.tasks, checkpoint=True), _REVOKE_BUDGET_S
                 )
         finally:  # the tasks go even if that failed: they must not see their input again
             for partition in {tp.partition for tp in revoked}:
@@ -400,59 +410,105 @@ class EngineRuntime:
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """New partitions: their tasks' state from the latest checkpoint, then the input after
-        its offsets; without a usable checkpoint, by replaying the input from the start."""
-        consumer, commit = self._consumer, self._commit
-        assert consumer is not None and commit is not None
+        """New partitions are paused until the main loop restores them
+        (:meth:`_restore_assigned`): the group's heartbeats stop while this callback runs, so
+        reading checkpoints here would have to fit in the session timeout."""
+        self._generation += 1
+        new = {tp for tp in assigned if tp.partition not in self.tasks}
+        if new:
+            assert self._consumer is not None
+            self._consumer.pause(*new)
+            self._unrestored |= new
+        self.caught_up.clear()
+
+    async def _restore_assigned(self, consumer: AIOKafkaConsumer, commit: Commit) -> None:
+        """Give the partitions assigned since the last batch their tasks. Steps:
+
+        1. read the Redis watermarks (what is published already is not published again);
+        2. read the latest checkpoint of each new partition (bounded; unreadable: replay);
+        3. per partition: a task from its checkpoint (or a fresh one, replaying the input
+           from its start), its input positioned after the checkpoint's offsets;
+        4. if a rebalance callback ran meanwhile, stop: the next batch starts over with
+           what is assigned then;
+        5. install the tasks (no await in between, so no callback sees half of them) and
+           resume fetching their input.
+        """
+        generation = self._generation
         await commit.read_watermarks()
-        new = sorted(tp for tp in assigned if tp.partition not in self.tasks)
         by_partition: dict[int, list[TopicPartition]] = {}
-        for tp in new:
+        for tp in sorted(self._unrestored):
             by_partition.setdefault(tp.partition, []).append(tp)
-        rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
         checkpoints: dict[int, Checkpoint | None] = {}
-        if by_partition and self._state is not None:
-            budget = min(_RESTORE_BUDGET_S, self.config.session_timeout_ms / 2_000)
+        if self._state is not None:
             try:
                 checkpoints = await asyncio.wait_for(
-                    self._state.read(sorted(by_partition), budget), budget
+                    self._state.read(sorted(by_partition), _RESTORE_BUDGET_S), _RESTORE_BUDGET_S
                 )
             except Exception as exc:  # the state topic unreadable: replay instead
                 log.warning("checkpoints not read; replaying", error=str(exc))
-        for partition, tps in by_partition.items():
-            tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
-            states = self.assignment.assign(tps)
-            task = self.new_task(partition, tps)
-            checkpoint = checkpoints.get(partition)
-            resume: dict[TopicPartition, int] = {}
-            if checkpoint is not None and not self.restored_task(task, checkpoint):
-                task = self.new_task(partition, tps)  # nothing of a failed restore stays
-            elif checkpoint is not None:
+        rank = {topic: i for i, topic in enumerate(self.topics.market_data())}
+        plans = []
+        try:
+            for partition, tps in by_partition.items():
+                if generation != self._generation:
+                    break
+                tps.sort(key=lambda tp: rank.get(tp.topic, len(rank)))
+                plans.append(await self._position(consumer, partition, tps, checkpoints))
+        except IllegalStateError:  # unassigned meanwhile
+            generation = -1
+        if generation != self._generation:  # a rebalance ran: its partitions start over
+            for tps in by_partition.values():
+                self.assignment.revoke(tps)
+            return
+        for task, states, restored in plans:  # no await from here: no callback in between
+            self.tasks[task.partition] = task
+            if restored is not None:
                 self.report.restored += 1
                 self.instrumentation.count("restores", kind="checkpoint")
                 for state in states:
                     state.last_ts = task.last_ts.get(state.tp, state.last_ts)
                 if self._state is not None:
-                    self._state.adopt(checkpoint)
-                resume = {
-                    tp: checkpoint.offsets[key]
-                    for tp in tps
-                    if (key := position_field(tp.topic, tp.partition)) in checkpoint.offsets
-                }
-                log.info("state restored from checkpoint", partition=partition)
-            self.tasks[partition] = task
-            if not resume:
+                    self._state.adopt(restored)
+                log.info("state restored from checkpoint", partition=task.partition)
+            else:
                 self.instrumentation.count("restores", kind="replay")
-            for tp, offset in resume.items():
-                consumer.seek(tp, offset)
-            from_start = [tp for tp in tps if tp not in resume]
-            if from_start:
-                await consumer.seek_to_beginning(*from_start)
-            for state in states:
-                state.fetched_next = await consumer.position(state.tp)
+        restored, self._unrestored = self._unrestored, set()
+        consumer.resume(*restored)
         self.caught_up.clear()
         self.instrumentation.count("assignments")
         log.info("partitions assigned", partitions=sorted(by_partition))
+
+    async def _position(
+        self,
+        consumer: AIOKafkaConsumer,
+        partition: int,
+        tps: list[TopicPartition],
+        checkpoints: dict[int, Checkpoint | None],
+    ) -> tuple[PartitionTask, list[PartitionState], Checkpoint | None]:
+        """A new partition's task (from its checkpoint when usable), its input positioned
+        after the checkpoint's offsets, or at the start; the checkpoint None if not used."""
+        states = self.assignment.assign(tps)
+        task = self.new_task(partition, tps)
+        checkpoint = checkpoints.get(partition)
+        resume: dict[TopicPartition, int] = {}
+        if checkpoint is not None and not self.restored_task(task, checkpoint):
+            task, checkpoint = self.new_task(partition, tps), None  # nothing of it stays
+        elif checkpoint is not None:
+            resume = {
+                tp: checkpoint.offsets[key]
+                for tp in tps
+                if (key := position_field(tp.topic, tp.partition)) in checkpoint.offsets
+            }
+        if not resume:
+            checkpoint = None  # nothing to resume from: a replay from the start
+        for tp, offset in resume.items():
+            consumer.seek(tp, offset)
+        from_start = [tp for tp in tps if tp not in resume]
+        if from_start:
+            await consumer.seek_to_beginning(*from_start)
+        for state in states:
+            state.reset(await consumer.position(state.tp))
+        return task, states, checkpoint
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -22,15 +23,14 @@ from connectors.common.kafka.embedded import ensure_topics
 from connectors.common.kafka.producer import ProducerConfig, RecordProducer
 from connectors.simulator.chains import spx_like_chain, to_cboe_delayed_quotes
 from connectors.venues import StagePerVenue
-from engine.core.book import GammaBook
-from engine.core.config import LevelsConfig
-from engine.core.levels import compute_levels
 from schemas.channels import levels_key
 from schemas.levels import decode_levels
 from schemas.topics import Topics
+from tests import reference as ref
 from tests.integration.test_pipeline import engine_config, run_engine, stream
 
 NS = 1_000_000_000
+NEW_YORK = ZoneInfo("America/New_York")
 URL = "https://cdn.cboe.com/api/global/delayed_quotes/options/_SPX.json"
 ASOF = datetime(2025, 3, 14, 14, 30, tzinfo=UTC)  # Friday 10:30 New York; SPXW 0DTE expires
 SETTLED = datetime(2025, 3, 14, 20, 5, tzinfo=UTC)  # 16:05 New York: the 0DTE has settled
@@ -38,12 +38,57 @@ AFTER_SETTLEMENT = 2  # documents from 16:05 on, a minute apart (a change confir
 
 
 def zero_gamma_levels() -> tuple[float, float]:
-    """(0dte, all) zero gamma of the chain at its quote time, computed here independently."""
-    snapshot = spx_like_chain(2_000)
-    book = GammaBook("SPX", "cboe", LevelsConfig(), snapshot.spot, snapshot.asof_ns)
-    book.upsert(snapshot.contracts)
-    levels = compute_levels(book)
-    return levels.buckets["0dte"].zero_gamma, levels.buckets["all"].zero_gamma
+    """(0dte, all) zero gamma of the chain at its quote time, straight from the CBOE
+    document and DESIGN §2.1 with the slow reference (not the engine's book): an OSI symbol
+    gives root, date, right and strike (SPXW settles 16:00 New York, SPX at the 09:30
+    open), T = time to settlement / 365 days, dealers long calls and short puts, and the
+    profile's sign change nearest spot refined by bisection."""
+    doc = to_cboe_delayed_quotes(spx_like_chain(2_000))
+    spot = doc["data"]["current_price"]
+    asof = datetime.strptime(doc["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    today = asof.astimezone(NEW_YORK).date()
+    everything, zero_dte = [], []
+    for row in doc["data"]["options"]:
+        symbol = row["option"]
+        root, day, right, strike = symbol[:-15], symbol[-15:-9], symbol[-9], symbol[-8:]
+        date = datetime.strptime(day, "%y%m%d").date()
+        hour, minute = (16, 0) if root == "SPXW" else (9, 30)
+        settles = datetime(date.year, date.month, date.day, hour, minute, tzinfo=NEW_YORK)
+        contract = ref.RefContract(
+            strike=int(strike) / 1000,
+            tau=(settles - asof).total_seconds() / (365 * 86400),
+            iv=row["iv"],
+            basis=1.0,
+            position=row["open_interest"] * (1 if right == "C" else -1),
+            multiplier=100.0,
+            is_call=right == "C",
+        )
+        everything.append(contract)
+        if date == today:
+            zero_dte.append(contract)
+    return _root_nearest(zero_dte, spot), _root_nearest(everything, spot)
+
+
+def _root_nearest(contracts: list[ref.RefContract], spot: float) -> float:
+    """The dealer GEX profile's root nearest ``spot`` (a scan of ±5 %, then bisection)."""
+
+    def gex(s: float) -> float:
+        return sum(ref.contract_gex(c, s) for c in contracts)
+
+    grid = [spot * (0.95 + 0.1 * i / 100) for i in range(101)]
+    values = [gex(s) for s in grid]
+    brackets = [(i, i + 1) for i in range(100) if values[i] * values[i + 1] < 0]
+    assert brackets, "the reference profile has no root within 5 % of spot"
+    i, j = min(brackets, key=lambda b: abs((grid[b[0]] + grid[b[1]]) / 2 - spot))
+    (lo, at_lo), hi = (grid[i], values[i]), grid[j]
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        at_mid = gex(mid)
+        if (at_lo < 0) == (at_mid < 0):
+            lo, at_lo = mid, at_mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def write_capture(path: Path, spots: list[float]) -> None:

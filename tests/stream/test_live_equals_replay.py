@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
@@ -33,6 +33,9 @@ def staged(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> di
     max_examples=3,
     deadline=None,
     derandomize=False,
+    # each case runs engines through a real broker for seconds: a failing case is reported
+    # as drawn (its fields say how to rerun it in benchmarks/determinism.py), not shrunk
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(case=cases)

@@ -293,10 +293,12 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         self._controller_port = None
 
 
-def embedded_broker(name: str) -> EmbeddedKafka:
-    """A new (not started) embedded broker by its :data:`EMBEDDED_BROKERS` name."""
+def embedded_broker(name: str, port: int | None = None) -> EmbeddedKafka:
+    """A new (not started) embedded broker by its :data:`EMBEDDED_BROKERS` name, on ``port``
+    (None: a free one); its ``idempotent`` says whether it grants InitProducerId. The one
+    place ``--broker`` is turned into a server."""
     if name == "tansu":
-        return EmbeddedKafka()
+        return EmbeddedKafka(port=port)
     if name == "kafka":
-        return EmbeddedApacheKafka()
+        return EmbeddedApacheKafka(port=port)
     raise ValueError(f"unknown broker {name!r} (one of {', '.join(EMBEDDED_BROKERS)})")
