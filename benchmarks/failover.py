@@ -1,11 +1,12 @@
 """Engine start-up and failover time on a real broker.
 
-    python benchmarks/failover.py --json [--broker kafka|tansu]
+    python benchmarks/failover.py --json
 
-Starts its own embedded broker (Apache Kafka by default: Java and ``make kafka-jars``) and
-Redis, and streams a seeded simulated Deribit session into fresh topics at real time (the
-live path: parse, pack, produce) for the whole run. Engines are ``regime-engine engine``
-processes in one consumer group, each with a config file of its own settings.
+Starts its own embedded Apache Kafka broker (Java and ``make kafka-jars``; Tansu describes
+no group assignments, so which engine to kill cannot be told there) and Redis, and streams a
+seeded simulated Deribit session into fresh topics at real time (the live path: parse, pack,
+produce) for the whole run. Engines are ``regime-engine engine`` processes in one consumer
+group, each with a config file of its own settings.
 
 - ``cold_start_s``: from spawning the first engine process to its first write to Redis (the
   first batch it publishes: the group's Redis watermark for the BTC input partition moves).
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
-from connectors.common.kafka.apache import EMBEDDED_BROKERS, embedded_broker
+from connectors.common.kafka.apache import embedded_broker
 from connectors.common.kafka.embedded import ensure_topics, group_assignment
 from connectors.common.kafka.producer import ProducerConfig, partition_for_key
 from connectors.common.lifecycle import cancel_and_wait
@@ -192,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         session,
     )
     topics = Topics(f"fo{os.urandom(3).hex()}.")
-    async with embedded_broker(args.broker) as kafka, EmbeddedRedis() as server:
+    async with embedded_broker("kafka") as kafka, EmbeddedRedis() as server:
         await ensure_topics(kafka.bootstrap, topics.all(), partitions=PARTITIONS)
         producer = ProducerConfig(
             kafka.bootstrap, enable_idempotence=kafka.idempotent, pack_max_ticks=256
@@ -222,7 +223,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await cancel_and_wait(feed)
             await redis.aclose()
     return {
-        "broker": args.broker,
+        "broker": "kafka",
         "cold_start_s": tuned["cold_start_s"],
         "failover_s": tuned["failover_s"],
         "default_cold_start_s": default["cold_start_s"],
@@ -253,7 +254,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--broker", choices=EMBEDDED_BROKERS, default="kafka")
     parser.add_argument("--instruments", type=int, default=300)
     parser.add_argument("--session-seconds", type=float, default=600.0)
     parser.add_argument("--session-timeout-ms", type=int, default=1500)

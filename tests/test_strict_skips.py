@@ -63,3 +63,29 @@ def test_without_strict_mode_every_skip_is_a_skip(
     result = _run(pytester, strict)
     result.assert_outcomes(passed=1, skipped=4)
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_apache_kafka_tests_skip_by_name_without_the_jars(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine without the broker's jars (HOME elsewhere: no cache) skips the kafka
+    half of the ``broker`` fixture with an allowed reason, so strict CI stays green."""
+    monkeypatch.setenv("HOME", str(pytester.path))
+    monkeypatch.setenv(STRICT_SKIPS_ENV, "1")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeconftest(
+        "from tests.conftest import apache_kafka_bootstrap, broker  # noqa: F401\n" + CONFTEST
+    )
+    pytester.makepyfile(
+        test_kafka="""
+import pytest
+
+@pytest.mark.parametrize("broker", ["kafka"], indirect=True)
+def test_on_apache_kafka(broker):
+    raise AssertionError("ran without the jars")
+"""
+    )
+    result = pytester.runpytest_inprocess("-rA")
+    result.assert_outcomes(skipped=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["SKIPPED*apache-kafka: Apache Kafka * jars not in *kafka-jars*"])

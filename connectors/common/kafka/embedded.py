@@ -237,7 +237,8 @@ async def topic_partitions(
 
 async def group_assignment(bootstrap: str, group: str) -> dict[str, set[TopicPartition]] | None:
     """Client id → the partitions it holds in consumer group ``group``, once the group is
-    stable (None while it rebalances, has no members or no coordinator yet)."""
+    stable (None while it rebalances, has no members or no coordinator yet, and on a broker
+    that describes no assignments: Tansu)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -250,6 +251,8 @@ async def group_assignment(bootstrap: str, group: str) -> dict[str, set[TopicPar
         await admin.close()
     _, _, state, _, _, members, *_ = response.groups[0]
     if state != "Stable" or not members:
+        return None
+    if not all(member[4] for member in members):  # Tansu describes no assignments
         return None
     return {
         member[1]: set(ConsumerProtocolMemberAssignment.decode(member[4]).partitions())
