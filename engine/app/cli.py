@@ -557,10 +557,7 @@ def _cmd_run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = _redis_settings(args, env)
-    redis_url = settings.redis
-    if not redis_url:
-        raise UsageError("subscribe needs --redis URL (or REGIME_ENGINE_REDIS)")
+    settings, redis_url = _redis_settings(args, env, "subscribe")
     if args.count is not None and args.count <= 0:
         raise UsageError("--count must be positive")
     try:
@@ -615,16 +612,21 @@ def _comma_list(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
 
 
-def _redis_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
-    """The Redis URL and its security of a Redis-only command (subscribe, alert, dashboard)."""
-    return load_settings({"redis": args.redis, "redis_security": _redis_security_flags(args)}, env)
+def _redis_settings(
+    args: argparse.Namespace, env: dict[str, str], command: str
+) -> tuple[Settings, str]:
+    """The settings of a Redis-only command (subscribe, alert, dashboard) and its Redis URL,
+    which it cannot run without (a one-line UsageError)."""
+    settings = load_settings(
+        {"redis": args.redis, "redis_security": _redis_security_flags(args)}, env
+    )
+    if not settings.redis:
+        raise UsageError(f"{command} needs --redis URL (or REGIME_ENGINE_REDIS)")
+    return settings, settings.redis
 
 
 def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = _redis_settings(args, env)
-    redis_url = settings.redis
-    if not redis_url:
-        raise UsageError("alert needs --redis URL (or REGIME_ENGINE_REDIS)")
+    settings, redis_url = _redis_settings(args, env, "alert")
     config = AlertConfig(
         redis_url=redis_url,
         webhook_url=args.webhook,
@@ -644,10 +646,7 @@ def _cmd_alert(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = _redis_settings(args, env)
-    redis_url = settings.redis
-    if not redis_url:
-        raise UsageError("dashboard needs --redis URL (or REGIME_ENGINE_REDIS)")
+    settings, redis_url = _redis_settings(args, env, "dashboard")
     config = DashboardConfig(
         redis_url=redis_url,
         host=args.host,
